@@ -1,1 +1,14 @@
-"""llava_structlora/data."""
+"""LLaVA data pipeline: vicuna_v1 template, lazy supervised dataset, collators."""
+from .collator import DataCollatorForSupervisedDataset, collate_for_generation
+from .conversation import (IGNORE_INDEX, IMAGE_TOKEN, VICUNA_SYSTEM, ConversationError, build_prompt,
+                           conversation_segments)
+from .dataset import BadRecordError, LazySupervisedDataset, resolve_image_folder
+from .encoding import (encode_conversation, encode_prompt, expand2square, load_image, mean_colour,
+                       num_image_tokens)
+
+__all__ = [
+    "IGNORE_INDEX", "IMAGE_TOKEN", "VICUNA_SYSTEM", "ConversationError", "BadRecordError",
+    "build_prompt", "conversation_segments", "LazySupervisedDataset", "resolve_image_folder",
+    "DataCollatorForSupervisedDataset", "collate_for_generation", "encode_conversation",
+    "encode_prompt", "expand2square", "load_image", "mean_colour", "num_image_tokens",
+]

@@ -1,1 +1,13 @@
-"""llava_structlora/metrics."""
+"""Official-rule scorers: VQAv2 (vqaEval.py), GQA (eval.py), COCO captions (pycocoevalcap).
+
+CLI: `python -m llava_structlora.metrics {vqav2,gqa,caption} ...` (see __main__.py).
+"""
+from .caption import score_captions
+from .common import MetricInputError
+from .gqa import score_gqa
+from .vqa import score_vqav2, vqa_question_accuracy
+from .vqa_normalize import evalai_answer_processor, normalize, process_digit_article, process_punctuation
+
+
+__all__ = ["MetricInputError", "score_vqav2", "score_gqa", "score_captions", "vqa_question_accuracy",
+           "evalai_answer_processor", "normalize", "process_punctuation", "process_digit_article"]

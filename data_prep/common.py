@@ -1,0 +1,356 @@
+"""Shared machinery of the official-format converters (coco, vqav2, gqa).
+
+Why it exists: the three converters must agree on how they stream big official files,
+sample low-data subsets, check images, report bad input and describe their outputs, so
+that the dataset and the scorers downstream can rely on one contract (docs/data.md).
+
+- Streaming JSON reads with ijson (never `json.load` of a 330 MB file); malformed JSON is a
+  `ConvertError` naming the file and the position.
+- Streaming, atomic JSON/JSONL writes (temp file + fsync + `os.replace`, the streaming
+  counterpart of `llava_structlora.utils.io.atomic_write_bytes`, which needs the whole
+  payload in memory).
+- `SkipLog`: counted, logged skips with reasons and first examples; `strict` turns them
+  into errors. `select_subset`: deterministic, nested fraction/limit sampling.
+- `write_manifest`: `DATA_ROOT/<task>/manifest.json`, merged per split across runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import sys
+import tempfile
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence, TextIO
+
+import ijson
+
+from llava_structlora.utils.io import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger("data_prep")
+
+CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
+SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
+CHECK_MODES = ("none", "exists", "full")
+MANIFEST_VERSION = 1
+_EXACT_POSITION_MAX_BYTES = 64 << 20  # re-parse with `json` for an exact line/column below this
+
+
+class ConvertError(ValueError):
+    """Bad input that cannot be skipped meaningfully; the message names file and record."""
+
+
+# ----------------------------------------------------------------------------- reading JSON
+class _CountingReader:
+    """Binary file wrapper that remembers how many bytes the parser has consumed."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.pos = f, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.pos += len(data)
+        return data
+
+
+def _malformed(path: Path, reader: _CountingReader, err: Exception) -> ConvertError:
+    where = f"near byte {reader.pos}"
+    if path.stat().st_size <= _EXACT_POSITION_MAX_BYTES:
+        try:
+            with open(path, "rb") as f:
+                json.load(f)
+        except json.JSONDecodeError as exact:
+            where = f"line {exact.lineno} column {exact.colno} (char {exact.pos}): {exact.msg}"
+        except (UnicodeDecodeError, ValueError) as exact:
+            where = f"{where}: {exact}"
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ConvertError(f"malformed JSON in {path}: {where} ({detail})")
+
+
+def iter_json(path: str | os.PathLike, prefix: str, kv: bool = False) -> Iterator[Any]:
+    """Stream `ijson.items` (or `kvitems` with kv=True) of `path` at `prefix`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConvertError(f"input file not found: {path}")
+    with open(path, "rb") as f:
+        reader = _CountingReader(f)
+        fn = ijson.kvitems if kv else ijson.items
+        try:
+            yield from fn(reader, prefix, use_float=True)
+        except ijson.JSONError as err:
+            raise _malformed(path, reader, err) from None
+
+
+def read_header(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, Any]:
+    """Top-level values of `keys` present in `path` (one early-stopping C pass per key)."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        for value in iter_json(path, key):
+            out[key] = value
+            break
+    return out
+
+
+def require_array(path: str | os.PathLike, key: str) -> None:
+    """Fail clearly when the top-level array `key` is absent (ijson would just yield nothing)."""
+    for value in iter_json(path, key):
+        if isinstance(value, list):
+            return
+        raise ConvertError(f"{path}: top-level '{key}' must be a list, got {type(value).__name__}")
+    raise ConvertError(f"{path}: no top-level '{key}' array; is this the right file?")
+
+
+def field(rec: Any, name: str, path: Path | str, where: str, types: tuple = (str,)) -> Any:
+    """`rec[name]` with a clear error naming file and record when absent or mistyped."""
+    if not isinstance(rec, dict):
+        raise ConvertError(f"{path}: {where}: expected a JSON object, got {type(rec).__name__}")
+    if name not in rec:
+        raise ConvertError(f"{path}: {where}: missing field '{name}'")
+    value = rec[name]
+    if not isinstance(value, types) or isinstance(value, bool):
+        want = "/".join(t.__name__ for t in types)
+        raise ConvertError(f"{path}: {where}: field '{name}' must be {want}, got {value!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------- writing JSON
+@contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[TextIO]:
+    """Text file written to a temp sibling and renamed over `path` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class JsonStreamWriter:
+    """Writes `[...]`, `{k: v, ...}` or `{**head, key: [...]}` one element at a time."""
+
+    def __init__(self, f: TextIO, kind: str = "list", head: dict | None = None,
+                 key: str | None = None) -> None:
+        self.f, self.kind, self.n = f, kind, 0
+        if key is not None:
+            body = json.dumps(head or {}, ensure_ascii=False)[:-1]
+            sep = ", " if head else ""
+            f.write(f"{body}{sep}{json.dumps(key)}: [")
+            self.close_text = "]}\n"
+        else:
+            f.write("[" if kind == "list" else "{")
+            self.close_text = ("]" if kind == "list" else "}") + "\n"
+
+    def add(self, item: Any, key: str | None = None) -> None:
+        text = json.dumps(item, ensure_ascii=False)
+        if self.kind == "dict":
+            text = f"{json.dumps(str(key))}: {text}"
+        self.f.write(("\n" if self.n == 0 else ",\n") + text)
+        self.n += 1
+
+    def close(self) -> None:
+        self.f.write(("\n" if self.n else "") + self.close_text)
+
+
+def jsonl_line(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False) + "\n"
+
+
+# ----------------------------------------------------------------------------- records
+def llava_record(rec_id: str, image: str, question: str, answer: str) -> dict:
+    """One LLaVA instruction record (image token first, as LLaVA-1.5's mixes)."""
+    return {"id": rec_id, "image": image, "conversations": [
+        {"from": "human", "value": f"<image>\n{question}"},
+        {"from": "gpt", "value": answer}]}
+
+
+def eval_question(question_id: Any, image: str, text: str) -> dict:
+    """One LLaVA eval question line (no `<image>`: the eval loader inserts it)."""
+    return {"question_id": question_id, "image": image, "text": text}
+
+
+def short_answer_text(question: str) -> str:
+    return f"{question}\n{SHORT_ANSWER_PROMPT}"
+
+
+# ----------------------------------------------------------------------------- images
+class ImageChecker:
+    """Cached per-image problem lookup: None when usable, else a skip reason."""
+
+    def __init__(self, root: str | os.PathLike, mode: str = "exists") -> None:
+        if mode not in CHECK_MODES:
+            raise ConvertError(f"--check-images must be one of {CHECK_MODES}, got {mode!r}")
+        self.root, self.mode = Path(root), mode
+        if not self.root.is_dir():
+            raise ConvertError(f"image folder not found: {self.root}")
+        self._cache: dict[str, str | None] = {}
+        self._dirs: dict[str, bool] = {}
+
+    def in_subdir(self, subdir: str, file_name: str) -> str:
+        """`subdir/file_name` when `root/subdir/` exists (root = parent of train2014/ etc.)."""
+        if subdir not in self._dirs:
+            self._dirs[subdir] = bool(subdir) and (self.root / subdir).is_dir()
+        return f"{subdir}/{file_name}" if self._dirs[subdir] else file_name
+
+    def problem(self, rel: str) -> str | None:
+        if self.mode == "none":
+            return None
+        if rel not in self._cache:
+            self._cache[rel] = self._check(self.root / rel)
+        return self._cache[rel]
+
+    def _check(self, path: Path) -> str | None:
+        if not path.is_file():
+            return "missing_image"
+        if self.mode == "full":
+            from PIL import Image
+            try:
+                with Image.open(path) as im:
+                    im.verify()
+                with Image.open(path) as im:
+                    im.load()  # verify() misses truncated data; decoding does not
+            except Exception:  # noqa: BLE001 - any decoder failure means unusable
+                return "corrupt_image"
+        return None
+
+
+def image_folder_entry(images: str | os.PathLike, out: str | os.PathLike) -> str:
+    """Relative to the task dir when inside DATA_ROOT (= out's parent), else absolute."""
+    images, out = Path(images).resolve(), Path(out).resolve()
+    if images == out.parent or out.parent in images.parents:
+        return os.path.relpath(images, out)
+    return str(images)
+
+
+# ----------------------------------------------------------------------------- skips & sampling
+class SkipLog:
+    """Counted skips per split and reason, with the first examples; `strict` makes them errors."""
+
+    def __init__(self, strict: bool = False, max_examples: int = 5) -> None:
+        self.strict, self.max_examples = strict, max_examples
+        self.reasons: dict[str, Counter] = {}
+        self.examples: dict[str, dict[str, list[str]]] = {}
+
+    def skip(self, split: str, reason: str, where: str) -> None:
+        if self.strict:
+            raise ConvertError(f"{where}: {reason} (refused because of --strict)")
+        counter = self.reasons.setdefault(split, Counter())
+        counter[reason] += 1
+        examples = self.examples.setdefault(split, {}).setdefault(reason, [])
+        if len(examples) < self.max_examples:
+            examples.append(where)
+            logger.warning("skip [%s] %s: %s", split, reason, where)
+
+    def total(self, split: str) -> int:
+        return sum(self.reasons.get(split, Counter()).values())
+
+    def summary(self, split: str) -> dict[str, Any]:
+        return {"skipped": self.total(split),
+                "reasons": dict(sorted(self.reasons.get(split, Counter()).items())),
+                "examples": self.examples.get(split, {})}
+
+
+def select_subset(keys: Iterable, *, limit: int | None = None, fraction: float | None = None,
+                  seed: int = 0) -> set | None:
+    """Keys kept by fraction/limit; None means keep all.
+
+    Deterministic for a given key set and seed, whatever the input order: keys are sorted,
+    shuffled with `random.Random(seed)`, and a prefix of round(fraction*n) (>= 1), capped at
+    `limit`, is kept. Prefixes of one permutation are nested: 10% ⊂ 25% ⊂ 50% ⊂ 100%.
+    """
+    if fraction is not None and not 0.0 < fraction <= 1.0:
+        raise ConvertError(f"--fraction must be in (0, 1], got {fraction}")
+    if limit is not None and limit < 0:
+        raise ConvertError(f"--limit must be >= 0, got {limit}")
+    if limit is None and fraction is None:
+        return None
+    order = sorted(keys)
+    random.Random(seed).shuffle(order)
+    k = len(order)
+    if fraction is not None and order:
+        k = max(1, math.floor(fraction * len(order) + 0.5))
+    if limit is not None:
+        k = min(k, limit)
+    return set(order[:k])
+
+
+# ----------------------------------------------------------------------------- manifest & CLI
+def write_manifest(out: str | os.PathLike, task: str, image_folder: str,
+                   splits: dict[str, dict[str, Any]]) -> dict:
+    """Write `out/manifest.json` (+ `image_folder.txt`), replacing only the given splits.
+
+    Each split entry holds at least `count`, `skipped`, `reasons`; top-level `counts`,
+    `skipped`, `reasons` are keyed by split. Splits of earlier runs into the same dir are
+    kept (gqa train and testdev are converted by separate calls), so they must agree on
+    `image_folder`.
+    """
+    out = Path(out)
+    path = out / "manifest.json"
+    old: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            old = {}
+    kept = {s: v for s, v in old.get("splits", {}).items()
+            if s not in splits and old.get("task") == task}
+    if kept and old.get("image_folder") != image_folder:
+        raise ConvertError(
+            f"{path}: splits {sorted(kept)} were converted with image_folder "
+            f"{old.get('image_folder')!r}, this run uses {image_folder!r}; use one image folder "
+            f"per task dir or another --out")
+    merged = {**kept, **splits}
+    manifest = {
+        "task": task, "format_version": MANIFEST_VERSION, "image_folder": image_folder,
+        "counts": {s: v["count"] for s, v in merged.items()},
+        "skipped": {s: v["skipped"] for s, v in merged.items()},
+        "reasons": {s: v["reasons"] for s, v in merged.items()},
+        "splits": merged,
+    }
+    atomic_write_text(out / "image_folder.txt", image_folder + "\n")
+    atomic_write_json(path, manifest)
+    return manifest
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", required=True, help="image folder (see docs/data.md)")
+    p.add_argument("--out", required=True, help="task output dir, e.g. DATA_ROOT/<task>")
+    p.add_argument("--fraction", type=float, default=None,
+                   help="keep this fraction of the TRAINING split (low-data tables)")
+    p.add_argument("--limit", type=int, default=None, help="cap on kept training units")
+    p.add_argument("--eval-limit", type=int, default=None, help="cap on kept units per eval split")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed for --fraction/--limit")
+    p.add_argument("--check-images", choices=CHECK_MODES, default="exists",
+                   help="none | exists (default) | full (PIL verify + decode every image)")
+    p.add_argument("--strict", action="store_true", help="turn every skip into an error")
+
+
+def common_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"images": args.images, "out": args.out, "fraction": args.fraction,
+            "limit": args.limit, "eval_limit": args.eval_limit, "seed": args.seed,
+            "check_images": args.check_images, "strict": args.strict}
+
+
+def run_cli(fn: Any, kwargs: dict[str, Any]) -> int:
+    """Call a converter, print a one-line summary per split; ConvertError -> exit code 2."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        manifest = fn(**kwargs)
+    except ConvertError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for split in manifest["counts"]:
+        print(f"{manifest['task']}/{split}: {manifest['counts'][split]} records, "
+              f"{manifest['skipped'][split]} skipped {manifest['reasons'][split]}")
+    return 0

@@ -1,0 +1,127 @@
+"""Lazy supervised dataset over LLaVA instruction JSON.
+
+The JSON is streamed once with ijson to index and validate the records (text only, no images);
+images are opened, padded (expand2square, processor mean colour) and preprocessed only in
+``__getitem__``.
+
+Bad records (documented policy):
+- structural problems found while indexing (no gpt turn, roles not alternating, no
+  ``conversations``): counted in ``self.skipped`` by reason, logged with the record id, and
+  left out of the index; ``strict=True`` raises ``BadRecordError`` naming file and id instead.
+- an image that is missing or cannot be decoded is only seen on access: the sample is counted
+  (``self.skipped["bad image"]``), logged with id and path, and the next record is returned;
+  ``strict=True`` raises. More than ``max_consecutive_bad`` bad images in a row raise anyway.
+- sequences longer than ``model_max_length`` are cut at the end (never inside the image
+  tokens) and counted in ``self.truncated`` with a warning.
+Counters live in the process that touched the sample (DataLoader workers have their own).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from .conversation import ConversationError, conversation_segments
+from .encoding import encode_segments, load_image, truncate
+
+logger = logging.getLogger(__name__)
+
+
+class BadRecordError(ValueError):
+    """A record that cannot be used (named by file and record id)."""
+
+
+def resolve_image_folder(json_path: str | Path, image_folder: str | Path | None = None) -> Path:
+    """``image_folder`` if given, else the task dir's manifest.json ``image_folder``, else the JSON's dir."""
+    json_path = Path(json_path)
+    if image_folder is not None:
+        return Path(image_folder)
+    manifest = json_path.parent / "manifest.json"
+    if manifest.exists():
+        folder = json.loads(manifest.read_text()).get("image_folder")
+        if folder is not None:
+            folder = Path(folder)
+            return folder if folder.is_absolute() else (json_path.parent / folder)
+    return json_path.parent
+
+
+def _iter_records(path: Path):
+    import ijson
+
+    with open(path, "rb") as f:
+        try:
+            yield from ijson.items(f, "item")
+        except ijson.JSONError as e:
+            raise BadRecordError(f"{path}: malformed JSON ({e})") from e
+
+
+class LazySupervisedDataset(Dataset):
+    """Items: ``{"input_ids", "labels", "pixel_values" (or None for text-only), "id"}``."""
+
+    def __init__(self, json_path: str | Path, processor, image_folder: str | Path | None = None,
+                 model_max_length: int | None = None, system: str = "", strict: bool = False,
+                 limit: int | None = None, max_consecutive_bad: int = 16):
+        self.json_path = Path(json_path)
+        self.processor = processor
+        self.image_folder = resolve_image_folder(self.json_path, image_folder)
+        self.max_len = model_max_length or processor.tokenizer.model_max_length
+        self.system, self.strict, self.max_bad = system, strict, max_consecutive_bad
+        self.image_token_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
+        self.skipped: Counter = Counter()
+        self.truncated = 0
+        self.records: list[dict[str, Any]] = []
+        for n, rec in enumerate(_iter_records(self.json_path)):
+            if limit is not None and len(self.records) >= limit:
+                break
+            self._index(rec, n)
+        if not self.records:
+            raise BadRecordError(f"{self.json_path}: no usable records (skipped: {dict(self.skipped)})")
+
+    def _index(self, rec: Any, n: int) -> None:
+        rid = rec.get("id", f"#{n}") if isinstance(rec, dict) else f"#{n}"
+        try:
+            if not isinstance(rec, dict) or not isinstance(rec.get("conversations"), list):
+                raise ConversationError("no conversations list")
+            conversation_segments(rec["conversations"], self.system)
+        except ConversationError as e:
+            self._bad(str(e), f"{self.json_path} record {rid}: {e}")
+            return
+        self.records.append({"id": str(rid), "image": rec.get("image"), "conversations": rec["conversations"]})
+
+    def _bad(self, reason: str, msg: str) -> None:
+        if self.strict:
+            raise BadRecordError(msg)
+        self.skipped[reason] += 1
+        logger.warning("skipping %s", msg)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def encode(self, rec: dict[str, Any]) -> tuple[list[int], list[int]]:
+        ids, labels = encode_segments(conversation_segments(rec["conversations"], self.system), self.processor)
+        ids, labels, cut = truncate(ids, labels, self.max_len, self.image_token_id)
+        if cut:
+            self.truncated += 1
+            logger.warning("record %s truncated to model_max_length=%d (%d so far)", rec["id"], self.max_len, self.truncated)
+        return ids, labels
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        for attempt in range(self.max_bad + 1):
+            rec = self.records[(i + attempt) % len(self.records)]
+            pixel_values = None
+            if rec["image"] is not None:
+                path = self.image_folder / rec["image"]
+                try:
+                    pixel_values = load_image(str(path), self.processor)
+                except (OSError, ValueError, SyntaxError) as e:
+                    self._bad("bad image", f"{self.json_path} record {rec['id']}: image {path}: {e}")
+                    continue
+            ids, labels = self.encode(rec)
+            return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
+                    "pixel_values": pixel_values, "id": rec["id"]}
+        raise BadRecordError(f"{self.json_path}: {self.max_bad + 1} bad images in a row from index {i}")

@@ -1,0 +1,186 @@
+"""Stage 1 of StructLoRA: per-direction gates (the IB filter, paper eq. 2-3 and App. E.2).
+
+Gates are data-independent: one value per rank-one direction of a layer, sampled once per model
+forward in training and deterministic in eval, which is what makes merging exact (DESIGN.md §1).
+All math works on parameters stacked over layers, shape ``(N, r)``, so the coordinator samples
+every layer's gates in a handful of ops; a single layer is the ``N = 1`` case.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .config import StructLoRAConfig
+
+_EPS = 1e-6
+
+
+class BaseGate(nn.Module):
+    """A gate owns its parameters (or masks); ``sample``/``evaluate``/``kl`` take them stacked."""
+
+    param_names: tuple[str, ...] = ()
+    has_kl: bool = True
+
+    def stacked_inputs(self) -> dict[str, Tensor]:
+        return {n: getattr(self, n) for n in self.param_names}
+
+    @staticmethod
+    def sample(p: dict[str, Tensor], cfg: StructLoRAConfig, tau: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def evaluate(p: dict[str, Tensor], cfg: StructLoRAConfig) -> Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def kl(p: dict[str, Tensor], cfg: StructLoRAConfig) -> Tensor:
+        """Per-layer compression term, shape ``(N,)``."""
+        raise NotImplementedError
+
+
+class HardConcreteGate(BaseGate):
+    """Stretched binary concrete (Louizos et al. 2018); compression = expected open gates (L0)."""
+
+    param_names = ("log_alpha",)
+    GAMMA, ZETA = -0.1, 1.1
+
+    def __init__(self, r: int, cfg: StructLoRAConfig, device=None) -> None:
+        super().__init__()
+        beta = cfg.hard_concrete_temperature
+        p = cfg.gate_init_open  # P(gate > 0) = sigmoid(log_alpha - beta * log(-gamma / zeta))
+        init = math.log(p / (1 - p)) + beta * math.log(-self.GAMMA / self.ZETA)
+        self.log_alpha = nn.Parameter(torch.full((r,), init, device=device))
+
+    @staticmethod
+    def sample(p, cfg, tau):
+        la = p["log_alpha"]
+        u = torch.rand_like(la).clamp(_EPS, 1 - _EPS)
+        s = torch.sigmoid((u.log() - (-u).log1p() + la) / cfg.hard_concrete_temperature)
+        g = HardConcreteGate
+        return (s * (g.ZETA - g.GAMMA) + g.GAMMA).clamp(0.0, 1.0)
+
+    @staticmethod
+    def evaluate(p, cfg):
+        g = HardConcreteGate
+        return (torch.sigmoid(p["log_alpha"]) * (g.ZETA - g.GAMMA) + g.GAMMA).clamp(0.0, 1.0)
+
+    @staticmethod
+    def kl(p, cfg):
+        g = HardConcreteGate
+        shift = cfg.hard_concrete_temperature * math.log(-g.GAMMA / g.ZETA)
+        return torch.sigmoid(p["log_alpha"] - shift).sum(-1)
+
+
+class GaussianGate(BaseGate):
+    """Reparameterized Gaussian gate; KL to N(prior_mean, prior_std^2) (the paper's L2-type penalty)."""
+
+    param_names = ("mu", "log_sigma")
+
+    def __init__(self, r: int, cfg: StructLoRAConfig, device=None) -> None:
+        super().__init__()
+        self.mu = nn.Parameter(torch.ones(r, device=device))
+        self.log_sigma = nn.Parameter(torch.full((r,), math.log(cfg.gaussian_init_std), device=device))
+
+    @staticmethod
+    def sample(p, cfg, tau):
+        return p["mu"] + p["log_sigma"].exp() * torch.randn_like(p["mu"])
+
+    @staticmethod
+    def evaluate(p, cfg):
+        return p["mu"]
+
+    @staticmethod
+    def kl(p, cfg):
+        m0, s0 = cfg.gaussian_prior_mean, cfg.gaussian_prior_std
+        var = (2 * p["log_sigma"]).exp()
+        kl = math.log(s0) - p["log_sigma"] + (var + (p["mu"] - m0) ** 2) / (2 * s0 ** 2) - 0.5
+        return kl.sum(-1)
+
+
+class GumbelGate(BaseGate):
+    """Relaxed Bernoulli (binary Gumbel-softmax) with straight-through hard selection; KL to Bernoulli(prior_p)."""
+
+    param_names = ("logit",)
+
+    def __init__(self, r: int, cfg: StructLoRAConfig, device=None) -> None:
+        super().__init__()
+        p = cfg.gate_init_open
+        self.logit = nn.Parameter(torch.full((r,), math.log(p / (1 - p)), device=device))
+
+    @staticmethod
+    def sample(p, cfg, tau):
+        lg = p["logit"]
+        u = torch.rand_like(lg).clamp(_EPS, 1 - _EPS)
+        soft = torch.sigmoid((lg + u.log() - (-u).log1p()) / tau)
+        hard = (soft > 0.5).to(soft.dtype)
+        return hard + soft - soft.detach()
+
+    @staticmethod
+    def evaluate(p, cfg):
+        return (torch.sigmoid(p["logit"]) > 0.5).to(p["logit"].dtype)
+
+    @staticmethod
+    def kl(p, cfg):
+        q = torch.sigmoid(p["logit"]).clamp(_EPS, 1 - _EPS)
+        pr = cfg.gumbel_prior_p
+        return (q * (q / pr).log() + (1 - q) * ((1 - q) / (1 - pr)).log()).sum(-1)
+
+
+class MaskGate(BaseGate):
+    """Fixed 0/1 mask (filter=topk_norm / random): no parameters, no KL; the mask is a buffer."""
+
+    param_names = ("mask",)
+    has_kl = False
+
+    def __init__(self, r: int, cfg: StructLoRAConfig, device=None, mask: Tensor | None = None) -> None:
+        super().__init__()
+        self.register_buffer("mask", torch.ones(r, device=device) if mask is None else mask.to(device))
+
+    @staticmethod
+    def sample(p, cfg, tau):
+        return p["mask"]
+
+    @staticmethod
+    def evaluate(p, cfg):
+        return p["mask"]
+
+    @staticmethod
+    def kl(p, cfg):
+        return p["mask"].new_zeros(p["mask"].shape[:-1])
+
+
+GATE_CLASSES: dict[str, type[BaseGate]] = {
+    "hard_concrete": HardConcreteGate, "gaussian": GaussianGate, "gumbel": GumbelGate,
+}
+
+
+def build_gate(cfg: StructLoRAConfig, device=None, generator_seed: int | None = None) -> BaseGate | None:
+    """The gate of one layer for ``cfg.filter``; ``None`` for filter="none" (all gates = 1)."""
+    if cfg.filter == "none":
+        return None
+    if cfg.filter == "ib":
+        return GATE_CLASSES[cfg.gate](cfg.r, cfg, device=device)
+    mask = None
+    if cfg.filter == "random":
+        gen = torch.Generator().manual_seed(int(generator_seed or 0))
+        keep = torch.randperm(cfg.r, generator=gen)[: cfg.k_keep]
+        mask = torch.zeros(cfg.r)
+        mask[keep] = 1.0
+    # topk_norm starts all-open: with B = 0 all norms tie, and a closed direction would never train.
+    return MaskGate(cfg.r, cfg, device=device, mask=mask)
+
+
+def topk_mask(norms: Tensor, k: int) -> Tensor:
+    """0/1 mask of the k largest per-direction norms (ties broken by index, so every rank agrees)."""
+    order = torch.sort(norms, descending=True, stable=True).indices
+    mask = torch.zeros_like(norms)
+    mask[order[:k]] = 1.0
+    return mask
+
+
+def gumbel_temperature(cfg: StructLoRAConfig, step: int, max_steps: int) -> float:
+    """Exponential annealing from gumbel_tau_start to gumbel_tau_end over training."""
+    frac = min(max(step / max(max_steps, 1), 0.0), 1.0)
+    return cfg.gumbel_tau_start * (cfg.gumbel_tau_end / cfg.gumbel_tau_start) ** frac
