@@ -30,7 +30,7 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 import ijson
 
-from llava_structlora.utils.io import atomic_write_json, atomic_write_text
+from llava_structlora.utils.io import atomic_open, atomic_write_json, atomic_write_text
 
 logger = logging.getLogger("data_prep")
 
@@ -46,24 +46,14 @@ class ConvertError(ValueError):
 
 
 # ----------------------------------------------------------------------------- reading JSON
-class _CountingReader:
-    """Binary file wrapper that remembers how many bytes the parser has consumed."""
-
-    def __init__(self, f: Any) -> None:
-        self.f, self.pos = f, 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n)
-        self.pos += len(data)
-        return data
-
-
-def _malformed(path: Path, reader: _CountingReader, err: Exception) -> ConvertError:
-    where = f"near byte {reader.pos}"
+def _malformed(path: Path, f: Any, err: Exception) -> ConvertError:
+    """Error naming the file and the position: exact line/column when the file is small
+    enough to re-parse with `json`, else the byte offset the streaming parser had reached."""
+    where = f"near byte {f.tell()}"
     if path.stat().st_size <= _EXACT_POSITION_MAX_BYTES:
         try:
-            with open(path, "rb") as f:
-                json.load(f)
+            with open(path, "rb") as whole:
+                json.load(whole)
         except json.JSONDecodeError as exact:
             where = f"line {exact.lineno} column {exact.colno} (char {exact.pos}): {exact.msg}"
         except (UnicodeDecodeError, ValueError) as exact:
@@ -77,13 +67,12 @@ def iter_json(path: str | os.PathLike, prefix: str, kv: bool = False) -> Iterato
     path = Path(path)
     if not path.is_file():
         raise ConvertError(f"input file not found: {path}")
-    with open(path, "rb") as f:
-        reader = _CountingReader(f)
+    with open(path, "rb") as f:  # the raw file: ijson then reads it in C, in 64 KB chunks
         fn = ijson.kvitems if kv else ijson.items
         try:
-            yield from fn(reader, prefix, use_float=True)
-        except ijson.JSONError as err:
-            raise _malformed(path, reader, err) from None
+            yield from fn(f, prefix, use_float=True)
+        except (ijson.JSONError, UnicodeDecodeError) as err:
+            raise _malformed(path, f, err) from None
 
 
 def read_header(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, Any]:
@@ -105,6 +94,20 @@ def require_array(path: str | os.PathLike, key: str) -> None:
     raise ConvertError(f"{path}: no top-level '{key}' array; is this the right file?")
 
 
+def require_object(path: str | os.PathLike) -> None:
+    """Fail clearly when the top-level JSON value of `path` is not an object."""
+    with open(path, "rb") as f:
+        try:
+            for _, event, _ in ijson.parse(f):
+                if event != "start_map":
+                    raise ConvertError(f"{path}: top-level JSON value must be an object "
+                                       f"keyed by question id, got {event}")
+                return
+        except ijson.JSONError as err:
+            raise _malformed(Path(path), f, err) from None
+    raise ConvertError(f"{path}: empty file")
+
+
 def field(rec: Any, name: str, path: Path | str, where: str, types: tuple = (str,)) -> Any:
     """`rec[name]` with a clear error naming file and record when absent or mistyped."""
     if not isinstance(rec, dict):
@@ -119,24 +122,6 @@ def field(rec: Any, name: str, path: Path | str, where: str, types: tuple = (str
 
 
 # ----------------------------------------------------------------------------- writing JSON
-@contextmanager
-def atomic_open(path: str | os.PathLike) -> Iterator[TextIO]:
-    """Text file written to a temp sibling and renamed over `path` only on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class JsonStreamWriter:
     """Writes `[...]`, `{k: v, ...}` or `{**head, key: [...]}` one element at a time."""
 
@@ -158,6 +143,11 @@ class JsonStreamWriter:
             text = f"{json.dumps(str(key))}: {text}"
         self.f.write(("\n" if self.n == 0 else ",\n") + text)
         self.n += 1
+
+    def switch(self, key: str) -> None:
+        """Close the current list and open the next top-level list `key` (head+key mode)."""
+        self.f.write(("\n" if self.n else "") + f"], {json.dumps(key)}: [")
+        self.n = 0
 
     def close(self) -> None:
         self.f.write(("\n" if self.n else "") + self.close_text)
@@ -225,12 +215,13 @@ class ImageChecker:
         return None
 
 
-def image_folder_entry(images: str | os.PathLike, out: str | os.PathLike) -> str:
-    """Relative to the task dir when inside DATA_ROOT (= out's parent), else absolute."""
-    images, out = Path(images).resolve(), Path(out).resolve()
-    if images == out.parent or out.parent in images.parents:
-        return os.path.relpath(images, out)
-    return str(images)
+def portable_path(path: str | os.PathLike, out: str | os.PathLike) -> str:
+    """`path` relative to the task dir `out` when inside DATA_ROOT (= out's parent), else
+    absolute: a DATA_ROOT built in a temp dir and renamed keeps resolving."""
+    path, out = Path(path).resolve(), Path(out).resolve()
+    if path == out.parent or out.parent in path.parents:
+        return os.path.relpath(path, out)
+    return str(path)
 
 
 # ----------------------------------------------------------------------------- skips & sampling
@@ -261,6 +252,16 @@ class SkipLog:
                 "examples": self.examples.get(split, {})}
 
 
+def check_sampling(*, limit: int | None = None, fraction: float | None = None,
+                   eval_limit: int | None = None) -> None:
+    """Validate sampling options up front (before minutes of streaming)."""
+    if fraction is not None and not 0.0 < fraction <= 1.0:
+        raise ConvertError(f"--fraction must be in (0, 1], got {fraction}")
+    for name, value in (("--limit", limit), ("--eval-limit", eval_limit)):
+        if value is not None and value < 0:
+            raise ConvertError(f"{name} must be >= 0, got {value}")
+
+
 def select_subset(keys: Iterable, *, limit: int | None = None, fraction: float | None = None,
                   seed: int = 0) -> set | None:
     """Keys kept by fraction/limit; None means keep all.
@@ -269,10 +270,7 @@ def select_subset(keys: Iterable, *, limit: int | None = None, fraction: float |
     shuffled with `random.Random(seed)`, and a prefix of round(fraction*n) (>= 1), capped at
     `limit`, is kept. Prefixes of one permutation are nested: 10% ⊂ 25% ⊂ 50% ⊂ 100%.
     """
-    if fraction is not None and not 0.0 < fraction <= 1.0:
-        raise ConvertError(f"--fraction must be in (0, 1], got {fraction}")
-    if limit is not None and limit < 0:
-        raise ConvertError(f"--limit must be >= 0, got {limit}")
+    check_sampling(limit=limit, fraction=fraction)
     if limit is None and fraction is None:
         return None
     order = sorted(keys)

@@ -34,8 +34,9 @@ from typing import Any
 
 from data_prep.common import (
     ConvertError, ImageChecker, JsonStreamWriter, SkipLog, add_common_args, atomic_open,
-    common_kwargs, eval_question, field, image_folder_entry, iter_json, jsonl_line,
-    llava_record, run_cli, select_subset, short_answer_text, write_manifest)
+    check_sampling, common_kwargs, eval_question, field, portable_path, iter_json,
+    jsonl_line, llava_record, require_object, run_cli, select_subset, short_answer_text,
+    write_manifest)
 
 SPLITS = ("train", "val", "testdev", "test", "challenge", "submission")
 WITH_ANSWERS = ("train", "val", "testdev")
@@ -80,6 +81,8 @@ def _valid_questions(path: Path, split: str, checker: ImageChecker, log: SkipLog
             log.skip(split, problem, f"{where}: {checker.root / rel}")
         else:
             valid.append(qid)
+    if not seen:
+        require_object(path)
     return valid
 
 
@@ -110,6 +113,7 @@ def convert_gqa(questions: list, *, images: str, out: str, split: str | None = N
                 eval_limit: int | None = None, seed: int = 0, check_images: str = "exists",
                 strict: bool = False) -> dict:
     """Convert official GQA question files; returns the written manifest."""
+    check_sampling(limit=limit, fraction=fraction, eval_limit=eval_limit)
     paths = [Path(q) for q in questions]
     if split is not None and len(paths) != 1:
         raise ConvertError("--split applies to a single --questions file")
@@ -131,11 +135,11 @@ def convert_gqa(questions: list, *, images: str, out: str, split: str | None = N
         splits[name] = {
             "count": len(keep), "candidates": len(valid), **log.summary(name),
             "files": _write(path, name, keep, out_dir), "unit": "question",
-            "sources": {"questions": str(path.resolve())},
+            "sources": {"questions": portable_path(path, out_dir)},
             "options": {"limit": limit if is_train else eval_limit,
                         "fraction": fraction if is_train else None, "seed": seed,
                         "check_images": check_images, "strict": strict}}
-    return write_manifest(out_dir, "gqa", image_folder_entry(images, out_dir), splits)
+    return write_manifest(out_dir, "gqa", portable_path(images, out_dir), splits)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ def _yn(want: bool) -> str:
     return "yes" if want else "no"
 
 
-def g_query_color(rng, scene) -> Optional[QA]:
+def g_query_color(rng: random.Random, scene: Scene) -> Optional[QA]:
     objs = unique_shape_objects(scene)
     if not objs:
         return None
@@ -35,7 +35,7 @@ def g_query_color(rng, scene) -> Optional[QA]:
               COLORS, f"The {o.shape} is {o.color}.", "query", "attr", prog)
 
 
-def g_rel_shape(rng, scene) -> Optional[QA]:
+def g_rel_shape(rng: random.Random, scene: Scene) -> Optional[QA]:
     got = unique_relation(rng, scene)
     if got is None:
         return None
@@ -47,7 +47,7 @@ def g_rel_shape(rng, scene) -> Optional[QA]:
               f"The shape {rp} the {rb} is a {a.shape}.", "query", "rel", prog)
 
 
-def g_rel_color(rng, scene) -> Optional[QA]:
+def g_rel_color(rng: random.Random, scene: Scene) -> Optional[QA]:
     got = unique_relation(rng, scene)
     if got is None:
         return None
@@ -59,7 +59,7 @@ def g_rel_color(rng, scene) -> Optional[QA]:
               "what color is the", COLORS, f"The {a.shape} is {a.color}.", "query", "rel", prog)
 
 
-def g_verify_rel(rng, scene) -> Optional[QA]:
+def g_verify_rel(rng: random.Random, scene: Scene) -> Optional[QA]:
     got = verify_relation(rng, scene)
     if got is None:
         return None
@@ -72,7 +72,7 @@ def g_verify_rel(rng, scene) -> Optional[QA]:
               YES_NO, full, "verify", "rel", prog)
 
 
-def g_choose_attr(rng, scene) -> Optional[QA]:
+def g_choose_attr(rng: random.Random, scene: Scene) -> Optional[QA]:
     objs = unique_shape_objects(scene)
     if not objs:
         return None
@@ -80,11 +80,11 @@ def g_choose_attr(rng, scene) -> Optional[QA]:
     other = rng.choice([c for c in COLORS if c != o.color])
     c1, c2 = (o.color, other) if rng.random() < 0.5 else (other, o.color)
     prog = (("select", (), _oid(scene, o)), ("choose color", (0,), f"{c1}|{c2}"))
-    return QA("chooseAttr", f"Is the {o.shape} {c1} or {c2}?", o.color, "other", "is the", COLORS,
+    return QA("chooseAttr", f"Is the {o.shape} {c1} or {c2}?", o.color, "other", "is the", (c1, c2),
               f"The {o.shape} is {o.color}.", "choose", "attr", prog)
 
 
-def g_choose_rel(rng, scene) -> Optional[QA]:
+def g_choose_rel(rng: random.Random, scene: Scene) -> Optional[QA]:
     if len(scene.objects) < 2:
         return None
     a, b = rng.sample(list(scene.objects), 2)
@@ -99,7 +99,7 @@ def g_choose_rel(rng, scene) -> Optional[QA]:
               "choose", "rel", prog)
 
 
-def g_logic_or(rng, scene) -> Optional[QA]:
+def g_logic_or(rng: random.Random, scene: Scene) -> Optional[QA]:
     have = {(o.color, o.shape) for o in scene.objects}
     want = rng.random() < 0.5
     first = rng.choice(sorted(have)) if want else absent_conjunction(rng, scene)
@@ -113,12 +113,12 @@ def g_logic_or(rng, scene) -> Optional[QA]:
               full, "logical", "obj", prog)
 
 
-def g_logic_and(rng, scene) -> Optional[QA]:
+def g_logic_and(rng: random.Random, scene: Scene) -> Optional[QA]:
     present = sorted({o.shape for o in scene.objects})
     absent = [s for s in SHAPES if s not in present]
-    want = (rng.random() < 0.5 and len(present) >= 2) or not absent
+    want = rng.random() < 0.5 or not absent
     if want and len(present) < 2:
-        return None
+        return None  # retried with another draw: keeps yes/no balanced
     s1, s2 = rng.sample(present, 2) if want else (rng.choice(present), rng.choice(absent))
     if rng.random() < 0.5:
         s1, s2 = s2, s1
@@ -130,7 +130,7 @@ def g_logic_and(rng, scene) -> Optional[QA]:
               YES_NO, full, "logical", "obj", prog)
 
 
-def g_compare(rng, scene) -> Optional[QA]:
+def g_compare(rng: random.Random, scene: Scene) -> Optional[QA]:
     pairs = [(a, b) for a in scene.objects for b in scene.objects if a.size == "large" and b.size == "small"]
     if not pairs:
         return None
@@ -144,7 +144,7 @@ def g_compare(rng, scene) -> Optional[QA]:
               tuple(sorted({rx, ry})), f"The {rbig} is bigger.", "compare", "attr", prog)
 
 
-def g_exist(rng, scene) -> Optional[QA]:
+def g_exist(rng: random.Random, scene: Scene) -> Optional[QA]:
     want = rng.random() < 0.5
     if want:
         o = rng.choice(scene.objects)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from data_prep.shapes_scene import (
-    COLORS, OPPOSITE, REL_PHRASE, SHAPES, SIZES, Obj, Scene, holds, position, ref,
+    COLORS, REL_PHRASE, SHAPES, SIZES, Obj, Scene, holds, position, ref,
     true_relations, unique_shape_objects,
 )
 
@@ -78,7 +78,7 @@ def verify_relation(rng: random.Random, scene: Scene) -> Optional[tuple[Obj, str
 
 
 # ---------------------------------------------------------------- pretraining families
-def p_color(rng, scene):
+def p_color(rng: random.Random, scene: Scene) -> Optional[QA]:
     objs = unique_shape_objects(scene)
     if not objs:
         return None
@@ -86,51 +86,56 @@ def p_color(rng, scene):
     return QA("color", f"what color is the {o.shape}?", o.color, "other", "what color is the", COLORS)
 
 
-def p_shape(rng, scene):
+def p_shape(rng: random.Random, scene: Scene) -> Optional[QA]:
     o = rng.choice(scene.objects)
     return QA("shape", f"what shape is {o.color}?", o.shape, "other", "what shape is", SHAPES)
 
 
-def p_exist_shape(rng, scene):
+def p_exist_shape(rng: random.Random, scene: Scene) -> Optional[QA]:
     present = sorted({o.shape for o in scene.objects})
     absent = [s for s in SHAPES if s not in present]
-    want = rng.random() < 0.5 or not absent
+    want = rng.random() < 0.5
+    if not want and not absent:
+        return None
     s = rng.choice(present) if want else rng.choice(absent)
     return QA("exist_shape", f"is there a {s}?", "yes" if want else "no", "yes/no", "is there a", YES_NO)
 
 
-def p_exist_color(rng, scene):
+def p_exist_color(rng: random.Random, scene: Scene) -> Optional[QA]:
     present = sorted({o.color for o in scene.objects})
     absent = [c for c in COLORS if c not in present]
-    want = rng.random() < 0.5 or not absent
+    want = rng.random() < 0.5
+    if not want and not absent:
+        return None
     c = rng.choice(present) if want else rng.choice(absent)
     return QA("exist_color", f"is there a {c} shape?", "yes" if want else "no", "yes/no",
               "is there a", YES_NO)
 
 
-def p_count_all(rng, scene):
+def p_count_all(rng: random.Random, scene: Scene) -> Optional[QA]:
     return QA("count_all", "how many shapes are there?", str(len(scene.objects)), "number",
               "how many", COUNTS)
 
 
-def p_count_shape(rng, scene):
-    s = rng.choice(SHAPES)
+def p_count_shape(rng: random.Random, scene: Scene) -> Optional[QA]:
+    # half the time a present shape: answers spread over 1..2 instead of mostly 0
+    s = rng.choice(scene.objects).shape if rng.random() < 0.5 else rng.choice(SHAPES)
     n = sum(o.shape == s for o in scene.objects)
     return QA("count_shape", f"how many {plural(s)} are there?", str(n), "number", "how many", COUNTS)
 
 
-def p_size(rng, scene):
+def p_size(rng: random.Random, scene: Scene) -> Optional[QA]:
     o = rng.choice(scene.objects)
     return QA("size", f"what size is the {ref(o, scene)}?", o.size, "other", "what size is the", SIZES)
 
 
-def p_where(rng, scene):
+def p_where(rng: random.Random, scene: Scene) -> Optional[QA]:
     o = rng.choice(scene.objects)
     return QA("where", f"where is the {ref(o, scene)}?", position(o, scene.grid), "other",
               "where is the", POSITIONS)
 
 
-def p_rel_verify(rng, scene):
+def p_rel_verify(rng: random.Random, scene: Scene) -> Optional[QA]:
     got = verify_relation(rng, scene)
     if got is None:
         return None
@@ -148,7 +153,7 @@ PRETRAIN_FAMILIES: dict[str, tuple[Family, float]] = {
 
 
 # ---------------------------------------------------------------- VQAv2 downstream families
-def v_exist_conj(rng, scene):
+def v_exist_conj(rng: random.Random, scene: Scene) -> Optional[QA]:
     want = rng.random() < 0.5
     if want:
         o = rng.choice(scene.objects)
@@ -158,21 +163,25 @@ def v_exist_conj(rng, scene):
     return QA("exist_conj", f"is there a {c} {s}?", "yes" if want else "no", "yes/no", "is there a", YES_NO)
 
 
-def v_bigger(rng, scene):
-    if len(scene.objects) < 2:
-        return None
-    a, b = rng.sample(list(scene.objects), 2)
-    ans = "yes" if (a.size, b.size) == ("large", "small") else "no"
-    return QA("bigger_verify", f"is the {ref(a, scene)} bigger than the {ref(b, scene)}?", ans,
-              "yes/no", "is the", YES_NO)
+def v_bigger(rng: random.Random, scene: Scene) -> Optional[QA]:
+    """Balanced: 'yes' needs a (large, small) pair, drawn half of the time when one exists."""
+    objs = list(scene.objects)
+    yes_pairs = [(a, b) for a in objs for b in objs if (a.size, b.size) == ("large", "small")]
+    no_pairs = [(a, b) for a in objs for b in objs if a is not b and (a.size, b.size) != ("large", "small")]
+    want = rng.random() < 0.5
+    if not (yes_pairs if want else no_pairs):
+        return None  # retried with another draw: keeps yes/no balanced
+    a, b = rng.choice(yes_pairs if want else no_pairs)
+    return QA("bigger_verify", f"is the {ref(a, scene)} bigger than the {ref(b, scene)}?",
+              "yes" if want else "no", "yes/no", "is the", YES_NO)
 
 
-def v_count_large(rng, scene):
+def v_count_large(rng: random.Random, scene: Scene) -> Optional[QA]:
     n = sum(o.size == "large" for o in scene.objects)
     return QA("count_large", "how many large shapes are there?", str(n), "number", "how many", COUNTS)
 
 
-def v_rel_color(rng, scene):
+def v_rel_color(rng: random.Random, scene: Scene) -> Optional[QA]:
     got = unique_relation(rng, scene)
     if got is None:
         return None
@@ -181,7 +190,7 @@ def v_rel_color(rng, scene):
     return QA("rel_color", q, a.color, "other", "what color is the", COLORS)
 
 
-def v_rel_shape(rng, scene):
+def v_rel_shape(rng: random.Random, scene: Scene) -> Optional[QA]:
     got = unique_relation(rng, scene)
     if got is None:
         return None
@@ -216,5 +225,5 @@ def sample_questions(rng: random.Random, scene: Scene, families: dict[str, tuple
     return out
 
 
-__all__ = ["QA", "PRETRAIN_FAMILIES", "VQA_FAMILIES", "sample_questions", "OPPOSITE",
+__all__ = ["QA", "PRETRAIN_FAMILIES", "VQA_FAMILIES", "sample_questions",
            "absent_conjunction", "unique_relation", "verify_relation", "plural"]

@@ -130,7 +130,23 @@ def _norm(ans: str) -> str:
 
 def human_answers(rng: random.Random, ans: str, answer_type: str, space: tuple[str, ...],
                   noise: AnswerNoise) -> tuple[list[dict], str]:
-    """Ten answers with real disagreement and the official-style `multiple_choice_answer`."""
+    """Ten answers with real disagreement; the canonical answer stays the majority.
+
+    Redrawn (rarely) when noise outvotes the canonical answer: `multiple_choice_answer` is the
+    training target and must stay inside the pretraining vocabulary.
+    """
+    # questions differ in how much annotators disagree (some are unanimous, some are messy)
+    k = rng.choice((0.1, 0.5, 1.0, 1.5))
+    noise = AnswerNoise(noise.cosmetic * k, noise.synonym * k, noise.typo * k, noise.wrong * k)
+    for _ in range(50):
+        out = _ten_answers(rng, ans, answer_type, space, noise)
+        if majority_answer([o["answer"] for o in out], ans) == ans:
+            break
+    return out, ans
+
+
+def _ten_answers(rng: random.Random, ans: str, answer_type: str, space: tuple[str, ...],
+                 noise: AnswerNoise) -> list[dict]:
     out: list[dict] = []
     for i in range(10):
         r, conf = rng.random(), "yes"
@@ -146,7 +162,7 @@ def human_answers(rng: random.Random, ans: str, answer_type: str, space: tuple[s
             a = ans
             conf = "yes" if rng.random() < 0.9 else "maybe"
         out.append({"answer": a, "answer_confidence": conf, "answer_id": i + 1})
-    return out, majority_answer([o["answer"] for o in out], ans)
+    return out
 
 
 def majority_answer(raw: list[str], canonical: str) -> str:

@@ -36,9 +36,9 @@ from typing import Any
 
 from data_prep.common import (
     ConvertError, ImageChecker, JsonStreamWriter, SkipLog, add_common_args, atomic_open,
-    common_kwargs, eval_question, field, image_folder_entry, iter_json, jsonl_line,
-    llava_record, read_header, require_array, run_cli, select_subset, short_answer_text,
-    write_manifest)
+    check_sampling, common_kwargs, eval_question, field, portable_path, iter_json,
+    jsonl_line, llava_record, read_header, require_array, run_cli, select_subset,
+    short_answer_text, write_manifest)
 
 SPLITS = {"train2014": "train", "val2014": "val", "test-dev2015": "test-dev", "test2015": "test"}
 IMAGE_SUBTYPE = {"test-dev2015": "test2015"}
@@ -186,6 +186,7 @@ def convert_vqav2(questions: list, annotations: list = (), *, images: str, out: 
                   eval_limit: int | None = None, seed: int = 0, check_images: str = "exists",
                   strict: bool = False) -> dict:
     """Convert official VQAv2 files; returns the written manifest (see module docstring)."""
+    check_sampling(limit=limit, fraction=fraction, eval_limit=eval_limit)
     out_dir = Path(out)
     checker, log = ImageChecker(images, check_images), SkipLog(strict)
     splits: dict[str, dict] = {}
@@ -201,13 +202,13 @@ def convert_vqav2(questions: list, annotations: list = (), *, images: str, out: 
         splits[src.split] = {
             "count": len(keep), "candidates": len(valid), **log.summary(src.split),
             "files": files, "unit": "question",
-            "sources": {"questions": str(src.questions.resolve()),
-                        "annotations": str(src.annotations.resolve()) if src.annotations else None},
+            "sources": {"questions": portable_path(src.questions, out_dir), "annotations":
+                        portable_path(src.annotations, out_dir) if src.annotations else None},
             "options": {"limit": limit if is_train else eval_limit,
                         "fraction": fraction if is_train else None, "seed": seed,
                         "check_images": check_images, "strict": strict}}
         del answers
-    return write_manifest(out_dir, "vqav2", image_folder_entry(images, out_dir), splits)
+    return write_manifest(out_dir, "vqav2", portable_path(images, out_dir), splits)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,10 +19,10 @@ class ModelConfig:
     vision_layers: int = 2
     vision_heads: int = 4
     vision_ffn: int = 256
-    text_hidden: int = 192
-    text_layers: int = 3
+    text_hidden: int = 128
+    text_layers: int = 2
     text_heads: int = 4
-    text_ffn: int = 512
+    text_ffn: int = 384
     vocab_size: int = 512          # sentencepiece upper bound; the real size comes from the tokenizer
     model_max_length: int = 96
     vision_feature_layer: int = -1  # last layer: a 2-layer tower has no useful penultimate layer
@@ -32,24 +32,24 @@ class ModelConfig:
 class ContrastiveConfig:
     """Stage 0: CLIP contrastive training of the vision tower on (image, caption) pairs."""
 
-    steps: int = 300
+    steps: int = 200
     batch_size: int = 128
     lr: float = 2e-3
     text_hidden: int = 64
     text_layers: int = 1
+    min_answer_tokens: int = 4     # caption-like answers only
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
     """Stage 2: full next-token training on the pretraining-style conversations."""
 
-    steps: int = 900
-    batch_size: int = 48
+    steps: int = 700
+    batch_size: int = 32
     lr: float = 1.5e-3
     mm_lr: float = 3e-3            # vision tower + projector (higher, as the brief suggests)
     warmup: int = 30
     weight_decay: float = 0.0
-    holdout: int = 600             # last records of pretrain/llava_train.json kept for the probe
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ PRESETS: dict[str, BasePreset] = {
         model=ModelConfig(vision_hidden=32, vision_layers=1, vision_heads=2, vision_ffn=64, text_hidden=48,
                           text_layers=1, text_heads=2, text_ffn=96, vocab_size=384),
         contrastive=ContrastiveConfig(steps=10, batch_size=32, text_hidden=32),
-        pretrain=PretrainConfig(steps=20, batch_size=16, warmup=2, holdout=32),
+        pretrain=PretrainConfig(steps=20, batch_size=16, warmup=2),
     ),
 }
 

@@ -39,9 +39,12 @@ def train_sentencepiece(lines: Iterable[str], out_model: str | Path, vocab_size:
     fewer distinct pieces, ``hard_vocab_limit=False`` lets the trainer stop early)."""
     import sentencepiece as spm
 
-    corpus = list(TEMPLATE_WORDS) + [l for l in lines]
+    corpus = [" ".join(TEMPLATE_WORDS)] * 4 + list(lines)
     if len(corpus) <= len(TEMPLATE_WORDS):
         raise ValueError("no text found to train the tokenizer on")
+    # byte_fallback reserves 256 byte pieces; the vocabulary must also hold every character
+    n_chars = len(set("".join(corpus)))
+    vocab_size = max(vocab_size, 256 + 3 + n_chars + 16)
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(corpus), model_writer=model, model_type="bpe",
@@ -65,7 +68,7 @@ def hf_tokenizer_from_sentencepiece(model_file: str | Path, model_max_length: in
     kwargs = SentencePieceExtractor(str(model_file)).extract(BPE)
     tok = LlamaTokenizer(
         vocab=kwargs["vocab"], merges=kwargs["merges"], add_prefix_space=False,
-        model_max_length=model_max_length, padding_side="right", pad_token=PAD_TOKEN,
+        model_max_length=model_max_length, padding_side="right", pad_token=PAD_TOKEN, add_bos_token=True,
         extra_special_tokens={"image_token": IMAGE_TOKEN},
     )
     return tok

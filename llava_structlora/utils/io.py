@@ -13,9 +13,10 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, TextIO
 
-import torch
+if TYPE_CHECKING:  # torch is imported lazily: converters use this module without it
+    import torch
 
 
 def _fsync_dir(path: Path) -> None:
@@ -50,6 +51,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[TextIO]:
+    """Streaming variant: a file object on a temp sibling, renamed over `path` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -58,7 +78,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
     return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
 
 
-def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
+def atomic_save_safetensors(tensors: "dict[str, torch.Tensor]", path: str | os.PathLike,
                             metadata: dict[str, str] | None = None) -> Path:
     """safetensors.torch.save_file into a temp file, then rename."""
     from safetensors.torch import save_file
@@ -106,6 +126,8 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
 
 def safe_torch_load(path: str | os.PathLike, map_location: str = "cpu") -> Any:
     """torch.load restricted to tensors and plain containers (never unpickles code)."""
+    import torch
+
     return torch.load(path, map_location=map_location, weights_only=True)
 
 

@@ -1,0 +1,153 @@
+"""Turn a table's cached run results into numbers, claims and a markdown table (never typed by hand)."""
+from __future__ import annotations
+
+from typing import Any
+
+from .stats import paired_ttest, summarize, verdict
+from .suite import METRIC_LABEL, SuiteConfig
+from .tables import Table
+
+# (a, b, quantity, expected sign of a - b in the paper). Labels missing from a (quick) run are skipped.
+COMPARISONS: dict[str, list[tuple[str, str, str, int]]] = {
+    "main": [("StructLoRA", "LoRA", "score", 1), ("StructLoRA", "DoRA", "score", 1),
+             ("StructLoRA", "AdaLoRA", "score", 1), ("StructLoRA", "LoRA-Dropout", "score", 1)],
+    "ablation": [("StructLoRA", "w/o IB (filter=none)", "score", 1),
+                 ("StructLoRA", "w/o GNN (coordinator=none)", "score", 1),
+                 ("w/o GNN (coordinator=none)", "w/o IB (filter=none)", "score", 1),
+                 ("w/o both (filter=none, coordinator=none)", "LoRA", "score", 0)],
+    "gnn_depth": [("1-layer GNN", "2-layer GNN", "score", 1), ("1-layer GNN", "3-layer GNN", "score", 1)],
+    "graph": [("graph=hybrid", "graph=adjacency", "score", 1), ("graph=hybrid", "graph=similarity", "score", 1)],
+    "filter": [("filter=ib", "filter=topk_norm", "score", 1), ("filter=topk_norm", "filter=random", "score", 1),
+               ("filter=ib", "filter=random", "score", 1)],
+    "regularizers": [("StructLoRA", "LoRA+Cos", "score", 1), ("StructLoRA", "LoRA+Lap", "score", 1),
+                     ("LoRA+GNN (filter=none)", "LoRA+Cos", "score", 1),
+                     ("LoRA+GNN (filter=none)", "LoRA+Lap", "score", 1),
+                     ("LoRA+Cos", "LoRA", "drift_energy", -1), ("LoRA+Lap", "LoRA", "drift_energy", -1),
+                     ("LoRA+GNN (filter=none)", "LoRA", "drift_energy", -1),
+                     ("LoRA+GNN (filter=none)", "LoRA+Lap", "drift_energy", -1),
+                     ("LoRA+GNN (filter=none)", "LoRA", "cos_adj", 1),
+                     ("LoRA+GNN (filter=none)", "LoRA+Lap", "cos_adj", 1)],
+}
+
+
+def per_seed(row: dict[str, Any], task: str, quantity: str) -> dict[int, float]:
+    runs = row["tasks"][task]["runs"]
+    if quantity == "score":
+        return {s: r["test"]["score"] for s, r in runs.items()}
+    return {s: r["geometry"][quantity] for s, r in runs.items()}
+
+
+def lora_reference(table: Table, label: str, rows: dict[str, Any]) -> str | None:
+    """LoRA row to test against: same x value for curve tables, plain LoRA otherwise."""
+    v = rows[label]["variant"]
+    if table.curve:
+        x = getattr(v, table.curve)
+        for lab, row in rows.items():
+            if row["variant"].method == "lora" and getattr(row["variant"], table.curve) == x:
+                return lab
+        return None
+    return "LoRA" if "LoRA" in rows else None
+
+
+def comparisons(table: Table, rows: dict[str, Any], tasks: list[str]) -> list[tuple[str, str, str, int]]:
+    if table.curve:
+        return [(lab, ref, "score", 1) for lab in rows if rows[lab]["variant"].method == "structlora"
+                for ref in [lora_reference(table, lab, rows)] if ref]
+    return COMPARISONS.get(table.name, [])
+
+
+def claims(table: Table, rows: dict[str, Any], tasks: list[str]) -> list[dict[str, Any]]:
+    """Every paper claim of the table, tested with the paired t-test over seeds."""
+    out = []
+    for a, b, qty, sign in comparisons(table, rows, tasks):
+        for task in tasks:
+            if a not in rows or b not in rows or task not in rows[a]["tasks"] or task not in rows[b]["tasks"]:
+                continue
+            test = paired_ttest(per_seed(rows[a], task, qty), per_seed(rows[b], task, qty))
+            word = ("equal" if test.mean_diff == 0 else "differ") if sign == 0 else verdict(test.mean_diff, test.p, sign)
+            if sign == 0 and test.p is not None:
+                word = "equal within noise" if test.p >= 0.05 else "differ significantly"
+            out.append({"a": a, "b": b, "task": task, "quantity": qty, "paper_sign": sign, "n": test.n,
+                        "mean_diff": test.mean_diff, "t": test.t, "p": test.p, "note": test.note, "verdict": word})
+    return out
+
+
+def _geom(row: dict[str, Any], task: str, key: str) -> str:
+    return summarize(list(per_seed(row, task, key).values())).fmt(3 if key != "drift_energy" else 4)
+
+
+def markdown(table: Table, result: dict[str, Any], suite: SuiteConfig, claim_rows: list[dict[str, Any]]) -> str:
+    rows, tasks = result["rows"], result["tasks"]
+    geo = table.name in ("regularizers", "main")
+    head = ["variant"] + [f"{METRIC_LABEL[t]} test" for t in tasks] + ["Δ vs LoRA (p)", "lr"]
+    if geo:
+        head += ["drift energy", "CosAdj"]
+    head.append("paper (LLaVA-1.5-7B)")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, row in rows.items():
+        cells = [label]
+        deltas, lrs = [], []
+        for t in tasks:
+            if t not in row["tasks"]:
+                cells.append("—")
+                continue
+            cells.append(summarize(list(per_seed(row, t, "score").values())).fmt(2))
+            ref = lora_reference(table, label, rows)
+            if ref and ref != label:
+                deltas.append(paired_ttest(per_seed(row, t, "score"), per_seed(rows[ref], t, "score")).fmt())
+            lrs.append(f"{row['tasks'][t]['lr']:g}")
+        cells += ["; ".join(deltas) or "—", "/".join(lrs)]
+        if geo:
+            t0 = tasks[0]
+            cells += [_geom(row, t0, "drift_energy"), _geom(row, t0, "cos_adj")]
+        cells.append(_paper_cell(table, row["variant"], label))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", tuning_line(result, suite), "", "Claims (paired two-sided t-test over seeds, α = 0.05):", ""]
+    lines += claim_lines(claim_rows) or ["- no comparison available in this run"]
+    return "\n".join(lines)
+
+
+def _paper_cell(table: Table, variant, label: str) -> str:
+    if table.curve:
+        fam = "StructLoRA" if variant.method == "structlora" else "LoRA"
+        val = table.paper.get(fam, {}).get(getattr(variant, table.curve))
+        return "—" if val is None else f"{val}"
+    val = table.paper.get(label)
+    if isinstance(val, dict):
+        return ", ".join(f"{k} {v}" for k, v in val.items())
+    return "—" if val is None else str(val)
+
+
+def tuning_line(result: dict[str, Any], suite: SuiteConfig) -> str:
+    parts = []
+    for task, fams in result["tuned"].items():
+        for fam, tuned in fams.items():
+            vals = ", ".join(f"{lr:g}: {s:.2f}" for lr, s in sorted(tuned.val_scores.items()))
+            parts.append(f"{task}/{fam} → {tuned.lr:g} (val {vals})")
+    return (f"lr picked on the validation split (seed {suite.tune_seed}, grid "
+            f"{{{', '.join(f'{x:g}' for x in suite.lr_grid)}}}, {suite.max_steps} steps): " + "; ".join(parts))
+
+
+def claim_lines(claim_rows: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for c in claim_rows:
+        exp = {1: ">", -1: "<", 0: "="}[c["paper_sign"]]
+        stat = f"Δ = {c['mean_diff']:+.4g}" + (f", p = {c['p']:.3f}" if c["p"] is not None else f" ({c['note']})")
+        out.append(f"- {c['task']} {c['quantity']}: paper says {c['a']} {exp} {c['b']}; measured {stat} "
+                   f"(n={c['n']}) → **{c['verdict']}**")
+    return out
+
+
+def table_data(result: dict[str, Any], claim_rows: list[dict[str, Any]], suite: SuiteConfig) -> dict[str, Any]:
+    """Raw numbers for docs/results/<name>.json."""
+    rows = {}
+    for label, row in result["rows"].items():
+        rows[label] = {t: {"lr": d["lr"], "test": per_seed(row, t, "score"),
+                           "val": {s: r["val"]["score"] for s, r in d["runs"].items()},
+                           "drift_energy": per_seed(row, t, "drift_energy"), "cos_adj": per_seed(row, t, "cos_adj"),
+                           "run_keys": {s: r["key"] for s, r in d["runs"].items()},
+                           "train_s": {s: r["train_s"] for s, r in d["runs"].items()}}
+                       for t, d in row["tasks"].items()}
+    tuned = {t: {f: {"lr": x.lr, "val": x.val_scores} for f, x in fams.items()} for t, fams in result["tuned"].items()}
+    return {"suite": suite.to_dict(), "rows": rows, "tuned": tuned, "claims": claim_rows,
+            "paper": {k: v for k, v in result["table"].paper.items()}, "paper_claim": result["table"].claim}

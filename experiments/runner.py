@@ -1,0 +1,95 @@
+"""Execute one RunSpec through the real entry points and cache its result as JSON.
+
+Training goes through ``llava_structlora.train.main.run(argv)`` (what ``python -m
+llava_structlora.train`` calls) as one plain process: on 2 CPU cores a 2-rank DeepSpeed run gives
+no speed-up, and AdaLoRA refuses DeepSpeed anyway, so every method takes the same path.
+Evaluation goes through ``llava_structlora.evaluation.run.evaluate`` on the derived val/test
+splits (eval_data.py) with the official-rule scorers. All runs execute inside one Python process
+(the harness's), which saves the ~15 s of imports per run that 150 subprocesses would cost; each
+run reseeds everything through the trainer.
+
+Cache: ``<out_root>/results/<key>.json`` is written atomically after a run is fully evaluated, so
+an interrupted suite resumes at the first run without a result (its partial run dir is wiped).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from llava_structlora.utils.io import atomic_write_json
+
+from .suite import METRIC, METRIC_SCALE, RunSpec, SuiteConfig
+
+logger = logging.getLogger("experiments")
+
+
+def result_path(spec: RunSpec, suite: SuiteConfig) -> Path:
+    return suite.out_root / "results" / f"{spec.key(suite)}.json"
+
+
+def run_dir(spec: RunSpec, suite: SuiteConfig) -> Path:
+    return suite.out_root / "runs" / spec.key(suite)
+
+
+def cached(spec: RunSpec, suite: SuiteConfig) -> dict[str, Any] | None:
+    path = result_path(spec, suite)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def evaluate_run(spec: RunSpec, suite: SuiteConfig, out: Path, split: str) -> dict[str, Any]:
+    """Real evaluation code on the derived split; returns its metrics plus the headline score."""
+    from llava_structlora.evaluation.config import EvalConfig
+    from llava_structlora.evaluation.run import evaluate
+
+    cfg = EvalConfig(task=spec.task, model=str(suite.base_dir), data_root=str(suite.out_root / "eval_data"),
+                     output_dir=str(out / f"eval_{split}"), split=split, adapter=str(out / "adapter"),
+                     batch_size=suite.eval_batch_size, overwrite=True)
+    metrics = evaluate(cfg)
+    key = METRIC[spec.task]
+    if metrics.get(key) is None:
+        raise RuntimeError(f"{out}/eval_{split}/metrics.json has no {key!r}: {sorted(metrics)}")
+    return {"score": float(metrics[key]) * METRIC_SCALE[spec.task], "metrics": metrics}
+
+
+def _structlora_diagnostics(out: Path) -> dict[str, Any] | None:
+    """The trainer's last diagnostics record (StructLoRA runs only): gate values, open directions, ..."""
+    from llava_structlora.train.callbacks import read_diagnostics
+
+    records = read_diagnostics(out / "diagnostics.jsonl")
+    return records[-1] if records else None
+
+
+def execute(spec: RunSpec, suite: SuiteConfig) -> dict[str, Any]:
+    """Train, evaluate on val and test, measure the update geometry; cache and return the result."""
+    hit = cached(spec, suite)
+    if hit is not None:
+        return hit
+    from llava_structlora.train.main import run as train_run
+
+    from .adapter_stats import adapter_stats
+
+    out = run_dir(spec, suite)
+    shutil.rmtree(out, ignore_errors=True)  # leftovers of an interrupted attempt
+    t0 = time.time()
+    logger.info("run %s", spec.key(suite))
+    train_run(spec.train_argv(suite, out))
+    t_train = time.time() - t0
+    run_json = json.loads((out / "run.json").read_text())
+    val = evaluate_run(spec, suite, out, "val")
+    test = evaluate_run(spec, suite, out, "test")
+    result = {
+        "key": spec.key(suite), "spec": {**spec.__dict__, "overrides": dict(spec.overrides)},
+        "suite": suite.to_dict(), "val": val, "test": test,
+        "geometry": adapter_stats(suite.base_dir, out / "adapter"),
+        "structlora_diagnostics": _structlora_diagnostics(out),
+        "final_loss": run_json.get("final_loss"), "global_step": run_json.get("global_step"),
+        "train_s": round(t_train, 1), "total_s": round(time.time() - t0, 1), "run_dir": str(out),
+    }
+    atomic_write_json(result_path(spec, suite), result)
+    logger.info("done %s: val %.2f test %.2f (%.0f s)", spec.key(suite), val["score"], test["score"],
+                result["total_s"])
+    return result

@@ -1,0 +1,95 @@
+"""Suite settings (one dataclass) and the identity of one training run.
+
+Two suites: ``full`` (what docs/RESULTS.md reports; sized to fit <= 2 h on the 2-core CI machine,
+see docs/experiments.md) and ``quick`` (a CI-size check of the whole harness, < 3 min). They
+differ only in data preset, steps, seeds, lr grid, evaluation size and which variants run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llava_structlora.utils.io import hash_jsonable
+
+REPO = Path(__file__).resolve().parents[1]
+METRIC = {"coco": "CIDEr", "vqav2": "overall", "gqa": "accuracy"}     # key in the evaluation's metrics
+METRIC_LABEL = {"coco": "CIDEr (x100)", "vqav2": "VQA acc (%)", "gqa": "GQA acc (%)"}
+METRIC_SCALE = {"coco": 100.0, "vqav2": 1.0, "gqa": 1.0}               # CIDEr 1.162 -> 116.2 as in the paper
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """Everything that is the same for every run of a suite (the fairness contract)."""
+
+    name: str = "full"
+    preset: str = "default"                 # shapes-world data + tiny-base preset
+    max_steps: int = 150
+    batch_size: int = 16
+    seeds: tuple[int, ...] = (0, 1, 2)
+    lr_grid: tuple[float, ...] = (1e-4, 2e-4, 5e-4)
+    tune_seed: int = 0                      # lr picked on the validation split with this seed
+    val_limit: int | None = 300             # questions scored for lr selection
+    test_limit: int | None = None           # None = the whole test split
+    eval_batch_size: int = 32
+    tasks: tuple[str, ...] = ("coco", "vqav2", "gqa")
+    variants_per_table: int | None = None   # quick: keep only the first N variants / x values (+ LoRA)
+    threads: int = 2
+
+    @property
+    def data_root(self) -> Path:
+        return REPO / "artifacts" / "data" / self.preset
+
+    @property
+    def base_dir(self) -> Path:
+        return REPO / "artifacts" / "base" / self.preset
+
+    @property
+    def out_root(self) -> Path:
+        return REPO / "outputs" / "experiments" / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+FULL = SuiteConfig()
+QUICK = SuiteConfig(name="quick", preset="smoke", max_steps=6, batch_size=8, seeds=(0, 1), lr_grid=(2e-4, 5e-4),
+                    val_limit=24, test_limit=24, eval_batch_size=24, tasks=("coco",), variants_per_table=1)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run + its evaluations. Equal specs share one cached result across tables."""
+
+    task: str
+    method: str
+    seed: int
+    lr: float
+    rank: int = 8
+    data_fraction: float = 1.0
+    overrides: tuple[tuple[str, Any], ...] = field(default_factory=tuple)  # StructLoRA CLI knobs
+
+    def key(self, suite: SuiteConfig) -> str:
+        ident = dataclasses.asdict(self) | {"steps": suite.max_steps, "batch": suite.batch_size,
+                                            "preset": suite.preset, "val_limit": suite.val_limit,
+                                            "test_limit": suite.test_limit}
+        tag = "-".join(f"{k}{v}" for k, v in self.overrides)
+        return (f"{self.task}-{self.method}-r{self.rank}-lr{self.lr:g}-f{self.data_fraction:g}"
+                f"{'-' + tag if tag else ''}-s{self.seed}-{hash_jsonable(ident)[:8]}")
+
+    def train_argv(self, suite: SuiteConfig, out_dir: Path) -> list[str]:
+        """Command-line flags of `python -m llava_structlora.train` for this run (single process)."""
+        argv = ["--model_name_or_path", str(suite.base_dir), "--task", self.task,
+                "--data_path", str(suite.data_root / self.task / "llava_train.json"),
+                "--data_root", str(suite.data_root), "--output_dir", str(out_dir),
+                "--method", self.method, "--lora_r", str(self.rank), "--lora_alpha", str(2 * self.rank),
+                "--learning_rate", str(self.lr), "--seed", str(self.seed), "--data_seed", str(self.seed),
+                "--data_fraction", str(self.data_fraction), "--max_steps", str(suite.max_steps),
+                "--per_device_train_batch_size", str(suite.batch_size),
+                "--save_strategy", "no", "--report_to", "none", "--run_eval", "false",
+                "--logging_steps", "5", "--plots", "false", "--disable_tqdm", "true"]
+        for k, v in self.overrides:
+            argv += [f"--{k}", str(v)]
+        return argv

@@ -1,0 +1,54 @@
+"""`python -m llava_structlora.evaluation --task vqav2|gqa|coco ...` -> metrics.json + metrics on stdout.
+
+    python -m llava_structlora.evaluation --task vqav2 --split val --model BASE --adapter DIR \
+        --data-root DATA_ROOT --output-dir DIR --batch-size 32 --num-gpus 1 --protocol official
+
+Splits without public answers (VQAv2 test-dev, GQA test) write `submission.json` instead of scoring.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .config import TASKS, EvalConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m llava_structlora.evaluation", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", choices=sorted(TASKS), required=True)
+    p.add_argument("--split", default=None, help="default: vqav2 val, gqa testdev, coco test (Karpathy)")
+    p.add_argument("--model", required=True, help="base model dir (save_pretrained), or a merged model")
+    p.add_argument("--adapter", default=None, help="PEFT adapter dir, StructLoRA dir, merged model or run dir")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--num-gpus", type=int, default=1, help="processes (CPU workers when there is no GPU)")
+    p.add_argument("--protocol", choices=("official", "llava"), default="official")
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--model-id", default=None, help="model_id written in the answers (default: adapter dir name)")
+    p.add_argument("--overwrite", action="store_true", help="discard answers of a different earlier run")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    cfg = EvalConfig(**{k: v for k, v in vars(args).items()})
+    from .run import evaluate
+
+    try:
+        metrics = evaluate(cfg)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

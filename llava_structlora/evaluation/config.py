@@ -1,0 +1,75 @@
+"""Evaluation stage config and the per-task file layout under DATA_ROOT (docs/ARCHITECTURE.md)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Where a task's questions and scorer references live, and how long its answers are."""
+
+    name: str
+    default_split: str
+    max_new_tokens: int
+    reference_files: tuple[str, ...]   # patterns with {split}; all must exist to score
+
+    def questions_jsonl(self, data_root: Path, split: str) -> Path:
+        return data_root / self.name / f"{split}_questions.jsonl"
+
+    def references(self, data_root: Path, split: str) -> list[Path]:
+        return [data_root / self.name / p.format(split=split) for p in self.reference_files]
+
+
+TASKS: dict[str, TaskSpec] = {
+    # LLaVA-1.5 prompts answer VQA/GQA with "a single word or phrase": a few tokens suffice.
+    "vqav2": TaskSpec("vqav2", "val", 16, ("{split}_questions.json", "{split}_annotations.json")),
+    "gqa": TaskSpec("gqa", "testdev", 16, ("{split}_questions.json",)),
+    "coco": TaskSpec("coco", "test", 48, ("{split}_annotations.json",)),
+}
+
+
+@dataclass
+class EvalConfig:
+    """One evaluation run: generate -> merge -> convert -> score (or write the submission)."""
+
+    task: str
+    model: str
+    data_root: str
+    output_dir: str
+    split: str | None = None           # default: the task's default split
+    adapter: str | None = None
+    batch_size: int = 32
+    num_gpus: int = 1                  # processes: one per GPU, or CPU workers without GPUs
+    protocol: str = "official"
+    max_new_tokens: int | None = None  # default: the task's
+    dtype: str = "float32"
+    device: str = "auto"               # auto: cuda if available, else cpu
+    model_id: str | None = None
+    overwrite: bool = False            # discard answers of a different earlier run in output_dir
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {sorted(TASKS)}, got {self.task!r}")
+        if self.protocol not in ("official", "llava"):
+            raise ValueError(f"protocol must be 'official' or 'llava', got {self.protocol!r}")
+        if self.batch_size < 1 or self.num_gpus < 1:
+            raise ValueError("batch_size and num_gpus must be >= 1")
+        spec = TASKS[self.task]
+        self.split = self.split or spec.default_split
+        self.max_new_tokens = self.max_new_tokens or spec.max_new_tokens
+        if self.model_id is None:
+            self.model_id = Path(self.adapter or self.model).resolve().name
+        if self.device == "auto":
+            import torch
+
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def spec(self) -> TaskSpec:
+        return TASKS[self.task]
+
+    def generation_key(self) -> dict:
+        """What must match for answers already in output_dir to be reused."""
+        d = asdict(self)
+        return {k: d[k] for k in ("task", "split", "model", "adapter", "max_new_tokens", "dtype", "model_id")}

@@ -1,0 +1,71 @@
+"""LLaVA answers JSONL -> the official results / submission files.
+
+Results files for scoring keep the raw generated text: the scorer applies the protocol
+(`official` or `llava`), so one results file serves both. Submission files (no public answers)
+apply the `llava` protocol's processing here, exactly as LLaVA's converters do before upload:
+VQAv2 -> EvalAIAnswerProcessor, GQA -> rstrip('.').lower().
+
+    python -m llava_structlora.evaluation.convert --task vqav2 --answers answers.jsonl --out results.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from llava_structlora.metrics.gqa import llava_gqa_prediction
+from llava_structlora.metrics.vqa_normalize import evalai_answer_processor
+from llava_structlora.utils.io import atomic_write_json
+
+
+def _int_id(qid: Any, task: str) -> int:
+    try:
+        return int(qid)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{task}: question_id {qid!r} is not an integer id") from e
+
+
+def to_results(task: str, answers: Sequence[dict], submission: bool = False,
+               protocol: str = "official") -> list[dict]:
+    """Official results list for `task` from LLaVA answer records."""
+    post = protocol == "llava" and submission
+    if task == "vqav2":
+        return [{"question_id": _int_id(a["question_id"], task),
+                 "answer": evalai_answer_processor(a["text"]) if post else a["text"]} for a in answers]
+    if task == "gqa":
+        return [{"questionId": str(a["question_id"]),
+                 "prediction": llava_gqa_prediction(a["text"]) if post else a["text"]} for a in answers]
+    if task == "coco":
+        return [{"image_id": _int_id(a["question_id"], task), "caption": a["text"]} for a in answers]
+    raise ValueError(f"unknown task {task!r}")
+
+
+def pad_vqav2_submission(results: list[dict], all_test_ids: Sequence[int]) -> tuple[list[dict], int]:
+    """EvalAI wants every test2015 question; LLaVA fills the unanswered ones with ''."""
+    have = {r["question_id"] for r in results}
+    extra = [{"question_id": int(q), "answer": ""} for q in all_test_ids if int(q) not in have]
+    return results + extra, len(extra)
+
+
+def read_answers(path: str | Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", choices=("vqav2", "gqa", "coco"), required=True)
+    p.add_argument("--answers", required=True, help="LLaVA answers JSONL")
+    p.add_argument("--out", required=True)
+    p.add_argument("--submission", action="store_true", help="apply the protocol's processing (upload file)")
+    p.add_argument("--protocol", choices=("official", "llava"), default="llava")
+    args = p.parse_args(argv)
+    results = to_results(args.task, read_answers(args.answers), args.submission, args.protocol)
+    atomic_write_json(args.out, results, indent=None)
+    print(f"wrote {len(results)} results to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

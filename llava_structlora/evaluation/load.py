@@ -1,0 +1,96 @@
+"""Load a base LLaVA plus an optional adapter and merge it, so inference costs exactly the base.
+
+`adapter` may be:
+- None: the base as is (also how a merged model saved with `save_pretrained` is evaluated);
+- a stock PEFT adapter dir (`adapter_config.json`): `PeftModel.from_pretrained` + `merge_and_unload`;
+- a StructLoRA state dir (`save_structlora` output): `load_structlora` + `merge_structlora`;
+- a merged full model dir (`config.json` + weights, no adapter config): loaded instead of `base`;
+- a training run dir (`outputs/<run>/`) holding `adapter/` and/or `structlora/`: `adapter/` is
+  preferred (stock PEFT, carries a tuned projector via `modules_to_save`), else `structlora/`.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
+class ModelLoadError(ValueError):
+    """The base or adapter path is not something we know how to load; says what was found."""
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _is_full_model(path: Path) -> bool:
+    return (path / "config.json").is_file() and any((path / f).is_file() for f in WEIGHT_FILES)
+
+
+def _is_structlora(path: Path) -> bool:
+    return path.name == "structlora" or any("structlora" in p.name for p in path.glob("*.json"))
+
+
+def adapter_kind(adapter: str | Path | None) -> tuple[str, Path | None]:
+    """('none'|'peft'|'structlora'|'merged', resolved path) for an adapter argument."""
+    if adapter is None or str(adapter) == "":
+        return "none", None
+    path = Path(adapter)
+    if not path.is_dir():
+        raise ModelLoadError(f"adapter {path} is not a directory")
+    if (path / "adapter_config.json").is_file():
+        return "peft", path
+    if (path / "adapter" / "adapter_config.json").is_file():
+        return "peft", path / "adapter"
+    if (path / "structlora").is_dir():
+        return "structlora", path / "structlora"
+    if _is_full_model(path):
+        return "merged", path
+    if _is_structlora(path):
+        return "structlora", path
+    found = sorted(p.name for p in path.iterdir())[:10]
+    raise ModelLoadError(f"adapter {path}: neither a PEFT adapter (adapter_config.json), a StructLoRA dir "
+                         f"(structlora/), nor a merged model (config.json + model.safetensors); found {found}")
+
+
+def _merge_structlora(model: torch.nn.Module, path: Path) -> torch.nn.Module:
+    try:
+        from llava_structlora.structlora import load_structlora, merge_structlora
+    except ImportError as e:
+        raise ModelLoadError(f"{path} is a StructLoRA dir but llava_structlora.structlora does not provide "
+                             f"load_structlora/merge_structlora ({e}); pass the exported PEFT adapter/ instead") from e
+    return merge_structlora(load_structlora(model, path))
+
+
+def load_model(base: str | Path, adapter: str | Path | None = None, dtype: str | torch.dtype = "float32",
+               device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Any]:
+    """(model in eval mode with any adapter merged, processor)."""
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    kind, apath = adapter_kind(adapter)
+    weights = apath if kind == "merged" else Path(base)
+    if not _is_full_model(weights):
+        raise ModelLoadError(f"model {weights}: expected a save_pretrained dir (config.json + model.safetensors)")
+    proc_dir = apath if kind == "merged" and (apath / "processor_config.json").is_file() else Path(base)
+    processor = AutoProcessor.from_pretrained(proc_dir)
+    model = LlavaForConditionalGeneration.from_pretrained(weights, dtype=resolve_dtype(dtype))
+    if kind == "peft":
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, apath).merge_and_unload()
+    elif kind == "structlora":
+        model = _merge_structlora(model, apath)
+    logger.info("loaded %s (adapter: %s %s)", weights, kind, apath or "")
+    return model.to(device).eval(), processor

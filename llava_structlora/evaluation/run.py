@@ -1,0 +1,108 @@
+"""One evaluation: generate (sharded, resumable) -> merge -> official results -> score -> metrics.json.
+
+Output dir layout:
+    eval_key.json            what generated the answers (a rerun with other settings refuses to mix)
+    answers/shard-KK-of-NN.jsonl   per-process answers, appended per batch
+    answers.jsonl            merged, in question order, each id once (LLaVA format)
+    results.json             official results format (scored splits)
+    submission.json          official upload file (splits without public answers)
+    metrics.json             scores (or the submission path) + run info, written atomically
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from llava_structlora.utils.io import atomic_write_json
+
+from .config import EvalConfig
+from .convert import pad_vqav2_submission, to_results
+from .generate import load_questions
+from .shards import ShardJob, generate_sharded, merge_answers
+
+logger = logging.getLogger(__name__)
+
+
+def _check_key(cfg: EvalConfig, out: Path) -> None:
+    """Refuse to resume answers produced by a different model/adapter/split."""
+    key_path, key = out / "eval_key.json", cfg.generation_key()
+    if key_path.exists():
+        old = json.loads(key_path.read_text())
+        if old != key:
+            if not cfg.overwrite:
+                diff = {k: (old.get(k), v) for k, v in key.items() if old.get(k) != v}
+                raise ValueError(f"{out} holds answers of another run (old, new): {diff}; "
+                                 f"use another --output-dir or --overwrite")
+            shutil.rmtree(out / "answers", ignore_errors=True)
+    atomic_write_json(key_path, key)
+
+
+def _image_folder(questions_file: Path) -> Path:
+    from llava_structlora.data import resolve_image_folder
+
+    return resolve_image_folder(questions_file)
+
+
+def _has_answers(cfg: EvalConfig, refs: list[Path]) -> bool:
+    if not all(p.is_file() for p in refs):
+        return False
+    if cfg.task == "gqa":  # testdev/test files without answers are submission-only
+        qs = json.loads(refs[0].read_text())
+        return bool(qs) and all(isinstance(q, dict) and isinstance(q.get("answer"), str) for q in qs.values())
+    return True
+
+
+def score(cfg: EvalConfig, refs: list[Path], results: Path) -> dict[str, Any]:
+    from llava_structlora.metrics import score_captions, score_gqa, score_vqav2
+
+    if cfg.task == "vqav2":
+        return score_vqav2(refs[0], refs[1], results, cfg.protocol)
+    if cfg.task == "gqa":
+        return score_gqa(refs[0], results, cfg.protocol)
+    return score_captions(refs[0], results)
+
+
+def _write_submission(cfg: EvalConfig, data_root: Path, answers: list[dict], out: Path) -> dict[str, Any]:
+    results = to_results(cfg.task, answers, submission=True, protocol=cfg.protocol)
+    info: dict[str, Any] = {"submission": str(out / "submission.json"), "n": len(results)}
+    full_test = cfg.spec.questions_jsonl(data_root, "test")
+    if cfg.task == "vqav2" and cfg.split == "test-dev" and full_test.is_file():
+        all_ids = [json.loads(line)["question_id"] for line in open(full_test) if line.strip()]
+        results, n_pad = pad_vqav2_submission(results, all_ids)
+        info["n_padded_empty"] = n_pad
+    atomic_write_json(out / "submission.json", results, indent=None)
+    return info
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Run the whole evaluation; returns what is written to metrics.json."""
+    t0 = time.time()
+    data_root, out = Path(cfg.data_root), Path(cfg.output_dir)
+    qfile = cfg.spec.questions_jsonl(data_root, cfg.split)
+    if not qfile.is_file():
+        raise FileNotFoundError(f"{qfile} not found: build the data (python -m data_prep.build_default "
+                                f"--root {data_root}) or pick another --split")
+    questions = load_questions(qfile, _image_folder(qfile))
+    out.mkdir(parents=True, exist_ok=True)
+    _check_key(cfg, out)
+    job = ShardJob(base=str(cfg.model), adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device,
+                   batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, model_id=cfg.model_id,
+                   metadata={}, answers_dir=str(out / "answers"), world=cfg.num_gpus)
+    n_new = generate_sharded(job, questions)
+    t_gen = time.time() - t0
+    answers = merge_answers(out / "answers", questions, out / "answers.jsonl")
+    refs = cfg.spec.references(data_root, cfg.split)
+    if _has_answers(cfg, refs):
+        atomic_write_json(out / "results.json", to_results(cfg.task, answers), indent=None)
+        metrics = score(cfg, refs, out / "results.json")
+    else:
+        metrics = _write_submission(cfg, data_root, answers, out)
+    metrics.update({"task": cfg.task, "split": cfg.split, "protocol": cfg.protocol, "model": str(cfg.model),
+                    "adapter": cfg.adapter, "n_questions": len(questions), "n_generated_this_run": n_new,
+                    "generation_s": round(t_gen, 2), "total_s": round(time.time() - t0, 2)})
+    atomic_write_json(out / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,226 @@
+"""Merge a trained run's adapter into its base: a plain ``LlavaForConditionalGeneration`` on disk.
+
+    python -m llava_structlora.merge RUN_DIR OUT_DIR [--base PATH] [--max-shard-size 5GB] [--verify]
+
+(``bash scripts/merge_adapter.sh RUN_DIR OUT_DIR`` wraps this.) The output is what
+``LlavaForConditionalGeneration.from_pretrained(OUT_DIR)`` loads with no project code:
+``config.json``, ``generation_config.json``, safetensors shards (+ index) and the base's processor.
+
+Merging LoRA into LLaVA is where users get garbled outputs: almost always a wrong base (another
+LLaVA size, a v1.5 adapter on a v1.6 base, a re-pretrained toy base). We therefore compare the
+base against what the run was trained on *before* loading anything big, and refuse with a
+message that lists every difference: architecture fields of the config and the shape of every
+adapted module. The merge itself is stock PEFT (``merge_and_unload``), which is exact for the
+stock LoRA adapter that StructLoRA exports (DESIGN.md §2) and for the PEFT baselines.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("llava_structlora.merge")
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# Keys under which run.json may record the base (top level or in its "config"/"model"/"train" sections).
+BASE_KEYS = ("base_model", "model_name_or_path", "base_model_name_or_path", "base")
+# Config fields that must agree between the run's base and the base we merge into.
+ARCH_FIELDS = (
+    "model_type", "architectures", "image_token_id", "image_token_index", "vision_feature_layer",
+    "vision_feature_select_strategy", "projector_hidden_act", "multimodal_projector_bias",
+    "text_config.model_type", "text_config.hidden_size", "text_config.num_hidden_layers",
+    "text_config.num_attention_heads", "text_config.num_key_value_heads", "text_config.intermediate_size",
+    "text_config.vocab_size", "text_config.head_dim",
+    "vision_config.model_type", "vision_config.hidden_size", "vision_config.num_hidden_layers",
+    "vision_config.num_attention_heads", "vision_config.intermediate_size", "vision_config.image_size",
+    "vision_config.patch_size", "vision_config.projection_dim",
+)
+_LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lora_A|lora_B|lora_E|lora_magnitude_vector)"
+                       r"(?:\.[A-Za-z_]+)*(?:\.weight)?$")
+
+
+class BaseMismatchError(ValueError):
+    """The base model is not the one the adapter was trained on."""
+
+
+# ---------------------------------------------------------------------------- run directory
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """run.json of a training run (may be absent for a bare adapter dir)."""
+    path = run_dir / "run.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def adapter_dir_of(run_dir: Path) -> Path:
+    """RUN_DIR/adapter (training layout) or RUN_DIR itself when it is a PEFT adapter dir."""
+    for cand in (run_dir / "adapter", run_dir):
+        if (cand / "adapter_config.json").exists():
+            if not (cand / ADAPTER_WEIGHTS).exists():
+                raise FileNotFoundError(f"{cand}: adapter_config.json present but {ADAPTER_WEIGHTS} missing")
+            return cand
+    raise FileNotFoundError(f"{run_dir}: no PEFT adapter found (expected {run_dir}/adapter/adapter_config.json); "
+                            f"is this a training output directory?")
+
+
+def recorded_base(run_dir: Path) -> str | None:
+    """The base the run was trained on: run.json first, then the adapter's own config."""
+    run = read_run(run_dir)
+    scopes = [run] + [run[k] for k in ("config", "model", "train") if isinstance(run.get(k), dict)]
+    for scope in scopes:
+        for key in BASE_KEYS:
+            val = scope.get(key)
+            if isinstance(val, str) and val:
+                return val
+    try:
+        cfg = json.loads((adapter_dir_of(run_dir) / "adapter_config.json").read_text())
+    except FileNotFoundError:
+        return None
+    return cfg.get("base_model_name_or_path") or None
+
+
+# ---------------------------------------------------------------------------- compatibility
+def _get(cfg: dict[str, Any], dotted: str) -> Any:
+    cur: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def load_config_dict(model_dir: str | Path) -> dict[str, Any]:
+    """config.json of a local model directory, with the sub-configs filled by transformers defaults."""
+    from transformers import AutoConfig
+
+    path = Path(model_dir)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path}/config.json not found: the base must be a local model directory "
+                                f"(no downloads here); pass --base /path/to/llava-1.5-7b-hf")
+    return AutoConfig.from_pretrained(str(path)).to_dict()
+
+
+def architecture_diff(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """Human-readable differences in the architecture fields (ignores fields absent in both)."""
+    diffs = []
+    for f in ARCH_FIELDS:
+        a, b = _get(expected, f), _get(actual, f)
+        if a != b and not (a is None or b is None):
+            diffs.append(f"config {f}: run was trained on {a!r}, this base has {b!r}")
+    return diffs
+
+
+def adapter_shapes(adapter_dir: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape, read from the safetensors header only (no weights loaded)."""
+    from safetensors import safe_open
+
+    with safe_open(str(adapter_dir / ADAPTER_WEIGHTS), framework="pt") as f:
+        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+
+
+def shape_diff(adapter_dir: Path, base_config: dict[str, Any]) -> list[str]:
+    """Check every adapter tensor against the base's module shapes, on the meta device."""
+    import torch
+    from transformers import AutoConfig, LlavaForConditionalGeneration
+
+    cfg = AutoConfig.for_model(**base_config) if "model_type" in base_config else base_config
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(cfg)
+    modules = dict(model.named_modules())
+    params = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    diffs = []
+    for key, shape in sorted(adapter_shapes(adapter_dir).items()):
+        m = _LORA_KEY.match(key)
+        if m is None:  # modules_to_save (e.g. a fully trained projector): compare with the base parameter
+            name = re.sub(r"^base_model\.model\.", "", key).replace(".modules_to_save.default", "")
+            if name in params and params[name] != shape:
+                diffs.append(f"{name}: adapter holds {shape}, base has {params[name]}")
+            elif name not in params:
+                diffs.append(f"{name}: in the adapter but not a parameter of this base")
+            continue
+        mod = modules.get(m.group("module"))
+        if mod is None or not hasattr(mod, "in_features"):
+            diffs.append(f"{m.group('module')}: adapted in the run, no such linear layer in this base")
+            continue
+        kind = m.group("kind")
+        want = {"lora_A": (shape[0], mod.in_features), "lora_B": (mod.out_features, shape[-1]),
+                "lora_magnitude_vector": (mod.out_features,)}.get(kind)
+        if want is not None and tuple(shape[-len(want):]) != want:
+            diffs.append(f"{m.group('module')}.{kind}: adapter shape {shape}, base layer is "
+                         f"{mod.out_features}x{mod.in_features} (expects {want})")
+    return diffs
+
+
+def check_base(run_dir: Path, base: str | Path) -> None:
+    """Raise BaseMismatchError listing every difference between `base` and the run's base."""
+    adapter = adapter_dir_of(run_dir)
+    actual = load_config_dict(base)
+    diffs: list[str] = []
+    trained_on = recorded_base(run_dir)
+    if trained_on and Path(trained_on, "config.json").exists() and Path(trained_on).resolve() != Path(base).resolve():
+        diffs += architecture_diff(load_config_dict(trained_on), actual)
+    diffs += shape_diff(adapter, actual)
+    if diffs:
+        shown = "\n  - ".join(diffs[:20]) + (f"\n  ... and {len(diffs) - 20} more" if len(diffs) > 20 else "")
+        raise BaseMismatchError(
+            f"refusing to merge: base {base} does not match the base this adapter was trained on "
+            f"({trained_on or 'unknown'}):\n  - {shown}")
+
+
+# ---------------------------------------------------------------------------- merge
+def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None = None,
+              max_shard_size: str = "5GB", dtype: str = "float32") -> Path:
+    """Check the base, merge with stock PEFT and save_pretrained model + processor into `out_dir`."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from llava_structlora.utils.io import atomic_directory
+
+    run_dir = Path(run_dir)
+    base = base or recorded_base(run_dir)
+    if not base:
+        raise ValueError(f"{run_dir}: no base recorded in run.json or adapter_config.json; pass --base")
+    check_base(run_dir, base)
+    adapter = adapter_dir_of(run_dir)
+    model = LlavaForConditionalGeneration.from_pretrained(str(base), dtype=getattr(torch, dtype))
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    merged.eval()
+    processor = AutoProcessor.from_pretrained(str(base))
+    with atomic_directory(out_dir) as tmp:
+        merged.save_pretrained(tmp, max_shard_size=max_shard_size)
+        processor.save_pretrained(tmp)
+        (tmp / "merge_info.json").write_text(json.dumps(
+            {"base": str(base), "adapter": str(adapter.resolve()), "dtype": dtype,
+             "max_shard_size": max_shard_size}, indent=2) + "\n")
+    logger.info("merged %s into %s -> %s", adapter, base, out_dir)
+    return Path(out_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir", help="training output dir (with adapter/ and run.json) or a PEFT adapter dir")
+    ap.add_argument("out_dir", help="where to write the merged model")
+    ap.add_argument("--base", help="base model dir (default: the one recorded in run.json / adapter_config.json)")
+    ap.add_argument("--max-shard-size", default="5GB", help="safetensors shard size (save_pretrained)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        out = merge_run(args.run_dir, args.out_dir, args.base, args.max_shard_size, args.dtype)
+    except (BaseMismatchError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"merged model written to {out}\nload it with: LlavaForConditionalGeneration.from_pretrained({str(out)!r})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

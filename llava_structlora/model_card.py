@@ -1,0 +1,133 @@
+"""Model card (README.md) and upload instructions of a release folder (see release.py).
+
+Everything in the card comes from the run's own files (run.json, metrics.json, the adapter
+config): no number is typed by hand, and a missing file shows up as "not recorded".
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+METHOD_TEXT = {
+    "structlora": ("StructLoRA (\"Not All Directions Matter\", ACL 2026): LoRA whose rank-one directions are "
+                   "gated by an Information-Bottleneck filter and whose layer updates are coordinated by a small "
+                   "graph network over a joint vision <-> language layer graph during training. Gates and "
+                   "coordinator are folded into the exported factors: this is a plain LoRA adapter."),
+    "lora": "LoRA (Hu et al., 2022) via PEFT.",
+    "dora": "DoRA (Liu et al., 2024) via PEFT (`use_dora=True`).",
+    "adalora": "AdaLoRA (Zhang et al., 2023) via PEFT.",
+    "lora_dropout": "LoRA with input dropout (LoRA-Dropout baseline) via PEFT.",
+}
+PROTOCOL_TEXT = {
+    "coco": ("COCO captions, Karpathy split of the evaluated data; greedy decoding; CIDEr/BLEU-4/ROUGE-L/METEOR "
+             "from pycocoevalcap (PTBTokenizer, corpus-level over the scored images; CIDEr on the pycocoevalcap "
+             "scale, x100 = the paper's numbers)."),
+    "vqav2": ("VQAv2 official accuracy: min(1, #humans who gave the answer / 3) averaged over the 10 leave-one-out "
+              "subsets, official answer normalization; protocol `llava` first applies LLaVA's EvalAI answer processor."),
+    "gqa": "GQA exact-match accuracy on balanced questions; protocol `llava` strips a trailing period and lowercases.",
+}
+LOAD_SNIPPET = """```python
+from transformers import AutoProcessor, LlavaForConditionalGeneration
+from peft import PeftModel
+base = LlavaForConditionalGeneration.from_pretrained("{base}", dtype="auto")
+model = PeftModel.from_pretrained(base, "{adapter}").merge_and_unload()  # zero inference overhead
+processor = AutoProcessor.from_pretrained("{base}")
+```"""
+
+
+def _flatten(obj: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
+    """(dotted key, scalar) rows of a nested metrics dict."""
+    if isinstance(obj, dict) and depth < 4:
+        rows: list[tuple[str, Any]] = []
+        for k, v in obj.items():
+            rows += _flatten(v, f"{prefix}.{k}" if prefix else str(k), depth + 1)
+        return rows
+    if isinstance(obj, (int, float, str, bool)) or obj is None:
+        return [(prefix, obj)]
+    return [(prefix, json.dumps(obj)[:80])]
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def metrics_section(metrics: dict[str, Any], task: str | None) -> list[str]:
+    if not metrics:
+        return ["Not recorded (the run was trained with `EVAL=0`). Evaluate with `bash eval/<task>.sh`."]
+    lines = ["| metric | value |", "| --- | --- |"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in _flatten(metrics)]
+    proto = PROTOCOL_TEXT.get(task or "")
+    if proto:
+        lines += ["", f"Protocol: {proto}"]
+    return lines
+
+
+def _run_field(run: dict[str, Any], *keys: str) -> Any:
+    """First value found under `keys` at the top level of run.json or in one of its sections."""
+    scopes = [run] + [v for v in run.values() if isinstance(v, dict)]
+    for scope in scopes:
+        for key in keys:
+            if scope.get(key) not in (None, ""):
+                return scope[key]
+    return None
+
+
+def render_model_card(base: str, run: dict[str, Any], metrics: dict[str, Any], adapter_cfg: dict[str, Any],
+                      license_id: str, repo_id: str | None, export_note: str, local_base: str | None) -> str:
+    method = _run_field(run, "method") or "unknown"
+    task = _run_field(run, "task")
+    data = _run_field(run, "data_path", "data_root")
+    adapter_ref = repo_id or "path/to/this/folder"
+    ranks = sorted(set((adapter_cfg.get("rank_pattern") or {}).values()) | {adapter_cfg.get("r")} - {None})
+    front = ["---", "library_name: peft", f"base_model: {base}", f"license: {license_id}",
+             "pipeline_tag: image-text-to-text", "tags:", "- llava", "- lora", f"- {method}", "---", ""]
+    body = [
+        f"# {method} adapter for `{base}`" + (f" ({task})" if task else ""), "",
+        "## Method", "", METHOD_TEXT.get(method, f"Method `{method}`."), "",
+        "## How to load (stock PEFT, no project code)", "",
+        LOAD_SNIPPET.format(base=base, adapter=adapter_ref), "",
+        "Prompt format (LLaVA-1.5, vicuna_v1): `USER: <image>\\n{question} ASSISTANT:`.", "",
+        "## Adapter", "",
+        f"- target modules: `{adapter_cfg.get('target_modules')}`",
+        f"- rank(s): {ranks} (rank_pattern entries: {len(adapter_cfg.get('rank_pattern') or {})}), "
+        f"lora_alpha: {adapter_cfg.get('lora_alpha')}, peft_type: {adapter_cfg.get('peft_type')}",
+        f"- base_model_name_or_path: `{base}`" + (f" (trained from local `{local_base}`)" if local_base and local_base != base else ""),
+    ]
+    if export_note.strip():
+        body += ["", "<details><summary>export notes</summary>", "", export_note.strip(), "", "</details>"]
+    body += ["", "## Training configuration", "", "From `run.json` (full record in this folder):", "",
+             "```json", json.dumps({k: v for k, v in run.items() if k not in ("times",)}, indent=1, default=str)[:4000],
+             "```", "", "## Data", "",
+             f"Task: `{task or 'not recorded'}`; training data: `{data or 'not recorded'}`.",
+             "Shapes-world runs use the repository's synthetic offline data (official COCO/VQAv2/GQA formats); "
+             "their scores say nothing about real-image quality.", "",
+             "## Evaluation", ""]
+    body += metrics_section(metrics, task)
+    body += ["", "## Integrity", "", "`sha256sum -c SHA256SUMS` verifies every file of this folder.", "",
+             "## License", "",
+             f"Adapter weights: {license_id}. The base model keeps its own license "
+             "(LLaVA-1.5 is built on Llama 2: Llama 2 Community License).", ""]
+    return "\n".join(front + body)
+
+
+def render_push_doc(repo_id: str) -> str:
+    """How to upload the release (not run here: this machine has no network)."""
+    return f"""# Uploading this release to the Hugging Face Hub
+
+Not run by `release_adapter.sh` (no network here). On a machine with access and a token
+(`huggingface-cli login` or `HF_TOKEN`), from this folder:
+
+```bash
+sha256sum -c SHA256SUMS                       # the files are what the run produced
+huggingface-cli upload {repo_id} . . --repo-type model
+```
+
+or in Python:
+
+```python
+from huggingface_hub import HfApi
+api = HfApi()
+api.create_repo("{repo_id}", repo_type="model", exist_ok=True)
+api.upload_folder(folder_path=".", repo_id="{repo_id}", repo_type="model")
+```
+"""

@@ -1,0 +1,144 @@
+"""Turn a training run into a release folder that anyone can load with stock PEFT.
+
+    python -m llava_structlora.release RUN_DIR OUT_DIR [--base-id llava-hf/llava-1.5-7b-hf] [--push REPO_ID]
+
+(``bash scripts/release_adapter.sh RUN_DIR OUT_DIR`` wraps this.) OUT_DIR gets
+
+- ``adapter_config.json`` + ``adapter_model.safetensors``: the run's stock PEFT adapter, with
+  ``base_model_name_or_path`` rewritten to the base users should load (the hub id for a real
+  LLaVA-1.5 base, recognised from its architecture; the local base path for shapes-world runs),
+- ``README.md``: the model card (method, config, data, metrics with their protocol, a 5-line PEFT
+  loading snippet, license), ``run.json`` and ``metrics.json`` of the run,
+- ``SHA256SUMS`` over every other file (``sha256sum -c SHA256SUMS`` checks it).
+
+Nothing is uploaded: ``--push REPO_ID`` only prints (and records in PUSH.md) the exact
+huggingface_hub commands to run on a machine with network access.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from llava_structlora.merge import (
+    _get, adapter_dir_of, load_config_dict, read_run, recorded_base,
+)
+from llava_structlora.model_card import render_model_card, render_push_doc
+from llava_structlora.utils.io import atomic_directory, atomic_write_json, sha256_file
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+# Architecture signatures of the public llava-hf checkpoints (config.json values).
+KNOWN_BASES: dict[str, dict[str, Any]] = {
+    "llava-hf/llava-1.5-7b-hf": {"text_config.hidden_size": 4096, "text_config.num_hidden_layers": 32,
+                                 "vision_config.hidden_size": 1024, "vision_config.num_hidden_layers": 24,
+                                 "vision_config.image_size": 336},
+    "llava-hf/llava-1.5-13b-hf": {"text_config.hidden_size": 5120, "text_config.num_hidden_layers": 40,
+                                  "vision_config.hidden_size": 1024, "vision_config.num_hidden_layers": 24,
+                                  "vision_config.image_size": 336},
+}
+
+
+def hub_id_for(config: dict[str, Any]) -> str | None:
+    """The public base whose architecture `config` has, if any."""
+    for hub_id, sig in KNOWN_BASES.items():
+        if all(_get(config, k) == v for k, v in sig.items()):
+            return hub_id
+    return None
+
+
+def resolve_base_id(run_dir: Path, override: str | None) -> tuple[str, str | None]:
+    """(base id for adapter_config.json, local base dir the run used or None)."""
+    local = recorded_base(run_dir)
+    if override:
+        return override, local
+    if local and Path(local, "config.json").exists():
+        hub = hub_id_for(load_config_dict(local))
+        return (hub or str(Path(local).resolve())), local
+    if local:
+        return local, None
+    raise ValueError(f"{run_dir}: no base recorded in run.json or adapter_config.json; pass --base-id")
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def write_checksums(folder: Path) -> Path:
+    """SHA256SUMS in `sha256sum` format, over every file except itself (sorted, relative paths)."""
+    lines = [f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}"
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "SHA256SUMS"]
+    out = folder / "SHA256SUMS"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def verify_checksums(folder: str | Path) -> list[str]:
+    """Files whose hash differs from SHA256SUMS (empty = intact)."""
+    folder = Path(folder)
+    bad = []
+    for line in (folder / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        path = folder / name
+        if not path.exists() or sha256_file(path) != digest:
+            bad.append(name)
+    return bad
+
+
+def build_release(run_dir: str | Path, out_dir: str | Path, base_id: str | None = None,
+                  license_id: str = "apache-2.0", repo_id: str | None = None) -> Path:
+    """Write the release folder atomically; returns its path."""
+    run_dir = Path(run_dir)
+    adapter = adapter_dir_of(run_dir)
+    base, local_base = resolve_base_id(run_dir, base_id)
+    run, metrics = read_run(run_dir), read_metrics(run_dir)
+    adapter_cfg = json.loads((adapter / "adapter_config.json").read_text())
+    adapter_cfg["base_model_name_or_path"] = base
+    export_note = (adapter / "README.md").read_text() if (adapter / "README.md").exists() else ""
+    with atomic_directory(out_dir) as tmp:
+        atomic_write_json(tmp / "adapter_config.json", adapter_cfg)
+        shutil.copy2(adapter / "adapter_model.safetensors", tmp / "adapter_model.safetensors")
+        if run:
+            atomic_write_json(tmp / "run.json", run)
+        if metrics:
+            atomic_write_json(tmp / "metrics.json", metrics)
+        card = render_model_card(base=base, run=run, metrics=metrics, adapter_cfg=adapter_cfg,
+                                 license_id=license_id, repo_id=repo_id, export_note=export_note,
+                                 local_base=local_base)
+        (tmp / "README.md").write_text(card)
+        if repo_id:
+            (tmp / "PUSH.md").write_text(render_push_doc(repo_id))
+        write_checksums(tmp)
+    return Path(out_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir", help="training output dir (adapter/, run.json, metrics.json)")
+    ap.add_argument("out_dir", help="release folder to write")
+    ap.add_argument("--base-id", help="base_model_name_or_path to record (default: hub id recognised from the "
+                                      "base's architecture, else the local base path)")
+    ap.add_argument("--license", default="apache-2.0", help="license of the adapter weights (model card)")
+    ap.add_argument("--push", metavar="REPO_ID", help="document how to upload to REPO_ID (nothing is uploaded)")
+    args = ap.parse_args(argv)
+    try:
+        out = build_release(args.run_dir, args.out_dir, args.base_id, args.license, args.push)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"release written to {out} ({len((out / 'SHA256SUMS').read_text().splitlines())} files checksummed)")
+    if args.push:
+        print(render_push_doc(args.push))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

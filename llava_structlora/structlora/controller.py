@@ -1,0 +1,173 @@
+"""Runtime glue: runs the coordinator ONCE per model forward and hands each layer its plan.
+
+``StructLoRAController`` is registered as the submodule ``structlora`` of the adapted model, so
+the optimizer / DeepSpeed see the coordinator parameters and ``.to()`` moves its buffers. A
+forward pre-hook on the top model samples every gate, runs the descriptor GNN, computes the
+smoothing operator ``C = I - eta L_a`` and turns it into per-layer coefficient vectors; a
+forward post-hook clears them. Layers called outside a top-level forward compute a plan lazily.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .config import StructLoRAConfig
+from .coordinator import (Coordinator, descriptor_dim, node_descriptors, similarity_features,
+                          structural_descriptors)
+from .gates import MaskGate, gumbel_temperature, topk_mask
+from .graph import Node, StructLoRAGraph, build_graph
+from .layer import Plan, StructLoRALinear
+
+
+def adapter_tensors(layer: StructLoRALinear) -> list[Tensor]:
+    """The StructLoRA tensors of one layer (factors + gate parameters/masks), not the base weight."""
+    out = [layer.lora_A, layer.lora_B]
+    if layer.gate is not None:
+        out += [getattr(layer.gate, n) for n in layer.gate.param_names]
+    return out
+
+
+class StructLoRAController(nn.Module):
+    """Owns the coordinator, the joint graph and the per-forward plans of all adapted layers."""
+
+    def __init__(self, cfg: StructLoRAConfig, layers: list[StructLoRALinear], nodes: list[Node],
+                 vision_top: Optional[int]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.layers = layers            # plain list: the layers stay owned by the model tree
+        self.nodes = nodes
+        self.kinds = sorted({n.kind for n in nodes})
+        self.vision_top = vision_top
+        dev = layers[0].lora_A.device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)  # identical coordinator init on every rank
+            self.coordinator = Coordinator(cfg, descriptor_dim(cfg.r, len(self.kinds))).to(dev)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long, device=dev))
+        self.register_buffer("tau", torch.tensor(cfg.gumbel_tau_start, device=dev))
+        desc = similarity_features(structural_descriptors(nodes, cfg.r, self.kinds), cfg.r)
+        self.set_graph(build_graph(nodes, cfg.graph, desc, cfg.knn_k, cfg.bridge_layers, vision_top))
+        self._eval_cache: Optional[tuple[Any, Optional[list[Plan]]]] = None
+        self._hooks: list = []
+        for layer in layers:
+            layer._plan_fn = self._lazy_plan
+
+    # ------------------------------------------------------------------ graph structure
+    def set_graph(self, graph: StructLoRAGraph) -> None:
+        """Install a graph: adjacency, smoothing mask and the flat (row, col) term lists of eq. (A)."""
+        self.graph = graph
+        dev = self.step.device
+        adj = graph.adjacency()
+        smooth = graph.smoothing_mask()
+        rows, cols, counts = [], [], []
+        for i in range(graph.num_nodes):
+            nb = [i] + smooth[i].nonzero().flatten().tolist()
+            rows += [i] * len(nb)
+            cols += nb
+            counts.append(len(nb))
+        self.register_buffer("adj", adj.to(dev), persistent=False)
+        self.register_buffer("smooth", smooth.to(dev), persistent=False)
+        self.register_buffer("rows", torch.tensor(rows, device=dev), persistent=False)
+        self.register_buffer("cols", torch.tensor(cols, device=dev), persistent=False)
+        self.counts = counts
+        self.term_index = [cols[sum(counts[:i]):sum(counts[:i + 1])] for i in range(len(counts))]
+        self._eval_cache = None
+
+    # ------------------------------------------------------------------ coordinator state
+    def gates(self, training: bool) -> Tensor:
+        """``(N, r)`` gate values: sampled in training, deterministic in eval."""
+        first = self.layers[0]
+        if first.gate is None:
+            return torch.ones(len(self.layers), self.cfg.r, device=first.lora_A.device)
+        cls = type(first.gate)
+        stacked = {n: torch.stack([getattr(l.gate, n) for l in self.layers]) for n in cls.param_names}
+        if training:
+            return cls.sample(stacked, self.cfg, self.tau)
+        return cls.evaluate(stacked, self.cfg)
+
+    def descriptors(self) -> Tensor:
+        return node_descriptors(self.layers, self.nodes, self.kinds, self.gates(False).detach(), self.cfg.scale)
+
+    def state(self, training: bool) -> dict[str, Any]:
+        """Gates, modulation, smoothing operator and per-direction coefficients ``m`` (incl. alpha/r)."""
+        gates = self.gates(training)
+        desc = self.descriptors() if self.coordinator.gnn is not None else None
+        out = self.coordinator(desc, self.adj, self.smooth)
+        m = gates if out["s"] is None else gates * out["s"]
+        return {"gates": gates, "m": m * self.cfg.scale, **out}
+
+    def plans(self, state: dict[str, Any]) -> Optional[list[Plan]]:
+        """Per-layer ``(terms, coefficients)``; ``None`` means plain LoRA (bitwise PEFT)."""
+        if self.layers[0].gate is None and state["C"] is None and state["s"] is None:
+            return None
+        m, C = state["m"], state["C"]
+        if C is None:
+            return [([layer], m[i]) for i, layer in enumerate(self.layers)]
+        vals = C[self.rows, self.cols][:, None] * m[self.cols]          # (T, r), one gather for all layers
+        return [([self.layers[j] for j in idx], chunk.reshape(-1))
+                for idx, chunk in zip(self.term_index, vals.split(self.counts))]
+
+    def current_plans(self) -> Optional[list[Plan]]:
+        """Plans for this forward; cached in eval under no_grad (generation calls forward per token)."""
+        if self.training or torch.is_grad_enabled():
+            self._eval_cache = None
+            return self.plans(self.state(self.training))
+        key = (int(self.step), tuple(p._version for p in self.parameters()),
+               tuple(p._version for l in self.layers for p in adapter_tensors(l)))
+        if self._eval_cache is None or self._eval_cache[0] != key:
+            self._eval_cache = (key, self.plans(self.state(False)))
+        return self._eval_cache[1]
+
+    # ------------------------------------------------------------------ hooks
+    def attach(self, model: nn.Module) -> None:
+        self._hooks = [model.register_forward_pre_hook(self._pre_hook),
+                       model.register_forward_hook(self._post_hook)]
+
+    def detach_hooks(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        for layer in self.layers:
+            layer._plan, layer._plan_fn = None, None
+
+    def _pre_hook(self, module: nn.Module, args: Any) -> None:
+        self._install(self.current_plans())
+
+    def _post_hook(self, module: nn.Module, args: Any, output: Any) -> None:
+        self._install(None)
+
+    def _install(self, plans: Optional[list[Plan]]) -> None:
+        for i, layer in enumerate(self.layers):
+            layer._plan = None if plans is None else plans[i]
+            layer._plan_fn = None if plans is not None else self._lazy_plan
+
+    def _lazy_plan(self, layer: StructLoRALinear) -> Optional[Plan]:
+        plans = self.current_plans()
+        return None if plans is None else plans[self.layers.index(layer)]
+
+    # ------------------------------------------------------------------ schedule
+    @torch.no_grad()
+    def on_step(self, step: int, max_steps: int) -> None:
+        """Temperature annealing, similarity-graph refresh and top-k recomputation (identical on all ranks)."""
+        cfg = self.cfg
+        self.step.fill_(int(step))
+        self.tau.fill_(gumbel_temperature(cfg, step, max_steps))
+        if step > 0 and cfg.graph in ("similarity", "hybrid") and step % cfg.graph_refresh_steps == 0:
+            self.refresh_graph()
+        if step > 0 and cfg.filter == "topk_norm" and step % cfg.topk_refresh_steps == 0:
+            self.refresh_topk()
+
+    @torch.no_grad()
+    def refresh_graph(self) -> None:
+        cfg = self.cfg
+        desc = similarity_features(self.descriptors(), cfg.r)
+        self.set_graph(build_graph(self.nodes, cfg.graph, desc, cfg.knn_k, cfg.bridge_layers, self.vision_top))
+
+    @torch.no_grad()
+    def refresh_topk(self) -> None:
+        for layer in self.layers:
+            assert isinstance(layer.gate, MaskGate)
+            norms = layer.lora_B.norm(dim=0) * layer.lora_A.norm(dim=1)
+            layer.gate.mask.copy_(topk_mask(norms.float(), self.cfg.k_keep))
+        self._eval_cache = None

@@ -1,0 +1,192 @@
+"""Stage 2 of StructLoRA: the graph coordinator (paper eq. 4-7, App. C and E.3-E.4).
+
+The paper's node feature is the flattened update ``vec(dW~_l)``, millions of numbers per node.
+Following DESIGN.md §1 we keep message passing on *updates* exact but factored:
+
+    dW = (I - eta * L_a) dW~      i.e.  dW_l = dW~_l + eta * sum_j a_lj (dW~_j - dW~_l)     (A)
+
+a single residual Laplacian-smoothing step (paper eq. 7), with ``eta = eta_0 / lambda_max(L_a)``
+so Theorem 1 (drift energy never increases) holds; ``lambda_max`` is computed from the
+``N x N`` weighted Laplacian every forward. The edge weights ``a_lj`` and a per-direction gate
+modulation ``s_l = 1 + tanh(MLP(h_l))`` come from a small residual GNN (GAT or GCN, 1-3 layers)
+over shape-free node *descriptors* of the joint vision <-> language graph.
+
+Ablations: ``laplacian`` (a_lj = 1, no learned parts), ``cosine_penalty`` / ``laplacian_penalty``
+(App. C: no smoothing, a loss on adjacent updates), ``none``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import StructLoRAConfig
+from .graph import Node
+
+_NEG = -1e9
+
+
+# ----------------------------------------------------------------------------- descriptors
+def descriptor_dim(r: int, n_kinds: int) -> int:
+    return 3 * r + 1 + n_kinds
+
+
+def structural_descriptors(nodes: list[Node], r: int, kinds: list[str]) -> Tensor:
+    """Descriptors of a freshly initialized adapter (B = 0: no norms, no singular values, gates equal)."""
+    gates = torch.ones(len(nodes), r)
+    zeros = torch.zeros(len(nodes), 2 * r)
+    return torch.cat([gates, zeros, _static_features(nodes, kinds)], 1)
+
+
+def _static_features(nodes: list[Node], kinds: list[str]) -> Tensor:
+    depth = torch.tensor([[n.depth] for n in nodes])
+    onehot = torch.zeros(len(nodes), len(kinds))
+    for n in nodes:
+        onehot[n.index, kinds.index(n.kind)] = 1.0
+    return torch.cat([depth, onehot], 1)
+
+
+@torch.no_grad()
+def node_descriptors(layers: list, nodes: list[Node], kinds: list[str], gates: Tensor, scale: float) -> Tensor:
+    """Shape-free summary of every filtered update, from ``r x r`` Grams only (detached features).
+
+    Sorted gates, sorted per-direction norms ``||B[:,k]|| ||A[k,:]||`` and sorted singular values of
+    ``B diag(g) A`` (eigenvalues of ``GA^1/2 diag(g) GB diag(g) GA^1/2``), depth and node type.
+    """
+    n, r = gates.shape
+    dev = gates.device
+    norms = torch.zeros(n, r, device=dev)
+    svals = torch.zeros(n, r, device=dev)
+    for idx in _shape_groups(nodes).values():
+        A = torch.stack([layers[i].lora_A for i in idx]).float()          # (g, r, d_in)
+        B = torch.stack([layers[i].lora_B for i in idx]).float()          # (g, d_out, r)
+        ga, gb = A @ A.transpose(1, 2), B.transpose(1, 2) @ B             # (g, r, r)
+        norms[idx] = (torch.diagonal(ga, dim1=1, dim2=2) * torch.diagonal(gb, dim1=1, dim2=2)).clamp_min(0).sqrt()
+        ev, vec = torch.linalg.eigh(ga.double())
+        half = vec @ torch.diag_embed(ev.clamp_min(0).sqrt()) @ vec.transpose(1, 2)
+        g = gates[idx].double()
+        core = half @ (g[:, :, None] * gb.double() * g[:, None, :]) @ half
+        svals[idx] = torch.linalg.eigvalsh((core + core.transpose(1, 2)) / 2).clamp_min(0).sqrt().float()
+    sort = lambda t: torch.sort(t, dim=1, descending=True).values  # noqa: E731
+    feats = [sort(gates.float()), torch.log1p(sort(norms) * scale), torch.log1p(sort(svals) * scale)]
+    return torch.cat(feats + [_static_features(nodes, kinds).to(dev)], 1)
+
+
+def similarity_features(desc: Tensor, r: int) -> Tensor:
+    """Features for semantic kNN edges: the z-scored *update profile* (gates, norms, singular values).
+
+    Node type and depth are left out (adjacency edges already encode them), so semantic edges link
+    layers whose updates look alike. A fresh adapter has identical profiles; then the structural
+    part is used, which gives the deterministic "same type, nearby depth" graph.
+    """
+    value = desc[:, : 3 * r]
+    std = value.std(0, unbiased=False) if desc.shape[0] > 1 else torch.zeros(3 * r)
+    keep = std > 1e-6
+    if not bool(keep.any()):
+        return desc[:, 3 * r:]
+    return (value[:, keep] - value[:, keep].mean(0)) / std[keep]
+
+
+def _shape_groups(nodes: list[Node]) -> dict[tuple[int, int], list[int]]:
+    groups: dict[tuple[int, int], list[int]] = {}
+    for nd in nodes:
+        groups.setdefault(nd.shape, []).append(nd.index)
+    return groups
+
+
+# ----------------------------------------------------------------------------- GNN
+class _GATLayer(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(dim, dim, bias=False)
+        self.att_src = nn.Parameter(torch.randn(dim) * dim ** -0.5)
+        self.att_dst = nn.Parameter(torch.randn(dim) * dim ** -0.5)
+
+    def forward(self, h: Tensor, adj: Tensor) -> Tensor:
+        z = self.lin(h)
+        e = F.leaky_relu((z @ self.att_src)[:, None] + (z @ self.att_dst)[None, :], 0.2)
+        return torch.softmax(e.masked_fill(~adj, _NEG), dim=1) @ z
+
+
+class _GCNLayer(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, h: Tensor, adj: Tensor) -> Tensor:
+        a = adj.to(h.dtype)
+        dinv = a.sum(1).clamp_min(1).rsqrt()
+        return (dinv[:, None] * a * dinv[None, :]) @ self.lin(h)
+
+
+class DescriptorGNN(nn.Module):
+    """Residual GNN over node descriptors -> hidden states, smoothing weights and gate modulation."""
+
+    def __init__(self, cfg: StructLoRAConfig, in_dim: int) -> None:
+        super().__init__()
+        hid = cfg.gnn_hidden
+        self.inp = nn.Linear(in_dim, hid)
+        conv = _GATLayer if cfg.gnn_type == "gat" else _GCNLayer
+        self.convs = nn.ModuleList(conv(hid) for _ in range(cfg.gnn_layers))
+        self.edge_lin = nn.Linear(hid, hid, bias=False)
+        self.edge_src = nn.Parameter(torch.randn(hid) * hid ** -0.5)
+        self.edge_dst = nn.Parameter(torch.randn(hid) * hid ** -0.5)
+        self.mod = nn.Sequential(nn.Linear(hid, hid), nn.GELU(), nn.Linear(hid, cfg.r))
+        nn.init.zeros_(self.mod[-1].weight)   # s_l = 1 at init: training starts as gated LoRA
+        nn.init.zeros_(self.mod[-1].bias)
+
+    def forward(self, desc: Tensor, adj: Tensor, smooth: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns symmetric edge weights ``a`` (N x N, zero off ``smooth``) and modulation ``s`` (N x r)."""
+        self_loops = adj | torch.eye(adj.shape[0], dtype=torch.bool, device=adj.device)
+        h = self.inp(desc)
+        for conv in self.convs:
+            h = h + F.elu(conv(h, self_loops))          # residual message passing (paper eq. 6)
+        z = self.edge_lin(h)
+        e = F.leaky_relu((z @ self.edge_src)[:, None] + (z @ self.edge_dst)[None, :], 0.2)
+        att = torch.softmax(e.masked_fill(~smooth, _NEG), dim=1).masked_fill(~smooth, 0.0)
+        a = 0.5 * (att + att.T)                          # symmetric: a weighted Laplacian exists
+        s = 1.0 + torch.tanh(self.mod(h))
+        return a, s
+
+
+# ----------------------------------------------------------------------------- smoothing
+def weighted_laplacian(a: Tensor) -> Tensor:
+    return torch.diag(a.sum(1)) - a
+
+
+def lambda_max(lap: Tensor) -> Tensor:
+    """Largest eigenvalue of a (symmetric) Laplacian, computed, never assumed."""
+    return torch.linalg.eigvalsh(lap.double())[-1].to(lap.dtype)
+
+
+def smoothing_operator(a: Tensor, eta0: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``C = I - eta L_a`` with ``eta = eta0 / lambda_max(L_a)`` (eta = 0 for an edgeless graph)."""
+    lap = weighted_laplacian(a)
+    lam = lambda_max(lap)
+    eta = torch.where(lam > 1e-12, eta0 / lam.clamp_min(1e-12), torch.zeros_like(lam))
+    eye = torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
+    return eye - eta * lap, eta, lam
+
+
+class Coordinator(nn.Module):
+    """Computes the coefficients of eq. (A) for the configured coordinator variant."""
+
+    def __init__(self, cfg: StructLoRAConfig, in_dim: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.gnn = DescriptorGNN(cfg, in_dim) if cfg.coordinator == "gnn" else None
+
+    @property
+    def smooths(self) -> bool:
+        return self.cfg.coordinator in ("gnn", "laplacian")
+
+    def forward(self, desc: Tensor | None, adj: Tensor, smooth: Tensor) -> dict[str, Tensor | None]:
+        """``{"C": N x N or None, "s": N x r or None, "a", "eta", "lambda_max"}``."""
+        if not self.smooths:
+            return {"C": None, "s": None, "a": None, "eta": None, "lambda_max": None}
+        if self.gnn is not None:
+            a, s = self.gnn(desc, adj, smooth)
+        else:
+            a, s = smooth.float(), None
+        C, eta, lam = smoothing_operator(a, self.cfg.smooth_eta)
+        return {"C": C, "s": s, "a": a, "eta": eta, "lambda_max": lam}

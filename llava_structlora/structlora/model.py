@@ -1,0 +1,221 @@
+"""Public StructLoRA API: apply, regularizer, per-step schedule, merge, save/load, state dict.
+
+Typical training loop (HF Trainer / DeepSpeed ZeRO-2)::
+
+    model = apply_structlora(llava, StructLoRAConfig(r=8, alpha=16))
+    for step, batch in enumerate(loader):
+        structlora_on_step(model, step, max_steps)
+        loss = model(**batch).loss + structlora_regularizer(model)
+        loss.backward(); opt.step(); opt.zero_grad()
+    export_peft_adapter(model, "out/adapter"); save_structlora(model, "out/structlora")
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..utils.io import atomic_directory, atomic_save_safetensors, atomic_write_json
+from .config import StructLoRAConfig
+from .controller import StructLoRAController, adapter_tensors
+from .diagnostics import cosine_matrix, diagnostics_from_state, filtered_gram, penalty
+from .graph import StructLoRAGraph, describe_nodes, vision_top_layer
+from .layer import StructLoRALinear
+
+CONTROLLER_NAME = "structlora"
+CONFIG_FILE = "structlora_config.json"
+WEIGHTS_FILE = "structlora_model.safetensors"
+FORMAT = "structlora-v1"
+
+
+def get_controller(model: nn.Module) -> StructLoRAController:
+    """The controller of an adapted model (also through DeepSpeed/DDP ``.module`` wrappers)."""
+    while not isinstance(getattr(model, CONTROLLER_NAME, None), StructLoRAController) and hasattr(model, "module"):
+        model = model.module
+    ctrl = getattr(model, CONTROLLER_NAME, None)
+    if not isinstance(ctrl, StructLoRAController):
+        raise ValueError("model has no StructLoRA adapter: call apply_structlora(model, config) first")
+    return ctrl
+
+
+def _find_targets(model: nn.Module, cfg: StructLoRAConfig) -> list[str]:
+    pats = [re.compile(p) for p in cfg.target_patterns()]
+    names = [n for n, m in model.named_modules()
+             if isinstance(m, nn.Linear) and any(p.search(n) for p in pats)]
+    if not names:
+        raise ValueError(f"StructLoRAConfig.targets={cfg.targets!r} matched no nn.Linear module of "
+                         f"{type(model).__name__} (patterns: {cfg.target_patterns()})")
+    return names
+
+
+def _tower_layers(model: nn.Module) -> dict[str, int]:
+    conf = getattr(model, "config", None)
+    out = {}
+    for tower, sub in (("vision", "vision_config"), ("language", "text_config")):
+        n = getattr(getattr(conf, sub, None), "num_hidden_layers", None)
+        if n:
+            out[tower] = int(n)
+    return out
+
+
+def apply_structlora(model: nn.Module, config: Optional[StructLoRAConfig] = None) -> nn.Module:
+    """Wrap the target linears in place, build the joint graph, freeze everything else.
+
+    Only adapter factors, gate parameters and coordinator parameters stay trainable (the
+    projector is left frozen: whether to train it is the recipe's decision). Works on the meta
+    device. Returns ``model``.
+    """
+    cfg = config or StructLoRAConfig()
+    if not isinstance(cfg, StructLoRAConfig):
+        raise TypeError(f"config must be a StructLoRAConfig, got {type(cfg).__name__}")
+    if isinstance(getattr(model, CONTROLLER_NAME, None), StructLoRAController):
+        raise ValueError("model already has a StructLoRA adapter")
+    names = _find_targets(model, cfg)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    shapes = [tuple(model.get_submodule(n).weight.shape) for n in names]
+    towers = _tower_layers(model)
+    nodes = describe_nodes(names, shapes, towers)
+    layers = []
+    for node in nodes:
+        parent_name, _, child = node.name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        layer = StructLoRALinear(getattr(parent, child), cfg, node.name)
+        setattr(parent, child, layer)
+        layers.append(layer)
+    vfl = getattr(getattr(model, "config", None), "vision_feature_layer", None)
+    n_vis = towers.get("vision", 1 + max((n.layer for n in nodes if n.tower == "vision"), default=0))
+    ctrl = StructLoRAController(cfg, layers, nodes, vision_top_layer(vfl, n_vis))
+    model.add_module(CONTROLLER_NAME, ctrl)
+    ctrl.attach(model)
+    return model
+
+
+def structlora_regularizer(model: nn.Module) -> Tensor:
+    """``lambda_ib * mean_l KL_l`` (+ ``lambda_penalty * penalty`` for the *_penalty coordinators)."""
+    ctrl = get_controller(model)
+    cfg, layers = ctrl.cfg, ctrl.layers
+    reg = layers[0].lora_A.new_zeros(())
+    gate = layers[0].gate
+    if cfg.filter == "ib" and cfg.lambda_ib > 0 and gate is not None:
+        stacked = {n: torch.stack([getattr(l.gate, n) for l in layers]) for n in gate.param_names}
+        reg = reg + cfg.lambda_ib * type(gate).kl(stacked, cfg).mean()
+    if cfg.coordinator in ("cosine_penalty", "laplacian_penalty") and cfg.lambda_penalty > 0:
+        m = ctrl.gates(False) * cfg.scale
+        reg = reg + cfg.lambda_penalty * penalty(cfg.coordinator, filtered_gram(layers, ctrl.nodes, m), ctrl.smooth)
+    return reg
+
+
+def structlora_on_step(model: nn.Module, step: int, max_steps: int) -> None:
+    """Call before each optimizer step's forward: annealing, graph refresh, top-k recomputation."""
+    get_controller(model).on_step(step, max_steps)
+
+
+@torch.no_grad()
+def eval_plans(model: nn.Module):
+    """Deterministic (eval-gate) coordinator state and plans, independent of ``model.training``."""
+    ctrl = get_controller(model)
+    state = ctrl.state(training=False)
+    return ctrl, state, ctrl.plans(state)
+
+
+@torch.no_grad()
+def merge_structlora(model: nn.Module) -> nn.Module:
+    """Fold every final update into its base weight and remove all StructLoRA modules (in place).
+
+    The result is a plain model (e.g. ``LlavaForConditionalGeneration``) with no wrappers, hooks
+    or coordinator, ready for ``save_pretrained``.
+    """
+    ctrl, _, plans = eval_plans(model)
+    deltas = [layer.delta_weight(None if plans is None else plans[i]) for i, layer in enumerate(ctrl.layers)]
+    ctrl.detach_hooks()
+    for layer, delta in zip(ctrl.layers, deltas):
+        base = layer.base_layer
+        base.weight.add_(delta.to(base.weight.dtype))
+        parent_name, _, child = layer.module_name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, base)
+    delattr(model, CONTROLLER_NAME)
+    return model
+
+
+def structlora_diagnostics(model: nn.Module, with_cosine_matrix: bool = False) -> dict[str, Any]:
+    """``drift_energy``, ``cos_adj``, ``open_directions`` (+ gate stats, eta, lambda_max), factored."""
+    ctrl, state, _ = eval_plans(model)
+    out = diagnostics_from_state(state, ctrl.layers, ctrl.nodes, ctrl.graph.edges, ctrl.cfg.open_threshold)
+    out["edges"] = ctrl.graph.kinds()
+    if with_cosine_matrix:
+        out["cosine_matrix"] = cosine_matrix(ctrl.layers, ctrl.nodes, state["m"], state["C"]).tolist()
+    return out
+
+
+# ---------------------------------------------------------------------- state / save / load
+def _named_tensors(model: nn.Module, trainable_only: bool) -> dict[str, Tensor]:
+    ctrl = get_controller(model)
+    out: dict[str, Tensor] = {}
+    for layer in ctrl.layers:
+        out[f"{layer.module_name}.lora_A"] = layer.lora_A
+        out[f"{layer.module_name}.lora_B"] = layer.lora_B
+        if layer.gate is not None:
+            for n in layer.gate.param_names:
+                t = getattr(layer.gate, n)
+                if not trainable_only or isinstance(t, nn.Parameter):
+                    out[f"{layer.module_name}.gate.{n}"] = t
+    src = dict(ctrl.named_parameters()) if trainable_only else ctrl.state_dict(keep_vars=True)
+    out.update({f"{CONTROLLER_NAME}.{k}": v for k, v in src.items()})
+    return out
+
+
+def structlora_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """Trainable StructLoRA tensors only (names as in ``model.named_parameters()``), detached."""
+    return {k: v.detach() for k, v in _named_tensors(model, trainable_only=True).items()}
+
+
+def save_structlora(model: nn.Module, out_dir: str | Path) -> Path:
+    """Config + graph JSON and a safetensors file of all StructLoRA tensors (atomic directory write)."""
+    ctrl = get_controller(model)
+    meta = {"format": FORMAT, "config": ctrl.cfg.to_dict(), "nodes": [n.name for n in ctrl.nodes],
+            "edges": [[i, j, k] for i, j, k in ctrl.graph.edges], "step": int(ctrl.step)}
+    tensors = {k: v.detach().float() if v.is_floating_point() else v.detach()
+               for k, v in _named_tensors(model, trainable_only=False).items()}
+    with atomic_directory(out_dir) as tmp:
+        atomic_write_json(tmp / CONFIG_FILE, meta)
+        atomic_save_safetensors(tensors, tmp / WEIGHTS_FILE, metadata={"format": "pt", "structlora": FORMAT})
+    return Path(out_dir)
+
+
+def load_structlora(model: nn.Module, in_dir: str | Path) -> nn.Module:
+    """Restore a ``save_structlora`` directory onto a base model (applies StructLoRA if needed)."""
+    from safetensors.torch import load_file
+
+    in_dir = Path(in_dir)
+    cfg_path, w_path = in_dir / CONFIG_FILE, in_dir / WEIGHTS_FILE
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: missing (not a save_structlora directory)")
+    meta = json.loads(cfg_path.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{cfg_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    cfg = StructLoRAConfig.from_dict(meta["config"])
+    if not isinstance(getattr(model, CONTROLLER_NAME, None), StructLoRAController):
+        apply_structlora(model, cfg)
+    ctrl = get_controller(model)
+    names = [n.name for n in ctrl.nodes]
+    if names != meta["nodes"]:
+        raise ValueError(f"{cfg_path}: adapted modules differ from the model's: "
+                         f"{sorted(set(names) ^ set(meta['nodes']))[:5]}")
+    saved = load_file(str(w_path))
+    target = _named_tensors(model, trainable_only=False)
+    missing, unexpected = sorted(set(target) - set(saved)), sorted(set(saved) - set(target))
+    if missing or unexpected:
+        raise ValueError(f"{w_path}: missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
+    with torch.no_grad():
+        for k, t in target.items():
+            if tuple(saved[k].shape) != tuple(t.shape):
+                raise ValueError(f"{w_path}: tensor {k} has shape {tuple(saved[k].shape)}, expected {tuple(t.shape)}")
+            t.copy_(saved[k].to(t.dtype))
+    ctrl.set_graph(StructLoRAGraph(ctrl.nodes, [(int(i), int(j), str(k)) for i, j, k in meta["edges"]]))
+    return model

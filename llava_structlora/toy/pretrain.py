@@ -1,0 +1,124 @@
+"""Pretraining stages of the toy base (CPU, full training).
+
+Stage 0 (contrastive): a stock ``CLIPModel(return_loss=True)`` whose vision tower has the base's
+vision config and whose text tower is tiny, trained on (image, conversation text) pairs; its
+vision weights are copied into the Llava vision tower. This gives the tower features that
+separate colours/shapes/positions before the LM ever sees them (the prototype without it
+answered at chance, DESIGN.md §5).
+Stage 2 (instruction pretraining): next-token loss on the assistant tokens of the pretraining
+conversations, everything trainable, vision tower + projector at a higher lr.
+(There is no frozen-LM "stage 1" alignment: the toy LM starts random, so there is nothing to
+align to.)
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from llava_structlora.data import DataCollatorForSupervisedDataset
+
+from .model_config import ContrastiveConfig, PretrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+def _cycle(loader: DataLoader):
+    while True:
+        yield from loader
+
+
+def _lr_lambda(warmup: int, total: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    return f
+
+
+def _text_ids(samples: Sequence[dict], tokenizer, max_len: int = 48) -> torch.Tensor:
+    """Answer tokens of each sample (the caption), ending with the highest-id token.
+
+    CLIP's text pooling with ``eos_token_id == 2`` is the legacy ``argmax(input_ids)``; ending each
+    text with the vocabulary's largest id (``<image>``, unused otherwise here) makes that
+    argmax land on the end token of every text.
+    """
+    end = len(tokenizer) - 1
+    rows = []
+    for s in samples:
+        ids = [t for t in s["labels"].tolist() if t >= 0 and t != tokenizer.eos_token_id]
+        rows.append(torch.tensor(ids[-(max_len - 1):] + [end]))
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=tokenizer.pad_token_id)
+
+
+def contrastive_stage(samples: Sequence[dict], vision_config, tokenizer, cfg: ContrastiveConfig,
+                      seed: int) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """Train a CLIPModel on (pixel_values, answer text) and return its vision_model state dict + losses.
+
+    Only samples whose answer has >= ``cfg.min_answer_tokens`` tokens (captions) are used: one-word
+    answers ("no", "2") are shared by most images and make poor contrastive pairs.
+    """
+    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig
+
+    captions = [s for s in samples if int((s["labels"] >= 0).sum()) >= cfg.min_answer_tokens]
+    samples = captions if len(captions) >= cfg.batch_size else list(samples)
+
+    torch.manual_seed(seed)
+    text_cfg = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=cfg.text_hidden, intermediate_size=2 * cfg.text_hidden,
+                              num_hidden_layers=cfg.text_layers, num_attention_heads=2, max_position_embeddings=64,
+                              pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=2)
+    clip = CLIPModel(CLIPConfig(text_config=text_cfg.to_dict(), vision_config=vision_config.to_dict(),
+                                projection_dim=64))
+    opt = torch.optim.AdamW(clip.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(max(1, cfg.steps // 10), cfg.steps))
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    clip.train()
+    for step in range(cfg.steps):
+        idx = torch.randperm(len(samples), generator=g)[: cfg.batch_size].tolist()
+        batch = [samples[i] for i in idx]
+        ids = _text_ids(batch, tokenizer)
+        out = clip(input_ids=ids, attention_mask=(ids != tokenizer.pad_token_id).long(),
+                   pixel_values=torch.stack([b["pixel_values"] for b in batch]), return_loss=True)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(clip.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(out.loss.item())
+        if step % 50 == 0 or step == cfg.steps - 1:
+            logger.info("stage0 step %d/%d contrastive loss %.3f", step, cfg.steps, losses[-1])
+    return clip.vision_model.state_dict(), losses
+
+
+def instruction_stage(model, samples: Sequence[dict], pad_token_id: int, cfg: PretrainConfig,
+                      seed: int) -> list[float]:
+    """Full next-token training; returns the loss curve."""
+    torch.manual_seed(seed)
+    mm = [p for n, p in model.named_parameters() if "vision_tower" in n or "multi_modal_projector" in n]
+    mm_ids = {id(p) for p in mm}
+    lm = [p for p in model.parameters() if id(p) not in mm_ids]
+    opt = torch.optim.AdamW([{"params": lm, "lr": cfg.lr}, {"params": mm, "lr": cfg.mm_lr}],
+                            weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup, cfg.steps))
+    loader = DataLoader(list(samples), batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                        collate_fn=DataCollatorForSupervisedDataset(pad_token_id),
+                        generator=torch.Generator().manual_seed(seed))
+    model.train()
+    losses, t0 = [], time.time()
+    for step, batch in zip(range(cfg.steps), _cycle(loader)):
+        loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if step % 50 == 0 or step == cfg.steps - 1:
+            logger.info("stage2 step %d/%d loss %.3f (%.1f s)", step, cfg.steps, losses[-1], time.time() - t0)
+    model.eval()
+    return losses

@@ -1,0 +1,78 @@
+"""Trainer callbacks: StructLoRA diagnostics every N steps (logged to TensorBoard/W&B through the
+Trainer's own logger, and appended to diagnostics.jsonl for the end-of-run plots)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+
+
+def _scalar_summary(diag: dict[str, Any]) -> dict[str, float]:
+    """Flatten diagnostics to loggable scalars (per-layer lists -> mean/min/max/sum)."""
+    out: dict[str, float] = {}
+    for key, value in diag.items():
+        if isinstance(value, torch.Tensor):
+            value = value.detach().float().cpu().tolist()
+        if isinstance(value, (int, float)) and math.isfinite(float(value)):
+            out[f"structlora/{key}"] = float(value)
+        elif isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
+            out[f"structlora/{key}_mean"] = float(sum(value) / len(value))
+            out[f"structlora/{key}_min"] = float(min(value))
+            out[f"structlora/{key}_max"] = float(max(value))
+            if key.startswith("open"):
+                out[f"structlora/{key}_total"] = float(sum(value))
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().float().cpu().tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class DiagnosticsCallback(transformers.TrainerCallback):
+    """Every `every` steps: structlora_diagnostics -> trainer.log (rank 0 writes the JSONL)."""
+
+    def __init__(self, trainer: transformers.Trainer, every: int, path: Path) -> None:
+        self.trainer, self.every, self.path = trainer, every, Path(path)
+
+    def _record(self, step: int) -> None:
+        from llava_structlora.structlora import structlora_diagnostics
+
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        with torch.no_grad():
+            diag = structlora_diagnostics(model)
+        self.trainer.log(_scalar_summary(diag))
+        if self.trainer.args.should_save:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as f:  # append-only log; a torn last line is skipped by readers
+                f.write(json.dumps({"step": step, **_jsonable(diag)}) + "\n")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0 or state.global_step == state.max_steps:
+            self._record(state.global_step)
+        return control
+
+
+def read_diagnostics(path: Path) -> list[dict[str, Any]]:
+    """Diagnostics records by step (last record wins on a resumed run), skipping a torn line."""
+    by_step: dict[int, dict[str, Any]] = {}
+    if not Path(path).is_file():
+        return []
+    for line in Path(path).read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        by_step[int(rec["step"])] = rec
+    return [by_step[k] for k in sorted(by_step)]

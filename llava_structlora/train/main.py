@@ -1,0 +1,116 @@
+"""`python -m llava_structlora.train [--config recipe.yaml] [--flag value ...]`.
+
+Runs under the `deepspeed` launcher (ZeRO-2 by default, see zero_configs/), under torchrun, or as
+one plain process. Each rank builds the same model (same seed) and dataset; the stock HF Trainer
+drives DeepSpeed; rank 0 writes the deliverables at the end (see outputs.py).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from .config import ConfigError, parse_args
+
+logger = logging.getLogger("llava_structlora.train")
+
+
+def _cpu_deepspeed_setup() -> None:
+    """On DeepSpeed's CPU accelerator, skip the JIT build of the shared-memory all-reduce op.
+
+    It serves only DeepSpeed's inference all-reduce (ZeRO uses torch.distributed/gloo) and its first
+    build costs ~90 s of C++ compilation; LLAVA_SL_DS_SHM_OP=1 keeps it.
+    """
+    if torch.cuda.is_available() or os.environ.get("LLAVA_SL_DS_SHM_OP") == "1":
+        return
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    try:
+        import deepspeed.comm.torch as ds_torch_comm
+    except ImportError:
+        return
+    ds_torch_comm.build_shm_op = lambda: None
+
+
+def _with_cpu_flag(argv: list[str]) -> list[str]:
+    if not torch.cuda.is_available() and "--use_cpu" not in argv:
+        return argv + ["--use_cpu", "true"]
+    return argv
+
+
+def _total_steps(n_records: int, targs) -> int:
+    """Optimizer steps of the run (AdaLoRA needs it before the Trainer computes it)."""
+    if targs.max_steps and targs.max_steps > 0:
+        return int(targs.max_steps)
+    per_step = targs.per_device_train_batch_size * max(1, targs.world_size) * targs.gradient_accumulation_steps
+    return int(math.ceil(n_records / per_step) * targs.num_train_epochs)
+
+
+def _setup_logging(targs) -> None:
+    level = logging.INFO if targs.process_index == 0 else logging.WARNING
+    logging.basicConfig(level=level, format="[%(asctime)s rank%(rank)s] %(message)s".replace("%(rank)s", str(targs.process_index)),
+                        datefmt="%H:%M:%S", stream=sys.stdout, force=True)
+
+
+def run(argv: Sequence[str]) -> Optional[Path]:
+    """Parse, build, train, export. Returns the output dir (rank 0) or None (other ranks)."""
+    _cpu_deepspeed_setup()
+    margs, dargs, sargs, targs = parse_args(_with_cpu_flag(list(argv)))
+    if margs.method == "adalora" and targs.deepspeed:
+        raise ConfigError("method=adalora: PEFT's rank allocator reads param.grad after each step, which the "
+                          "DeepSpeed engine has already zeroed/partitioned; run it with NO_DEEPSPEED=1")
+    _setup_logging(targs)
+    started = time.time()
+    from llava_structlora.data import DataCollatorForSupervisedDataset
+
+    from .callbacks import DiagnosticsCallback
+    from .checkpoints import resolve_resume
+    from .methods import build_dataset, build_model, load_processor, projector_param_names
+    from .outputs import write_outputs
+    from .trainer import StructLoRATrainer
+
+    processor = load_processor(margs)
+    dataset = build_dataset(dargs, processor, targs.seed)
+    model = build_model(margs, sargs, targs.seed, _total_steps(len(dataset), targs))
+    trainer = StructLoRATrainer(
+        model=model, args=targs, train_dataset=dataset,
+        data_collator=DataCollatorForSupervisedDataset(pad_token_id=processor.tokenizer.pad_token_id),
+        method=margs.method, mm_projector_lr=margs.mm_projector_lr if margs.tune_mm_projector else None,
+        projector_params=projector_param_names(model) if margs.tune_mm_projector else set(),
+        keep_checkpoints=targs.save_total_limit, inject_nan_step=_debug_nan_step())
+    if margs.method == "structlora":
+        trainer.add_callback(DiagnosticsCallback(trainer, targs.diagnostics_steps,
+                                                 Path(targs.output_dir) / "diagnostics.jsonl"))
+    resume = resolve_resume(targs.resume, targs.output_dir)
+    if resume:
+        logger.info("resuming from %s", resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    out = write_outputs(trainer, processor, (margs, dargs, sargs, targs), result,
+                        times={"start": started, "end": time.time()}, resumed_from=resume)
+    if targs.run_eval and dargs.task and trainer.args.should_save:
+        from .outputs import run_validation
+
+        run_validation(dargs, margs.model_name_or_path, Path(targs.output_dir), which="adapter")
+    return out
+
+
+def _debug_nan_step() -> Optional[int]:
+    """Test hook: LLAVA_SL_DEBUG_NAN_AT_STEP=N makes the loss NaN from optimizer step N on."""
+    raw = os.environ.get("LLAVA_SL_DEBUG_NAN_AT_STEP")
+    return int(raw) if raw else None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = [a for a in argv if not a.startswith("--local_rank")]  # deepspeed launcher adds it; env has it
+    try:
+        run(argv)
+    except ConfigError as e:
+        print(f"[train] configuration error: {e}", file=sys.stderr, flush=True)
+        return 2
+    return 0

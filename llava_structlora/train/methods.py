@@ -1,0 +1,142 @@
+"""Build the trainable model for `--method`: StructLoRA or a PEFT baseline on the SAME targets.
+
+All adapter methods share the target modules (StructLoRA's target presets), rank, alpha, data and
+schedule, so that the comparisons of the paper's tables are fair. `full` trains every language
+model parameter (vision tower frozen, as in LLaVA's full fine-tune).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import ConfigError, DataArguments, ModelArguments, StructLoRAArguments, build_structlora_config
+
+logger = logging.getLogger(__name__)
+
+PEFT_METHODS = ("lora", "dora", "adalora", "lora_dropout")
+
+
+def target_regex(targets: str) -> str:
+    """A full-match regex (PEFT semantics) for a StructLoRA target preset or a user regex."""
+    from llava_structlora.structlora.config import TARGET_PRESETS
+
+    patterns = TARGET_PRESETS.get(targets, [targets])
+    return "|".join(f"(?:.*{p})" if not p.startswith(".*") else f"(?:{p})" for p in patterns)
+
+
+def effective_dropout(margs: ModelArguments) -> float:
+    """LoRA-Dropout baseline = LoRA with input dropout (0.1 unless given); others default to 0."""
+    if margs.method == "lora_dropout":
+        drop = 0.1 if margs.lora_dropout is None else margs.lora_dropout
+        if drop <= 0:
+            raise ConfigError("method=lora_dropout needs lora_dropout > 0")
+        return drop
+    return margs.lora_dropout or 0.0
+
+
+def peft_config(margs: ModelArguments, total_steps: int):
+    """The PEFT config of a baseline (DoRA = use_dora, AdaLoRA = AdaLoraConfig with total_step).
+
+    A tuned projector goes in `modules_to_save`, so the stock PEFT adapter carries it.
+    """
+    from peft import AdaLoraConfig, LoraConfig
+
+    common: dict[str, Any] = dict(target_modules=target_regex(margs.targets), lora_alpha=margs.lora_alpha,
+                                  lora_dropout=effective_dropout(margs), bias="none",
+                                  modules_to_save=["multi_modal_projector"] if margs.tune_mm_projector else None)
+    if margs.method == "adalora":
+        if total_steps <= 0:
+            raise ConfigError("method=adalora needs a known number of training steps (total_step)")
+        tinit, tfinal = max(1, total_steps // 10), max(1, total_steps // 5)
+        if tinit + tfinal >= total_steps:
+            raise ConfigError(f"method=adalora: {total_steps} steps are too few for its warm-up/final phases")
+        return AdaLoraConfig(init_r=max(margs.adalora_init_r, margs.lora_r), target_r=margs.lora_r,
+                             total_step=total_steps, tinit=tinit, tfinal=tfinal, deltaT=1, **common)
+    return LoraConfig(r=margs.lora_r, use_dora=margs.method == "dora", **common)
+
+
+def projector_module(model: nn.Module) -> nn.Module:
+    """The multimodal projector, wherever PEFT wrapping put it."""
+    for name, module in model.named_modules():
+        if name.endswith("multi_modal_projector"):
+            return module
+    raise ConfigError("tune_mm_projector: the model has no multi_modal_projector")
+
+
+def projector_param_names(model: nn.Module) -> set[str]:
+    return {n for n, _ in model.named_parameters() if ".multi_modal_projector." in f".{n}"}
+
+
+def _freeze_all(model: nn.Module) -> None:
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+
+def _enable_full(model: nn.Module) -> int:
+    """`full`: every language-model parameter (incl. embeddings and lm_head) trains."""
+    n = 0
+    for name, p in model.named_parameters():
+        if re.search(r"(?:^|\.)(language_model|lm_head)\.", f".{name}"):
+            p.requires_grad_(True)
+            n += 1
+    if n == 0:
+        raise ConfigError("method=full: found no language_model parameters to train")
+    return n
+
+
+def build_model(margs: ModelArguments, sargs: StructLoRAArguments, seed: int, total_steps: int) -> nn.Module:
+    """Load the base (fp32 on CPU; bf16/fp16 are the Trainer's business) and make it trainable."""
+    from transformers import LlavaForConditionalGeneration
+
+    torch.manual_seed(seed)  # adapter init depends only on the seed, identical on every rank
+    model = LlavaForConditionalGeneration.from_pretrained(margs.model_name_or_path, dtype=torch.float32)
+    model.config.use_cache = False
+    if margs.method == "structlora":
+        from llava_structlora.structlora import apply_structlora
+
+        model = apply_structlora(model, build_structlora_config(margs, sargs, seed))
+    elif margs.method in PEFT_METHODS:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, peft_config(margs, total_steps))
+    else:
+        _freeze_all(model)
+        _enable_full(model)
+    if margs.tune_mm_projector and margs.method not in PEFT_METHODS:
+        for p in projector_module(model).parameters():
+            p.requires_grad_(True)
+    _log_trainable(model, margs.method)
+    return model
+
+
+def _log_trainable(model: nn.Module, method: str) -> None:
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in model.parameters())
+    if n_train == 0:
+        raise ConfigError(f"method={method}: no trainable parameters (targets matched nothing?)")
+    logger.info("method=%s: %d trainable / %d parameters (%.3f%%)", method, n_train, n_all, 100.0 * n_train / n_all)
+
+
+def load_processor(margs: ModelArguments):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(margs.model_name_or_path)
+
+
+def build_dataset(dargs: DataArguments, processor, seed: int):
+    """LLaVA supervised dataset, optionally a deterministic fraction (same subset on every rank)."""
+    from llava_structlora.data import LazySupervisedDataset
+
+    ds = LazySupervisedDataset(dargs.data_path, processor, image_folder=dargs.image_folder,
+                               model_max_length=dargs.model_max_length, limit=dargs.max_train_samples)
+    if dargs.data_fraction < 1.0:
+        g = torch.Generator().manual_seed(seed)
+        keep = max(1, int(round(len(ds) * dargs.data_fraction)))
+        idx = sorted(torch.randperm(len(ds), generator=g)[:keep].tolist())
+        ds.records = [ds.records[i] for i in idx]
+    logger.info("training records: %d from %s (skipped: %s)", len(ds), dargs.data_path, dict(ds.skipped))
+    return ds

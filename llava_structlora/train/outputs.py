@@ -1,0 +1,116 @@
+"""End-of-run deliverables in $OUTPUT_DIR (rank 0):
+
+  adapter/      stock PEFT adapter (StructLoRA: export_peft_adapter; baselines: PEFT save_pretrained;
+                full: the whole fine-tuned model, save_pretrained)
+  structlora/   full StructLoRA state for further training (save_structlora)
+  run.json      base model path, arguments, git commit, seeds, times, final loss
+  plots/        gate map per layer, CosAdj heatmap across layers, drift energy over steps (PNG)
+  metrics.json  quick validation run (run_validation; skipped with EVAL=0)
+"""
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import torch.distributed as dist
+
+from llava_structlora.utils.io import atomic_directory, atomic_write_json
+
+from .config import to_jsonable
+
+logger = logging.getLogger(__name__)
+
+
+def git_commit(repo: Path) -> dict[str, Any]:
+    """HEAD commit and whether the tree has local changes (None outside a git checkout)."""
+    def _git(*args: str) -> Optional[str]:
+        try:
+            return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": _git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
+
+
+def export_adapter(trainer, method: str, out_dir: Path) -> Path:
+    """Write adapter/ (and structlora/) atomically; returns the adapter dir."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    adapter_dir = out_dir / ("model" if method == "full" else "adapter")
+    if method == "structlora":
+        from llava_structlora.structlora import export_peft_adapter, save_structlora
+
+        with atomic_directory(adapter_dir) as tmp:
+            export_peft_adapter(model, tmp)
+        with atomic_directory(out_dir / "structlora") as tmp:
+            save_structlora(model, tmp)
+    else:
+        with atomic_directory(adapter_dir) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+    return adapter_dir
+
+
+def write_outputs(trainer, processor, args: tuple, result, times: dict[str, float],
+                  resumed_from: Optional[str]) -> Optional[Path]:
+    """Rank 0 writes the deliverables; every rank waits so that none exits before they exist."""
+    margs, dargs, sargs, targs = args
+    out_dir = Path(targs.output_dir)
+    if trainer.args.should_save:
+        adapter_dir = export_adapter(trainer, margs.method, out_dir)
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        run = {
+            "base_model": str(Path(margs.model_name_or_path).resolve()),
+            "method": margs.method, "adapter": str(adapter_dir),
+            "structlora": str(out_dir / "structlora") if margs.method == "structlora" else None,
+            "config": to_jsonable(margs, dargs, sargs) | {"TrainingArguments": _training_summary(targs)},
+            "git": git_commit(Path(__file__).resolve().parents[2]),
+            "seed": targs.seed, "data_seed": targs.data_seed, "world_size": targs.world_size,
+            "deepspeed": targs.deepspeed, "resumed_from": resumed_from,
+            "global_step": trainer.state.global_step, "final_loss": losses[-1] if losses else None,
+            "train_runtime_s": result.metrics.get("train_runtime"),
+            "times": times,
+        }
+        atomic_write_json(out_dir / "run.json", run)
+        if targs.plots and margs.method == "structlora":
+            from .plots import write_plots
+
+            write_plots(out_dir / "diagnostics.jsonl", out_dir / "plots")
+        logger.info("adapter written to %s", adapter_dir)
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    return out_dir if trainer.args.should_save else None
+
+
+def _training_summary(targs) -> dict[str, Any]:
+    keys = ("output_dir", "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon",
+            "warmup_steps", "lr_scheduler_type", "per_device_train_batch_size", "gradient_accumulation_steps",
+            "num_train_epochs", "max_steps", "seed", "bf16", "fp16", "deepspeed", "save_steps", "logging_steps")
+    return {k: str(getattr(targs, k)) if k == "lr_scheduler_type" else getattr(targs, k) for k in keys}
+
+
+def run_validation(dargs, base: str, out_dir: Path, which: str = "adapter") -> dict[str, Any]:
+    """Quick validation through the evaluation package; writes metrics.json (or metrics_base.json)."""
+    from .validation import validate_model
+
+    adapter = None if which == "base" else _adapter_for_eval(out_dir)
+    metrics = validate_model(task=dargs.task, base=base, adapter=adapter, data_root=dargs.data_root,
+                             split=dargs.eval_split, limit=dargs.eval_limit,
+                             work_dir=out_dir / f"eval_{which}")
+    name = "metrics.json" if which == "adapter" else "metrics_base.json"
+    atomic_write_json(out_dir / name, {"which": which, "task": dargs.task, "split": dargs.eval_split,
+                                       "adapter": str(adapter) if adapter else None, **metrics})
+    return metrics
+
+
+def _adapter_for_eval(out_dir: Path) -> Path:
+    for name in ("adapter", "model"):
+        if (out_dir / name).is_dir():
+            return out_dir / name
+    raise FileNotFoundError(f"{out_dir}: no adapter/ or model/ to validate")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use python -m llava_structlora.train")

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Merge a training run's adapter into its base: a plain LlavaForConditionalGeneration
+# (save_pretrained, safetensors shards, processor included) that loads with no project code.
+#   bash scripts/merge_adapter.sh RUN_DIR OUT_DIR [--base BASE_DIR] [--max-shard-size 5GB] [--dtype bfloat16]
+# A base that differs from the run's (architecture or adapted-module shapes) is refused with a
+# list of the differences. BASE (env) = --base.
+set -euo pipefail
+# no cd: RUN_DIR / OUT_DIR may be relative to the caller's directory
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/setup.sh"
+if [ "$#" -lt 2 ]; then
+  echo "usage: bash scripts/merge_adapter.sh RUN_DIR OUT_DIR [--base BASE_DIR] [--max-shard-size 5GB]" >&2
+  exit 2
+fi
+extra=()
+[ -n "${BASE:-}" ] && extra+=(--base "$BASE")
+exec "$PYTHON" -m llava_structlora.merge "$@" "${extra[@]}"

@@ -1,0 +1,184 @@
+"""Bad-input corpus (issue 7, reliability 1): every kind gives a clear error naming the file /
+record, a counted skip, or (convertible images) just works; nothing crashes deep in a stack.
+
+Policies under test are the documented ones: ``llava_structlora/data/dataset.py`` (structural
+problems and undecodable images are counted skips, ``strict=True`` raises ``BadRecordError``),
+``data_prep/common.py`` (unusable records are counted skips in the manifest; malformed files and
+duplicated ids are ``ConvertError``), ``StructLoRAConfig`` (a bad value is a ``ValueError``
+naming the field).
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+
+from llava_structlora.data import BadRecordError, LazySupervisedDataset, num_image_tokens
+
+from .conftest import record, write_json
+
+CONVERTIBLE = ("good", "grayscale", "rgba", "cmyk", "palette")
+UNREADABLE = ("corrupt_jpeg", "truncated_png", "empty_file", "not_an_image", "missing")
+
+
+def _dataset(tmp_path, corpus, processor, recs, **kw) -> LazySupervisedDataset:
+    path = write_json(tmp_path / "llava_train.json", recs)
+    return LazySupervisedDataset(path, processor, image_folder=corpus["good"].parent, **kw)
+
+
+def _n_image_tokens(item, processor) -> int:
+    return int((item["input_ids"] == processor.tokenizer.convert_tokens_to_ids(processor.image_token)).sum())
+
+
+# ----------------------------------------------------------------------------- images
+@pytest.mark.parametrize("kind", CONVERTIBLE)
+def test_convertible_images_become_rgb(kind, tmp_path, corpus, processor):
+    ds = _dataset(tmp_path, corpus, processor, [record(kind, corpus[kind].name)])
+    item = ds[0]
+    assert item["id"] == kind and item["pixel_values"].shape == (3, 48, 48)
+    assert not ds.skipped
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_unreadable_image_is_counted_skip(kind, tmp_path, corpus, processor, caplog):
+    recs = [record(kind, corpus[kind].name), record("next", corpus["good"].name)]
+    ds = _dataset(tmp_path, corpus, processor, recs)
+    assert ds[0]["id"] == "next"  # the bad sample is replaced by the next usable one
+    assert ds.skipped == {"bad image": 1}
+    assert corpus[kind].name in caplog.text and kind in caplog.text  # logged with id and path
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_unreadable_image_strict_names_file_and_record(kind, tmp_path, corpus, processor):
+    ds = _dataset(tmp_path, corpus, processor, [record(kind, corpus[kind].name)], strict=True)
+    with pytest.raises(BadRecordError, match=rf"record {kind}: image .*{corpus[kind].name}"):
+        ds[0]
+
+
+def test_only_bad_images_stop_with_clear_error(tmp_path, corpus, processor):
+    recs = [record(f"bad{i}", corpus["missing"].name) for i in range(4)]
+    ds = _dataset(tmp_path, corpus, processor, recs, max_consecutive_bad=3)
+    with pytest.raises(BadRecordError, match="bad images in a row"):
+        ds[0]
+
+
+# ----------------------------------------------------------------------------- JSON files
+@pytest.mark.parametrize("content,what", [
+    (b'[{"id": "a", "conversations": [', "malformed JSON"),
+    (b"", "empty file"),
+    (b'{"data": [{"id": "a"}]}', "object instead of a list"),
+    (b'["just", "strings"]', "list of non-records"),
+    (b'[{"id": "a", "image": "good.png", "conversations": [{"from": "human", "value": "\xff\xfe caf\xe9"}]}]',
+     "non-UTF8 bytes"),
+])
+def test_bad_json_file_is_clear_error(content, what, tmp_path, corpus, processor):
+    path = tmp_path / "llava_train.json"
+    path.write_bytes(content)
+    with pytest.raises(BadRecordError, match=str(path).replace(".", r"\.")):
+        LazySupervisedDataset(path, processor, image_folder=corpus["good"].parent)
+
+
+def test_records_without_assistant_turn_are_counted(tmp_path, corpus, processor):
+    recs = [record("ok", corpus["good"].name),
+            {"id": "no_gpt", "image": corpus["good"].name,
+             "conversations": [{"from": "human", "value": "<image>\nwhat is it?"}]},
+            {"id": "no_conv", "image": corpus["good"].name},
+            {"id": "bad_roles", "conversations": [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}]}]
+    ds = _dataset(tmp_path, corpus, processor, recs)
+    assert len(ds) == 1 and sum(ds.skipped.values()) == 3  # none lost: 1 kept + 3 counted
+    with pytest.raises(BadRecordError, match="record no_gpt"):
+        _dataset(tmp_path, corpus, processor, recs, strict=True)
+
+
+def test_image_record_without_image_token_stays_consistent(tmp_path, corpus, processor):
+    """An image but no ``<image>`` in the text: either refused clearly or the image tokens are
+    inserted; never a sample whose image-token count mismatches its pixel_values (which only
+    fails later, deep inside the model's forward)."""
+    recs = [record("no_token", corpus["good"].name, question="what shape is it?"),
+            record("next", corpus["good"].name)]
+    try:
+        ds = _dataset(tmp_path, corpus, processor, recs)
+        item = ds[0]
+    except (BadRecordError, ValueError) as e:
+        assert "no_token" in str(e)
+        return
+    if item["id"] == "no_token":
+        assert item["pixel_values"] is not None and _n_image_tokens(item, processor) == num_image_tokens(processor)
+    else:
+        assert sum(ds.skipped.values()) == 1
+
+
+def test_multiple_image_tokens_collapse_to_one_image(tmp_path, corpus, processor):
+    recs = [record("multi", corpus["good"].name, question="<image>\nwhat <image> shape is <image> it?")]
+    item = _dataset(tmp_path, corpus, processor, recs)[0]
+    assert _n_image_tokens(item, processor) == num_image_tokens(processor)
+
+
+def test_over_length_conversation_is_truncated_and_counted(tmp_path, corpus, processor, caplog):
+    long_answer = " ".join(["a red circle"] * 60)
+    ds = _dataset(tmp_path, corpus, processor, [record("long", corpus["good"].name, answer=long_answer)],
+                  model_max_length=40)
+    item = ds[0]
+    assert len(item["input_ids"]) == 40 and ds.truncated == 1 and "long" in caplog.text
+    assert _n_image_tokens(item, processor) == num_image_tokens(processor)  # image tokens never cut
+
+
+def test_max_length_below_image_tokens_is_clear_error(tmp_path, corpus, processor):
+    ds = _dataset(tmp_path, corpus, processor, [record("tiny", corpus["good"].name)], model_max_length=5)
+    with pytest.raises(ValueError, match="model_max_length=5"):
+        ds[0]
+
+
+# ----------------------------------------------------------------------------- converters (GQA format)
+def _gqa(tmp_path, corpus, questions: dict | bytes, check="full", name="val_balanced_questions.json"):
+    from data_prep.gqa import convert_gqa
+
+    images = tmp_path / "gqa_images"
+    images.mkdir(exist_ok=True)
+    for kind in ("good", "corrupt_jpeg", "truncated_png", "empty_file", "cmyk"):
+        shutil.copy(corpus[kind], images / f"{kind}.jpg")
+    path = tmp_path / name
+    path.write_bytes(questions if isinstance(questions, bytes) else json.dumps(questions).encode())
+    return convert_gqa([path], images=str(images), out=str(tmp_path / "out"), check_images=check)
+
+
+def _gqa_q(image_id: str, answer: str = "red") -> dict:
+    return {"imageId": image_id, "question": "what colour is it?", "answer": answer, "fullAnswer": "It is red.",
+            "types": {"structural": "query", "semantic": "attr", "detailed": "color"}}
+
+
+def test_converter_counts_each_unusable_image(tmp_path, corpus):
+    qs = {"1": _gqa_q("good"), "2": _gqa_q("corrupt_jpeg"), "3": _gqa_q("truncated_png"),
+          "4": _gqa_q("empty_file"), "5": _gqa_q("missing"), "6": _gqa_q("cmyk"), "7": _gqa_q("good", answer="")}
+    man = _gqa(tmp_path, corpus, qs)
+    reasons = man["reasons"]["val"]
+    assert man["counts"]["val"] == 2  # good + cmyk (convertible)
+    assert reasons == {"corrupt_image": 3, "missing_image": 1, "empty_answer": 1}
+    assert man["counts"]["val"] + man["skipped"]["val"] == len(qs)  # no lost record
+
+
+@pytest.mark.parametrize("content,pattern", [
+    (b'{"1": {"imageId": "good", "question": ', r"malformed JSON in .*val_balanced_questions\.json"),
+    (b"", r"val_balanced_questions\.json"),
+    (b'[{"imageId": "good"}]', r"val_balanced_questions\.json: top-level JSON value must be an object"),
+    (b'{"1": {"imageId": "good", "question": "q?", "answer": "a"}, "1": {"imageId": "good", "question": "q?", '
+     b'"answer": "b"}}', r"duplicated question id '1'"),
+    (b'{"1": {"imageId": "good", "question": "caf\xe9?", "answer": "a"}}', r"val_balanced_questions\.json"),
+])
+def test_converter_bad_file_is_clear_error(content, pattern, tmp_path, corpus):
+    from data_prep.common import ConvertError
+
+    with pytest.raises(ConvertError, match=pattern):
+        _gqa(tmp_path, corpus, content, check="exists")
+
+
+# ----------------------------------------------------------------------------- configs
+@pytest.mark.parametrize("field", ["alpha", "dropout", "lambda_ib", "lambda_penalty", "smooth_eta",
+                                   "gate_init_open", "hard_concrete_temperature"])
+def test_nan_in_structlora_config_names_the_field(field):
+    from llava_structlora.structlora.config import StructLoRAConfig
+
+    with pytest.raises(ValueError, match=field):
+        StructLoRAConfig(**{field: math.nan})

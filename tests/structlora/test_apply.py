@@ -1,0 +1,84 @@
+"""Acceptance 1, 5, 7: targets, freezing, meta-device 7B shapes, config validation."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+from llava_structlora.structlora import StructLoRAConfig, apply_structlora, get_controller
+from llava_structlora.structlora.layer import StructLoRALinear
+
+from conftest import tiny_llava
+
+QV = re.compile(r"^model\.(vision_tower\.encoder|language_model)\.layers\.(\d+)\.self_attn\.(q_proj|v_proj)$")
+
+
+def test_exactly_qv_of_both_towers_adapted_and_nothing_else_trainable():
+    model = apply_structlora(tiny_llava(), StructLoRAConfig())
+    adapted = [n for n, m in model.named_modules() if isinstance(m, StructLoRALinear)]
+    assert len(adapted) == 2 * 2 * 4 and all(QV.match(n) for n in adapted)
+    assert {QV.match(n).group(1) for n in adapted} == {"vision_tower.encoder", "language_model"}
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    for n in trainable:
+        adapter = re.search(r"self_attn\.(q_proj|v_proj)\.(lora_A|lora_B|gate\.log_alpha)$", n)
+        assert adapter or n.startswith("structlora.coordinator."), n
+    assert any(n.startswith("structlora.coordinator.") for n in trainable)
+    assert not any("multi_modal_projector" in n or "base_layer" in n or "lm_head" in n for n in trainable)
+
+
+def test_qkvo_preset_and_regex_targets():
+    model = apply_structlora(tiny_llava(), StructLoRAConfig(targets="qkvo"))
+    assert len(get_controller(model).layers) == 4 * 4 * 2
+    model = apply_structlora(tiny_llava(), StructLoRAConfig(targets=[r"language_model\.layers\.[01]\.self_attn\.q_proj$"]))
+    assert [l.module_name for l in get_controller(model).layers] == [
+        "model.language_model.layers.0.self_attn.q_proj", "model.language_model.layers.1.self_attn.q_proj"]
+
+
+@pytest.mark.parametrize("field,value", [("gate", "bernoulli"), ("r", 0), ("r", -2), ("filter", "ib2"),
+                                         ("coordinator", "mlp"), ("graph", "full"), ("gnn_layers", 4),
+                                         ("gnn_type", "sage"), ("dropout", 1.5), ("targets", "qz"),
+                                         ("targets", ["("]), ("smooth_eta", 1.5), ("keep_k", 99)])
+def test_bad_config_values_name_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"StructLoRAConfig\.{field}"):
+        StructLoRAConfig(**{field: value})
+
+
+def test_targets_matching_nothing_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"StructLoRAConfig\.targets.*matched no nn\.Linear"):
+        apply_structlora(tiny_llava(), StructLoRAConfig(targets=[r"does_not_exist$"]))
+    with pytest.raises(ValueError, match="unknown field"):
+        StructLoRAConfig.from_dict({"r": 8, "rank": 8})
+
+
+def _llava_7b_meta() -> LlavaForConditionalGeneration:
+    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                              num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768)
+    text = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                       num_attention_heads=32, num_key_value_heads=32, vocab_size=32064)
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=32000)
+    with torch.device("meta"):
+        return LlavaForConditionalGeneration(cfg)
+
+
+def _trainable(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_llava_1_5_7b_on_meta_device():
+    model = apply_structlora(_llava_7b_meta(), StructLoRAConfig(r=8))
+    ctrl = get_controller(model)
+    assert len(ctrl.layers) == 112
+    assert all(p.device.type == "meta" for p in model.parameters())
+    lora = sum(l.lora_A.numel() + l.lora_B.numel() for l in ctrl.layers)
+    gates = sum(l.gate.log_alpha.numel() for l in ctrl.layers)
+    coord = sum(p.numel() for p in ctrl.parameters())
+    plain = apply_structlora(_llava_7b_meta(), StructLoRAConfig(r=8, filter="none", coordinator="none"))
+    print(f"\n[7B meta] trainable: LoRA r=8 {_trainable(plain):,} | StructLoRA r=8 {_trainable(model):,} "
+          f"(factors {lora:,} + gates {gates:,} + coordinator {coord:,}); coordinator/LoRA = {coord / lora:.4%}")
+    print(f"[7B meta] graph edges: {ctrl.graph.kinds()}")
+    assert _trainable(plain) == lora == 24 * 2 * 8 * 2048 + 32 * 2 * 8 * 8192
+    assert _trainable(model) == lora + gates + coord
+    assert coord < 0.01 * lora
+    assert ctrl.graph.smoothing_mask().sum() > 0 and ctrl.graph.kinds()["bridge"] == 4

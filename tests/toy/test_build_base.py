@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from llava_structlora.toy.build_base import STAMP, build_base
+
+
+def test_smoke_base_builds_loads_with_stock_classes_and_is_cached(data_root, tmp_path):
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from PIL import Image
+
+    out = build_base(data_root, tmp_path / "base", preset="smoke")
+    stamp = json.loads((out / STAMP).read_text())
+    assert stamp["pretrain_loss"][1] < stamp["pretrain_loss"][0]  # it trained
+    model = LlavaForConditionalGeneration.from_pretrained(out).eval()
+    processor = AutoProcessor.from_pretrained(out)
+    prompt = "USER: <image>\nwhat color is the circle? ASSISTANT:"
+    inputs = processor(text=[prompt], images=[Image.open(data_root / "images" / "0.jpg")], return_tensors="pt")
+    with torch.no_grad():
+        gen = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert gen.shape[1] > inputs["input_ids"].shape[1]
+    # cached: same inputs -> untouched; changed data -> rebuilt
+    mtime = (out / "model.safetensors").stat().st_mtime_ns
+    build_base(data_root, out, preset="smoke")
+    assert (out / "model.safetensors").stat().st_mtime_ns == mtime
+    pre = data_root / "pretrain" / "llava_train.json"
+    recs = json.loads(pre.read_text())
+    pre.write_text(json.dumps(recs[:-1]))
+    try:
+        build_base(data_root, out, preset="smoke")
+    finally:
+        pre.write_text(json.dumps(recs))
+    assert json.loads((out / STAMP).read_text())["key"] != stamp["key"]
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
+
+
+def test_missing_pretrain_json_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pretrain/llava_train.json"):
+        build_base(tmp_path, tmp_path / "base", preset="smoke")
