@@ -35,6 +35,10 @@ def _info(what: str) -> dict:
             "contributor": "llava-structlora data_prep.shapes_world", "date_created": DATE}
 
 
+def _vqa_license() -> dict:
+    return {"url": LICENSES[0]["url"], "name": LICENSES[0]["name"]}
+
+
 def _dump(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -68,8 +72,7 @@ def vqa_questions(items: list[Item], subtype: str) -> dict:
     qs = [{"image_id": it.image_id, "question": v.qa.question, "question_id": it.image_id * 1000 + k}
           for it in items for k, v in enumerate(it.vqa)]
     return {"info": _info(f"VQAv2 {subtype}"), "task_type": "Open-Ended", "data_type": "mscoco",
-            "license": {"url": LICENSES[0]["url"], "name": LICENSES[0]["name"]},
-            "data_subtype": subtype, "questions": qs}
+            "license": _vqa_license(), "data_subtype": subtype, "questions": qs}
 
 
 def vqa_annotations(items: list[Item], subtype: str) -> dict:
@@ -77,7 +80,7 @@ def vqa_annotations(items: list[Item], subtype: str) -> dict:
              "answers": v.answers, "image_id": it.image_id, "answer_type": v.qa.answer_type,
              "question_id": it.image_id * 1000 + k}
             for it in items for k, v in enumerate(it.vqa)]
-    return {"info": _info(f"VQAv2 {subtype}"), "license": {"url": LICENSES[0]["url"], "name": LICENSES[0]["name"]},
+    return {"info": _info(f"VQAv2 {subtype}"), "license": _vqa_license(),
             "data_subtype": subtype, "annotations": anns, "data_type": "mscoco"}
 
 
@@ -123,8 +126,8 @@ def write_raw(items: dict[str, list[Item]], preset: ShapesPreset, seed: int, raw
             _write_images(items[spec.name], img / spec.folder, preset)
     val2014 = items["restval"] + items["val"] + items["test"]
     coco = raw / "coco"
-    _dump(coco / "annotations" / "captions_train2014.json", coco_captions(items["train"], "captions train2014", preset.image_size))
-    _dump(coco / "annotations" / "captions_val2014.json", coco_captions(val2014, "captions val2014", preset.image_size))
+    for sub, its in (("train2014", items["train"]), ("val2014", val2014)):
+        _dump(coco / "annotations" / f"captions_{sub}.json", coco_captions(its, f"captions {sub}", preset.image_size))
     _dump(coco / "dataset_coco.json", karpathy(items))
     vqa, vqa_val = raw / "vqav2", items["val"] + items["test"]
     for sub, its in (("train2014", items["train"]), ("val2014", vqa_val), ("test-dev2015", items["testdev"])):
@@ -140,7 +143,8 @@ def write_raw(items: dict[str, list[Item]], preset: ShapesPreset, seed: int, raw
     pre = raw / "pretrain"
     for split, sub in (("pretrain_train", "train2014"), ("pretrain_val", "val2014")):
         _write_images(items[split], pre / "images" / sub, preset)
-        _dump(pre / f"captions_{sub}.json", coco_captions(items[split], f"pretraining captions {sub}", preset.image_size))
+        caps = coco_captions(items[split], f"pretraining captions {sub}", preset.image_size)
+        _dump(pre / f"captions_{sub}.json", caps)
         _dump(pre / f"v2_OpenEnded_mscoco_{sub}_questions.json", vqa_questions(items[split], sub))
         _dump(pre / f"v2_mscoco_{sub}_annotations.json", vqa_annotations(items[split], sub))
     _dump(raw / "shapes_meta.json", _meta(items, preset, seed))

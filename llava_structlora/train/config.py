@@ -53,7 +53,7 @@ class DataArguments:
     task: Optional[str] = field(default=None, metadata={"help": "coco|vqav2|gqa: selects the validation scorer."})
     data_root: Optional[str] = field(default=None, metadata={"help": "DATA_ROOT for the validation run."})
     eval_split: str = field(default="val", metadata={"help": "Split of the validation run."})
-    eval_limit: Optional[int] = field(default=None, metadata={"help": "Questions scored in the validation run."})
+    eval_batch_size: int = field(default=32, metadata={"help": "Batch size of the validation run."})
 
 
 @dataclass

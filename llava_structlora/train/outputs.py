@@ -93,12 +93,16 @@ def _training_summary(targs) -> dict[str, Any]:
 
 def run_validation(dargs, base: str, out_dir: Path, which: str = "adapter") -> dict[str, Any]:
     """Quick validation through the evaluation package; writes metrics.json (or metrics_base.json)."""
-    from .validation import validate_model
+    from llava_structlora.evaluation import EvalConfig, evaluate
 
+    if not dargs.data_root:
+        raise ValueError("validation needs data_root (DATA_ROOT with the task's eval files)")
     adapter = None if which == "base" else _adapter_for_eval(out_dir)
-    metrics = validate_model(task=dargs.task, base=base, adapter=adapter, data_root=dargs.data_root,
-                             split=dargs.eval_split, limit=dargs.eval_limit,
-                             work_dir=out_dir / f"eval_{which}")
+    cfg = EvalConfig(task=dargs.task, model=str(base), data_root=str(dargs.data_root),
+                     output_dir=str(out_dir / f"eval_{which}"), split=dargs.eval_split,
+                     adapter=str(adapter) if adapter else None, batch_size=dargs.eval_batch_size,
+                     overwrite=True)
+    metrics = evaluate(cfg)
     name = "metrics.json" if which == "adapter" else "metrics_base.json"
     atomic_write_json(out_dir / name, {"which": which, "task": dargs.task, "split": dargs.eval_split,
                                        "adapter": str(adapter) if adapter else None, **metrics})

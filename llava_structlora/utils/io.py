@@ -6,10 +6,12 @@ then os.replace (atomic on POSIX).
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,14 +100,39 @@ def atomic_save_safetensors(tensors: "dict[str, torch.Tensor]", path: str | os.P
     return path
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange)
+    return rc == 0
+
+
+def recover_directory(final: str | os.PathLike) -> Path:
+    """Restore `final` from its `.old` sibling if a crash hit between the fallback's two renames."""
+    final = Path(final)
+    old = final.parent / f".{final.name}.old"
+    if not final.exists() and old.is_dir():
+        os.replace(old, final)
+    return final
+
+
 @contextmanager
 def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp directory beside `final`; on success it replaces `final` atomically.
 
-    An existing `final` is moved aside first and deleted only after the new one is in place,
-    so a crash leaves either the old or the new complete directory (plus a stale temp dir).
+    An existing `final` is swapped with the new one in a single renameat2(RENAME_EXCHANGE), so a
+    kill -9 at any instant leaves either the old or the new complete directory. Where that call
+    is unavailable the old one is moved to `.<name>.old` first; `recover_directory` (run on
+    entry here and by loaders) puts it back if a crash hit between the two renames.
     """
-    final = Path(final)
+    final = recover_directory(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
@@ -113,6 +140,10 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if final.exists() and _exchange(tmp, final):
+        _fsync_dir(final.parent)
+        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous version
+        return
     old = None
     if final.exists():
         old = final.parent / f".{final.name}.old"

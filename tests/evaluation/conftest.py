@@ -27,7 +27,7 @@ def smoke(tmp_path_factory) -> dict[str, Path]:
     with torch.no_grad():
         for name, w in model.named_parameters():
             if "language_model" in name or "lm_head" in name:
-                w.add_(torch.randn(w.shape, generator=gen) * w.std() * 0.3)
+                w.add_(torch.randn(w.shape, generator=gen) * w.std() * 0.5)
     model.save_pretrained(noisy)
     AutoProcessor.from_pretrained(base).save_pretrained(noisy)
     return {"data": data, "base": base, "noisy": noisy}

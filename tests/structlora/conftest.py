@@ -13,12 +13,13 @@ IMAGE_SIZE, PATCH = 16, 8          # 2 x 2 patches + CLS; "default" strategy dro
 N_IMAGE_TOKENS = (IMAGE_SIZE // PATCH) ** 2
 
 
-def tiny_llava(seed: int = 0, layers: int = 4, hidden: int = 32, text_hidden: int = 32) -> LlavaForConditionalGeneration:
+def tiny_llava(seed: int = 0, layers: int = 4, hidden: int = 32, text_hidden: int = 32,
+               text_heads: int = 4) -> LlavaForConditionalGeneration:
     torch.manual_seed(seed)
     vision = CLIPVisionConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                               num_attention_heads=4, image_size=IMAGE_SIZE, patch_size=PATCH)
     text = LlamaConfig(hidden_size=text_hidden, intermediate_size=2 * text_hidden, num_hidden_layers=layers,
-                       num_attention_heads=4, num_key_value_heads=4, vocab_size=VOCAB,
+                       num_attention_heads=text_heads, num_key_value_heads=text_heads, vocab_size=VOCAB,
                        max_position_embeddings=64)
     cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=IMAGE_TOKEN,
                       vision_feature_select_strategy="default", vision_feature_layer=-2)

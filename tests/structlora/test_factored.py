@@ -30,7 +30,7 @@ class SquareOutputs(TorchDispatchMode):
 
 def _run(cfg: StructLoRAConfig, materialize: bool = False) -> list[str]:
     # distinct widths: vision q/v are 36 x 36, LM q/v 52 x 52 (not multiples of r, so no stacked factor has those shapes)
-    model = apply_structlora(tiny_llava(hidden=36, text_hidden=52), cfg)
+    model = apply_structlora(tiny_llava(hidden=36, text_hidden=52, text_heads=2), cfg)
     ctrl = get_controller(model)
     with torch.no_grad():
         for l in ctrl.layers:

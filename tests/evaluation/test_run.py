@@ -1,0 +1,60 @@
+"""End to end: evaluate() writes answers once per id in question order, scores with the metrics
+CLI's code, writes submissions for test-dev, refuses to mix runs, and shards across processes."""
+import json
+
+import pytest
+
+from llava_structlora.evaluation import EvalConfig, evaluate
+from llava_structlora.metrics import score_vqav2
+
+
+def _cfg(smoke, out, **kw):
+    args = dict(task="vqav2", model=str(smoke["noisy"]), data_root=str(smoke["data"]), output_dir=str(out),
+                batch_size=32, max_new_tokens=6, device="cpu")
+    args.update(kw)
+    return EvalConfig(**args)
+
+
+def _qids(path):
+    return [json.loads(line)["question_id"] for line in open(path)]
+
+
+def test_vqav2_val_scores_and_writes_metrics(smoke, tmp_path):
+    metrics = evaluate(_cfg(smoke, tmp_path))
+    qfile = smoke["data"] / "vqav2" / "val_questions.jsonl"
+    assert _qids(tmp_path / "answers.jsonl") == _qids(qfile)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    ref = score_vqav2(smoke["data"] / "vqav2" / "val_questions.json",
+                      smoke["data"] / "vqav2" / "val_annotations.json", tmp_path / "results.json")
+    assert metrics["overall"] == ref["overall"] and metrics["n"] == len(_qids(qfile))
+    assert set(metrics["per_answer_type"]) <= {"yes/no", "number", "other"}
+    again = evaluate(_cfg(smoke, tmp_path))            # resume: nothing left to generate
+    assert again["n_generated_this_run"] == 0 and again["overall"] == metrics["overall"]
+    with pytest.raises(ValueError, match="holds answers of another run"):
+        evaluate(_cfg(smoke, tmp_path, max_new_tokens=7))
+
+
+def test_test_dev_writes_submission(smoke, tmp_path):
+    metrics = evaluate(_cfg(smoke, tmp_path, split="test-dev", protocol="llava"))
+    sub = json.loads((tmp_path / "submission.json").read_text())
+    test_dev = _qids(smoke["data"] / "vqav2" / "test-dev_questions.jsonl")
+    assert [r["question_id"] for r in sub][:len(test_dev)] == test_dev
+    assert "overall" not in metrics and metrics["submission"].endswith("submission.json")
+    assert all(isinstance(r["answer"], str) for r in sub)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["gqa", "coco"])
+def test_gqa_and_coco(smoke, tmp_path, task):
+    metrics = evaluate(_cfg(smoke, tmp_path, task=task))
+    key = "accuracy" if task == "gqa" else "CIDEr"
+    assert key in metrics and metrics["n"] == metrics["n_questions"] > 0
+
+
+@pytest.mark.slow
+def test_two_cpu_workers_equal_one(smoke, tmp_path):
+    one = evaluate(_cfg(smoke, tmp_path / "one", task="gqa", batch_size=16))
+    two = evaluate(_cfg(smoke, tmp_path / "two", task="gqa", batch_size=16, num_gpus=2))
+    assert (tmp_path / "one" / "answers.jsonl").read_text() == (tmp_path / "two" / "answers.jsonl").read_text()
+    assert len(list((tmp_path / "two" / "answers").glob("shard-*-of-02.jsonl"))) == 2
+    assert one["accuracy"] == two["accuracy"]

@@ -1,0 +1,95 @@
+"""save/load round trip, state dict, diagnostics (factored == materialized), gates, schedule."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from llava_structlora.structlora import (StructLoRAConfig, apply_structlora, get_controller, load_structlora,
+                                         save_structlora, structlora_diagnostics, structlora_on_step,
+                                         structlora_state_dict)
+from llava_structlora.structlora.gates import HardConcreteGate
+from llava_structlora.structlora.model import eval_plans
+
+from conftest import tiny_batch, tiny_llava, train_steps
+
+
+def _logits(model, batch):
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+def test_save_load_roundtrip(tmp_path):
+    cfg = StructLoRAConfig(gate="gumbel", graph="similarity", graph_refresh_steps=1)
+    model = apply_structlora(tiny_llava(0), cfg)
+    train_steps(model, steps=3)
+    batch = tiny_batch(5)
+    ref = _logits(model, batch)
+    save_structlora(model, tmp_path / "s")
+    loaded = load_structlora(tiny_llava(0), tmp_path / "s").eval()
+    assert torch.equal(_logits(loaded, batch), ref)
+    assert get_controller(loaded).graph.edges == get_controller(model).graph.edges
+    assert float(get_controller(loaded).tau) == pytest.approx(float(get_controller(model).tau))
+    sd = structlora_state_dict(model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(sd) == trainable
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="structlora_config.json"):
+        load_structlora(tiny_llava(0), tmp_path)
+    model = apply_structlora(tiny_llava(0), StructLoRAConfig())
+    save_structlora(model, tmp_path / "s")
+    other = apply_structlora(tiny_llava(0), StructLoRAConfig(targets="qkv"))
+    with pytest.raises(ValueError, match="adapted modules differ"):
+        load_structlora(other, tmp_path / "s")
+
+
+@pytest.mark.parametrize("coordinator", ["gnn", "none"])
+def test_diagnostics_match_materialized_updates(coordinator):
+    model = apply_structlora(tiny_llava(0), StructLoRAConfig(coordinator=coordinator))
+    train_steps(model, steps=2)
+    diag = structlora_diagnostics(model, with_cosine_matrix=True)
+    ctrl, _, plans = eval_plans(model)
+    dense = [l.delta_weight(plans[i]).flatten().double() for i, l in enumerate(ctrl.layers)]
+    pairs = [(i, j) for i, j, k in ctrl.graph.edges if k == "adjacent"]
+    energy = sum(float(((dense[i] - dense[j]) ** 2).sum()) for i, j in pairs)
+    cos = [float(torch.nn.functional.cosine_similarity(dense[i], dense[j], dim=0)) for i, j in pairs]
+    assert math.isclose(diag["drift_energy"], energy, rel_tol=1e-4)
+    assert math.isclose(diag["cos_adj"], sum(cos) / len(cos), rel_tol=1e-4, abs_tol=1e-6)
+    assert set(diag["open_directions"]) == {l.module_name for l in ctrl.layers}
+    assert all(0 <= v <= 8 for v in diag["open_directions"].values())
+    assert len(diag["cosine_matrix"]) == 16
+    if coordinator == "gnn":
+        assert diag["eta"] * diag["lambda_max"] == pytest.approx(0.5, rel=1e-5)
+
+
+def test_gates_init_open_and_eval_deterministic():
+    cfg = StructLoRAConfig()
+    gate = HardConcreteGate(8, cfg)
+    shift = cfg.hard_concrete_temperature * math.log(0.1 / 1.1)
+    assert torch.allclose(torch.sigmoid(gate.log_alpha - shift), torch.full((8,), 0.9))
+    p = gate.stacked_inputs()
+    torch.manual_seed(0)
+    samples = torch.stack([HardConcreteGate.sample(p, cfg, None) for _ in range(4000)])
+    assert float((samples > 0).float().mean()) == pytest.approx(0.9, abs=0.02)
+    assert torch.equal(HardConcreteGate.evaluate(p, cfg), HardConcreteGate.evaluate(p, cfg))
+    assert float(HardConcreteGate.kl(p, cfg)) == pytest.approx(0.9 * 8, rel=1e-5)
+
+
+def test_gumbel_annealing_and_topk_refresh():
+    model = apply_structlora(tiny_llava(0), StructLoRAConfig(gate="gumbel"))
+    ctrl = get_controller(model)
+    structlora_on_step(model, 0, 10)
+    assert float(ctrl.tau) == pytest.approx(1.0)
+    structlora_on_step(model, 10, 10)
+    assert float(ctrl.tau) == pytest.approx(0.1)
+    model = apply_structlora(tiny_llava(0), StructLoRAConfig(filter="topk_norm", keep_k=2, topk_refresh_steps=1))
+    ctrl = get_controller(model)
+    assert all(bool((l.gate.mask == 1).all()) for l in ctrl.layers)   # all open until the first refresh
+    train_steps(model, steps=2)
+    structlora_on_step(model, 2, 2)
+    for l in ctrl.layers:
+        norms = l.lora_B.norm(dim=0) * l.lora_A.norm(dim=1)
+        assert set(norms.topk(2).indices.tolist()) == set(l.gate.mask.nonzero().flatten().tolist())
