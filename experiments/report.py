@@ -64,9 +64,12 @@ def claims(table: Table, rows: dict[str, Any], tasks: list[str]) -> list[dict[st
             if a not in rows or b not in rows or task not in rows[a]["tasks"] or task not in rows[b]["tasks"]:
                 continue
             test = paired_ttest(per_seed(rows[a], task, qty), per_seed(rows[b], task, qty))
-            word = ("equal" if test.mean_diff == 0 else "differ") if sign == 0 else verdict(test.mean_diff, test.p, sign)
-            if sign == 0 and test.p is not None:
+            if test.p is None:
+                word = test.note  # identical on every seed, or too few seeds
+            elif sign == 0:
                 word = "equal within noise" if test.p >= 0.05 else "differ significantly"
+            else:
+                word = verdict(test.mean_diff, test.p, sign)
             out.append({"a": a, "b": b, "task": task, "quantity": qty, "paper_sign": sign, "n": test.n,
                         "mean_diff": test.mean_diff, "t": test.t, "p": test.p, "note": test.note, "verdict": word})
     return out

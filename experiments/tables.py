@@ -110,13 +110,14 @@ ORDER = ("main", "rank", "data", "ablation", "gnn_depth", "graph", "filter", "re
 
 
 def variants_for(table: Table, limit: int | None) -> tuple[Variant, ...]:
-    """The variants a suite runs: all, or (quick) the first `limit` plus LoRA as the t-test reference."""
+    """The variants a suite runs: all, or (quick) the first `limit` plus StructLoRA and LoRA (the t-test pair)."""
     if limit is None:
         return table.variants
     chosen = list(table.variants[:limit])
     if table.curve:  # keep both methods at the first `limit` x values
         xs = sorted({getattr(v, table.curve) for v in table.variants})[:limit]
         chosen = [v for v in table.variants if getattr(v, table.curve) in xs]
-    if not any(v.label == "LoRA" or (v.method == "lora" and not v.overrides) for v in chosen):
-        chosen.append(LORA)
+    for ref in (STRUCT, LORA):
+        if ref in table.variants and ref not in chosen:
+            chosen.append(ref)
     return tuple(chosen)

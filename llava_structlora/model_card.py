@@ -65,6 +65,7 @@ def metrics_section(metrics: dict[str, Any], task: str | None) -> list[str]:
 def _run_field(run: dict[str, Any], *keys: str) -> Any:
     """First value found under `keys` at the top level of run.json or in one of its sections."""
     scopes = [run] + [v for v in run.values() if isinstance(v, dict)]
+    scopes += [w for v in scopes[1:] for w in v.values() if isinstance(w, dict)]  # e.g. config.DataArguments
     for scope in scopes:
         for key in keys:
             if scope.get(key) not in (None, ""):

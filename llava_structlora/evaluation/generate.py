@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from llava_structlora.data import collate_for_generation, encode_prompt, load_image
+from llava_structlora.data import collate_for_generation, encode_prompt, expand2square, mean_colour
 
 
 class QuestionFileError(ValueError):
@@ -79,6 +79,23 @@ def answer_record(q: Question, text: str, model_id: str, metadata: dict) -> dict
             "answer_id": answer_id(model_id, q.qid, text), "model_id": model_id, "metadata": metadata}
 
 
+def load_images(paths: Sequence[Path], processor) -> list[torch.Tensor]:
+    """`data.load_image` for a batch: each distinct file decoded once, one preprocessing call
+    (per-image processor calls cost as much as the tiny model's forward)."""
+    from PIL import Image
+
+    unique = list(dict.fromkeys(paths))
+    background = mean_colour(processor)
+    imgs = []
+    for path in unique:
+        with Image.open(path) as im:
+            im.load()
+            imgs.append(expand2square(im.convert("RGB"), background))
+    pixels = processor.image_processor(imgs, return_tensors="pt")["pixel_values"]
+    index = {p: i for i, p in enumerate(unique)}
+    return [pixels[index[p]] for p in paths]
+
+
 @torch.inference_mode()
 def generate_batch(model, processor, questions: Sequence[Question], input_ids: Sequence[list[int]],
                    max_new_tokens: int) -> list[str]:
@@ -86,8 +103,9 @@ def generate_batch(model, processor, questions: Sequence[Question], input_ids: S
     tok = processor.tokenizer
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
-    items = [{"input_ids": ids, "id": q.qid,
-              "pixel_values": load_image(str(q.image), processor) if q.image is not None else None}
+    with_img = [q.image for q in questions if q.image is not None]
+    pixels = iter(load_images(with_img, processor) if with_img else [])
+    items = [{"input_ids": ids, "id": q.qid, "pixel_values": next(pixels) if q.image is not None else None}
              for q, ids in zip(questions, input_ids)]
     batch = collate_for_generation(items, tok.pad_token_id)
     kwargs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}

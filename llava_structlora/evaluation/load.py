@@ -5,8 +5,9 @@
 - a stock PEFT adapter dir (`adapter_config.json`): `PeftModel.from_pretrained` + `merge_and_unload`;
 - a StructLoRA state dir (`save_structlora` output): `load_structlora` + `merge_structlora`;
 - a merged full model dir (`config.json` + weights, no adapter config): loaded instead of `base`;
-- a training run dir (`outputs/<run>/`) holding `adapter/` and/or `structlora/`: `adapter/` is
-  preferred (stock PEFT, carries a tuned projector via `modules_to_save`), else `structlora/`.
+- a training run dir (`outputs/<run>/`) holding `adapter/` and/or `structlora/` (or `model/` for
+  full fine-tuning): `adapter/` is preferred (stock PEFT, carries a tuned projector via
+  `modules_to_save`), else `structlora/`, else `model/`.
 """
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ def adapter_kind(adapter: str | Path | None) -> tuple[str, Path | None]:
         return "peft", path / "adapter"
     if (path / "structlora").is_dir():
         return "structlora", path / "structlora"
+    if _is_full_model(path / "model"):  # a full fine-tuning run dir
+        return "merged", path / "model"
     if _is_full_model(path):
         return "merged", path
     if _is_structlora(path):

@@ -3,8 +3,9 @@
 ``StructLoRAController`` is registered as the submodule ``structlora`` of the adapted model, so
 the optimizer / DeepSpeed see the coordinator parameters and ``.to()`` moves its buffers. A
 forward pre-hook on the top model samples every gate, runs the descriptor GNN, computes the
-smoothing operator ``C = I - eta L_a`` and turns it into per-layer coefficient vectors; a
-forward post-hook clears them. Layers called outside a top-level forward compute a plan lazily.
+smoothing operator ``C = I - eta L_a`` and turns it into per-layer coefficient vectors, which stay
+installed until the next top-level forward (so activation checkpointing recomputes with the same
+coefficients). Layers called before any top-level forward compute a plan lazily.
 """
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ def adapter_tensors(layer: StructLoRALinear) -> list[Tensor]:
     return out
 
 
+def _reject_reentrant_checkpointing(model: nn.Module) -> None:
+    """Reentrant checkpointing backpropagates each layer's captured coefficients separately, which
+    would traverse the shared coordinator graph once per layer; refuse it with a clear message."""
+    for mod in model.modules():
+        fn = getattr(mod, "_gradient_checkpointing_func", None)
+        if getattr(mod, "gradient_checkpointing", False) and getattr(fn, "keywords", {}).get("use_reentrant", False):
+            raise ValueError("StructLoRA needs non-reentrant activation checkpointing: enable it with "
+                             "gradient_checkpointing_kwargs={'use_reentrant': False} (the transformers v5 default)")
+
+
 class StructLoRAController(nn.Module):
     """Owns the coordinator, the joint graph and the per-forward plans of all adapted layers."""
 
@@ -49,6 +60,8 @@ class StructLoRAController(nn.Module):
         desc = similarity_features(structural_descriptors(nodes, cfg.r, self.kinds), cfg.r)
         self.set_graph(build_graph(nodes, cfg.graph, desc, cfg.knn_k, cfg.bridge_layers, vision_top))
         self._eval_cache: Optional[tuple[Any, Optional[list[Plan]]]] = None
+        self._desc_cache: Optional[tuple[Any, Tensor]] = None
+        self._step = 0          # python mirror of the ``step`` buffer (no device sync in cache keys)
         self._hooks: list = []
         for layer in layers:
             layer._plan_fn = self._lazy_plan
@@ -71,6 +84,7 @@ class StructLoRAController(nn.Module):
         self.register_buffer("rows", torch.tensor(rows, device=dev), persistent=False)
         self.register_buffer("cols", torch.tensor(cols, device=dev), persistent=False)
         self.counts = counts
+        self._desc_cache = None
         self.term_index = [cols[sum(counts[:i]):sum(counts[:i + 1])] for i in range(len(counts))]
         self._eval_cache = None
 
@@ -87,7 +101,16 @@ class StructLoRAController(nn.Module):
         return cls.evaluate(stacked, self.cfg)
 
     def descriptors(self) -> Tensor:
-        return node_descriptors(self.layers, self.nodes, self.kinds, self.gates(False).detach(), self.cfg.scale)
+        """Detached node descriptors, recomputed only when the adapter changed (not per micro-batch)."""
+        key = self._param_key()
+        if self._desc_cache is None or self._desc_cache[0] != key:
+            desc = node_descriptors(self.layers, self.nodes, self.kinds, self.gates(False).detach(), self.cfg.scale)
+            self._desc_cache = (key, desc)
+        return self._desc_cache[1]
+
+    def _param_key(self) -> tuple:
+        """Changes whenever an optimizer step (version counter) or ``on_step`` (step) touched the adapter."""
+        return (self._step, tuple(t._version for l in self.layers for t in adapter_tensors(l)))
 
     def state(self, training: bool) -> dict[str, Any]:
         """Gates, modulation, smoothing operator and per-direction coefficients ``m`` (incl. alpha/r)."""
@@ -113,16 +136,16 @@ class StructLoRAController(nn.Module):
         if self.training or torch.is_grad_enabled():
             self._eval_cache = None
             return self.plans(self.state(self.training))
-        key = (int(self.step), tuple(p._version for p in self.parameters()),
-               tuple(p._version for l in self.layers for p in adapter_tensors(l)))
+        key = (self._param_key(), tuple(p._version for p in self.parameters()))
         if self._eval_cache is None or self._eval_cache[0] != key:
             self._eval_cache = (key, self.plans(self.state(False)))
         return self._eval_cache[1]
 
     # ------------------------------------------------------------------ hooks
     def attach(self, model: nn.Module) -> None:
-        self._hooks = [model.register_forward_pre_hook(self._pre_hook),
-                       model.register_forward_hook(self._post_hook)]
+        # Plans stay installed after the forward: activation checkpointing recomputes layers in
+        # backward and must see the very same coefficients (same gate samples) as the forward.
+        self._hooks = [model.register_forward_pre_hook(self._pre_hook)]
 
     def detach_hooks(self) -> None:
         for h in self._hooks:
@@ -132,10 +155,9 @@ class StructLoRAController(nn.Module):
             layer._plan, layer._plan_fn = None, None
 
     def _pre_hook(self, module: nn.Module, args: Any) -> None:
+        if self.training and torch.is_grad_enabled():
+            _reject_reentrant_checkpointing(module)
         self._install(self.current_plans())
-
-    def _post_hook(self, module: nn.Module, args: Any, output: Any) -> None:
-        self._install(None)
 
     def _install(self, plans: Optional[list[Plan]]) -> None:
         for i, layer in enumerate(self.layers):
@@ -152,6 +174,8 @@ class StructLoRAController(nn.Module):
         """Temperature annealing, similarity-graph refresh and top-k recomputation (identical on all ranks)."""
         cfg = self.cfg
         self.step.fill_(int(step))
+        self._step = int(step)
+        self._desc_cache = self._eval_cache = None
         self.tau.fill_(gumbel_temperature(cfg, step, max_steps))
         if step > 0 and cfg.graph in ("similarity", "hybrid") and step % cfg.graph_refresh_steps == 0:
             self.refresh_graph()
@@ -170,4 +194,4 @@ class StructLoRAController(nn.Module):
             assert isinstance(layer.gate, MaskGate)
             norms = layer.lora_B.norm(dim=0) * layer.lora_A.norm(dim=1)
             layer.gate.mask.copy_(topk_mask(norms.float(), self.cfg.k_keep))
-        self._eval_cache = None
+        self._eval_cache = self._desc_cache = None

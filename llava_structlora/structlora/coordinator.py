@@ -185,7 +185,7 @@ class Coordinator(nn.Module):
         if not self.smooths:
             return {"C": None, "s": None, "a": None, "eta": None, "lambda_max": None}
         if self.gnn is not None:
-            a, s = self.gnn(desc, adj, smooth)
+            a, s = self.gnn(desc.to(self.gnn.inp.weight.dtype), adj, smooth)
         else:
             a, s = smooth.float(), None
         C, eta, lam = smoothing_operator(a, self.cfg.smooth_eta)

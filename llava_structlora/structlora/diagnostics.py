@@ -22,13 +22,14 @@ def filtered_gram(layers: list, nodes: list[Node], m: Tensor) -> Tensor:
     ``m`` (N x r) holds per-direction coefficients (gates x modulation x scale). Differentiable.
     """
     n, r = m.shape
+    m = m if m.dtype == torch.float64 else m.float()   # Grams in >= fp32 even for a bf16 model
     G = m.new_zeros(n, n)
     groups: dict[tuple[int, int], list[int]] = {}
     for nd in nodes:
         groups.setdefault(nd.shape, []).append(nd.index)
     for idx in groups.values():
-        A = torch.cat([layers[i].lora_A for i in idx], 0)           # (g r, d_in)
-        B = torch.cat([layers[i].lora_B for i in idx], 1)           # (d_out, g r)
+        A = torch.cat([layers[i].lora_A for i in idx], 0).to(m.dtype)   # (g r, d_in)
+        B = torch.cat([layers[i].lora_B for i in idx], 1).to(m.dtype)   # (d_out, g r)
         mf = m[idx].reshape(-1)
         block = (mf[:, None] * (B.T @ B) * mf[None, :]) * (A @ A.T)  # GA symmetric: trace(XY) = sum(X * Y^T)
         sub = block.reshape(len(idx), r, len(idx), r).sum((1, 3))
@@ -38,7 +39,10 @@ def filtered_gram(layers: list, nodes: list[Node], m: Tensor) -> Tensor:
 
 
 def final_gram(G: Tensor, C: Tensor | None) -> Tensor:
-    return G if C is None else C @ G @ C.T
+    if C is None:
+        return G
+    C = C.to(G.dtype)
+    return C @ G @ C.T
 
 
 def energy(gram: Tensor, weights: Tensor) -> Tensor:
@@ -98,7 +102,7 @@ def diagnostics_from_state(state: dict[str, Any], layers: list, nodes: list[Node
         "update_norms": {nd.name: float(Gf[nd.index, nd.index].clamp_min(0).sqrt()) for nd in nodes},
     }
     if state.get("a") is not None:
-        out["drift_energy_weighted"] = float(energy(Gf, state["a"]))
+        out["drift_energy_weighted"] = float(energy(Gf, state["a"].to(Gf.dtype)))
         out["eta"] = float(state["eta"])
         out["lambda_max"] = float(state["lambda_max"])
     if state["s"] is not None:

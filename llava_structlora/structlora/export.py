@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ..utils.io import atomic_directory, atomic_save_safetensors, atomic_write_json, atomic_write_text
+from ..utils.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
 from .layer import stacked_factors
 from .model import eval_plans
 
@@ -66,7 +66,7 @@ def _readme(info: dict) -> str:
 
 @torch.no_grad()
 def export_peft_adapter(model: nn.Module, out_dir: str | Path, max_rank: Optional[int] = None) -> Path:
-    """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (+ README, export info) atomically."""
+    """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (+ README.md, structlora_export.json)."""
     from peft import LoraConfig
 
     if max_rank is not None and (not isinstance(max_rank, int) or max_rank <= 0):
@@ -108,12 +108,15 @@ def export_peft_adapter(model: nn.Module, out_dir: str | Path, max_rank: Optiona
             "max_rank_limit": max_rank, "min_rank": min(ranks.values()), "max_rank": top,
             "total_rank": sum(ranks.values()), "structlora_config": ctrl.cfg.to_dict()}
     meta = {"format": "pt", "structlora_relative_error": repr(rel), "structlora_max_rank": str(max_rank)}
-    with atomic_directory(out_dir) as tmp:
-        lora_cfg.save_pretrained(str(tmp))
-        atomic_save_safetensors(tensors, tmp / "adapter_model.safetensors", metadata=meta)
-        atomic_write_json(tmp / EXPORT_INFO, info)
-        atomic_write_text(tmp / "README.md", _readme(info))
-    return Path(out_dir)
+    out_dir = Path(out_dir)
+    # Files go into out_dir like PEFT's save_pretrained, each atomically; the config comes last so
+    # an interrupted export never leaves a config that describes other weights.
+    atomic_save_safetensors(tensors, out_dir / "adapter_model.safetensors", metadata=meta)
+    atomic_write_json(out_dir / EXPORT_INFO, info)
+    atomic_write_text(out_dir / "README.md", _readme(info))
+    config = {k: sorted(v) if isinstance(v, set) else v for k, v in lora_cfg.to_dict().items()}
+    atomic_write_json(out_dir / "adapter_config.json", config)
+    return out_dir
 
 
 def read_export_info(adapter_dir: str | Path) -> dict:

@@ -87,16 +87,17 @@ class StructLoRALinear(nn.Module):
             return result + F.linear(F.linear(self.lora_dropout(x), A), self.lora_B) * self.scale
         terms, coef = plan
         A_cat, B_cat = stacked_factors(terms)
-        update = F.linear(F.linear(self.lora_dropout(x), A_cat) * coef, B_cat)
+        h = F.linear(self.lora_dropout(x), A_cat)
+        update = F.linear(h * coef.to(h.dtype), B_cat)
         return result + update.to(result.dtype)
 
     def delta_weight(self, plan: Optional[Plan]) -> Tensor:
         """The final ``d_out x d_in`` update (merge time only; never called in training)."""
         if plan is None:
-            return (self.lora_B @ self.lora_A) * self.scale
+            return (self.lora_B.float() @ self.lora_A.float()) * self.scale
         terms, coef = plan
         A_cat, B_cat = stacked_factors(terms)
-        return (B_cat * coef) @ A_cat
+        return (B_cat.float() * coef.float()) @ A_cat.float()
 
     def extra_repr(self) -> str:
         return f"r={self.r}, scale={self.scale:g}, gate={type(self.gate).__name__ if self.gate else None}"

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from ..utils.io import atomic_directory, atomic_save_safetensors, atomic_write_json
+from ..utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
 from .config import StructLoRAConfig
 from .controller import StructLoRAController, adapter_tensors
 from .diagnostics import cosine_matrix, diagnostics_from_state, filtered_gram, penalty
@@ -175,16 +175,22 @@ def structlora_state_dict(model: nn.Module) -> dict[str, Tensor]:
 
 
 def save_structlora(model: nn.Module, out_dir: str | Path) -> Path:
-    """Config + graph JSON and a safetensors file of all StructLoRA tensors (atomic directory write)."""
+    """Config + graph JSON and a safetensors file of all StructLoRA tensors, written into ``out_dir``.
+
+    Other files in ``out_dir`` are left alone (the Trainer saves its checkpoint state beside them).
+    Each file is written atomically, weights first; the JSON records the weights' sha256, so a crash
+    between the two writes is detected by ``load_structlora`` instead of mixing two saves.
+    """
     ctrl = get_controller(model)
-    meta = {"format": FORMAT, "config": ctrl.cfg.to_dict(), "nodes": [n.name for n in ctrl.nodes],
-            "edges": [[i, j, k] for i, j, k in ctrl.graph.edges], "step": int(ctrl.step)}
+    out_dir = Path(out_dir)
     tensors = {k: v.detach().float() if v.is_floating_point() else v.detach()
                for k, v in _named_tensors(model, trainable_only=False).items()}
-    with atomic_directory(out_dir) as tmp:
-        atomic_write_json(tmp / CONFIG_FILE, meta)
-        atomic_save_safetensors(tensors, tmp / WEIGHTS_FILE, metadata={"format": "pt", "structlora": FORMAT})
-    return Path(out_dir)
+    atomic_save_safetensors(tensors, out_dir / WEIGHTS_FILE, metadata={"format": "pt", "structlora": FORMAT})
+    meta = {"format": FORMAT, "config": ctrl.cfg.to_dict(), "nodes": [n.name for n in ctrl.nodes],
+            "edges": [[i, j, k] for i, j, k in ctrl.graph.edges], "step": int(ctrl.step),
+            "weights_sha256": sha256_file(out_dir / WEIGHTS_FILE)}
+    atomic_write_json(out_dir / CONFIG_FILE, meta)
+    return out_dir
 
 
 def load_structlora(model: nn.Module, in_dir: str | Path) -> nn.Module:
@@ -199,6 +205,8 @@ def load_structlora(model: nn.Module, in_dir: str | Path) -> nn.Module:
     meta = json.loads(cfg_path.read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{cfg_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    if meta.get("weights_sha256") not in (None, sha256_file(w_path)):
+        raise ValueError(f"{w_path}: sha256 differs from the one recorded in {cfg_path} (interrupted save?)")
     cfg = StructLoRAConfig.from_dict(meta["config"])
     if not isinstance(getattr(model, CONTROLLER_NAME, None), StructLoRAController):
         apply_structlora(model, cfg)
@@ -218,4 +226,5 @@ def load_structlora(model: nn.Module, in_dir: str | Path) -> nn.Module:
                 raise ValueError(f"{w_path}: tensor {k} has shape {tuple(saved[k].shape)}, expected {tuple(t.shape)}")
             t.copy_(saved[k].to(t.dtype))
     ctrl.set_graph(StructLoRAGraph(ctrl.nodes, [(int(i), int(j), str(k)) for i, j, k in meta["edges"]]))
+    ctrl._step = int(ctrl.step)
     return model

@@ -24,7 +24,7 @@ from .model_config import BasePreset, get_preset, llava_config
 
 logger = logging.getLogger("llava_structlora.toy.build_base")
 STAMP = "build_stamp.json"
-BUILD_VERSION = 1  # bump when the build code changes what it produces
+BUILD_VERSION = 2  # bump when the build code changes what it produces
 TASKS = ("pretrain", "coco", "vqav2", "gqa")
 
 
@@ -80,7 +80,7 @@ def train_base(data_root: Path, preset: BasePreset, out_dir: Path, files: list[P
     """Everything that writes into ``out_dir`` (a temp dir): tokenizer, processor, model, log."""
     from transformers import LlavaForConditionalGeneration
 
-    from .pretrain import contrastive_stage, instruction_stage
+    from .pretrain import contrastive_stage, instruction_stage, standardize_projector_input
     from .tokenizer import build_tokenizer
 
     times, t0 = {}, time.time()
@@ -95,6 +95,7 @@ def train_base(data_root: Path, preset: BasePreset, out_dir: Path, files: list[P
     t1 = time.time()
     vision_sd, closs = contrastive_stage(samples, cfg.vision_config, tok, preset.contrastive, preset.seed)
     model.model.vision_tower.load_state_dict(vision_sd, strict=True)
+    scale = standardize_projector_input(model, torch.stack([s["pixel_values"] for s in samples[:256]]))
     times["stage0_s"] = round(time.time() - t1, 1)
     t2 = time.time()
     losses = instruction_stage(model, samples, tok.pad_token_id, preset.pretrain, preset.seed)
@@ -106,7 +107,7 @@ def train_base(data_root: Path, preset: BasePreset, out_dir: Path, files: list[P
     times["total_s"] = round(time.time() - t0, 1)
     return {"times": times, "n_params": sum(p.numel() for p in model.parameters()),
             "contrastive_loss": [closs[0], closs[-1]], "pretrain_loss": [losses[0], sum(losses[-20:]) / len(losses[-20:])],
-            "n_train_samples": len(samples)}
+            "n_train_samples": len(samples), "projector_input": scale}
 
 
 def build_base(data_root: str | Path, out: str | Path, preset: str = "default", force: bool = False) -> Path:

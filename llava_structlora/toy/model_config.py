@@ -16,7 +16,7 @@ class ModelConfig:
     image_size: int = 48
     patch_size: int = 16
     vision_hidden: int = 128
-    vision_layers: int = 2
+    vision_layers: int = 3
     vision_heads: int = 4
     vision_ffn: int = 256
     text_hidden: int = 128
@@ -25,7 +25,7 @@ class ModelConfig:
     text_ffn: int = 384
     vocab_size: int = 512          # sentencepiece upper bound; the real size comes from the tokenizer
     model_max_length: int = 96
-    vision_feature_layer: int = -1  # last layer: a 2-layer tower has no useful penultimate layer
+    vision_feature_layer: int = -2  # penultimate, as LLaVA-1.5: its patch tokens feed the CLS the contrastive loss trains
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,37 @@ def contrastive_stage(samples: Sequence[dict], vision_config, tokenizer, cfg: Co
     return clip.vision_model.state_dict(), losses
 
 
+@torch.no_grad()
+def standardize_projector_input(model, pixel_values: torch.Tensor) -> dict[str, float]:
+    """Fold a per-channel standardization of the selected vision features into ``linear_1``.
+
+    The stock Llava projector has no normalization, and the raw residual stream of a freshly
+    contrastive-trained tower has a few huge, image-independent channels (measured: projector
+    output norm ~380 vs ~0.25 for text embeddings), which drowns the image-dependent part after
+    the LM's RMSNorm and lets the LM ignore the image. ``W1 (x - mu) / sigma + b1`` is still one
+    Linear, so the saved model stays a stock LlavaForConditionalGeneration.
+    """
+    cfg = model.config
+    hs = model.model.vision_tower(pixel_values, output_hidden_states=True).hidden_states[cfg.vision_feature_layer]
+    feats = hs[:, 1:] if cfg.vision_feature_select_strategy == "default" else hs
+    flat = feats.reshape(-1, feats.shape[-1])
+    mu, sigma = flat.mean(0), flat.std(0).clamp_min(1e-3)
+    lin = model.model.multi_modal_projector.linear_1
+    lin.bias -= lin.weight @ (mu / sigma)
+    lin.weight /= sigma
+    return {"feature_abs_mean_max": float(mu.abs().max()), "feature_std_median": float(sigma.median())}
+
+
+@torch.no_grad()
+def image_gain(model, batch: dict) -> float:
+    """Loss with every image swapped minus loss with the right images (nats): > 0 iff the LM uses them."""
+    model.eval()
+    real = model(**batch).loss.item()
+    shuffled = model(**{**batch, "pixel_values": batch["pixel_values"].roll(1, 0)}).loss.item()
+    model.train()
+    return shuffled - real
+
+
 def instruction_stage(model, samples: Sequence[dict], pad_token_id: int, cfg: PretrainConfig,
                       seed: int) -> list[float]:
     """Full next-token training; returns the loss curve."""
@@ -118,7 +149,8 @@ def instruction_stage(model, samples: Sequence[dict], pad_token_id: int, cfg: Pr
         opt.step()
         sched.step()
         losses.append(loss.item())
-        if step % 50 == 0 or step == cfg.steps - 1:
-            logger.info("stage2 step %d/%d loss %.3f (%.1f s)", step, cfg.steps, losses[-1], time.time() - t0)
+        if step % 100 == 0 or step == cfg.steps - 1:
+            logger.info("stage2 step %d/%d loss %.3f image gain %.3f nats (%.1f s)", step, cfg.steps, losses[-1],
+                        image_gain(model, batch), time.time() - t0)
     model.eval()
     return losses

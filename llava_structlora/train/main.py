@@ -30,8 +30,10 @@ def _cpu_deepspeed_setup() -> None:
     if torch.cuda.is_available() or os.environ.get("LLAVA_SL_DS_SHM_OP") == "1":
         return
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    try:
-        import deepspeed.comm.torch as ds_torch_comm
+    import importlib
+
+    try:  # by module path: `import deepspeed.comm.torch as m` would bind the global torch package
+        ds_torch_comm = importlib.import_module("deepspeed.comm.torch")
     except ImportError:
         return
     ds_torch_comm.build_shm_op = lambda: None
@@ -82,7 +84,7 @@ def run(argv: Sequence[str]) -> Optional[Path]:
         data_collator=DataCollatorForSupervisedDataset(pad_token_id=processor.tokenizer.pad_token_id),
         method=margs.method, mm_projector_lr=margs.mm_projector_lr if margs.tune_mm_projector else None,
         projector_params=projector_param_names(model) if margs.tune_mm_projector else set(),
-        keep_checkpoints=targs.save_total_limit, inject_nan_step=_debug_nan_step())
+        keep_checkpoints=targs.save_total_limit, **_debug_hooks())
     if margs.method == "structlora":
         trainer.add_callback(DiagnosticsCallback(trainer, targs.diagnostics_steps,
                                                  Path(targs.output_dir) / "diagnostics.jsonl"))
@@ -99,10 +101,11 @@ def run(argv: Sequence[str]) -> Optional[Path]:
     return out
 
 
-def _debug_nan_step() -> Optional[int]:
-    """Test hook: LLAVA_SL_DEBUG_NAN_AT_STEP=N makes the loss NaN from optimizer step N on."""
-    raw = os.environ.get("LLAVA_SL_DEBUG_NAN_AT_STEP")
-    return int(raw) if raw else None
+def _debug_hooks() -> dict:
+    """Test-only fault injection (tests/scripts): LLAVA_SL_DEBUG_NAN_AT_STEP=N makes the loss NaN from
+    step N on; LLAVA_SL_DEBUG_STEP_SLEEP=S sleeps S seconds per step so a test can kill -9 mid-run."""
+    nan, sleep = os.environ.get("LLAVA_SL_DEBUG_NAN_AT_STEP"), os.environ.get("LLAVA_SL_DEBUG_STEP_SLEEP")
+    return {"inject_nan_step": int(nan) if nan else None, "step_sleep": float(sleep) if sleep else 0.0}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -75,9 +75,12 @@ def write_outputs(trainer, processor, args: tuple, result, times: dict[str, floa
         }
         atomic_write_json(out_dir / "run.json", run)
         if targs.plots and margs.method == "structlora":
+            from llava_structlora.structlora import structlora_diagnostics
+
             from .plots import write_plots
 
-            write_plots(out_dir / "diagnostics.jsonl", out_dir / "plots")
+            final = structlora_diagnostics(trainer.accelerator.unwrap_model(trainer.model), with_cosine_matrix=True)
+            write_plots(out_dir / "diagnostics.jsonl", final, out_dir / "plots")
         logger.info("adapter written to %s", adapter_dir)
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
@@ -88,7 +91,7 @@ def _training_summary(targs) -> dict[str, Any]:
     keys = ("output_dir", "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon",
             "warmup_steps", "lr_scheduler_type", "per_device_train_batch_size", "gradient_accumulation_steps",
             "num_train_epochs", "max_steps", "seed", "bf16", "fp16", "deepspeed", "save_steps", "logging_steps")
-    return {k: str(getattr(targs, k)) if k == "lr_scheduler_type" else getattr(targs, k) for k in keys}
+    return {k: getattr(getattr(targs, k), "value", getattr(targs, k)) for k in keys}
 
 
 def run_validation(dargs, base: str, out_dir: Path, which: str = "adapter") -> dict[str, Any]:

@@ -131,10 +131,14 @@ def evaluate_both(task: str, model: Path, data_root: Path, out_dir: Path, split:
     scores = {}
     for which, adp, work in (("adapter", adapter, out_dir / "eval_adapter"),
                              ("base", None, _base_eval_dir(model, task, split))):
-        cfg = EvalConfig(task=task, model=str(model), data_root=str(data_root), output_dir=str(work),
-                         split=split, adapter=str(adp) if adp else None, batch_size=batch_size,
-                         overwrite=True)
-        metrics = evaluate(cfg)
+        cached = work / "metrics.json"
+        if which == "base" and cached.is_file():  # the base did not change (cache key = its weights)
+            metrics = json.loads(cached.read_text())
+        else:
+            cfg = EvalConfig(task=task, model=str(model), data_root=str(data_root), output_dir=str(work),
+                             split=split, adapter=str(adp) if adp else None, batch_size=batch_size,
+                             overwrite=True)
+            metrics = evaluate(cfg)
         name = "metrics.json" if which == "adapter" else "metrics_base.json"
         atomic_write_json(out_dir / name, {"which": which, **metrics})
         scores[which] = metrics

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -40,13 +41,14 @@ class StructLoRATrainer(transformers.Trainer):
 
     def __init__(self, *args: Any, method: str = "structlora", mm_projector_lr: Optional[float] = None,
                  projector_params: Optional[set[str]] = None, keep_checkpoints: Optional[int] = 2,
-                 inject_nan_step: Optional[int] = None, **kwargs: Any) -> None:
+                 inject_nan_step: Optional[int] = None, step_sleep: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.method = method
         self.mm_projector_lr = mm_projector_lr
         self.projector_params = projector_params or set()
         self.keep_checkpoints = keep_checkpoints
         self.inject_nan_step = inject_nan_step
+        self.step_sleep = step_sleep
         self._last_hook_step = -1
 
     # ------------------------------------------------------------------ optimizer
@@ -84,7 +86,9 @@ class StructLoRATrainer(transformers.Trainer):
             from llava_structlora.structlora import structlora_on_step
 
             structlora_on_step(sl, step, self.state.max_steps)
-            self._last_hook_step = step
+        if step != self._last_hook_step and self.step_sleep > 0:
+            time.sleep(self.step_sleep)  # test hook (LLAVA_SL_DEBUG_STEP_SLEEP)
+        self._last_hook_step = step
         return super().training_step(model, inputs, num_items_in_batch)
 
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,

@@ -61,3 +61,16 @@ def test_resume_appends_only_missing(smoke, tmp_path):
     assert generate_to_file(model, processor, qs, out, 4, 4, "m") == 0
     rec = json.loads(Path(out).read_text().splitlines()[0])
     assert set(rec) == {"question_id", "prompt", "text", "answer_id", "model_id", "metadata"}
+
+
+def test_batched_image_loading_equals_data_load_image(smoke):
+    import torch
+
+    from llava_structlora.data import load_image
+    from llava_structlora.evaluation.generate import load_images
+
+    _, processor = load_model(smoke["base"])
+    paths = [q.image for q in _questions(smoke, 6)]
+    got = load_images(paths, processor)
+    for p, t in zip(paths, got):
+        assert torch.equal(t, load_image(str(p), processor))

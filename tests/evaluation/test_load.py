@@ -59,3 +59,29 @@ def test_merged_model_dir_replaces_base(smoke):
     noisy, _ = load_model(smoke["noisy"])
     for (n, a), (_, b) in zip(model.state_dict().items(), noisy.state_dict().items()):
         assert torch.equal(a, b), n
+
+
+def test_structlora_dir_is_merged_and_exact(smoke, tmp_path):
+    from transformers import LlavaForConditionalGeneration
+
+    from llava_structlora.structlora import (StructLoRAConfig, apply_structlora, merge_structlora,
+                                             save_structlora)
+
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration.from_pretrained(smoke["base"], dtype=torch.float32)
+    apply_structlora(model, StructLoRAConfig(r=4, alpha=8))
+    with torch.no_grad():   # non-zero B factors (zero at init) so the merge matters
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    save_structlora(model, tmp_path / "run" / "structlora")
+    assert adapter_kind(tmp_path / "run") == ("structlora", tmp_path / "run" / "structlora")
+    loaded, processor = load_model(smoke["base"], tmp_path / "run")
+    assert not any("structlora" in type(m).__name__.lower() for m in loaded.modules())
+    batch = _inputs(processor)
+    with torch.no_grad():
+        ref = merge_structlora(model.eval())(**batch).logits
+        got = loaded(**batch).logits
+        base = load_model(smoke["base"])[0](**batch).logits
+    assert torch.allclose(got, ref, atol=1e-5)
+    assert not torch.allclose(got, base, atol=1e-3)

@@ -182,3 +182,34 @@ def test_nan_in_structlora_config_names_the_field(field):
 
     with pytest.raises(ValueError, match=field):
         StructLoRAConfig(**{field: math.nan})
+
+
+@pytest.mark.parametrize("field,cls", [("learning_rate", "TrainingArguments"), ("lambda_ib", "StructLoRAArguments"),
+                                       ("lora_alpha", "ModelArguments")])
+def test_nan_in_training_yaml_is_refused_before_launch(field, cls, tmp_path):
+    from llava_structlora.train.config import ConfigError, parse_args
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"task: coco\nmax_steps: 3\n{field}: .nan\n")
+    with pytest.raises(ConfigError, match=rf"{cls}\.{field}=nan"):
+        parse_args(["--config", str(recipe), "--model_name_or_path", str(tmp_path), "--data_path",
+                    str(tmp_path / "llava_train.json"), "--output_dir", str(tmp_path / "out")], with_deepspeed=False)
+
+
+@pytest.mark.parametrize("results,pattern", [
+    ([{"questionId": "1", "prediction": "red"}, {"questionId": "1", "prediction": "blue"},
+      {"questionId": "2", "prediction": "red"}], "appear more than once (e.g. '1')"),
+    ([{"questionId": "1", "prediction": "red"}], "have no result (e.g. '2')"),
+    ([{"questionId": "1", "prediction": "red"}, {"questionId": "2", "prediction": "red"},
+      {"questionId": "9", "prediction": "red"}], "not in the references (e.g. '9')"),
+    ({"questionId": "1"}, "results"),
+])
+def test_scorer_refuses_bad_result_ids(results, pattern, tmp_path, capsys):
+    """Duplicate / missing / unknown ids in a results file: exit 2 with a clear message, no score."""
+    from llava_structlora.metrics.__main__ import main
+
+    q = write_json(tmp_path / "testdev_balanced_questions.json", {"1": _gqa_q("good"), "2": _gqa_q("good")})
+    r = write_json(tmp_path / "results.json", results)
+    assert main(["gqa", "--questions", str(q), "--results", str(r)]) == 2
+    captured = capsys.readouterr()
+    assert pattern in captured.err and str(r) in captured.err and captured.out == ""

@@ -44,6 +44,13 @@ def test_load_errors(tmp_path):
     other = apply_structlora(tiny_llava(0), StructLoRAConfig(targets="qkv"))
     with pytest.raises(ValueError, match="adapted modules differ"):
         load_structlora(other, tmp_path / "s")
+    (tmp_path / "s" / "keep.txt").write_text("trainer state")   # saving again keeps foreign files
+    save_structlora(model, tmp_path / "s")
+    assert (tmp_path / "s" / "keep.txt").exists()
+    w = tmp_path / "s" / "structlora_model.safetensors"
+    w.write_bytes(w.read_bytes()[:-1] + b" ")
+    with pytest.raises(ValueError, match="sha256"):
+        load_structlora(tiny_llava(0), tmp_path / "s")
 
 
 @pytest.mark.parametrize("coordinator", ["gnn", "none"])
@@ -93,3 +100,21 @@ def test_gumbel_annealing_and_topk_refresh():
     for l in ctrl.layers:
         norms = l.lora_B.norm(dim=0) * l.lora_A.norm(dim=1)
         assert set(norms.topk(2).indices.tolist()) == set(l.gate.mask.nonzero().flatten().tolist())
+
+
+def test_activation_checkpointing_recomputes_the_same_plan():
+    """Non-reentrant checkpointing (transformers v5 default) gives the same gradients; reentrant is refused."""
+    grads = []
+    for ckpt in (False, True):
+        model = apply_structlora(tiny_llava(0), StructLoRAConfig())
+        if ckpt:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.train()
+        torch.manual_seed(0)
+        model(**tiny_batch(1)).loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+    model = apply_structlora(tiny_llava(0), StructLoRAConfig())
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    with pytest.raises(ValueError, match="non-reentrant"):
+        model.train()(**tiny_batch(1))

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Evaluate a fine-tuned adapter on COCO captions (Karpathy test: CIDEr, BLEU-4, METEOR, ROUGE-L).
+#   bash eval/coco_caption.sh
+# With no arguments: the newest run of scripts/finetune_coco.sh under outputs/, on the embedded
+# shapes world; prints the scores and writes metrics.json (path printed).
+# Env: MODEL ADAPTER(=dir|none) DATA_ROOT SPLIT PROTOCOL(=official|llava) BATCH_SIZE NUM_GPUS OUTPUT_DIR SMOKE
+# (defaults: python -m llava_structlora.evaluation.recipe --help)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+export PROTOCOL="${PROTOCOL:-official}" BATCH_SIZE="${BATCH_SIZE:-32}" SMOKE="${SMOKE:-0}"
+exec "$PYTHON" -m llava_structlora.evaluation.recipe --task coco

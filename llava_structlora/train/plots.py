@@ -1,0 +1,94 @@
+"""Diagnostic PNGs of a StructLoRA run (matplotlib, headless): gate map per layer, cosine heatmap
+across layers, drift energy (and CosAdj) over steps. Inputs are structlora_diagnostics records."""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from .callbacks import read_diagnostics
+
+logger = logging.getLogger(__name__)
+
+
+def _short(name: str) -> str:
+    """`model.language_model.layers.3.self_attn.q_proj` -> `lm3.q`."""
+    tower = "vis" if "vision" in name else "lm"
+    parts = name.split(".")
+    idx = next((p for p in parts if p.isdigit()), "?")
+    return f"{tower}{idx}.{parts[-1].split('_')[0]}"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_gate_map(gates: dict[str, list[float]], path: Path) -> Path:
+    plt = _plt()
+    names = list(gates)
+    fig, ax = plt.subplots(figsize=(6, max(2.0, 0.25 * len(names) + 1)))
+    im = ax.imshow([gates[n] for n in names], aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
+    ax.set_yticks(range(len(names)), [_short(n) for n in names], fontsize=6)
+    ax.set_xlabel("rank direction k")
+    ax.set_title("evaluation gate g_l[k] per adapted layer")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_cosine(matrix: list[list[float]], names: list[str], path: Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    im = ax.imshow(matrix, cmap="coolwarm", vmin=-1.0, vmax=1.0)
+    ticks = [_short(n) for n in names] if len(names) == len(matrix) else list(range(len(matrix)))
+    ax.set_xticks(range(len(matrix)), ticks, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(matrix)), ticks, fontsize=6)
+    ax.set_title("cosine of layer updates (same-shape layers)")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_drift(records: list[dict[str, Any]], path: Path) -> Path:
+    plt = _plt()
+    steps = [r["step"] for r in records]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [r.get("drift_energy", math.nan) for r in records], "o-", label="drift energy E")
+    ax.set_xlabel("step")
+    ax.set_ylabel("E")
+    ax2 = ax.twinx()
+    ax2.plot(steps, [r.get("cos_adj", math.nan) for r in records], "s--", color="tab:orange", label="CosAdj")
+    ax2.set_ylabel("CosAdj")
+    fig.legend(loc="upper left", fontsize=8)
+    ax.set_title("drift energy and adjacent-layer cosine over training")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_plots(diag_path: Path, final: dict[str, Any], out_dir: Path) -> list[Path]:
+    """All three PNGs (a plot whose inputs are missing is skipped with a log line)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    records = read_diagnostics(diag_path)
+    if records:
+        written.append(plot_drift(records, out_dir / "drift_energy.png"))
+    else:
+        logger.warning("no diagnostics records in %s: drift plot skipped", diag_path)
+    if final.get("gate_values"):
+        written.append(plot_gate_map(final["gate_values"], out_dir / "gate_map.png"))
+    if final.get("cosine_matrix"):
+        written.append(plot_cosine(final["cosine_matrix"], list(final.get("update_norms", {})),
+                                   out_dir / "cosine_heatmap.png"))
+    return written

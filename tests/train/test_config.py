@@ -1,0 +1,71 @@
+"""Config parsing/validation: YAML + CLI, paper defaults, clear errors before anything launches."""
+from __future__ import annotations
+
+import pytest
+
+from llava_structlora.train.config import ConfigError, parse_args
+
+
+def _parse(*argv, **kw):
+    return parse_args(["--output_dir", "/tmp/unused", *argv], check_paths=False, **kw)
+
+
+def test_paper_defaults():
+    m, d, s, t = _parse()
+    assert (m.method, m.lora_r, m.lora_alpha, m.targets) == ("structlora", 8, 16.0, "qv")
+    assert (t.learning_rate, t.weight_decay, t.adam_beta1, t.adam_beta2) == (2e-4, 0.01, 0.9, 0.999)
+    assert t.warmup_steps == 0.06 and getattr(t.lr_scheduler_type, "value", t.lr_scheduler_type) == "cosine"
+    assert t.report_to == ["tensorboard"]  # TensorBoard by default, W&B only if asked
+    assert (s.filter, s.coordinator, s.gate) == ("ib", "gnn", "hard_concrete")
+
+
+def test_yaml_then_cli_override(tmp_path):
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text("method: lora\nlearning_rate: 1.0e-4\nlora_r: 4\ntune_mm_projector: true\n")
+    m, _, _, t = _parse("--config", str(cfg), "--lora_r", "16")
+    assert (m.method, m.lora_r, m.tune_mm_projector, t.learning_rate) == ("lora", 16, True, 1e-4)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--learning_rate", "nan"], "learning_rate=nan"),
+    (["--learning_rate", "abc"], "learning_rate"),
+    (["--lora_alpha", "inf"], "lora_alpha"),
+    (["--method", "qlora"], "method='qlora'"),
+    (["--lora_r", "0"], "lora_r=0"),
+    (["--data_fraction", "1.5"], "data_fraction"),
+    (["--filter", "magic"], "filter"),
+    (["--coordinator", "gcn"], "coordinator"),
+    (["--bogus", "1"], "unknown arguments"),
+])
+def test_bad_values_name_the_field(argv, needle):
+    with pytest.raises(ConfigError, match=None) as e:
+        _parse(*argv)
+    assert needle in str(e.value)
+
+
+def test_bad_yaml_names_file_and_key(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("lerning_rate: 1e-4\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown option 'lerning_rate'"):
+        _parse("--config", str(cfg))
+    cfg.write_text("learning_rate: [1, 2\n")
+    with pytest.raises(ConfigError, match="cannot read YAML"):
+        _parse("--config", str(cfg))
+    with pytest.raises(ConfigError, match="file not found"):
+        _parse("--config", str(tmp_path / "missing.yaml"))
+
+
+def test_paths_checked(tmp_path):
+    with pytest.raises(ConfigError, match="model_name_or_path"):
+        parse_args(["--output_dir", str(tmp_path)])
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="data_path=.*file not found"):
+        parse_args(["--output_dir", str(tmp_path), "--model_name_or_path", str(tmp_path / "m"),
+                    "--data_path", str(tmp_path / "nope.json")])
+    (tmp_path / "d.json").write_text("[]")
+    (tmp_path / "z.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="deepspeed=.*not a readable JSON"):
+        parse_args(["--output_dir", str(tmp_path), "--model_name_or_path", str(tmp_path / "m"),
+                    "--data_path", str(tmp_path / "d.json"), "--deepspeed", str(tmp_path / "z.json")],
+                   with_deepspeed=False)

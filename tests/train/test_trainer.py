@@ -1,0 +1,70 @@
+"""Trainer subclass in one process (the DeepSpeed path is covered by tests/scripts)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from llava_structlora.train.checkpoints import MARKER, complete_checkpoints
+from llava_structlora.train.config import parse_args
+from llava_structlora.train.methods import build_model, projector_param_names
+from llava_structlora.train.trainer import StructLoRATrainer, TrainingDivergedError
+
+from .conftest import FakeLlavaData
+
+
+def _collate(batch):
+    return {k: torch.stack([b[k] for b in batch]) for k in batch[0]}
+
+
+def _trainer(base, out, *flags, **kw):
+    m, _, s, t = parse_args(["--output_dir", str(out), "--model_name_or_path", str(base), "--max_steps", "6",
+                             "--per_device_train_batch_size", "4", "--logging_steps", "1", "--save_steps", "2",
+                             "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", *flags],
+                            check_paths=False)
+    model = build_model(m, s, t.seed, total_steps=6)
+    proj = projector_param_names(model) if m.tune_mm_projector else set()
+    return StructLoRATrainer(model=model, args=t, train_dataset=FakeLlavaData(), data_collator=_collate,
+                             method=m.method, mm_projector_lr=m.mm_projector_lr, projector_params=proj, **kw)
+
+
+def _losses(trainer):
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
+
+
+def test_lora_equals_structlora_without_filter_and_coordinator(tiny_base, tmp_path):
+    """Acceptance 4: both are plain LoRA, so the loss curves agree for the same seed."""
+    lora = _trainer(tiny_base, tmp_path / "lora", "--method", "lora")
+    lora.train()
+    sl = _trainer(tiny_base, tmp_path / "sl", "--method", "structlora", "--filter", "none", "--coordinator", "none")
+    sl.train()
+    a, b = _losses(lora), _losses(sl)
+    assert len(a) == 6 and a[-1] != a[0]
+    assert a == pytest.approx(b, rel=1e-5, abs=1e-6), (a, b)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_base, tmp_path):
+    tr = _trainer(tiny_base, tmp_path, "--method", "lora", inject_nan_step=3)
+    with pytest.raises(TrainingDivergedError, match=r"loss is nan at step 4.*checkpoint-2"):
+        tr.train()
+    kept = complete_checkpoints(tmp_path)
+    assert [p.name for p in kept] == ["checkpoint-2"]
+    assert json.loads((kept[0] / MARKER).read_text())["step"] == 2
+    assert (kept[0] / "adapter_model.safetensors").is_file()
+
+
+def test_projector_gets_its_own_lr_and_trains(tiny_base, tmp_path):
+    tr = _trainer(tiny_base, tmp_path, "--method", "structlora", "--tune_mm_projector", "true",
+                  "--mm_projector_lr", "1e-3", "--max_steps", "2")
+    opt = tr.create_optimizer()
+    proj_ids = {id(p) for n, p in tr.model.named_parameters() if n in tr.projector_params}
+    assert proj_ids, "projector parameters must be trainable"
+    lrs = {g.get("lr", tr.args.learning_rate) for g in opt.param_groups if {id(p) for p in g["params"]} & proj_ids}
+    assert lrs == {1e-3}
+    other = [g for g in opt.param_groups if not ({id(p) for p in g["params"]} & proj_ids)]
+    assert other and all(g.get("lr", 2e-4) == 2e-4 for g in other)
+    before = {n: p.detach().clone() for n, p in tr.model.named_parameters() if n in tr.projector_params}
+    tr.train()
+    after = dict(tr.model.named_parameters())
+    assert any(not torch.equal(before[n], after[n]) for n in before)
