@@ -4,7 +4,8 @@ Both variants run through ``apply_structlora`` on identical stacks: LoRA = ``fil
 coordinator="none"`` (op-for-op PEFT LoRA), StructLoRA = the configured variant (default: IB
 hard-concrete gates + 1-layer GAT coordinator + hybrid graph). Timings are interleaved (the order
 alternates every repeat) and the median is reported, so drifting load on a shared machine hits
-both alike. Each block has q/k/v/o projections (q, v adapted, as in the paper) and optionally a
+both alike; on CPU the clock is the process's CPU time by default (``--clock wall`` for wall time).
+The FLOP ratio of one forward + backward (``FlopCounterMode``) is printed as a load-independent check. Each block has q/k/v/o projections (q, v adapted, as in the paper) and optionally a
 LLaMA MLP; the coordinator runs once per forward of the whole stack, as in training.
 
     python benchmarks/layer_overhead.py --width 4096 --blocks 8 --tokens 64 --repeats 7
@@ -75,16 +76,29 @@ def build(args, cfg: StructLoRAConfig, device, dtype) -> nn.Module:
     return model.train()
 
 
-def step_time(model: nn.Module, x: torch.Tensor, device) -> float:
+def step_time(model: nn.Module, x: torch.Tensor, device, clock: str = "wall") -> float:
+    """One forward + backward. ``clock="cpu"`` is this process's CPU time: on a shared CPU box it
+    measures the work done and not the time spent waiting for other tenants' jobs."""
+    now = time.process_time if clock == "cpu" else time.perf_counter
     if device.type == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    t0 = now()
     model(x).float().square().mean().backward()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
+    dt = now() - t0
     model.zero_grad(set_to_none=True)
     return dt
+
+
+def flops(model: nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of one forward + backward (torch's FlopCounterMode): the load-independent cost ratio."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        model(x).float().square().mean().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
 
 
 def main(argv=None) -> dict:
@@ -98,13 +112,16 @@ def main(argv=None) -> dict:
     p.add_argument("--r", type=int, default=8)
     p.add_argument("--coordinator", default="gnn")
     p.add_argument("--graph", default="hybrid")
-    p.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0 = leave as is)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads on CPU (0 = leave as is)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--clock", default="auto", choices=["auto", "wall", "cpu"],
+                   help="auto: process CPU time on CPU (robust on shared machines), wall time on CUDA")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    clock = args.clock if args.clock != "auto" else ("wall" if device.type == "cuda" else "cpu")
     variants = {
         "lora": build(args, StructLoRAConfig(r=args.r, filter="none", coordinator="none"), device, dtype),
         "structlora": build(args, StructLoRAConfig(r=args.r, coordinator=args.coordinator, graph=args.graph), device, dtype),
@@ -116,18 +133,26 @@ def main(argv=None) -> dict:
     for i in range(args.warmup + args.repeats):
         order = list(variants) if i % 2 == 0 else list(reversed(variants))
         for name in order:
-            dt = step_time(variants[name], x, device)
+            dt = step_time(variants[name], x, device, clock)
             if i >= args.warmup:
                 times[name].append(dt)
     med = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
     pair = statistics.median(s / l for s, l in zip(times["structlora"], times["lora"]))
+    fl = {k: flops(m, x) for k, m in variants.items()}
     res = {"lora_s": med["lora"], "structlora_s": med["structlora"], "ratio": med["structlora"] / med["lora"],
-           "paired_ratio": pair, "mean_stacked_rank": sum(ranks) / len(ranks), "edges": ctrl.graph.kinds()}
+           "paired_ratio": pair, "min_ratio": best["structlora"] / best["lora"],
+           "flop_ratio": fl["structlora"] / fl["lora"],
+           "mean_stacked_rank": sum(ranks) / len(ranks), "edges": ctrl.graph.kinds()}
+    res["clock"] = clock
     print(f"device={device} dtype={args.dtype} width={args.width} blocks={args.blocks} mlp={args.mlp} "
-          f"tokens={args.tokens} r={args.r} repeats={args.repeats} threads={torch.get_num_threads()}")
+          f"tokens={args.tokens} r={args.r} repeats={args.repeats} threads={torch.get_num_threads()} clock={clock}")
     print(f"graph edges {res['edges']}; stacked rank per layer: mean {res['mean_stacked_rank']:.1f}, max {max(ranks)}")
-    print(f"fwd+bwd median: LoRA {med['lora'] * 1e3:.1f} ms | StructLoRA {med['structlora'] * 1e3:.1f} ms | "
-          f"StructLoRA/LoRA = {res['ratio']:.3f} (median of paired ratios {pair:.3f})")
+    print(f"fwd+bwd median ({clock} time): LoRA {med['lora'] * 1e3:.1f} ms | StructLoRA {med['structlora'] * 1e3:.1f} ms | "
+          f"StructLoRA/LoRA = {res['ratio']:.3f} (median of paired ratios {pair:.3f}; ratio of minima "
+          f"{res['min_ratio']:.3f})")
+    print(f"fwd+bwd FLOPs: LoRA {fl['lora'] / 1e9:.2f} G | StructLoRA {fl['structlora'] / 1e9:.2f} G | "
+          f"ratio {res['flop_ratio']:.4f}")
     return res
 
 

@@ -52,6 +52,14 @@ def record(name: str, title: str, data: dict, md: str, suite: SuiteConfig, comma
     return path
 
 
+def _display(path: Path) -> str:
+    """Repository-relative path where possible (docs/figures/...), else absolute (EXPERIMENTS_OUT)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def run_tables(names: list[str], suite: SuiteConfig, command: str) -> dict[str, list[dict]]:
     import torch
 
@@ -75,9 +83,9 @@ def run_tables(names: list[str], suite: SuiteConfig, command: str) -> dict[str, 
         claim_rows = claims(table, result["rows"], result["tasks"])
         md = markdown(table, result, suite, claim_rows)
         figs = figures_for(table, result, fig_dir)
-        md += "\n\nFigures: " + (", ".join(f"`{p.relative_to(REPO)}`" for p in figs) if figs else "none")
-        data = table_data(result, claim_rows, suite) | {"eval_questions": counts,
-                                                        "figures": [str(p.relative_to(REPO)) for p in figs]}
+        shown = [_display(p) for p in figs]
+        md += "\n\nFigures: " + (", ".join(f"`{p}`" for p in shown) if shown else "none")
+        data = table_data(result, claim_rows, suite) | {"eval_questions": counts, "figures": shown}
         record(f"experiments_{name}", f"Experiment: {table.title}", data, md, suite, command)
         all_claims[name] = claim_rows
         logger.info("table %s done in %.0f s", name, time.time() - t0)

@@ -50,10 +50,14 @@ def lora_reference(table: Table, label: str, rows: dict[str, Any]) -> str | None
 
 
 def comparisons(table: Table, rows: dict[str, Any], tasks: list[str]) -> list[tuple[str, str, str, int]]:
+    """The paper's claims of this table that the run can test; else each variant vs LoRA (quick runs)."""
     if table.curve:
         return [(lab, ref, "score", 1) for lab in rows if rows[lab]["variant"].method == "structlora"
                 for ref in [lora_reference(table, lab, rows)] if ref]
-    return COMPARISONS.get(table.name, [])
+    specific = [c for c in COMPARISONS.get(table.name, []) if c[0] in rows and c[1] in rows]
+    if specific or "LoRA" not in rows:
+        return specific
+    return [(lab, "LoRA", "score", 1) for lab in rows if lab != "LoRA"]
 
 
 def claims(table: Table, rows: dict[str, Any], tasks: list[str]) -> list[dict[str, Any]]:
@@ -135,7 +139,7 @@ def claim_lines(claim_rows: list[dict[str, Any]]) -> list[str]:
     out = []
     for c in claim_rows:
         exp = {1: ">", -1: "<", 0: "="}[c["paper_sign"]]
-        stat = f"Δ = {c['mean_diff']:+.4g}" + (f", p = {c['p']:.3f}" if c["p"] is not None else f" ({c['note']})")
+        stat = f"Δ = {c['mean_diff']:+.4g}" + (f", p = {c['p']:.3f}" if c["p"] is not None else "")
         out.append(f"- {c['task']} {c['quantity']}: paper says {c['a']} {exp} {c['b']}; measured {stat} "
                    f"(n={c['n']}) → **{c['verdict']}**")
     return out

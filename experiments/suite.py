@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,8 @@ class SuiteConfig:
 
     @property
     def out_root(self) -> Path:
-        return REPO / "outputs" / "experiments" / self.name
+        """Runs, cache and (quick) records; EXPERIMENTS_OUT moves it (tests use a temp dir)."""
+        return Path(os.environ.get("EXPERIMENTS_OUT") or REPO / "outputs" / "experiments") / self.name
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))

@@ -47,6 +47,8 @@ class EvalConfig:
     device: str = "auto"               # auto: cuda if available, else cpu
     model_id: str | None = None
     overwrite: bool = False            # discard answers of a different earlier run in output_dir
+    clip_weights: str | None = None    # coco: local open_clip checkpoint -> CLIPScore (else skipped, noted)
+    clip_model: str = "ViT-B-32"
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -66,6 +66,20 @@ def score(cfg: EvalConfig, refs: list[Path], results: Path) -> dict[str, Any]:
     return score_captions(refs[0], results)
 
 
+def add_clip_score(cfg: EvalConfig, questions, answers: list[dict], metrics: dict[str, Any]) -> None:
+    """CLIPScore for captions when local open_clip weights are given; otherwise a note says how."""
+    if cfg.clip_weights is None:
+        metrics.setdefault("notes", []).append(
+            "CLIPScore skipped: set CLIP_WEIGHTS=<local open_clip checkpoint> (and CLIP_MODEL, default ViT-B-32)")
+        return
+    from llava_structlora.metrics.clipscore import clip_score
+
+    images = {q.qid: q.image for q in questions}
+    metrics["CLIPScore"] = clip_score([images[a["question_id"]] for a in answers], [a["text"] for a in answers],
+                                      cfg.clip_weights, cfg.clip_model, cfg.device)
+    metrics["clip_model"] = cfg.clip_model
+
+
 def _write_submission(cfg: EvalConfig, data_root: Path, answers: list[dict], out: Path) -> dict[str, Any]:
     results = to_results(cfg.task, answers, submission=True, protocol=cfg.protocol)
     info: dict[str, Any] = {"submission": str(out / "submission.json"), "n": len(results)}
@@ -99,6 +113,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if _has_answers(cfg, refs):
         atomic_write_json(out / "results.json", to_results(cfg.task, answers), indent=None)
         metrics = score(cfg, refs, out / "results.json")
+        if cfg.task == "coco":
+            add_clip_score(cfg, questions, answers, metrics)
     else:
         metrics = _write_submission(cfg, data_root, answers, out)
     metrics.update({"task": cfg.task, "split": cfg.split, "protocol": cfg.protocol, "model": str(cfg.model),

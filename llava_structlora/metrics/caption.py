@@ -32,7 +32,7 @@ def load_coco_references(path: str | Path) -> dict[Any, list[str]]:
     return dict(refs)
 
 
-def coco_caption_scores(refs: dict[Any, list[str]], preds: dict[Any, str]) -> dict[str, Any]:
+def coco_caption_scores(refs: dict[Any, list[str]], preds: dict[Any, str], meteor: bool = True) -> dict[str, Any]:
     """Tokenize and score with pycocoevalcap; `preds` keys must be a subset of `refs` keys."""
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
@@ -51,7 +51,9 @@ def coco_caption_scores(refs: dict[Any, list[str]], preds: dict[Any, str]) -> di
         res_t = {i: res_t.get(i, [""]) for i in ids}  # an empty caption may yield no line
         bleu, _ = Bleu(4).compute_score(gts_t, res_t, verbose=0)
         out.update({f"Bleu_{k + 1}": float(b) for k, b in enumerate(bleu)})
-        out["METEOR"] = _meteor(gts_t, res_t, notes)
+        out["METEOR"] = _meteor(gts_t, res_t, notes) if meteor else None
+        if not meteor:
+            notes.append("METEOR not computed (meteor=False)")
         out["ROUGE_L"] = float(Rouge().compute_score(gts_t, res_t)[0])
         out["CIDEr"] = float(Cider().compute_score(gts_t, res_t)[0])
     if notes:
@@ -73,8 +75,8 @@ def _meteor(gts_t: dict, res_t: dict, notes: list[str]) -> float | None:
         return None
 
 
-def score_captions(annotations: str | Path, results: str | Path,
-                   allow_partial: bool = False) -> dict[str, Any]:
+def score_captions(annotations: str | Path, results: str | Path, allow_partial: bool = False,
+                   meteor: bool = True) -> dict[str, Any]:
     """Score the images present in the results; unknown or duplicated image ids are errors."""
     refs = load_coco_references(annotations)
     pairs = load_results(results, "image_id", "caption")
@@ -84,7 +86,7 @@ def score_captions(annotations: str | Path, results: str | Path,
     match = match_ids(pairs, present, results, allow_partial)
     if not match.ids:
         raise MetricInputError(f"results file {results}: no result matches an image in {annotations}")
-    out = coco_caption_scores(refs, {i: match.results[i] for i in match.ids})
+    out = coco_caption_scores(refs, {i: match.results[i] for i in match.ids}, meteor)
     out["n"] = len(match.ids)
     if allow_partial:
         counts = match.counts()

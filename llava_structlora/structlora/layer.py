@@ -109,7 +109,3 @@ def stacked_factors(terms: list[StructLoRALinear]) -> tuple[Tensor, Tensor]:
         return terms[0].lora_A, terms[0].lora_B
     return torch.cat([t.lora_A for t in terms], 0), torch.cat([t.lora_B for t in terms], 1)
 
-
-def unwrap(layer: StructLoRALinear) -> nn.Linear:
-    """Detach the base layer (used by merge)."""
-    return layer.base_layer

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
 from .config import StructLoRAConfig
-from .controller import StructLoRAController, adapter_tensors
+from .controller import StructLoRAController
 from .diagnostics import cosine_matrix, diagnostics_from_state, filtered_gram, penalty
 from .graph import StructLoRAGraph, describe_nodes, vision_top_layer
 from .layer import StructLoRALinear

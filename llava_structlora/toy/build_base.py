@@ -24,7 +24,7 @@ from .model_config import BasePreset, get_preset, llava_config
 
 logger = logging.getLogger("llava_structlora.toy.build_base")
 STAMP = "build_stamp.json"
-BUILD_VERSION = 2  # bump when the build code changes what it produces
+BUILD_VERSION = 3  # bump when the build code changes what it produces
 TASKS = ("pretrain", "coco", "vqav2", "gqa")
 
 
@@ -65,7 +65,7 @@ def encode_samples(json_path: Path, processor, preset: BasePreset) -> list[dict]
         raise ValueError(f"{json_path}: {len(ds)} records, fewer than one batch ({preset.pretrain.batch_size})")
     cache: dict[str, torch.Tensor] = {}  # ~6 records share each image: decode it once
     samples = []
-    for rec in ds.records[: preset.pretrain.steps * preset.pretrain.batch_size]:
+    for rec in ds.records[: (preset.pretrain.caption_steps + preset.pretrain.steps) * preset.pretrain.batch_size]:
         path = str(ds.image_folder / rec["image"])
         if path not in cache:
             cache[path] = load_image(path, processor)

@@ -12,6 +12,7 @@ align to.)
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -126,22 +127,32 @@ def image_gain(model, batch: dict) -> float:
     return shuffled - real
 
 
+def _batches(captions: Sequence[dict], samples: Sequence[dict], cfg: PretrainConfig, pad_token_id: int, seed: int):
+    """``cfg.caption_steps`` batches of caption records, then batches of the full mix forever."""
+    collate = DataCollatorForSupervisedDataset(pad_token_id)
+    for data, n in ((captions, cfg.caption_steps), (samples, None)):
+        if n == 0 or len(data) < cfg.batch_size:
+            continue
+        loader = DataLoader(list(data), batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                            collate_fn=collate, generator=torch.Generator().manual_seed(seed))
+        yield from (b for _, b in zip(range(n) if n is not None else itertools.count(), _cycle(loader)))
+
+
 def instruction_stage(model, samples: Sequence[dict], pad_token_id: int, cfg: PretrainConfig,
-                      seed: int) -> list[float]:
-    """Full next-token training; returns the loss curve."""
+                      seed: int, min_caption_tokens: int = 4) -> list[float]:
+    """Stage 1 (captions) + stage 2 (full mix) next-token training; returns the loss curve."""
     torch.manual_seed(seed)
     mm = [p for n, p in model.named_parameters() if "vision_tower" in n or "multi_modal_projector" in n]
     mm_ids = {id(p) for p in mm}
     lm = [p for p in model.parameters() if id(p) not in mm_ids]
     opt = torch.optim.AdamW([{"params": lm, "lr": cfg.lr}, {"params": mm, "lr": cfg.mm_lr}],
                             weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup, cfg.steps))
-    loader = DataLoader(list(samples), batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        collate_fn=DataCollatorForSupervisedDataset(pad_token_id),
-                        generator=torch.Generator().manual_seed(seed))
+    total = cfg.caption_steps + cfg.steps
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup, total))
+    captions = [s for s in samples if int((s["labels"] >= 0).sum()) >= min_caption_tokens]
     model.train()
     losses, t0 = [], time.time()
-    for step, batch in zip(range(cfg.steps), _cycle(loader)):
+    for step, batch in zip(range(total), _batches(captions, samples, cfg, pad_token_id, seed)):
         loss = model(**batch).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -149,8 +160,8 @@ def instruction_stage(model, samples: Sequence[dict], pad_token_id: int, cfg: Pr
         opt.step()
         sched.step()
         losses.append(loss.item())
-        if step % 100 == 0 or step == cfg.steps - 1:
-            logger.info("stage2 step %d/%d loss %.3f image gain %.3f nats (%.1f s)", step, cfg.steps, losses[-1],
+        if step % 100 == 0 or step == total - 1:
+            logger.info("stage1-2 step %d/%d loss %.3f image gain %.3f nats (%.1f s)", step, total, losses[-1],
                         image_gain(model, batch), time.time() - t0)
     model.eval()
     return losses

@@ -7,6 +7,7 @@ model parameter (vision tower frozen, as in LLaVA's full fine-tune).
 from __future__ import annotations
 
 import logging
+import math
 import re
 from typing import Any
 
@@ -103,6 +104,8 @@ def build_model(margs: ModelArguments, sargs: StructLoRAArguments, seed: int, to
         from peft import get_peft_model
 
         model = get_peft_model(model, peft_config(margs, total_steps))
+        if margs.method != "adalora":
+            align_lora_init(model, seed)
     else:
         _freeze_all(model)
         _enable_full(model)
@@ -111,6 +114,27 @@ def build_model(margs: ModelArguments, sargs: StructLoRAArguments, seed: int, to
             p.requires_grad_(True)
     _log_trainable(model, margs.method)
     return model
+
+
+def align_lora_init(model: nn.Module, seed: int) -> int:
+    """Give PEFT's lora_A the same per-module seeded init as StructLoRA (B stays 0).
+
+    PEFT draws A from the global RNG in module order; StructLoRA seeds each module from
+    (seed, module name). Using one init for every method makes baselines start from identical
+    factors (fair comparisons; `lora` == `structlora --filter none --coordinator none` step for step).
+    """
+    from llava_structlora.structlora.layer import name_seed
+    from peft.tuners.lora import LoraLayer
+
+    n = 0
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer) and "default" in module.lora_A:
+            weight = module.lora_A["default"].weight
+            gen = torch.Generator(device=weight.device).manual_seed(name_seed(seed, name.removeprefix("base_model.model.")))
+            with torch.no_grad():
+                nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=gen)
+            n += 1
+    return n
 
 
 def _log_trainable(model: nn.Module, method: str) -> None:

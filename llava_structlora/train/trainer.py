@@ -36,6 +36,10 @@ def _any_rank(flag: bool) -> bool:
     return bool(t.item() > 0)
 
 
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return (int(seed) * 1_000_003 + int(step) * 7919 + int(rank) * 104_729) % (2 ** 63 - 1)
+
+
 class StructLoRATrainer(transformers.Trainer):
     """Trainer for every `--method`; StructLoRA-specific hooks are no-ops for the baselines."""
 
@@ -79,9 +83,16 @@ class StructLoRATrainer(transformers.Trainer):
         return self.accelerator.unwrap_model(self.model) if self.method == "structlora" else None
 
     def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch=None) -> torch.Tensor:
-        """Run structlora_on_step once per optimizer step, before that step's first forward."""
+        """Once per optimizer step, before its first forward: reseed, then structlora_on_step.
+
+        Reseeding from (seed, step, rank) makes each step's randomness (gate noise, dropout) a function of
+        the step alone, so a resumed run replays exactly what an uninterrupted one does, however the
+        Trainer's RNG snapshot and batch prefetch interleave around a checkpoint.
+        """
         sl = self._structlora_model()
         step = self.state.global_step
+        if step != self._last_hook_step:
+            torch.manual_seed(step_seed(self.args.seed, step, self.args.process_index))
         if sl is not None and step != self._last_hook_step:
             from llava_structlora.structlora import structlora_on_step
 
@@ -125,6 +136,14 @@ class StructLoRATrainer(transformers.Trainer):
             from llava_structlora.structlora import save_structlora
 
             save_structlora(self.accelerator.unwrap_model(self.model), output_dir or self.args.output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[nn.Module] = None) -> None:
+        """Without DeepSpeed: StructLoRA checkpoints hold save_structlora's state, not model weights."""
+        if self.method != "structlora":
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        from llava_structlora.structlora import load_structlora
+
+        load_structlora(self.accelerator.unwrap_model(model if model is not None else self.model), resume_from_checkpoint)
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         """DeepSpeed checkpoints without frozen base weights (also for non-PEFT StructLoRA)."""

@@ -37,7 +37,7 @@ def _questions(smoke, n):
 
 
 def test_batched_greedy_equals_batch_one(smoke, tmp_path):
-    model, processor = load_model(smoke["noisy"])
+    model, processor = load_model(smoke["random"])
     qs = _questions(smoke, 40)
     batched, single = tmp_path / "b.jsonl", tmp_path / "s.jsonl"
     assert generate_to_file(model, processor, qs, batched, 16, 8, "m") == 40
@@ -45,11 +45,11 @@ def test_batched_greedy_equals_batch_one(smoke, tmp_path):
     b = {r["question_id"]: r["text"] for r in read_jsonl(batched)}
     s = {r["question_id"]: r["text"] for r in read_jsonl(single)}
     assert b == s
-    assert len(set(b.values())) >= 2, "answers must vary, else the comparison proves nothing"
+    assert len(set(b.values())) >= 10, "answers must vary, else the comparison proves nothing"
 
 
 def test_resume_appends_only_missing(smoke, tmp_path):
-    model, processor = load_model(smoke["noisy"])
+    model, processor = load_model(smoke["random"])
     qs = _questions(smoke, 12)
     out = tmp_path / "a.jsonl"
     generate_to_file(model, processor, qs[:5], out, 4, 4, "m")

@@ -46,7 +46,7 @@ def test_adapter_kinds(smoke, peft_run, tmp_path):
     run, _ = peft_run
     assert adapter_kind(None) == ("none", None)
     assert adapter_kind(run) == ("peft", run / "adapter")          # a training run dir
-    assert adapter_kind(smoke["noisy"]) == ("merged", smoke["noisy"])
+    assert adapter_kind(smoke["random"]) == ("merged", smoke["random"])
     (tmp_path / "junk.txt").write_text("x")
     with pytest.raises(ModelLoadError, match="neither a PEFT adapter"):
         adapter_kind(tmp_path)
@@ -55,9 +55,9 @@ def test_adapter_kinds(smoke, peft_run, tmp_path):
 
 
 def test_merged_model_dir_replaces_base(smoke):
-    model, _ = load_model(smoke["base"], smoke["noisy"])
-    noisy, _ = load_model(smoke["noisy"])
-    for (n, a), (_, b) in zip(model.state_dict().items(), noisy.state_dict().items()):
+    model, _ = load_model(smoke["base"], smoke["random"])
+    rand, _ = load_model(smoke["random"])
+    for (n, a), (_, b) in zip(model.state_dict().items(), rand.state_dict().items()):
         assert torch.equal(a, b), n
 
 

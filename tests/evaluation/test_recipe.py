@@ -51,7 +51,7 @@ def test_config_from_env(monkeypatch, tmp_path, smoke):
 
 @pytest.mark.slow
 def test_eval_script_end_to_end(smoke, tmp_path):
-    env = {**os.environ, "ADAPTER": str(smoke["noisy"]), "MODEL": str(smoke["base"]), "DATA_ROOT": str(smoke["data"]),
+    env = {**os.environ, "ADAPTER": str(smoke["random"]), "MODEL": str(smoke["base"]), "DATA_ROOT": str(smoke["data"]),
            "OUTPUT_DIR": str(tmp_path / "out"), "NUM_GPUS": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(["bash", "eval/vqav2.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -66,5 +66,5 @@ def test_throughput_benchmark_runs(smoke):
     spec = importlib.util.spec_from_file_location("eval_throughput", ROOT / "benchmarks" / "eval_throughput.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.main(["--model", str(smoke["noisy"]), "--data-root", str(smoke["data"]), "--n", "8",
+    assert mod.main(["--model", str(smoke["random"]), "--data-root", str(smoke["data"]), "--n", "8",
                      "--batch-size", "4", "--repeats", "1", "--threads", "1"]) == 0

@@ -9,7 +9,7 @@ from llava_structlora.metrics import score_vqav2
 
 
 def _cfg(smoke, out, **kw):
-    args = dict(task="vqav2", model=str(smoke["noisy"]), data_root=str(smoke["data"]), output_dir=str(out),
+    args = dict(task="vqav2", model=str(smoke["random"]), data_root=str(smoke["data"]), output_dir=str(out),
                 batch_size=32, max_new_tokens=6, device="cpu")
     args.update(kw)
     return EvalConfig(**args)

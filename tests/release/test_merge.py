@@ -89,3 +89,22 @@ def test_merge_script_refuses_wrong_base(smoke_run, tiny_bases, tmp_path):
     assert res.returncode == 2
     assert "refusing to merge" in res.stderr and "config text_config.hidden_size" in res.stderr
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("kind", ["adalora", "dora", "projector"])
+def test_shape_check_understands_every_peft_baseline(kind, tiny_bases, tmp_path):
+    """AdaLoRA (lora_E), DoRA (magnitude vectors) and a fully trained projector (modules_to_save)."""
+    from peft import AdaLoraConfig, LoraConfig, get_peft_model
+    from transformers import LlavaForConditionalGeneration
+
+    from llava_structlora.merge import BaseMismatchError, check_base
+
+    targets = r".*layers\.\d+\.self_attn\.(q_proj|v_proj)"
+    cfg = {"adalora": AdaLoraConfig(init_r=6, target_r=4, total_step=10, target_modules=targets),
+           "dora": LoraConfig(r=4, use_dora=True, target_modules=targets),
+           "projector": LoraConfig(r=4, target_modules=targets, modules_to_save=["multi_modal_projector"])}[kind]
+    model = get_peft_model(LlavaForConditionalGeneration.from_pretrained(str(tiny_bases["base"])), cfg)
+    model.save_pretrained(tmp_path / "run" / "adapter")
+    check_base(tmp_path / "run", tiny_bases["base"])
+    with pytest.raises(BaseMismatchError, match="expects"):
+        check_base(tmp_path / "run", tiny_bases["wider"])

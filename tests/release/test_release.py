@@ -70,14 +70,14 @@ def test_release_loads_with_stock_peft_in_fresh_process_and_reproduces_metrics(r
     assert scored["Bleu_4"] == pytest.approx(recorded["Bleu_4"], abs=1e-6)
 
 
-def llava_7b_config():
-    """LLaVA-1.5-7B (llava-hf layout): CLIP ViT-L/14-336 + 32-layer 4096-wide Llama, vocab 32064."""
+def llava_7b_config(hidden: int = 4096, layers: int = 32, heads: int = 32, ffn: int = 11008):
+    """LLaVA-1.5-7B (llava-hf layout): CLIP ViT-L/14-336 + 32-layer 4096-wide Llama, vocab 32064 (13B: 5120/40/40)."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
     vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
                               image_size=336, patch_size=14, projection_dim=768)
-    text = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                       num_key_value_heads=32, vocab_size=32064, max_position_embeddings=4096)
+    text = LlamaConfig(hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=layers, num_attention_heads=heads,
+                       num_key_value_heads=heads, vocab_size=32064, max_position_embeddings=4096)
     return LlavaConfig(vision_config=vision, text_config=text, image_token_id=32000, vocab_size=32064)
 
 
@@ -137,6 +137,5 @@ def test_llava_7b_meta_release_config(tmp_path):
     for name, (a, b) in injected.items():
         assert shapes[f"base_model.model.{name}.lora_A.weight"] == a and shapes[f"base_model.model.{name}.lora_B.weight"] == b
     assert shape_diff(rel, cfg7.to_dict()) == []
-    cfg13 = llava_7b_config()
-    cfg13.text_config.hidden_size, cfg13.text_config.num_hidden_layers = 5120, 40
+    cfg13 = llava_7b_config(hidden=5120, layers=40, heads=40, ffn=13824)  # a 7B adapter on a 13B base
     assert any("base layer is 5120x5120" in d for d in shape_diff(rel, cfg13.to_dict()))

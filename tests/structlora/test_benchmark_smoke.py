@@ -4,8 +4,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import pytest
-
 
 def test_layer_overhead_benchmark_runs(capsys):
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "layer_overhead.py"

@@ -12,7 +12,7 @@ from safetensors import safe_open
 from llava_structlora.structlora import StructLoRAConfig, apply_structlora, export_peft_adapter, get_controller
 from llava_structlora.structlora.model import eval_plans
 
-from conftest import tiny_batch, tiny_llava, train_steps
+from conftest import tiny_llava, train_steps
 
 
 @pytest.fixture(scope="module")

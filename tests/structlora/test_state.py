@@ -118,3 +118,19 @@ def test_activation_checkpointing_recomputes_the_same_plan():
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
     with pytest.raises(ValueError, match="non-reentrant"):
         model.train()(**tiny_batch(1))
+
+
+def test_bf16_model_trains_exports_and_merges(tmp_path):
+    """A bf16 model (DeepSpeed bf16 casts adapter + coordinator too) runs every path."""
+    from llava_structlora.structlora import export_peft_adapter, merge_structlora
+
+    model = apply_structlora(tiny_llava(0), StructLoRAConfig()).to(torch.bfloat16)
+    train_steps(model, steps=2)
+    diag = structlora_diagnostics(model)
+    assert math.isfinite(diag["drift_energy"]) and diag["drift_energy"] > 0
+    export_peft_adapter(model, tmp_path / "a")
+    batch = tiny_batch(2)
+    batch["pixel_values"] = batch["pixel_values"].bfloat16()
+    ref = _logits(model, batch).float()
+    merged = _logits(merge_structlora(model), batch).float()
+    assert (merged - ref).abs().max() < 2e-2      # bf16 rounding of the merged weights only

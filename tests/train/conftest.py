@@ -49,3 +49,8 @@ class FakeLlavaData(torch.utils.data.Dataset):
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def fake_data():
+    return FakeLlavaData

@@ -11,21 +11,19 @@ from llava_structlora.train.config import parse_args
 from llava_structlora.train.methods import build_model, projector_param_names
 from llava_structlora.train.trainer import StructLoRATrainer, TrainingDivergedError
 
-from .conftest import FakeLlavaData
-
 
 def _collate(batch):
     return {k: torch.stack([b[k] for b in batch]) for k in batch[0]}
 
 
-def _trainer(base, out, *flags, **kw):
+def _trainer(base, out, *flags, data=None, **kw):
     m, _, s, t = parse_args(["--output_dir", str(out), "--model_name_or_path", str(base), "--max_steps", "6",
                              "--per_device_train_batch_size", "4", "--logging_steps", "1", "--save_steps", "2",
                              "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", *flags],
                             check_paths=False)
     model = build_model(m, s, t.seed, total_steps=6)
     proj = projector_param_names(model) if m.tune_mm_projector else set()
-    return StructLoRATrainer(model=model, args=t, train_dataset=FakeLlavaData(), data_collator=_collate,
+    return StructLoRATrainer(model=model, args=t, train_dataset=data(), data_collator=_collate,
                              method=m.method, mm_projector_lr=m.mm_projector_lr, projector_params=proj, **kw)
 
 
@@ -33,19 +31,20 @@ def _losses(trainer):
     return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
-def test_lora_equals_structlora_without_filter_and_coordinator(tiny_base, tmp_path):
+def test_lora_equals_structlora_without_filter_and_coordinator(tiny_base, tmp_path, fake_data):
     """Acceptance 4: both are plain LoRA, so the loss curves agree for the same seed."""
-    lora = _trainer(tiny_base, tmp_path / "lora", "--method", "lora")
+    lora = _trainer(tiny_base, tmp_path / "lora", "--method", "lora", data=fake_data)
     lora.train()
-    sl = _trainer(tiny_base, tmp_path / "sl", "--method", "structlora", "--filter", "none", "--coordinator", "none")
+    sl = _trainer(tiny_base, tmp_path / "sl", "--method", "structlora", "--filter", "none", "--coordinator", "none",
+                  data=fake_data)
     sl.train()
     a, b = _losses(lora), _losses(sl)
     assert len(a) == 6 and a[-1] != a[0]
     assert a == pytest.approx(b, rel=1e-5, abs=1e-6), (a, b)
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_base, tmp_path):
-    tr = _trainer(tiny_base, tmp_path, "--method", "lora", inject_nan_step=3)
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_base, tmp_path, fake_data):
+    tr = _trainer(tiny_base, tmp_path, "--method", "lora", inject_nan_step=3, data=fake_data)
     with pytest.raises(TrainingDivergedError, match=r"loss is nan at step 4.*checkpoint-2"):
         tr.train()
     kept = complete_checkpoints(tmp_path)
@@ -54,9 +53,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_base, tmp_path):
     assert (kept[0] / "adapter_model.safetensors").is_file()
 
 
-def test_projector_gets_its_own_lr_and_trains(tiny_base, tmp_path):
+def test_projector_gets_its_own_lr_and_trains(tiny_base, tmp_path, fake_data):
     tr = _trainer(tiny_base, tmp_path, "--method", "structlora", "--tune_mm_projector", "true",
-                  "--mm_projector_lr", "1e-3", "--max_steps", "2")
+                  "--mm_projector_lr", "1e-3", "--max_steps", "2", data=fake_data)
     opt = tr.create_optimizer()
     proj_ids = {id(p) for n, p in tr.model.named_parameters() if n in tr.projector_params}
     assert proj_ids, "projector parameters must be trainable"
@@ -68,3 +67,20 @@ def test_projector_gets_its_own_lr_and_trains(tiny_base, tmp_path):
     tr.train()
     after = dict(tr.model.named_parameters())
     assert any(not torch.equal(before[n], after[n]) for n in before)
+
+
+def test_structlora_resume_replays_uninterrupted_run(tiny_base, tmp_path, fake_data):
+    """Single-process resume (the 2-rank DeepSpeed kill -9 test is in tests/scripts)."""
+    from llava_structlora.structlora import structlora_state_dict
+
+    full = _trainer(tiny_base, tmp_path / "full", "--method", "structlora", "--save_steps", "3", data=fake_data)
+    full.train()
+    part = _trainer(tiny_base, tmp_path / "part", "--method", "structlora", "--save_steps", "3", "--max_steps", "3",
+                    data=fake_data)
+    part.train()
+    resumed = _trainer(tiny_base, tmp_path / "part", "--method", "structlora", "--save_steps", "3", data=fake_data)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "part" / "checkpoint-3"))
+    a, b = structlora_state_dict(full.model), structlora_state_dict(resumed.model)
+    assert a.keys() == b.keys()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+    assert _losses(full)[3:] == pytest.approx(_losses(resumed), abs=1e-6)

@@ -1,0 +1,67 @@
+"""Statistics, table definitions and report generation of the experiments harness (no training)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from experiments.stats import paired_ttest, summarize, verdict
+from experiments.suite import FULL, QUICK, RunSpec
+from experiments.tables import TABLES, Variant, variants_for
+
+
+def test_paired_ttest_is_scipy_ttest_rel():
+    from scipy.stats import ttest_rel
+
+    a, b = {0: 10.0, 1: 12.0, 2: 11.5}, {0: 9.0, 1: 11.8, 2: 10.0}
+    res = paired_ttest(a, b)
+    ref = ttest_rel([10.0, 12.0, 11.5], [9.0, 11.8, 10.0])
+    assert res.p == pytest.approx(ref.pvalue) and res.t == pytest.approx(ref.statistic)
+    assert res.mean_diff == pytest.approx((1.0 + 0.2 + 1.5) / 3)
+
+
+def test_paired_ttest_pairs_by_seed_and_handles_degenerate_cases():
+    assert paired_ttest({0: 1.0, 1: 2.0}, {1: 2.0, 2: 3.0}).p is None          # one common seed
+    same = paired_ttest({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0})
+    assert same.p is None and same.note == "identical to LoRA"
+    shift = paired_ttest({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.0})
+    assert shift.p is None and "+1.00 on every seed" in shift.note
+
+
+def test_summary_and_verdicts():
+    s = summarize([1.0, 2.0, 3.0])
+    assert (s.mean, s.std) == (2.0, 1.0) and s.fmt(1) == "2.0 ± 1.0"
+    assert summarize([float("nan")]).n == 0
+    assert verdict(1.0, 0.01) == "reproduced (significant)"
+    assert verdict(1.0, 0.3) == "same direction, not significant"
+    assert verdict(-1.0, 0.01) == "contradicted (significant, opposite sign)"
+    assert verdict(-1.0, 0.01, paper_sign=-1) == "reproduced (significant)"
+    assert verdict(math.nan, None) == "not testable"
+
+
+def test_defaults_are_not_distinct_runs():
+    """'1-layer GNN', 'graph=hybrid', 'filter=ib' are the default StructLoRA: one cached run, not four."""
+    keys = {RunSpec("coco", v.method, 0, 2e-4, overrides=v.overrides).key(FULL)
+            for t in ("gnn_depth", "graph", "filter") for v in TABLES[t].variants if v.method == "structlora"
+            and v.label in ("1-layer GNN", "graph=hybrid", "filter=ib")}
+    assert keys == {RunSpec("coco", "structlora", 0, 2e-4).key(FULL)}
+    assert Variant("x", "structlora", (("filter", "none"),)).overrides == (("filter", "none"),)
+
+
+def test_quick_keeps_the_ttest_pair_and_full_keeps_everything():
+    for table in TABLES.values():
+        quick = variants_for(table, QUICK.variants_per_table)
+        assert any(v.method == "lora" and not v.overrides for v in quick), table.name
+        assert variants_for(table, None) == table.variants
+    main = {v.label for v in variants_for(TABLES["main"], 1)}
+    assert main == {"LoRA", "StructLoRA"}
+
+
+def test_fairness_contract_of_the_full_suite():
+    """Same lr grid and steps for every method; 3 seeds; main table has the 5 methods on 3 tasks."""
+    assert FULL.lr_grid == (1e-4, 2e-4, 5e-4) and FULL.seeds == (0, 1, 2)
+    assert {v.method for v in TABLES["main"].variants} == {"lora", "dora", "adalora", "lora_dropout", "structlora"}
+    assert TABLES["main"].tasks == ("coco", "vqav2", "gqa")
+    argv = RunSpec("coco", "dora", 1, 5e-4).train_argv(FULL, FULL.out_root / "x")
+    assert argv[argv.index("--max_steps") + 1] == str(FULL.max_steps)
+    assert argv[argv.index("--learning_rate") + 1] == "0.0005" and "--deepspeed" not in argv
