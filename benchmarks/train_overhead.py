@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.profiling import profile_step  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     adapted_count, build_llava, fmt_mb, interleaved, load_tiny_base, make_batch, make_pair,
     paired_ratio, realistic_shape, setup_threads, step_peak_bytes, time_steps,
@@ -80,16 +81,6 @@ def breakdown(stepper, batch: dict, n: int) -> dict[str, float]:
         t_reg = time_steps(lambda: reg(stepper.model), n)
     return {"on_step_s": time_steps(hook, n), "regularizer_s": t_reg,
             "coordinator_plan_s": time_steps(lambda: ctrl.plans(ctrl.state(True)), n)}
-
-
-def profile_step(stepper, batch: dict, rows: int = 25) -> str:
-    """torch.profiler table of one step, grouped by op and Python call site."""
-    from torch.profiler import ProfilerActivity, profile
-
-    stepper(batch)
-    with profile(activities=[ProfilerActivity.CPU], with_stack=True) as prof:
-        stepper(batch)
-    return prof.key_averages(group_by_stack_n=4).table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
 def run_stack(name: str, args: argparse.Namespace) -> dict:

@@ -25,14 +25,12 @@ logger = logging.getLogger("experiments")
 
 
 def ensure_artifacts(suite: SuiteConfig) -> None:
-    """Build the shapes world and the tiny base of the suite's preset if missing (both are cached)."""
-    from data_prep.build_default import main as build_data
-    from llava_structlora.toy.build_base import main as build_base
+    """Build (or find up to date: both builders are cached by stamps) the shapes world and tiny base."""
+    from data_prep.build_default import build_default
+    from llava_structlora.toy.build_base import build_base
 
-    if not (suite.data_root / "build_stamp.json").exists():
-        build_data(["--root", str(suite.data_root), "--preset", suite.preset])
-    if not (suite.base_dir / "config.json").exists():
-        build_base(["--data", str(suite.data_root), "--out", str(suite.base_dir), "--preset", suite.preset])
+    build_default(suite.data_root, suite.preset)
+    build_base(suite.data_root, suite.base_dir, suite.preset)
 
 
 def record(name: str, title: str, data: dict, md: str, suite: SuiteConfig, command: str) -> Path:
@@ -89,7 +87,22 @@ def run_tables(names: list[str], suite: SuiteConfig, command: str) -> dict[str, 
         record(f"experiments_{name}", f"Experiment: {table.title}", data, md, suite, command)
         all_claims[name] = claim_rows
         logger.info("table %s done in %.0f s", name, time.time() - t0)
+    record_summary(suite, command)
     return all_claims
+
+
+def record_summary(suite: SuiteConfig, command: str) -> None:
+    """experiments__summary: every claim of every table recorded so far, with its verdict."""
+    import json
+
+    from .report import summary_markdown
+
+    rec_dir = (REPO / "docs" / "results") if suite.name == "full" else (suite.out_root / "records")
+    records = {p.stem: json.loads(p.read_text()) for p in rec_dir.glob("experiments_*.json")
+               if p.stem != "experiments__summary"}
+    md, data = summary_markdown(records)
+    record("experiments__summary", "Experiments: which paper claims reproduce on the shapes world", data, md,
+           suite, command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,9 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     suite = QUICK if args.quick else FULL
     if args.plan:
         from .plan import planned_runs
-        keys = set().union(*(planned_runs(TABLES[n], suite) for n in names))
-        done = sum(1 for k in keys if (suite.out_root / "results" / f"{k}.json").exists())
-        print(f"{suite.name}: <= {len(keys)} distinct runs for {names} ({done} cached)")
+        runs = set().union(*(planned_runs(TABLES[n], suite) for n in names))
+        cached = len(list((suite.out_root / "results").glob("*.json")))
+        print(f"{suite.name}: <= {len(runs)} distinct runs for {names} "
+              f"({cached} results cached in {suite.out_root / 'results'}, all tables together)")
         return 0
     command = "python -m experiments " + " ".join(args.tables) + (" --quick" if args.quick else "")
     claims = run_tables(names, suite, command)

@@ -30,7 +30,10 @@ def tune_lr(task: str, family: str, suite: SuiteConfig, execute: Executor) -> Tu
     for lr in suite.lr_grid:
         res = execute(RunSpec(task, family, suite.tune_seed, lr), suite)
         scores[lr] = res["val"]["score"]
-    best = max(sorted(scores), key=lambda lr: scores[lr])  # sorted + max keeps the smallest on ties
+    finite = [lr for lr in sorted(scores) if scores[lr] == scores[lr]]  # drop failed (NaN) runs
+    if not finite:
+        raise RuntimeError(f"every lr of {family} on {task} failed; see {suite.out_root / 'results'}/*.failed.txt")
+    best = max(finite, key=lambda lr: scores[lr])  # sorted + max keeps the smallest on ties
     logger.info("tuned %s/%s: lr=%g (val %s)", task, family, best, scores)
     return Tuned(best, scores)
 

@@ -98,7 +98,9 @@ def markdown(table: Table, result: dict[str, Any], suite: SuiteConfig, claim_row
             if t not in row["tasks"]:
                 cells.append("—")
                 continue
-            cells.append(summarize(list(per_seed(row, t, "score").values())).fmt(2))
+            n_failed = sum(1 for r in row["tasks"][t]["runs"].values() if r.get("failed"))
+            cells.append(summarize(list(per_seed(row, t, "score").values())).fmt(2)
+                         + (f" ({n_failed} run(s) failed)" if n_failed else ""))
             ref = lora_reference(table, label, rows)
             if ref and ref != label:
                 deltas.append(paired_ttest(per_seed(row, t, "score"), per_seed(rows[ref], t, "score")).fmt())
@@ -153,8 +155,29 @@ def table_data(result: dict[str, Any], claim_rows: list[dict[str, Any]], suite: 
                            "val": {s: r["val"]["score"] for s, r in d["runs"].items()},
                            "drift_energy": per_seed(row, t, "drift_energy"), "cos_adj": per_seed(row, t, "cos_adj"),
                            "run_keys": {s: r["key"] for s, r in d["runs"].items()},
-                           "train_s": {s: r["train_s"] for s, r in d["runs"].items()}}
+                           "train_s": {s: r["train_s"] for s, r in d["runs"].items()},
+                           "failed": {s: r["failed"] for s, r in d["runs"].items() if r.get("failed")}}
                        for t, d in row["tasks"].items()}
     tuned = {t: {f: {"lr": x.lr, "val": x.val_scores} for f, x in fams.items()} for t, fams in result["tuned"].items()}
     return {"suite": suite.to_dict(), "rows": rows, "tuned": tuned, "claims": claim_rows,
             "paper": {k: v for k, v in result["table"].paper.items()}, "paper_claim": result["table"].claim}
+
+
+def summary_markdown(records: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """One line per tested paper claim over every table recorded so far (plain verdicts)."""
+    lines = ["| table | claim (paper) | task | measured Δ (a − b) | p | n | verdict |", "|---|---|---|---|---|---|---|"]
+    counts: dict[str, int] = {}
+    for name, rec in sorted(records.items()):
+        for c in rec["data"].get("claims", []):
+            exp = {1: ">", -1: "<", 0: "="}[c["paper_sign"]]
+            p = f"{c['p']:.3f}" if c["p"] is not None else "—"
+            lines.append(f"| {name.removeprefix('experiments_')} | {c['a']} {exp} {c['b']} ({c['quantity']}) | "
+                         f"{c['task']} | {c['mean_diff']:+.3g} | {p} | {c['n']} | {c['verdict']} |")
+            counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+    tally = ", ".join(f"{v}: {k}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "no claim tested yet"
+    missing = [t for t in ("main", "rank", "data", "ablation", "gnn_depth", "graph", "filter", "regularizers")
+               if f"experiments_{t}" not in records]
+    head = [f"Verdicts so far: {tally}.", ""]
+    if missing:
+        head += [f"Tables not run yet: {', '.join(missing)}.", ""]
+    return "\n".join(head + lines), {"verdict_counts": counts, "tables_missing": missing}

@@ -87,10 +87,30 @@ def _structlora_diagnostics(out: Path) -> dict[str, Any] | None:
 
 
 def execute(spec: RunSpec, suite: SuiteConfig) -> dict[str, Any]:
-    """Train, evaluate on val and test, measure the update geometry; cache and return the result."""
+    """Train, evaluate on val and test, measure the update geometry; cache and return the result.
+
+    A run that raises is logged, written to ``results/<key>.failed.txt`` and returned as a failed
+    result (NaN scores, shown as missing seeds in the tables) so that one broken configuration does
+    not stop the suite; it is not cached, so the next invocation retries it."""
     hit = cached(spec, suite)
     if hit is not None:
         return hit
+    try:
+        return _execute(spec, suite)
+    except Exception as exc:  # noqa: BLE001 - reported in the table and in the .failed.txt file
+        import traceback
+
+        from llava_structlora.utils.io import atomic_write_text
+
+        logger.error("run %s FAILED: %s: %s", spec.key(suite), type(exc).__name__, exc)
+        atomic_write_text(result_path(spec, suite).with_suffix(".failed.txt"), traceback.format_exc())
+        nan = {"score": float("nan"), "metrics": {}}
+        return {"key": spec.key(suite), "failed": f"{type(exc).__name__}: {exc}", "val": nan, "test": nan,
+                "geometry": {"drift_energy": float("nan"), "cos_adj": float("nan")},
+                "structlora_diagnostics": None, "train_s": float("nan"), "total_s": float("nan")}
+
+
+def _execute(spec: RunSpec, suite: SuiteConfig) -> dict[str, Any]:
     from llava_structlora.train.main import run as train_run
 
     from .adapter_stats import adapter_stats

@@ -45,7 +45,8 @@ def paired_ttest(values: dict[int, float], reference: dict[int, float]) -> Paire
     """scipy.stats.ttest_rel over the seeds both runs have (two-sided), as the paper reports."""
     from scipy.stats import ttest_rel
 
-    seeds = sorted(set(values) & set(reference))
+    seeds = sorted(s for s in set(values) & set(reference)
+                   if math.isfinite(values[s]) and math.isfinite(reference[s]))  # failed runs are NaN
     a = [values[s] for s in seeds]
     b = [reference[s] for s in seeds]
     if len(seeds) < 2:

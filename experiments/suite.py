@@ -7,6 +7,7 @@ differ only in data preset, steps, seeds, lr grid, evaluation size and which var
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -61,6 +62,19 @@ QUICK = SuiteConfig(name="quick", preset="smoke", max_steps=6, batch_size=8, see
                     val_limit=24, test_limit=24, eval_batch_size=24, tasks=("coco",), variants_per_table=1)
 
 
+@functools.lru_cache(maxsize=8)
+def _stamp_digest(path: Path, mtime: float) -> str:
+    return hash_jsonable(json.loads(path.read_text()))
+
+
+def artifacts_fingerprint(suite: SuiteConfig) -> str:
+    """Digest of the data and base build stamps: a rebuilt world or base never reuses cached runs."""
+    parts = []
+    for stamp in (suite.data_root / "build_stamp.json", suite.base_dir / "build_stamp.json"):
+        parts.append(_stamp_digest(stamp, stamp.stat().st_mtime) if stamp.exists() else "missing")
+    return "-".join(parts)
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One training run + its evaluations. Equal specs share one cached result across tables."""
@@ -76,7 +90,7 @@ class RunSpec:
     def key(self, suite: SuiteConfig) -> str:
         ident = dataclasses.asdict(self) | {"steps": suite.max_steps, "batch": suite.batch_size,
                                             "preset": suite.preset, "val_limit": suite.val_limit,
-                                            "test_limit": suite.test_limit}
+                                            "test_limit": suite.test_limit, "artifacts": artifacts_fingerprint(suite)}
         tag = "-".join(f"{k}{v}" for k, v in self.overrides)
         return (f"{self.task}-{self.method}-r{self.rank}-lr{self.lr:g}-f{self.data_fraction:g}"
                 f"{'-' + tag if tag else ''}-s{self.seed}-{hash_jsonable(ident)[:8]}")

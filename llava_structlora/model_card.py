@@ -47,6 +47,12 @@ def _flatten(obj: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, Any]
     return [(prefix, json.dumps(obj)[:80])]
 
 
+def _targets(tm: Any) -> str:
+    if isinstance(tm, list):
+        return f"{len(tm)} modules (`{tm[0]}`, ..., `{tm[-1]}`)" if len(tm) > 2 else f"`{tm}`"
+    return f"`{tm}`"
+
+
 def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
@@ -73,6 +79,22 @@ def _run_field(run: dict[str, Any], *keys: str) -> Any:
     return None
 
 
+CONFIG_KEYS = ("method", "lora_r", "lora_alpha", "targets", "filter", "gate", "coordinator", "graph", "gnn_layers",
+               "lambda_ib", "tune_mm_projector", "learning_rate", "max_steps", "num_train_epochs",
+               "per_device_train_batch_size", "gradient_accumulation_steps", "warmup_steps", "lr_scheduler_type",
+               "weight_decay", "data_fraction", "seed", "world_size", "deepspeed", "global_step", "final_loss")
+
+
+def config_table(run: dict[str, Any]) -> list[str]:
+    """The fields a reader needs to reproduce the run, wherever run.json keeps them."""
+    rows = [(k, _run_field(run, k)) for k in CONFIG_KEYS]
+    git = run.get("git") or {}
+    rows.append(("git commit", f"{git.get('commit')}{' (dirty)' if git.get('dirty') else ''}" if git else None))
+    lines = ["| field | value |", "| --- | --- |"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in rows if v is not None]
+    return lines
+
+
 def render_model_card(base: str, run: dict[str, Any], metrics: dict[str, Any], adapter_cfg: dict[str, Any],
                       license_id: str, repo_id: str | None, export_note: str, local_base: str | None) -> str:
     method = _run_field(run, "method") or "unknown"
@@ -89,16 +111,16 @@ def render_model_card(base: str, run: dict[str, Any], metrics: dict[str, Any], a
         LOAD_SNIPPET.format(base=base, adapter=adapter_ref), "",
         "Prompt format (LLaVA-1.5, vicuna_v1): `USER: <image>\\n{question} ASSISTANT:`.", "",
         "## Adapter", "",
-        f"- target modules: `{adapter_cfg.get('target_modules')}`",
+        f"- target modules: {_targets(adapter_cfg.get('target_modules'))}",
         f"- rank(s): {ranks} (rank_pattern entries: {len(adapter_cfg.get('rank_pattern') or {})}), "
         f"lora_alpha: {adapter_cfg.get('lora_alpha')}, peft_type: {adapter_cfg.get('peft_type')}",
         f"- base_model_name_or_path: `{base}`" + (f" (trained from local `{local_base}`)" if local_base and local_base != base else ""),
     ]
     if export_note.strip():
         body += ["", "<details><summary>export notes</summary>", "", export_note.strip(), "", "</details>"]
-    body += ["", "## Training configuration", "", "From `run.json` (full record in this folder):", "",
-             "```json", json.dumps({k: v for k, v in run.items() if k not in ("times",)}, indent=1, default=str)[:4000],
-             "```", "", "## Data", "",
+    body += ["", "## Training configuration", "", "Summary of `run.json` (the full record is in this folder):", ""]
+    body += config_table(run)
+    body += ["", "## Data", "",
              f"Task: `{task or 'not recorded'}`; training data: `{data or 'not recorded'}`.",
              "Shapes-world runs use the repository's synthetic offline data (official COCO/VQAv2/GQA formats); "
              "their scores say nothing about real-image quality.", "",

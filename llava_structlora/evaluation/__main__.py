@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--system-prompt", choices=("none", "vicuna"), default="none",
+                   help="conversation system prompt; must match training (toy base: none; LLaVA-1.5: vicuna)")
     p.add_argument("--model-id", default=None, help="model_id written in the answers (default: adapter dir name)")
     p.add_argument("--clip-weights", default=None, help="coco: local open_clip checkpoint for CLIPScore")
     p.add_argument("--clip-model", default="ViT-B-32", help="open_clip model name of --clip-weights")

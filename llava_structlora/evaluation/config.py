@@ -29,6 +29,9 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+SYSTEM_PROMPTS = ("none", "vicuna")  # none: as the toy base is trained; vicuna: LLaVA-1.5 conv_vicuna_v1
+
+
 @dataclass
 class EvalConfig:
     """One evaluation run: generate -> merge -> convert -> score (or write the submission)."""
@@ -46,6 +49,7 @@ class EvalConfig:
     dtype: str = "float32"
     device: str = "auto"               # auto: cuda if available, else cpu
     model_id: str | None = None
+    system_prompt: str = "none"        # none (toy base, as trained) | vicuna (LLaVA-1.5's system prompt)
     overwrite: bool = False            # discard answers of a different earlier run in output_dir
     clip_weights: str | None = None    # coco: local open_clip checkpoint -> CLIPScore (else skipped, noted)
     clip_model: str = "ViT-B-32"
@@ -55,6 +59,8 @@ class EvalConfig:
             raise ValueError(f"task must be one of {sorted(TASKS)}, got {self.task!r}")
         if self.protocol not in ("official", "llava"):
             raise ValueError(f"protocol must be 'official' or 'llava', got {self.protocol!r}")
+        if self.system_prompt not in SYSTEM_PROMPTS:
+            raise ValueError(f"system_prompt must be one of {SYSTEM_PROMPTS}, got {self.system_prompt!r}")
         if self.batch_size < 1 or self.num_gpus < 1:
             raise ValueError("batch_size and num_gpus must be >= 1")
         spec = TASKS[self.task]
@@ -68,10 +74,20 @@ class EvalConfig:
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
 
     @property
+    def system(self) -> str:
+        """The system prompt text (must be the one the adapter was trained with)."""
+        if self.system_prompt == "none":
+            return ""
+        from llava_structlora.data import VICUNA_SYSTEM
+
+        return VICUNA_SYSTEM
+
+    @property
     def spec(self) -> TaskSpec:
         return TASKS[self.task]
 
     def generation_key(self) -> dict:
         """What must match for answers already in output_dir to be reused."""
         d = asdict(self)
-        return {k: d[k] for k in ("task", "split", "model", "adapter", "max_new_tokens", "dtype", "model_id")}
+        return {k: d[k] for k in ("task", "split", "model", "adapter", "max_new_tokens", "dtype", "model_id",
+                                  "system_prompt")}

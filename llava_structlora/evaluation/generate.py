@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -96,17 +97,22 @@ def load_images(paths: Sequence[Path], processor) -> list[torch.Tensor]:
     return [pixels[index[p]] for p in paths]
 
 
+def batch_pixels(questions: Sequence[Question], processor) -> list[torch.Tensor | None]:
+    """Pixel values per question (None for text-only questions)."""
+    with_img = [q.image for q in questions if q.image is not None]
+    pixels = iter(load_images(with_img, processor) if with_img else [])
+    return [next(pixels) if q.image is not None else None for q in questions]
+
+
 @torch.inference_mode()
 def generate_batch(model, processor, questions: Sequence[Question], input_ids: Sequence[list[int]],
-                   max_new_tokens: int) -> list[str]:
+                   max_new_tokens: int, pixels: Sequence[torch.Tensor | None] | None = None) -> list[str]:
     """Greedy answers for one batch (left-padded, KV cache)."""
     tok = processor.tokenizer
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
-    with_img = [q.image for q in questions if q.image is not None]
-    pixels = iter(load_images(with_img, processor) if with_img else [])
-    items = [{"input_ids": ids, "id": q.qid, "pixel_values": next(pixels) if q.image is not None else None}
-             for q, ids in zip(questions, input_ids)]
+    pixels = batch_pixels(questions, processor) if pixels is None else pixels
+    items = [{"input_ids": ids, "id": q.qid, "pixel_values": px} for q, ids, px in zip(questions, input_ids, pixels)]
     batch = collate_for_generation(items, tok.pad_token_id)
     kwargs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
     if "pixel_values" in batch:
@@ -154,20 +160,30 @@ def append_jsonl(path: Path, records: Iterable[dict]) -> None:
 
 
 def generate_to_file(model, processor, questions: Sequence[Question], out_path: Path, batch_size: int,
-                     max_new_tokens: int, model_id: str, metadata: dict | None = None,
+                     max_new_tokens: int, model_id: str, metadata: dict | None = None, system: str = "",
                      progress: Callable[[int], None] | None = None) -> int:
-    """Answer `questions` not yet in `out_path`, appending one batch at a time; returns #new answers."""
+    """Answer `questions` not yet in `out_path`, appending one batch at a time; returns #new answers.
+
+    The next batch's images are decoded in a background thread while the model generates.
+    `system` is the conversation's system prompt; it must be the one used in training.
+    """
     out_path.parent.mkdir(parents=True, exist_ok=True)
     repair_jsonl(out_path)
     done = {r["question_id"] for r in read_jsonl(out_path)}
     todo = [q for q in questions if q.qid not in done]
-    ids = [encode_prompt(q.text, processor, with_image=q.image is not None) for q in todo]
+    ids = [encode_prompt(q.text, processor, system=system, with_image=q.image is not None) for q in todo]
+    batches = [[todo[i] for i in b] for b in length_sorted_batches([len(i) for i in ids], batch_size)]
+    index = {q.qid: i for i, q in enumerate(todo)}
     n = 0
-    for batch in length_sorted_batches([len(i) for i in ids], batch_size):
-        qs = [todo[i] for i in batch]
-        texts = generate_batch(model, processor, qs, [ids[i] for i in batch], max_new_tokens)
-        append_jsonl(out_path, [answer_record(q, t, model_id, metadata or {}) for q, t in zip(qs, texts)])
-        n += len(qs)
-        if progress is not None:
-            progress(len(qs))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(batch_pixels, batches[0], processor) if batches else None
+        for k, qs in enumerate(batches):
+            pixels = pending.result()
+            if k + 1 < len(batches):
+                pending = pool.submit(batch_pixels, batches[k + 1], processor)
+            texts = generate_batch(model, processor, qs, [ids[index[q.qid]] for q in qs], max_new_tokens, pixels)
+            append_jsonl(out_path, [answer_record(q, t, model_id, metadata or {}) for q, t in zip(qs, texts)])
+            n += len(qs)
+            if progress is not None:
+                progress(len(qs))
     return n

@@ -9,6 +9,7 @@ Environment (defaults in brackets):
   SPLIT       [vqav2 val, gqa testdev, coco test]; VQAv2 test-dev writes the EvalAI submission
   PROTOCOL [official]  BATCH_SIZE [32]  NUM_GPUS [GPUs, else 1]  OUTPUT_DIR [<run>/eval/<task>-<split>-<protocol>]
   SMOKE [0]   1 = smoke preset (artifacts/*/smoke, *-smoke runs)
+  SYSTEM_PROMPT [none]   none | vicuna: must match the prompt the adapter was trained with
   CLIP_WEIGHTS, CLIP_MODEL [ViT-B-32]   coco: CLIPScore from a local open_clip checkpoint (skipped otherwise)
 """
 from __future__ import annotations
@@ -95,7 +96,8 @@ def config_from_env(task: str) -> EvalConfig:
     out = _env("OUTPUT_DIR", str(where / "eval" / f"{task}-{split}-{protocol}"))
     return EvalConfig(task=task, model=model, data_root=data_root, output_dir=out, split=split, adapter=adapter,
                       batch_size=int(_env("BATCH_SIZE", "32")), num_gpus=int(_env("NUM_GPUS", str(_default_gpus()))),
-                      protocol=protocol, clip_weights=_env("CLIP_WEIGHTS"), clip_model=_env("CLIP_MODEL", "ViT-B-32"))
+                      protocol=protocol, clip_weights=_env("CLIP_WEIGHTS"), clip_model=_env("CLIP_MODEL", "ViT-B-32"),
+                      system_prompt=_env("SYSTEM_PROMPT", "none"))
 
 
 def summary(metrics: dict) -> str:

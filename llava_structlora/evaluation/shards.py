@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from tqdm import tqdm
 
 from llava_structlora.utils.io import atomic_write_text
 
@@ -36,6 +38,7 @@ class ShardJob:
     metadata: dict
     answers_dir: str
     world: int
+    system: str = ""
 
 
 def shard_path(answers_dir: Path, rank: int, world: int) -> Path:
@@ -69,8 +72,10 @@ def run_shard(rank: int, job: ShardJob, questions: Sequence[Question]) -> int:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // job.world))  # CPU workers share the cores
     model, processor = load_model(job.base, job.adapter, job.dtype, _rank_device(job.device, rank))
     out = shard_path(Path(job.answers_dir), rank, job.world)
-    n = generate_to_file(model, processor, questions, out, job.batch_size, job.max_new_tokens,
-                         job.model_id, job.metadata)
+    with tqdm(total=len(questions), desc=f"rank {rank}/{job.world}", file=sys.stderr, mininterval=10,
+              position=rank, leave=False) as bar:
+        n = generate_to_file(model, processor, questions, out, job.batch_size, job.max_new_tokens,
+                             job.model_id, job.metadata, job.system, bar.update)
     logger.info("rank %d/%d: %d new answers -> %s", rank, job.world, n, out)
     return n
 

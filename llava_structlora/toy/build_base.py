@@ -24,7 +24,7 @@ from .model_config import BasePreset, get_preset, llava_config
 
 logger = logging.getLogger("llava_structlora.toy.build_base")
 STAMP = "build_stamp.json"
-BUILD_VERSION = 3  # bump when the build code changes what it produces
+BUILD_VERSION = 4  # bump when the build code changes what it produces
 TASKS = ("pretrain", "coco", "vqav2", "gqa")
 
 

@@ -142,13 +142,17 @@ def instruction_stage(model, samples: Sequence[dict], pad_token_id: int, cfg: Pr
                       seed: int, min_caption_tokens: int = 4) -> list[float]:
     """Stage 1 (captions) + stage 2 (full mix) next-token training; returns the loss curve."""
     torch.manual_seed(seed)
-    mm = [p for n, p in model.named_parameters() if "vision_tower" in n or "multi_modal_projector" in n]
-    mm_ids = {id(p) for p in mm}
-    lm = [p for p in model.parameters() if id(p) not in mm_ids]
-    opt = torch.optim.AdamW([{"params": lm, "lr": cfg.lr}, {"params": mm, "lr": cfg.mm_lr}],
-                            weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    named = list(model.named_parameters())
+    tower = [p for n, p in named if "vision_tower" in n]
+    proj = [p for n, p in named if "multi_modal_projector" in n]
+    lm = [p for n, p in named if "vision_tower" not in n and "multi_modal_projector" not in n]
+    opt = torch.optim.AdamW([{"params": lm, "lr": cfg.lr}, {"params": proj, "lr": cfg.mm_lr},
+                             {"params": tower, "lr": cfg.mm_lr}], weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     total = cfg.caption_steps + cfg.steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup, total))
+    base = _lr_lambda(cfg.warmup, total)
+    # the contrastive tower stays frozen in stage 1 (as LLaVA's stage 1) so a random LM cannot wreck it
+    frozen_first = lambda step: 0.0 if step < cfg.caption_steps else base(step)  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, [base, base, frozen_first])
     captions = [s for s in samples if int((s["labels"] >= 0).sum()) >= min_caption_tokens]
     model.train()
     losses, t0 = [], time.time()

@@ -76,3 +76,15 @@ def read_diagnostics(path: Path) -> list[dict[str, Any]]:
             continue
         by_step[int(rec["step"])] = rec
     return [by_step[k] for k in sorted(by_step)]
+
+
+class AdaLoraCallback(transformers.TrainerCallback):
+    """PEFT AdaLoRA's rank allocation: after optimizer.step and before zero_grad (needs param.grad)."""
+
+    def __init__(self, trainer: transformers.Trainer) -> None:
+        self.trainer = trainer
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        model.base_model.update_and_allocate(state.global_step)
+        return control

@@ -70,7 +70,7 @@ def run(argv: Sequence[str]) -> Optional[Path]:
     started = time.time()
     from llava_structlora.data import DataCollatorForSupervisedDataset
 
-    from .callbacks import DiagnosticsCallback
+    from .callbacks import AdaLoraCallback, DiagnosticsCallback
     from .checkpoints import resolve_resume
     from .methods import build_dataset, build_model, load_processor, projector_param_names
     from .outputs import write_outputs
@@ -88,6 +88,8 @@ def run(argv: Sequence[str]) -> Optional[Path]:
     if margs.method == "structlora":
         trainer.add_callback(DiagnosticsCallback(trainer, targs.diagnostics_steps,
                                                  Path(targs.output_dir) / "diagnostics.jsonl"))
+    if margs.method == "adalora":
+        trainer.add_callback(AdaLoraCallback(trainer))
     resume = resolve_resume(targs.resume, targs.output_dir)
     if resume:
         logger.info("resuming from %s", resume)

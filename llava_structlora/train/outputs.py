@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from typing import Any, Optional
 
 import torch.distributed as dist
 
-from llava_structlora.utils.io import atomic_directory, atomic_write_json
+from llava_structlora.utils.io import atomic_directory, atomic_save_safetensors, atomic_write_json
 
 from .config import to_jsonable
 
@@ -36,6 +37,28 @@ def git_commit(repo: Path) -> dict[str, Any]:
     return {"commit": _git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
 
 
+def _trained_projector(model) -> dict:
+    return {n: p.detach() for n, p in model.named_parameters()
+            if p.requires_grad and ".multi_modal_projector." in f".{n}"}
+
+
+def add_projector_to_adapter(model, adapter_dir: Path) -> None:
+    """A tuned projector joins the exported adapter as PEFT `modules_to_save` (stock PEFT loads it)."""
+    projector = _trained_projector(model)
+    if not projector:
+        return
+    from safetensors.torch import load_file
+
+    weights = adapter_dir / "adapter_model.safetensors"
+    tensors = dict(load_file(str(weights)))
+    tensors.update({f"base_model.model.{n}": t for n, t in projector.items()})
+    atomic_save_safetensors(tensors, weights, metadata={"format": "pt"})
+    cfg_path = adapter_dir / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["modules_to_save"] = sorted(set(cfg.get("modules_to_save") or []) | {"multi_modal_projector"})
+    atomic_write_json(cfg_path, cfg)
+
+
 def export_adapter(trainer, method: str, out_dir: Path) -> Path:
     """Write adapter/ (and structlora/) atomically; returns the adapter dir."""
     model = trainer.accelerator.unwrap_model(trainer.model)
@@ -45,8 +68,12 @@ def export_adapter(trainer, method: str, out_dir: Path) -> Path:
 
         with atomic_directory(adapter_dir) as tmp:
             export_peft_adapter(model, tmp)
+            add_projector_to_adapter(model, tmp)
         with atomic_directory(out_dir / "structlora") as tmp:
             save_structlora(model, tmp)
+            projector = _trained_projector(model)
+            if projector:
+                atomic_save_safetensors(projector, tmp / "mm_projector.safetensors")
     else:
         with atomic_directory(adapter_dir) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)

@@ -21,6 +21,7 @@ from torch import nn
 from .checkpoints import mark_complete, rotate_complete
 
 logger = logging.getLogger(__name__)
+PROJECTOR_FILE = "mm_projector.safetensors"
 
 
 class TrainingDivergedError(RuntimeError):
@@ -135,7 +136,13 @@ class StructLoRATrainer(transformers.Trainer):
         if self.args.should_save:
             from llava_structlora.structlora import save_structlora
 
-            save_structlora(self.accelerator.unwrap_model(self.model), output_dir or self.args.output_dir)
+            from llava_structlora.utils.io import atomic_save_safetensors
+
+            model = self.accelerator.unwrap_model(self.model)
+            save_structlora(model, output_dir or self.args.output_dir)
+            projector = {n: p.detach() for n, p in model.named_parameters() if n in self.projector_params}
+            if projector:
+                atomic_save_safetensors(projector, Path(output_dir or self.args.output_dir) / PROJECTOR_FILE)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[nn.Module] = None) -> None:
         """Without DeepSpeed: StructLoRA checkpoints hold save_structlora's state, not model weights."""
@@ -143,7 +150,16 @@ class StructLoRATrainer(transformers.Trainer):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         from llava_structlora.structlora import load_structlora
 
-        load_structlora(self.accelerator.unwrap_model(model if model is not None else self.model), resume_from_checkpoint)
+        target = self.accelerator.unwrap_model(model if model is not None else self.model)
+        load_structlora(target, resume_from_checkpoint)
+        proj_file = Path(resume_from_checkpoint) / PROJECTOR_FILE
+        if proj_file.is_file():
+            from safetensors.torch import load_file
+
+            missing = set(load_file(str(proj_file))) - {n for n, _ in target.named_parameters()}
+            if missing:
+                raise RuntimeError(f"{proj_file}: tensors not in the model: {sorted(missing)[:3]}")
+            target.load_state_dict(load_file(str(proj_file)), strict=False)
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         """DeepSpeed checkpoints without frozen base weights (also for non-PEFT StructLoRA)."""

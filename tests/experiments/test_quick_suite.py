@@ -28,7 +28,9 @@ def test_quick_suite_end_to_end_and_resume(tmp_path):
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     quick = tmp_path / "quick"
     records = {p.stem: json.loads(p.read_text()) for p in (quick / "records").glob("*.json")}
-    assert set(records) == {f"experiments_{t}" for t in TABLES}
+    assert set(records) == {f"experiments_{t}" for t in TABLES} | {"experiments__summary"}
+    summary = records["experiments__summary"]
+    assert summary["data"]["tables_missing"] == [] and sum(summary["data"]["verdict_counts"].values()) >= 4
     results = {p.stem: json.loads(p.read_text()) for p in (quick / "results").glob("*.json")}
     assert len(results) == int(_run(["python3", "-m", "experiments", "all", "--quick", "--plan"], tmp_path)
                                .stdout.split("<= ")[1].split()[0])

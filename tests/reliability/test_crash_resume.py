@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -26,26 +27,35 @@ pytestmark = pytest.mark.slow
 
 STEPS, SAVE_EVERY = 24, 4
 TRAIN_FLAGS = ["--max_steps", str(STEPS), "--save_steps", str(SAVE_EVERY), "--save_total_limit", "2"]
-DATA, BASE = REPO / "artifacts" / "data" / "smoke", REPO / "artifacts" / "base" / "smoke"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> dict[str, Path]:
+    """Private snapshot of the smoke data + base (built by the cached builders if missing), so that
+    a rebuild of artifacts/ by another process cannot change the weights between two runs."""
+    from llava_structlora.train.pipeline import ensure_defaults
+
+    base, data = ensure_defaults("smoke")
+    root = tmp_path_factory.mktemp("smoke")
+    shutil.copytree(data, root / "data")
+    shutil.copytree(base, root / "base")
+    return {"data": root / "data", "base": root / "base"}
 
 
 def _finetune_cmd() -> list[str]:
     return ["bash", str(REPO / "scripts" / "finetune_coco.sh"), *TRAIN_FLAGS]
 
 
-def _train_env(out: Path) -> dict[str, str]:
+def _train_env(out: Path, smoke: dict[str, Path]) -> dict[str, str]:
     return {"SMOKE": "1", "EVAL": "0", "OUTPUT_DIR": str(out), "RESUME": "auto", "SEED": "0",
-            "DATA_ROOT": str(DATA), "MODEL": str(BASE)}
+            "DATA_ROOT": str(smoke["data"]), "MODEL": str(smoke["base"])}
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory) -> Path:
-    """Smoke data + base (cached builders), then one uninterrupted training run."""
-    from llava_structlora.train.pipeline import ensure_defaults
-
-    ensure_defaults("smoke")
+def reference_run(tmp_path_factory, smoke) -> Path:
+    """One uninterrupted training run on the snapshot."""
     out = tmp_path_factory.mktemp("train") / "reference"
-    res = subprocess.run(_finetune_cmd(), cwd=REPO, env=child_env(**_train_env(out)), capture_output=True,
+    res = subprocess.run(_finetune_cmd(), cwd=REPO, env=child_env(**_train_env(out, smoke)), capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return out
@@ -86,42 +96,42 @@ def _tensors(path: Path) -> dict:
     return load_file(str(path))
 
 
-def _assert_same_tensors(a: Path, b: Path, tol: float = 1e-6) -> None:
+def _assert_same_tensors(a: Path, b: Path, tol: float = 1e-6, note: str = "") -> None:
     ta, tb = _tensors(a), _tensors(b)
     assert set(ta) == set(tb), f"{a} vs {b}: different tensor names"
     worst = max(float((ta[k].float() - tb[k].float()).abs().max()) for k in ta)
-    assert worst <= tol, f"{a} vs {b}: max abs diff {worst:.3e} > {tol}"
+    assert worst <= tol, f"{a} vs {b}: max abs diff {worst:.3e} > {tol} ({note})"
 
 
-def test_training_killed_three_times_resumes_to_the_same_adapter(reference_run, tmp_path):
+def test_training_killed_three_times_resumes_to_the_same_adapter(reference_run, smoke, tmp_path):
     from llava_structlora.train.checkpoints import newest_complete
 
     out = tmp_path / "crashed"
     rng = random.Random(1234)
     points = []
     for i in range(3):
-        proc = start(_finetune_cmd(), **_train_env(out))
+        proc = start(_finetune_cmd(), **_train_env(out, smoke))
         points.append(_kill_when(proc, out, mid_save=(i == 0), delay=rng.uniform(0.0, 1.0)))
         done, partial = _checkpoints(out)
         if partial:  # a half-written checkpoint must never be the resume point
             assert newest_complete(out) is None or int(newest_complete(out).name.split("-")[-1]) not in partial
-    res = subprocess.run(_finetune_cmd(), cwd=REPO, env=child_env(**_train_env(out)), capture_output=True,
+    res = subprocess.run(_finetune_cmd(), cwd=REPO, env=child_env(**_train_env(out, smoke)), capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0, f"kill points {points}\n" + res.stdout[-3000:] + res.stderr[-3000:]
     assert "mid-save" in points[0] or "after" in points[0], points
     for sub in ("adapter/adapter_model.safetensors", "structlora/structlora_model.safetensors"):
-        _assert_same_tensors(reference_run / sub, out / sub)
+        _assert_same_tensors(reference_run / sub, out / sub, note=f"kill points: {points}")
     state = json.loads((out / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())
     assert state["global_step"] == STEPS
 
 
 # ----------------------------------------------------------------------------- evaluation
-def _eval_cmd(adapter: Path, out: Path) -> list[str]:
+def _eval_cmd(adapter: Path, out: Path, smoke: dict[str, Path]) -> list[str]:
     import sys
 
-    return [sys.executable, "-m", "llava_structlora.evaluation", "--task", "gqa", "--model", str(BASE),
-            "--adapter", str(adapter), "--data-root", str(DATA), "--output-dir", str(out), "--batch-size", "1",
-            "--device", "cpu"]
+    return [sys.executable, "-m", "llava_structlora.evaluation", "--task", "gqa", "--model", str(smoke["base"]),
+            "--adapter", str(adapter), "--data-root", str(smoke["data"]), "--output-dir", str(out),
+            "--batch-size", "1", "--device", "cpu"]
 
 
 def _answered(out: Path) -> int:
@@ -135,17 +145,17 @@ def _answers(out: Path) -> dict:
     return {r["question_id"]: r["text"] for r in rows}
 
 
-def test_evaluation_killed_three_times_gives_identical_answers(reference_run, tmp_path):
+def test_evaluation_killed_three_times_gives_identical_answers(reference_run, smoke, tmp_path):
     adapter = reference_run / "adapter"
     ref, out = tmp_path / "ref", tmp_path / "crashed"
-    res = subprocess.run(_eval_cmd(adapter, ref), cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(_eval_cmd(adapter, ref, smoke), cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     expected = _answers(ref)
     n = len(expected)
     thresholds = sorted(random.Random(99).sample(range(3, n - 3), 3))
     landed = []
     for k in thresholds:
-        proc = start(_eval_cmd(adapter, out))
+        proc = start(_eval_cmd(adapter, out, smoke))
         deadline = time.monotonic() + 180
         while _answered(out) < k and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -153,6 +163,6 @@ def test_evaluation_killed_three_times_gives_identical_answers(reference_run, tm
         landed.append(_answered(out))
     assert any(0 < a < n for a in landed), f"no kill landed mid-generation: {landed} of {n}"
     assert not (out / "answers.jsonl").exists() or _answered(out) == n
-    res = subprocess.run(_eval_cmd(adapter, out), cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(_eval_cmd(adapter, out, smoke), cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert _answers(out) == expected
