@@ -6,7 +6,8 @@ the field, so a typo in a YAML recipe fails at start-up instead of silently trai
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
 GATES = ("hard_concrete", "gaussian", "gumbel")
@@ -75,6 +76,10 @@ class StructLoRAConfig:
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
+        for f in fields(self):  # NaN/inf slip through every `<` check below, so reject them first
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _err(f.name, value, "a finite number")
         if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r <= 0:
             raise _err("r", self.r, "a positive int")
         if not self.alpha > 0:
