@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         agree = sum(ab[k] == as_[k] for k in ab) if agree is None else agree
     n = len(questions)
     tb, ts = statistics.median(batched), statistics.median(single)
-    out = {"task": args.task, "split": split, "model": args.model, "n": n, "batch_size": args.batch_size,
+    stamp = Path(args.model) / "build_stamp.json"   # toy bases record their preset and build key
+    meta = json.loads(stamp.read_text()) if stamp.is_file() else {}
+    out = {"task": args.task, "split": split, "model": args.model, "n": n,
+           "model_preset": (meta.get("preset") or {}).get("name"), "model_build_key": meta.get("key"),
+           "n_params": sum(p.numel() for p in model.parameters()), "batch_size": args.batch_size,
            "max_new_tokens": max_new, "threads": args.threads, "repeats": args.repeats,
            "batched_items_per_s": round(n / tb, 2), "batch1_items_per_s": round(n / ts, 2),
            "speedup": round(ts / tb, 2), "answers_equal": f"{agree}/{n}",

@@ -49,13 +49,20 @@ def run_table(table: Table, suite: SuiteConfig, execute: Executor) -> dict[str, 
     tasks = [t for t in table.tasks if t in suite.tasks]
     tuned: dict[str, dict[str, Tuned]] = {}
     rows: dict[str, dict[str, Any]] = {}
+    failed: dict[tuple[str, str], str] = {}
     for task in tasks:
         tuned[task] = {}
         for v in variants:
-            if v.family not in tuned[task]:
-                tuned[task][v.family] = tune_lr(task, v.family, suite, execute)
-            lr = tuned[task][v.family].lr
             row = rows.setdefault(v.label, {"variant": v, "tasks": {}})
+            if v.family not in tuned[task] and (task, v.family) not in failed:
+                try:
+                    tuned[task][v.family] = tune_lr(task, v.family, suite, execute)
+                except RuntimeError as exc:  # every lr of the family failed: report it, go on
+                    failed[(task, v.family)] = str(exc)
+            if (task, v.family) in failed:
+                row["tasks"][task] = {"lr": None, "runs": {}, "error": failed[(task, v.family)]}
+                continue
+            lr = tuned[task][v.family].lr
             row["tasks"][task] = {"lr": lr, "runs": {s: execute(spec_for(v, task, s, lr), suite) for s in suite.seeds}}
     return {"table": table, "tasks": tasks, "tuned": tuned, "rows": rows}
 

@@ -98,6 +98,10 @@ def markdown(table: Table, result: dict[str, Any], suite: SuiteConfig, claim_row
             if t not in row["tasks"]:
                 cells.append("—")
                 continue
+            if row["tasks"][t].get("error"):
+                cells.append("failed (every lr; see results/*.failed.txt)")
+                lrs.append("—")
+                continue
             n_failed = sum(1 for r in row["tasks"][t]["runs"].values() if r.get("failed"))
             cells.append(summarize(list(per_seed(row, t, "score").values())).fmt(2)
                          + (f" ({n_failed} run(s) failed)" if n_failed else ""))
@@ -151,7 +155,7 @@ def table_data(result: dict[str, Any], claim_rows: list[dict[str, Any]], suite: 
     """Raw numbers for docs/results/<name>.json."""
     rows = {}
     for label, row in result["rows"].items():
-        rows[label] = {t: {"lr": d["lr"], "test": per_seed(row, t, "score"),
+        rows[label] = {t: {"lr": d["lr"], "error": d.get("error"), "test": per_seed(row, t, "score"),
                            "val": {s: r["val"]["score"] for s, r in d["runs"].items()},
                            "drift_energy": per_seed(row, t, "drift_energy"), "cos_adj": per_seed(row, t, "cos_adj"),
                            "run_keys": {s: r["key"] for s, r in d["runs"].items()},

@@ -87,7 +87,7 @@ def recorded_base(run_dir: Path) -> str | None:
 
 
 # ---------------------------------------------------------------------------- compatibility
-def _get(cfg: dict[str, Any], dotted: str) -> Any:
+def config_field(cfg: dict[str, Any], dotted: str) -> Any:
     cur: Any = cfg
     for part in dotted.split("."):
         if not isinstance(cur, dict) or part not in cur:
@@ -111,7 +111,7 @@ def architecture_diff(expected: dict[str, Any], actual: dict[str, Any]) -> list[
     """Human-readable differences in the architecture fields (ignores fields absent in both)."""
     diffs = []
     for f in ARCH_FIELDS:
-        a, b = _get(expected, f), _get(actual, f)
+        a, b = config_field(expected, f), config_field(actual, f)
         if a != b and not (a is None or b is None):
             diffs.append(f"config {f}: run was trained on {a!r}, this base has {b!r}")
     return diffs

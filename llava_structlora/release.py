@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from llava_structlora.merge import (
-    _get, adapter_dir_of, load_config_dict, read_run, recorded_base,
+    config_field, adapter_dir_of, load_config_dict, read_run, recorded_base,
 )
 from llava_structlora.model_card import render_model_card, render_push_doc
 from llava_structlora.utils.io import atomic_directory, atomic_write_json, sha256_file
@@ -44,7 +44,7 @@ KNOWN_BASES: dict[str, dict[str, Any]] = {
 def hub_id_for(config: dict[str, Any]) -> str | None:
     """The public base whose architecture `config` has, if any."""
     for hub_id, sig in KNOWN_BASES.items():
-        if all(_get(config, k) == v for k, v in sig.items()):
+        if all(config_field(config, k) == v for k, v in sig.items()):
             return hub_id
     return None
 

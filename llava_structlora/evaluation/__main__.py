@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system-prompt", choices=("none", "vicuna"), default="none",
                    help="conversation system prompt; must match training (toy base: none; LLaVA-1.5: vicuna)")
     p.add_argument("--model-id", default=None, help="model_id written in the answers (default: adapter dir name)")
+    p.add_argument("--no-meteor", dest="meteor", action="store_false", help="coco: skip METEOR (Java, slow)")
     p.add_argument("--clip-weights", default=None, help="coco: local open_clip checkpoint for CLIPScore")
     p.add_argument("--clip-model", default="ViT-B-32", help="open_clip model name of --clip-weights")
     p.add_argument("--overwrite", action="store_true", help="discard answers of a different earlier run")

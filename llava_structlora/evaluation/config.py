@@ -51,6 +51,7 @@ class EvalConfig:
     model_id: str | None = None
     system_prompt: str = "none"        # none (toy base, as trained) | vicuna (LLaVA-1.5's system prompt)
     overwrite: bool = False            # discard answers of a different earlier run in output_dir
+    meteor: bool = True                # coco: METEOR costs ~16 s of Java per scoring; False -> null + note
     clip_weights: str | None = None    # coco: local open_clip checkpoint -> CLIPScore (else skipped, noted)
     clip_model: str = "ViT-B-32"
 
@@ -68,10 +69,15 @@ class EvalConfig:
         self.max_new_tokens = self.max_new_tokens or spec.max_new_tokens
         if self.model_id is None:
             self.model_id = Path(self.adapter or self.model).resolve().name
-        if self.device == "auto":
-            import torch
+        self._resolve_device()
 
+    def _resolve_device(self) -> None:
+        import torch
+
+        if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cuda" and self.num_gpus > torch.cuda.device_count():
+            raise ValueError(f"num_gpus={self.num_gpus} but only {torch.cuda.device_count()} GPUs are visible")
 
     @property
     def system(self) -> str:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llava_structlora.utils.io import atomic_write_json
+from llava_structlora.utils.io import atomic_write_json, sha256_file
 
 from .config import EvalConfig
 from .convert import pad_vqav2_submission, to_results
@@ -27,9 +27,10 @@ from .shards import ShardJob, generate_sharded, merge_answers
 logger = logging.getLogger(__name__)
 
 
-def _check_key(cfg: EvalConfig, out: Path) -> None:
-    """Refuse to resume answers produced by a different model/adapter/split."""
-    key_path, key = out / "eval_key.json", cfg.generation_key()
+def _check_key(cfg: EvalConfig, out: Path, questions_file: Path) -> None:
+    """Refuse to resume answers produced by a different model/adapter/split or question file."""
+    key_path = out / "eval_key.json"
+    key = {**cfg.generation_key(), "questions_sha256": sha256_file(questions_file)}
     if key_path.exists():
         old = json.loads(key_path.read_text())
         if old != key:
@@ -63,7 +64,7 @@ def score(cfg: EvalConfig, refs: list[Path], results: Path) -> dict[str, Any]:
         return score_vqav2(refs[0], refs[1], results, cfg.protocol)
     if cfg.task == "gqa":
         return score_gqa(refs[0], results, cfg.protocol)
-    return score_captions(refs[0], results)
+    return score_captions(refs[0], results, meteor=cfg.meteor)
 
 
 def add_clip_score(cfg: EvalConfig, questions, answers: list[dict], metrics: dict[str, Any]) -> None:
@@ -102,7 +103,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                                 f"--root {data_root}) or pick another --split")
     questions = load_questions(qfile, _image_folder(qfile))
     out.mkdir(parents=True, exist_ok=True)
-    _check_key(cfg, out)
+    _check_key(cfg, out, qfile)
     job = ShardJob(base=str(cfg.model), adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device,
                    batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, model_id=cfg.model_id,
                    metadata={}, answers_dir=str(out / "answers"), world=cfg.num_gpus,

@@ -55,11 +55,18 @@ def _num_ranks() -> int:
     return int(raw)
 
 
-def ensure_defaults(preset: str) -> tuple[Path, Path]:
-    """MODEL and DATA_ROOT, building the offline defaults when unset (both builders are cached)."""
+def default_paths(preset: str) -> tuple[Path, Path]:
+    """MODEL and DATA_ROOT from the environment, else the offline defaults' locations."""
     data_env, model_env = os.environ.get("DATA_ROOT"), os.environ.get("MODEL")
     data_root = Path(data_env) if data_env else ROOT / "artifacts" / "data" / preset
     model = Path(model_env) if model_env else ROOT / "artifacts" / "base" / preset
+    return model, data_root
+
+
+def ensure_defaults(preset: str) -> tuple[Path, Path]:
+    """MODEL and DATA_ROOT, building the offline defaults when unset (both builders are cached)."""
+    data_env, model_env = os.environ.get("DATA_ROOT"), os.environ.get("MODEL")
+    model, data_root = default_paths(preset)
     if not data_env:
         from data_prep.build_default import main as build_data
 
@@ -157,9 +164,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         out_dir = Path(_env("OUTPUT_DIR", str(ROOT / "outputs" / run_name)))
         do_eval = env_flag("EVAL", True)
         ranks = _num_ranks()
+        model, data_root = default_paths(preset)
+        parse_args(train_argv(args.task, preset, model, data_root, out_dir, extra), check_paths=False,
+                   with_deepspeed=False)  # values first: a typo fails in seconds, before any build
         model, data_root = ensure_defaults(preset)
         targv = train_argv(args.task, preset, model, data_root, out_dir, extra)
-        _, dargs, _, targs = parse_args(targv, with_deepspeed=False)  # fails here, before launch
+        _, dargs, _, targs = parse_args(targv, with_deepspeed=False)  # paths too, still before launch
     except (ConfigError, FileNotFoundError) as e:
         print(f"[finetune] configuration error: {e}", file=sys.stderr, flush=True)
         return 2

@@ -6,6 +6,7 @@ scheduler checkpointing, data order on resume) is the stock Trainer.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -22,6 +23,7 @@ from .checkpoints import mark_complete, rotate_complete
 
 logger = logging.getLogger(__name__)
 PROJECTOR_FILE = "mm_projector.safetensors"
+GRAPH_FILE = "structlora_graph.json"
 
 
 class TrainingDivergedError(RuntimeError):
@@ -35,6 +37,28 @@ def _any_rank(flag: bool) -> bool:
     t = torch.tensor([1.0 if flag else 0.0])
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def save_graph(model: nn.Module, path: Path) -> None:
+    """The coordinator's current graph (similarity edges are refreshed from parameters during
+    training and are not part of any state dict), so that a resumed run uses the same graph."""
+    from llava_structlora.structlora import get_controller
+    from llava_structlora.utils.io import atomic_write_json
+
+    ctrl = get_controller(model)
+    atomic_write_json(path, {"nodes": [n.name for n in ctrl.nodes], "edges": [list(e) for e in ctrl.graph.edges]})
+
+
+def restore_graph(model: nn.Module, path: Path) -> None:
+    from llava_structlora.structlora import StructLoRAGraph, get_controller
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: StructLoRA checkpoint without its coordinator graph")
+    saved = json.loads(path.read_text())
+    ctrl = get_controller(model)
+    if saved["nodes"] != [n.name for n in ctrl.nodes]:
+        raise ValueError(f"{path}: graph nodes do not match the model's adapted layers")
+    ctrl.set_graph(StructLoRAGraph(nodes=ctrl.nodes, edges=[(int(i), int(j), str(k)) for i, j, k in saved["edges"]]))
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -140,6 +164,7 @@ class StructLoRATrainer(transformers.Trainer):
 
             model = self.accelerator.unwrap_model(self.model)
             save_structlora(model, output_dir or self.args.output_dir)
+            save_graph(model, Path(output_dir or self.args.output_dir) / GRAPH_FILE)
             projector = {n: p.detach() for n, p in model.named_parameters() if n in self.projector_params}
             if projector:
                 atomic_save_safetensors(projector, Path(output_dir or self.args.output_dir) / PROJECTOR_FILE)
@@ -152,6 +177,7 @@ class StructLoRATrainer(transformers.Trainer):
 
         target = self.accelerator.unwrap_model(model if model is not None else self.model)
         load_structlora(target, resume_from_checkpoint)
+        restore_graph(target, Path(resume_from_checkpoint) / GRAPH_FILE)
         proj_file = Path(resume_from_checkpoint) / PROJECTOR_FILE
         if proj_file.is_file():
             from safetensors.torch import load_file
@@ -182,6 +208,8 @@ class StructLoRATrainer(transformers.Trainer):
         if load_path is None:
             raise RuntimeError(f"DeepSpeed could not resume from {resume_from_checkpoint}")
         self._load_optimizer_and_scheduler(resume_from_checkpoint)
+        if self.method == "structlora":
+            restore_graph(self.accelerator.unwrap_model(self.model), Path(resume_from_checkpoint) / GRAPH_FILE)
         logger.info("resumed DeepSpeed state from %s", load_path)
         return model, train_dataloader
 

@@ -46,9 +46,11 @@ def test_test_dev_writes_submission(smoke, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["gqa", "coco"])
 def test_gqa_and_coco(smoke, tmp_path, task):
-    metrics = evaluate(_cfg(smoke, tmp_path, task=task))
+    metrics = evaluate(_cfg(smoke, tmp_path, task=task, meteor=False))   # METEOR: tests/metrics/test_cli.py
     key = "accuracy" if task == "gqa" else "CIDEr"
     assert key in metrics and metrics["n"] == metrics["n_questions"] > 0
+    if task == "coco":
+        assert metrics["METEOR"] is None and any("CLIPScore skipped" in n for n in metrics["notes"])
 
 
 @pytest.mark.slow
@@ -58,3 +60,17 @@ def test_two_cpu_workers_equal_one(smoke, tmp_path):
     assert (tmp_path / "one" / "answers.jsonl").read_text() == (tmp_path / "two" / "answers.jsonl").read_text()
     assert len(list((tmp_path / "two" / "answers").glob("shard-*-of-02.jsonl"))) == 2
     assert one["accuracy"] == two["accuracy"]
+
+
+def test_rebuilt_question_file_is_not_resumed(smoke, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(smoke["data"] / "vqav2", data / "vqav2")
+    shutil.copytree(smoke["data"] / "raw", data / "raw")
+    evaluate(_cfg(smoke, tmp_path / "out", data_root=str(data)))
+    qfile = data / "vqav2" / "val_questions.jsonl"
+    lines = qfile.read_text().splitlines()
+    qfile.write_text("\n".join(lines[:-1]) + "\n")      # the data was rebuilt
+    with pytest.raises(ValueError, match="questions_sha256"):
+        evaluate(_cfg(smoke, tmp_path / "out", data_root=str(data)))

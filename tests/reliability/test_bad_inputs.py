@@ -213,3 +213,33 @@ def test_scorer_refuses_bad_result_ids(results, pattern, tmp_path, capsys):
     assert main(["gqa", "--questions", str(q), "--results", str(r)]) == 2
     captured = capsys.readouterr()
     assert pattern in captured.err and str(r) in captured.err and captured.out == ""
+
+
+# ----------------------------------------------------------------------------- evaluation inputs
+@pytest.mark.parametrize("content,pattern", [
+    (b'{"question_id": 1, "text": "q?"}\n{"question_id": 1, "text": "again?"}\n', r":2: duplicate question_id 1"),
+    (b'{"question_id": 1, "text": "q?"}\n{"question_id": 2, "text": \n', r":2: not valid JSON"),
+    (b'{"question_id": 1, "text": "caf\xe9?"}\n', r"questions\.jsonl"),
+    (b"", r"no questions"),
+])
+def test_eval_question_file_errors_name_file_and_line(content, pattern, tmp_path):
+    from llava_structlora.evaluation.generate import load_questions
+
+    path = tmp_path / "val_questions.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=pattern) as err:
+        load_questions(path, tmp_path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_eval_unreadable_image_error_names_the_file(kind, corpus, processor):
+    """At evaluation time a bad image cannot be skipped (the scorer needs every id): it must
+    stop with an error that names the image file."""
+    from llava_structlora.evaluation.generate import Question, batch_pixels
+
+    good = Question(1, "what shape is it?", corpus["good"])
+    bad = Question(2, "what shape is it?", corpus[kind])
+    with pytest.raises(Exception) as err:
+        batch_pixels([good, bad], processor)
+    assert corpus[kind].name in str(err.value), f"{type(err.value).__name__}: {err.value}"

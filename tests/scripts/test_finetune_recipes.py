@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -35,9 +36,22 @@ def _adapter(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def coco_run(tmp_path_factory):
+def smoke_snapshot(tmp_path_factory):
+    """A private copy of the smoke data + base: runs compared with each other must not see a rebuild
+    (the shared artifacts/ are rebuilt whenever data/base code changes)."""
+    subprocess.run(["python3", "-c", "from llava_structlora.train.pipeline import ensure_defaults; "
+                    "ensure_defaults('smoke')"], cwd=ROOT, check=True, capture_output=True, timeout=300,
+                   env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    snap = tmp_path_factory.mktemp("smoke_snapshot")
+    shutil.copytree(ROOT / "artifacts" / "data" / "smoke", snap / "data")
+    shutil.copytree(ROOT / "artifacts" / "base" / "smoke", snap / "base")
+    return {"DATA_ROOT": str(snap / "data"), "MODEL": str(snap / "base")}
+
+
+@pytest.fixture(scope="module")
+def coco_run(tmp_path_factory, smoke_snapshot):
     out = tmp_path_factory.mktemp("coco") / "run"
-    proc, secs = _run("coco", out)
+    proc, secs = _run("coco", out, **smoke_snapshot)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc, secs
 
@@ -79,19 +93,20 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
         time.sleep(0.2)
 
 
-def test_kill9_then_resume_equals_uninterrupted(coco_run, tmp_path):
+def test_kill9_then_resume_equals_uninterrupted(coco_run, smoke_snapshot, tmp_path):
     ref_out = coco_run[0]
     out = tmp_path / "run"
     log = open(tmp_path / "killed.log", "w")
     proc = subprocess.Popen(["bash", "scripts/finetune_coco.sh"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env=_env(out, EVAL="0", LLAVA_SL_DEBUG_STEP_SLEEP="1.5"), start_new_session=True)
+                            env=_env(out, EVAL="0", LLAVA_SL_DEBUG_STEP_SLEEP="1.5", **smoke_snapshot),
+                            start_new_session=True)
     try:
         _wait_for(out / "checkpoint-3" / "COMPLETE.json", proc, timeout=300)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks, mid-run
         proc.wait()
     assert not (out / "adapter").exists() and not (out / "checkpoint-6").exists()
-    resumed, _ = _run("coco", out, EVAL="0")
+    resumed, _ = _run("coco", out, EVAL="0", **smoke_snapshot)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout and "checkpoint-3" in resumed.stdout
     ref, got = _adapter(ref_out), _adapter(out)

@@ -83,12 +83,13 @@ def test_structlora_resume_replays_uninterrupted_run(tiny_base, tmp_path, fake_d
     """Single-process resume (the 2-rank DeepSpeed kill -9 test is in tests/scripts)."""
     from llava_structlora.structlora import structlora_state_dict
 
-    full = _trainer(tiny_base, tmp_path / "full", "--method", "structlora", "--save_steps", "3", data=fake_data)
+    flags = ("--method", "structlora", "--save_steps", "3", "--graph_refresh_steps", "2")  # graph refreshed at 2
+    full = _trainer(tiny_base, tmp_path / "full", *flags, data=fake_data)
     full.train()
-    part = _trainer(tiny_base, tmp_path / "part", "--method", "structlora", "--save_steps", "3", data=fake_data)
+    part = _trainer(tiny_base, tmp_path / "part", *flags, data=fake_data)
     part.add_callback(_StopAt(3))  # same 6-step schedule, interrupted after checkpoint-3
     part.train()
-    resumed = _trainer(tiny_base, tmp_path / "part", "--method", "structlora", "--save_steps", "3", data=fake_data)
+    resumed = _trainer(tiny_base, tmp_path / "part", *flags, data=fake_data)
     resumed.train(resume_from_checkpoint=str(tmp_path / "part" / "checkpoint-3"))
     a, b = structlora_state_dict(full.model), structlora_state_dict(resumed.model)
     assert a.keys() == b.keys()
@@ -121,6 +122,7 @@ def test_adalora_allocates_ranks_without_deepspeed(tiny_base, tmp_path, fake_dat
     tr = _trainer(tiny_base, tmp_path, "--method", "adalora", data=fake_data)
     tr.add_callback(AdaLoraCallback(tr))
     tr.train()
-    allocator = tr.model.base_model.rankallocator
-    assert allocator.ipt, "update_and_allocate saw gradients (importance scores were computed)"
+    cfg = tr.model.peft_config["default"]
+    assert cfg.rank_pattern, "the final budget allocation ran (needs gradients at on_optimizer_step)"
+    assert sum(sum(m) for m in cfg.rank_pattern.values()) <= cfg.target_r * len(cfg.rank_pattern)
     assert all(torch.isfinite(torch.tensor(_losses(tr))))
