@@ -54,6 +54,17 @@ def trained_structlora(base: torch.nn.Module, rank: int, seed: int, batch: dict,
     return model.eval()
 
 
+def merged_copy(adapted: torch.nn.Module, base: torch.nn.Module) -> torch.nn.Module:
+    """Merge a copy (save_structlora -> load_structlora on a fresh copy of the base -> merge), so the
+    unmerged model stays available for the side-by-side comparison."""
+    from llava_structlora.structlora import load_structlora, merge_structlora, save_structlora
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save_structlora(adapted, Path(tmp) / "structlora")
+        fresh = load_structlora(copy.deepcopy(base), Path(tmp) / "structlora")
+    return merge_structlora(fresh).eval()
+
+
 @torch.no_grad()
 def logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
@@ -93,8 +104,6 @@ def latency(models: dict[str, torch.nn.Module], batch: dict, repeats: int, inner
 
 
 def run_stack(name: str, args: argparse.Namespace) -> dict:
-    from llava_structlora.structlora import merge_structlora
-
     if name == "tiny":
         base, desc = load_tiny_base(args.preset, args.seed)
         shapes, gen, reps, inner = [(1, 32), (8, 32)], 16, args.repeats or (3 if args.quick else 21), 5
@@ -105,7 +114,7 @@ def run_stack(name: str, args: argparse.Namespace) -> dict:
     base.eval()
     train_batch = make_batch(base, 2, 16, args.seed)
     adapted = trained_structlora(base, args.rank, args.seed, train_batch)
-    merged = merge_structlora(copy.deepcopy(adapted)).eval()
+    merged = merged_copy(adapted, base)
     eval_batch = make_batch(base, 2, 24, args.seed + 1)
     ref = logits(adapted, eval_batch)
     out = {"model": desc, "max_logit_diff_merged": float((logits(merged, eval_batch) - ref).abs().max()),

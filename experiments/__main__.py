@@ -25,12 +25,22 @@ logger = logging.getLogger("experiments")
 
 
 def ensure_artifacts(suite: SuiteConfig) -> None:
-    """Build (or find up to date: both builders are cached by stamps) the shapes world and tiny base."""
+    """Build (or find up to date: both builders are cached by stamps) the shapes world and tiny base,
+    then snapshot the base into the suite's directory (cached runs are keyed by its stamp)."""
+    import shutil
+
     from data_prep.build_default import build_default
     from llava_structlora.toy.build_base import build_base
+    from llava_structlora.utils.io import atomic_directory
 
     build_default(suite.data_root, suite.preset)
-    build_base(suite.data_root, suite.base_dir, suite.preset)
+    build_base(suite.data_root, suite.shared_base_dir, suite.preset)
+    stamp = "build_stamp.json"
+    snap, shared = suite.base_dir / stamp, suite.shared_base_dir / stamp
+    if not snap.exists() or snap.read_bytes() != shared.read_bytes():
+        with atomic_directory(suite.base_dir) as tmp:
+            shutil.copytree(suite.shared_base_dir, tmp, dirs_exist_ok=True)
+        logger.info("snapshot of %s -> %s", suite.shared_base_dir, suite.base_dir)
 
 
 def record(name: str, title: str, data: dict, md: str, suite: SuiteConfig, command: str) -> Path:

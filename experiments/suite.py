@@ -45,8 +45,14 @@ class SuiteConfig:
         return REPO / "artifacts" / "data" / self.preset
 
     @property
-    def base_dir(self) -> Path:
+    def shared_base_dir(self) -> Path:
+        """The repository's cached tiny base (built by llava_structlora.toy.build_base)."""
         return REPO / "artifacts" / "base" / self.preset
+
+    @property
+    def base_dir(self) -> Path:
+        """The suite's snapshot of the shared base: a rebuild of the shared one mid-suite cannot mix bases."""
+        return self.out_root / "base"
 
     @property
     def out_root(self) -> Path:

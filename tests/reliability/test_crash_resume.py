@@ -6,9 +6,10 @@ Training: ``SMOKE=1 EVAL=0 bash scripts/finetune_coco.sh`` (2-rank DeepSpeed ZeR
 being written (a ``checkpoint-N`` dir without its COMPLETE marker), which also checks that a
 half-written checkpoint is never resumed from; kills 2 and 3 land a random delay after a new
 checkpoint. The final adapter (stock PEFT and full StructLoRA state) must match an
-uninterrupted run within 1e-6. Evaluation: ``python -m llava_structlora.evaluation`` killed
-after a random number of answered questions, three times, then run to the end: every question
-answered exactly once and every answer identical to an uninterrupted run.
+uninterrupted run within 1e-6, and the last run must really have resumed. Evaluation:
+``python -m llava_structlora.evaluation`` killed after a random number of answered questions,
+three times, then run to the end: every question answered exactly once and every answer
+identical to an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import json
 import random
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -51,12 +53,16 @@ def _train_env(out: Path, smoke: dict[str, Path]) -> dict[str, str]:
             "DATA_ROOT": str(smoke["data"]), "MODEL": str(smoke["base"])}
 
 
+def _train(out: Path, smoke: dict[str, Path]) -> subprocess.CompletedProcess:
+    return subprocess.run(_finetune_cmd(), cwd=REPO, env=child_env(**_train_env(out, smoke)), capture_output=True,
+                          text=True, timeout=300)
+
+
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory, smoke) -> Path:
     """One uninterrupted training run on the snapshot."""
     out = tmp_path_factory.mktemp("train") / "reference"
-    res = subprocess.run(_finetune_cmd(), cwd=REPO, env=child_env(**_train_env(out, smoke)), capture_output=True,
-                         text=True, timeout=300)
+    res = _train(out, smoke)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return out
 
@@ -90,35 +96,28 @@ def _kill_when(proc, out: Path, mid_save: bool, delay: float, timeout: float = 1
     return "run ended before the kill point"
 
 
-def _tensors(path: Path) -> dict:
+def _assert_same_tensors(a: Path, b: Path, tol: float = 1e-6, note: str = "") -> None:
     from safetensors.torch import load_file
 
-    return load_file(str(path))
-
-
-def _assert_same_tensors(a: Path, b: Path, tol: float = 1e-6, note: str = "") -> None:
-    ta, tb = _tensors(a), _tensors(b)
+    ta, tb = load_file(str(a)), load_file(str(b))
     assert set(ta) == set(tb), f"{a} vs {b}: different tensor names"
     worst = max(float((ta[k].float() - tb[k].float()).abs().max()) for k in ta)
     assert worst <= tol, f"{a} vs {b}: max abs diff {worst:.3e} > {tol} ({note})"
 
 
 def test_training_killed_three_times_resumes_to_the_same_adapter(reference_run, smoke, tmp_path):
-    from llava_structlora.train.checkpoints import newest_complete
-
     out = tmp_path / "crashed"
     rng = random.Random(1234)
     points = []
     for i in range(3):
         proc = start(_finetune_cmd(), **_train_env(out, smoke))
         points.append(_kill_when(proc, out, mid_save=(i == 0), delay=rng.uniform(0.0, 1.0)))
-        done, partial = _checkpoints(out)
-        if partial:  # a half-written checkpoint must never be the resume point
-            assert newest_complete(out) is None or int(newest_complete(out).name.split("-")[-1]) not in partial
-    res = subprocess.run(_finetune_cmd(), cwd=REPO, env=child_env(**_train_env(out, smoke)), capture_output=True,
-                         text=True, timeout=300)
+        points.append(f"after kill {i + 1}: complete/partial checkpoints {_checkpoints(out)}")
+    res = _train(out, smoke)
     assert res.returncode == 0, f"kill points {points}\n" + res.stdout[-3000:] + res.stderr[-3000:]
     assert "mid-save" in points[0] or "after" in points[0], points
+    resumed = json.loads((out / "run.json").read_text()).get("resumed_from")
+    assert resumed and "checkpoint-" in resumed, f"the last run did not resume ({resumed!r}); {points}"
     for sub in ("adapter/adapter_model.safetensors", "structlora/structlora_model.safetensors"):
         _assert_same_tensors(reference_run / sub, out / sub, note=f"kill points: {points}")
     state = json.loads((out / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())
@@ -127,8 +126,6 @@ def test_training_killed_three_times_resumes_to_the_same_adapter(reference_run, 
 
 # ----------------------------------------------------------------------------- evaluation
 def _eval_cmd(adapter: Path, out: Path, smoke: dict[str, Path]) -> list[str]:
-    import sys
-
     return [sys.executable, "-m", "llava_structlora.evaluation", "--task", "gqa", "--model", str(smoke["base"]),
             "--adapter", str(adapter), "--data-root", str(smoke["data"]), "--output-dir", str(out),
             "--batch-size", "1", "--device", "cpu"]
@@ -148,7 +145,8 @@ def _answers(out: Path) -> dict:
 def test_evaluation_killed_three_times_gives_identical_answers(reference_run, smoke, tmp_path):
     adapter = reference_run / "adapter"
     ref, out = tmp_path / "ref", tmp_path / "crashed"
-    res = subprocess.run(_eval_cmd(adapter, ref, smoke), cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(_eval_cmd(adapter, ref, smoke), cwd=REPO, env=child_env(), capture_output=True, text=True,
+                         timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     expected = _answers(ref)
     n = len(expected)
@@ -163,6 +161,7 @@ def test_evaluation_killed_three_times_gives_identical_answers(reference_run, sm
         landed.append(_answered(out))
     assert any(0 < a < n for a in landed), f"no kill landed mid-generation: {landed} of {n}"
     assert not (out / "answers.jsonl").exists() or _answered(out) == n
-    res = subprocess.run(_eval_cmd(adapter, out, smoke), cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(_eval_cmd(adapter, out, smoke), cwd=REPO, env=child_env(), capture_output=True, text=True,
+                         timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert _answers(out) == expected

@@ -126,3 +126,22 @@ def test_adalora_allocates_ranks_without_deepspeed(tiny_base, tmp_path, fake_dat
     assert cfg.rank_pattern, "the final budget allocation ran (needs gradients at on_optimizer_step)"
     assert sum(sum(m) for m in cfg.rank_pattern.values()) <= cfg.target_r * len(cfg.rank_pattern)
     assert all(torch.isfinite(torch.tensor(_losses(tr))))
+
+
+def test_coordinator_graph_round_trips_through_checkpoints(tiny_base, tmp_path):
+    """Refreshed similarity edges live in no state dict: checkpoints carry them (structlora_graph.json)."""
+    from llava_structlora.structlora import StructLoRAGraph, get_controller
+    from llava_structlora.train.trainer import restore_graph, save_graph
+
+    _, _, s, t = parse_args(["--output_dir", str(tmp_path), "--model_name_or_path", str(tiny_base)], check_paths=False)
+    m, _, _, _ = parse_args(["--output_dir", str(tmp_path)], check_paths=False)
+    m.model_name_or_path = str(tiny_base)
+    trained, fresh = build_model(m, s, 0, 6), build_model(m, s, 0, 6)
+    ctrl = get_controller(trained)
+    kept = ctrl.graph.edges[::2]  # stands in for a refresh that changed the edges
+    ctrl.set_graph(StructLoRAGraph(nodes=ctrl.nodes, edges=kept))
+    save_graph(trained, tmp_path / "g.json")
+    assert get_controller(fresh).graph.edges != kept
+    restore_graph(fresh, tmp_path / "g.json")
+    assert get_controller(fresh).graph.edges == kept
+    assert torch.equal(get_controller(fresh).adj, ctrl.adj)
