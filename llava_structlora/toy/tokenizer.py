@@ -11,7 +11,6 @@ starts; ``byte_fallback`` maps any unseen character to bytes instead of ``<unk>`
 from __future__ import annotations
 
 import io
-import json
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator

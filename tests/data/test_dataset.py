@@ -64,12 +64,6 @@ def test_dataset_item_and_forward(processor, world):
     assert torch.isfinite(loss)
 
 
-def _write(tmp_path, world, recs):
-    path = tmp_path / "bad.json"
-    path.write_text(json.dumps(recs))
-    return LazySupervisedDataset, path, world.parent
-
-
 def test_record_without_gpt_turn_is_counted_and_logged(processor, world, tmp_path, caplog):
     good = json.loads(world.read_text())[:2]
     bad = {"id": "nogpt", "image": "images/0.png", "conversations": [{"from": "human", "value": "<image>\nhi"}]}

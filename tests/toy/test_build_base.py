@@ -8,7 +8,6 @@ import torch
 from llava_structlora.toy.build_base import STAMP, build_base
 
 
-@pytest.mark.slow
 def test_smoke_base_builds_loads_with_stock_classes_and_is_cached(data_root, tmp_path):
     from transformers import AutoProcessor, LlavaForConditionalGeneration
     from PIL import Image
