@@ -178,7 +178,7 @@ def summary_markdown(records: dict[str, dict[str, Any]]) -> tuple[str, dict[str,
             lines.append(f"| {name.removeprefix('experiments_')} | {c['a']} {exp} {c['b']} ({c['quantity']}) | "
                          f"{c['task']} | {c['mean_diff']:+.3g} | {p} | {c['n']} | {c['verdict']} |")
             counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
-    tally = ", ".join(f"{v}: {k}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "no claim tested yet"
+    tally = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "no claim tested yet"
     missing = [t for t in ("main", "rank", "data", "ablation", "gnn_depth", "graph", "filter", "regularizers")
                if f"experiments_{t}" not in records]
     head = [f"Verdicts so far: {tally}.", ""]

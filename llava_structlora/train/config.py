@@ -228,9 +228,12 @@ def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: Training
     ds = targs.deepspeed
     if isinstance(ds, str) and ds:
         try:
-            json.loads(Path(ds).read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            stage = json.loads(Path(ds).read_text()).get("zero_optimization", {}).get("stage", 0)
+        except (OSError, json.JSONDecodeError, AttributeError) as e:
             raise ConfigError(f"deepspeed={ds}: not a readable JSON file ({e})") from e
+        if stage == 3 and margs.method == "structlora":
+            raise ConfigError(f"deepspeed={ds}: ZeRO-3 partitions the adapter factors that StructLoRA's "
+                              "coordinator reads across layers; use zero2.json or zero2_offload.json")
 
 
 def build_structlora_config(margs: ModelArguments, sargs: StructLoRAArguments, seed: int):

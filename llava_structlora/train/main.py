@@ -66,6 +66,11 @@ def run(argv: Sequence[str]) -> Optional[Path]:
     if margs.method == "adalora" and targs.deepspeed:
         raise ConfigError("method=adalora: PEFT's rank allocator reads param.grad after each step, which the "
                           "DeepSpeed engine has already zeroed/partitioned; run it with NO_DEEPSPEED=1")
+    _ = targs.device  # initializes torch.distributed first (ZeRO-3's zero.Init needs the world size)
+    if targs.deepspeed:
+        import deepspeed
+
+        deepspeed.init_distributed()  # deepspeed.comm too: zero.Init in from_pretrained reads its world size
     _setup_logging(targs)
     started = time.time()
     from llava_structlora.data import DataCollatorForSupervisedDataset

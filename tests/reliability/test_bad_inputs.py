@@ -72,7 +72,7 @@ def test_only_bad_images_stop_with_clear_error(tmp_path, corpus, processor):
     (b'["just", "strings"]', "list of non-records"),
     (b'[{"id": "a", "image": "good.png", "conversations": [{"from": "human", "value": "\xff\xfe caf\xe9"}]}]',
      "non-UTF8 bytes"),
-])
+], ids=["malformed", "empty_file", "object_not_list", "list_of_strings", "non_utf8"])
 def test_bad_json_file_is_clear_error(content, what, tmp_path, corpus, processor):
     path = tmp_path / "llava_train.json"
     path.write_bytes(content)
@@ -105,7 +105,10 @@ def test_image_record_without_image_token_stays_consistent(tmp_path, corpus, pro
         assert "no_token" in str(e)
         return
     if item["id"] == "no_token":
-        assert item["pixel_values"] is not None and _n_image_tokens(item, processor) == num_image_tokens(processor)
+        n = _n_image_tokens(item, processor)
+        assert n == num_image_tokens(processor), (
+            f"record with an image but no <image> token gave {n} image tokens with pixel_values set "
+            f"(the model's forward would fail); expected {num_image_tokens(processor)} or a counted skip")
     else:
         assert sum(ds.skipped.values()) == 1
 
@@ -166,7 +169,7 @@ def test_converter_counts_each_unusable_image(tmp_path, corpus):
     (b'{"1": {"imageId": "good", "question": "q?", "answer": "a"}, "1": {"imageId": "good", "question": "q?", '
      b'"answer": "b"}}', r"duplicated question id '1'"),
     (b'{"1": {"imageId": "good", "question": "caf\xe9?", "answer": "a"}}', r"val_balanced_questions\.json"),
-])
+], ids=["malformed", "empty_file", "list_not_object", "duplicate_id", "non_utf8"])
 def test_converter_bad_file_is_clear_error(content, pattern, tmp_path, corpus):
     from data_prep.common import ConvertError
 
@@ -203,7 +206,7 @@ def test_nan_in_training_yaml_is_refused_before_launch(field, cls, tmp_path):
     ([{"questionId": "1", "prediction": "red"}, {"questionId": "2", "prediction": "red"},
       {"questionId": "9", "prediction": "red"}], "not in the references (e.g. '9')"),
     ({"questionId": "1"}, "results"),
-])
+], ids=["duplicate_id", "missing_id", "unknown_id", "wrong_shape"])
 def test_scorer_refuses_bad_result_ids(results, pattern, tmp_path, capsys):
     """Duplicate / missing / unknown ids in a results file: exit 2 with a clear message, no score."""
     from llava_structlora.metrics.__main__ import main
@@ -221,7 +224,7 @@ def test_scorer_refuses_bad_result_ids(results, pattern, tmp_path, capsys):
     (b'{"question_id": 1, "text": "q?"}\n{"question_id": 2, "text": \n', r":2: not valid JSON"),
     (b'{"question_id": 1, "text": "caf\xe9?"}\n', r"questions\.jsonl"),
     (b"", r"no questions"),
-])
+], ids=["duplicate_id", "malformed_line", "non_utf8", "empty_file"])
 def test_eval_question_file_errors_name_file_and_line(content, pattern, tmp_path):
     from llava_structlora.evaluation.generate import load_questions
 

@@ -69,3 +69,14 @@ def test_paths_checked(tmp_path):
         parse_args(["--output_dir", str(tmp_path), "--model_name_or_path", str(tmp_path / "m"),
                     "--data_path", str(tmp_path / "d.json"), "--deepspeed", str(tmp_path / "z.json")],
                    with_deepspeed=False)
+
+
+def test_structlora_refuses_zero3_before_launch(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    (tmp_path / "d.json").write_text("[]")
+    base = ["--output_dir", str(tmp_path), "--model_name_or_path", str(tmp_path / "m"), "--data_path",
+            str(tmp_path / "d.json"), "--deepspeed", "zero_configs/zero3.json"]
+    with pytest.raises(ConfigError, match="ZeRO-3"):
+        parse_args(base, with_deepspeed=False)
+    parse_args(base + ["--method", "lora"], with_deepspeed=False)  # baselines may use ZeRO-3
