@@ -39,15 +39,18 @@ class Segment:
     is_target: bool
 
 
-def normalize_image_prompt(question: str) -> str:
-    """Put ``<image>`` first followed by a newline, as LLaVA's preprocess_multimodal does."""
-    if IMAGE_TOKEN not in question:
-        return question
+def normalize_image_prompt(question: str, with_image: bool = True) -> str:
+    """Exactly one ``<image>`` first, followed by a newline, as LLaVA's preprocess_multimodal does.
+
+    A record with an image but no (or several) ``<image>`` tokens would otherwise reach the model
+    with a token/feature count mismatch; a text-only record keeps no image token at all.
+    """
     rest = question.replace(IMAGE_TOKEN, "").strip()
-    return f"{IMAGE_TOKEN}\n{rest}"
+    return f"{IMAGE_TOKEN}\n{rest}" if with_image else rest
 
 
-def conversation_segments(turns: Sequence[dict], system: str = "", eos: str = "</s>") -> list[Segment]:
+def conversation_segments(turns: Sequence[dict], system: str = "", eos: str = "</s>",
+                          with_image: bool = True) -> list[Segment]:
     """Render LLaVA ``conversations`` into prompt / target segments.
 
     Turns must alternate human, gpt, human, gpt...; a leading gpt turn is dropped (LLaVA does the
@@ -68,7 +71,7 @@ def conversation_segments(turns: Sequence[dict], system: str = "", eos: str = "<
     segments: list[Segment] = []
     prefix = f"{system} " if system else ""
     for k, (q, a) in enumerate(pairs):
-        q = normalize_image_prompt(q) if k == 0 else q.replace(IMAGE_TOKEN, "").strip()
+        q = normalize_image_prompt(q, with_image) if k == 0 else q.replace(IMAGE_TOKEN, "").strip()
         segments.append(Segment(f"{prefix if k == 0 else ''}USER: {q} ASSISTANT:", False))
         segments.append(Segment(f" {a}{eos}", True))
     return segments
@@ -79,6 +82,5 @@ def build_prompt(question: str, system: str = "", with_image: bool = True) -> st
 
     Feed it with the (expand2square'd) image to the LlavaProcessor, or to ``encode_prompt``.
     """
-    q = question if IMAGE_TOKEN in question or not with_image else f"{IMAGE_TOKEN}\n{question}"
-    turns = [{"from": "human", "value": q}, {"from": "gpt", "value": ""}]
-    return conversation_segments(turns, system)[0].text
+    turns = [{"from": "human", "value": question}, {"from": "gpt", "value": ""}]
+    return conversation_segments(turns, system, with_image=with_image)[0].text

@@ -87,7 +87,7 @@ class LazySupervisedDataset(Dataset):
         try:
             if not isinstance(rec, dict) or not isinstance(rec.get("conversations"), list):
                 raise ConversationError("no conversations list")
-            conversation_segments(rec["conversations"], self.system)
+            conversation_segments(rec["conversations"], self.system, with_image=rec.get("image") is not None)
         except ConversationError as e:
             self._bad(str(e), f"{self.json_path} record {rid}: {e}")
             return
@@ -103,7 +103,8 @@ class LazySupervisedDataset(Dataset):
         return len(self.records)
 
     def encode(self, rec: dict[str, Any]) -> tuple[list[int], list[int]]:
-        ids, labels = encode_segments(conversation_segments(rec["conversations"], self.system), self.processor)
+        segments = conversation_segments(rec["conversations"], self.system, with_image=rec["image"] is not None)
+        ids, labels = encode_segments(segments, self.processor)
         ids, labels, cut = truncate(ids, labels, self.max_len, self.image_token_id)
         if cut:
             self.truncated += 1

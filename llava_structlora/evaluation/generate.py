@@ -24,6 +24,10 @@ import torch
 from llava_structlora.data import collate_for_generation, encode_prompt, expand2square, mean_colour
 
 
+class ImageLoadError(OSError):
+    """An evaluation image that cannot be decoded; the message names the file."""
+
+
 class QuestionFileError(ValueError):
     """A malformed LLaVA question JSONL; the message names the file and line."""
 
@@ -43,8 +47,12 @@ def load_questions(path: str | Path, image_folder: str | Path) -> list[Question]
     if not path.is_file():
         raise QuestionFileError(f"question file not found: {path}")
     out, seen = [], set()
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise QuestionFileError(f"{path}:{n}: not valid UTF-8 ({e})") from e
             if not line.strip():
                 continue
             try:
@@ -89,9 +97,12 @@ def load_images(paths: Sequence[Path], processor) -> list[torch.Tensor]:
     background = mean_colour(processor)
     imgs = []
     for path in unique:
-        with Image.open(path) as im:
-            im.load()
-            imgs.append(expand2square(im.convert("RGB"), background))
+        try:
+            with Image.open(path) as im:
+                im.load()
+                imgs.append(expand2square(im.convert("RGB"), background))
+        except (OSError, ValueError, SyntaxError) as e:  # every id must be answered: no skipping here
+            raise ImageLoadError(f"cannot read image {path}: {e}") from e
     pixels = processor.image_processor(imgs, return_tensors="pt")["pixel_values"]
     index = {p: i for i, p in enumerate(unique)}
     return [pixels[index[p]] for p in paths]
