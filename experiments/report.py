@@ -88,7 +88,7 @@ def markdown(table: Table, result: dict[str, Any], suite: SuiteConfig, claim_row
     geo = table.name in ("regularizers", "main")
     head = ["variant"] + [f"{METRIC_LABEL[t]} test" for t in tasks] + ["Δ vs LoRA (p)", "lr"]
     if geo:
-        head += ["drift energy", "CosAdj"]
+        head += [f"drift energy ({tasks[0]})", f"CosAdj ({tasks[0]})"]
     head.append("paper (LLaVA-1.5-7B)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, row in rows.items():

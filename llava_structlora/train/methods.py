@@ -123,7 +123,7 @@ def align_lora_init(model: nn.Module, seed: int) -> int:
     (seed, module name). Using one init for every method makes baselines start from identical
     factors (fair comparisons; `lora` == `structlora --filter none --coordinator none` step for step).
     """
-    from llava_structlora.structlora.layer import name_seed
+    from llava_structlora.structlora import name_seed
     from peft.tuners.lora import LoraLayer
 
     n = 0
