@@ -13,13 +13,12 @@ an interrupted suite resumes at the first run without a result (its partial run 
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from llava_structlora.utils.io import atomic_write_json
 
@@ -41,27 +40,6 @@ def cached(spec: RunSpec, suite: SuiteConfig) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-@contextlib.contextmanager
-def cider_only() -> Iterator[None]:
-    """ADAPTER (experiments only): skip METEOR, which costs ~16 s of Java start-up per caption scoring
-    on this machine, 150 runs x 2 splits = 80 min of the 2 h budget; the tables report CIDEr.
-    The scorer has no switch for it (requested in docs/notes/issue8_requests.md); METEOR comes
-    back as null with a note, exactly as when Java cannot start it."""
-    from llava_structlora.metrics import caption
-
-    original = caption._meteor
-
-    def skipped(gts_t: dict, res_t: dict, notes: list[str]) -> None:
-        notes.append("METEOR not computed by the experiments harness (CIDEr is the reported metric)")
-        return None
-
-    caption._meteor = skipped
-    try:
-        yield
-    finally:
-        caption._meteor = original
-
-
 def evaluate_run(spec: RunSpec, suite: SuiteConfig, out: Path, split: str) -> dict[str, Any]:
     """Real evaluation code on the derived split; returns its metrics plus the headline score."""
     from llava_structlora.evaluation.config import EvalConfig
@@ -69,9 +47,9 @@ def evaluate_run(spec: RunSpec, suite: SuiteConfig, out: Path, split: str) -> di
 
     cfg = EvalConfig(task=spec.task, model=str(suite.base_dir), data_root=str(suite.out_root / "eval_data"),
                      output_dir=str(out / f"eval_{split}"), split=split, adapter=str(out / "adapter"),
-                     batch_size=suite.eval_batch_size, overwrite=True)
-    with cider_only():
-        metrics = evaluate(cfg)
+                     batch_size=suite.eval_batch_size, overwrite=True,
+                     meteor=False)  # ~16 s of Java per scoring; the tables report CIDEr
+    metrics = evaluate(cfg)
     key = METRIC[spec.task]
     if metrics.get(key) is None:
         raise RuntimeError(f"{out}/eval_{split}/metrics.json has no {key!r}: {sorted(metrics)}")

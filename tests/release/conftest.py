@@ -2,7 +2,6 @@
 shared by the release/merge tests; plus tiny from-config bases for the fast wrong-base checks."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -26,18 +25,6 @@ def smoke_world() -> dict[str, Path]:
     return {"data": data, "base": base}
 
 
-def _record_metrics(run: Path, base: Path, data: Path) -> None:
-    """metrics.json via the real evaluation code, when the trainer's own validation is not available."""
-    from llava_structlora.evaluation.config import EvalConfig
-    from llava_structlora.evaluation.run import evaluate
-    from llava_structlora.utils.io import atomic_write_json
-
-    m = evaluate(EvalConfig(task="coco", model=str(base), data_root=str(data), split="val",
-                            output_dir=str(run / "eval_adapter"), adapter=str(run / "adapter"), batch_size=16))
-    atomic_write_json(run / "metrics.json", {"which": "adapter", "task": "coco", "split": "val",
-                                             "adapter": str(run / "adapter"), **m})
-
-
 @pytest.fixture(scope="session")
 def smoke_run(smoke_world, tmp_path_factory) -> Path:
     """A StructLoRA run (10 steps, lr 5e-3 so that the adapter visibly changes the outputs)."""
@@ -46,15 +33,12 @@ def smoke_run(smoke_world, tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("release") / "run"
     data, base = smoke_world["data"], smoke_world["base"]
-    has_validation = importlib.util.find_spec("llava_structlora.train.validation") is not None
     train_run(["--model_name_or_path", str(base), "--task", "coco", "--data_root", str(data),
                "--data_path", str(data / "coco" / "llava_train.json"), "--output_dir", str(out),
                "--method", "structlora", "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "5e-3",
                "--max_steps", "10", "--per_device_train_batch_size", "8", "--seed", "0",
                "--save_strategy", "no", "--report_to", "none", "--plots", "false", "--disable_tqdm", "true",
-               "--eval_split", "val", "--run_eval", "true" if has_validation else "false"])
-    if not (out / "metrics.json").exists():
-        _record_metrics(out, base, data)
+               "--eval_split", "val", "--run_eval", "true"])  # the trainer's own validation writes metrics.json
     assert json.loads((out / "run.json").read_text())["base_model"] == str(base.resolve())
     return out
 

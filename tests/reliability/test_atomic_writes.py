@@ -109,11 +109,15 @@ def test_random_kills_in_save_loop_leave_a_complete_file(tmp_path):
 CHILD_DIR = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
-    from llava_structlora.utils.io import atomic_directory
+    import llava_structlora.utils.io as io
     final, mode = Path({final!r}), {mode!r}
     def block():
         print("READY", flush=True); time.sleep(600)
-    if mode == "between_renames":   # old moved aside, new not yet in place
+    if mode == "after_exchange":    # renameat2 swap done, cleanup of the old version not yet
+        real_exchange = io._exchange
+        io._exchange = lambda a, b: (real_exchange(a, b), block())[0]
+    elif mode == "between_renames":  # fallback path: old moved aside, new not yet in place
+        io._exchange = lambda a, b: False
         real, calls = os.replace, []
         def replace(src, dst):
             calls.append(src)
@@ -121,7 +125,7 @@ CHILD_DIR = textwrap.dedent("""
                 block()
             real(src, dst)
         os.replace = replace
-    with atomic_directory(final) as tmp:
+    with io.atomic_directory(final) as tmp:
         (tmp / "adapter_config.json").write_text('{{"version": 1}}')
         if mode == "partial":
             block()
@@ -156,14 +160,27 @@ def test_killed_directory_write_keeps_previous_directory(tmp_path):
     assert _dir_version(final) == "0"
 
 
-@pytest.mark.xfail(strict=True, reason="atomic_directory has a window (old moved aside, new not yet renamed) "
-                   "where `final` is absent; see docs/notes/issue7_requests.md #3")
-def test_kill_between_directory_renames_keeps_a_complete_directory(tmp_path):
-    final = tmp_path / "checkpoint"
-    _write_dir_v0(final)
-    proc = start(CHILD_DIR.format(final=str(final), mode="between_renames"))
+def _kill_dir_child(final: Path, mode: str) -> None:
+    proc = start(CHILD_DIR.format(final=str(final), mode=mode))
     try:
         wait_for_line(proc, "READY")
     finally:
         kill9(proc)
-    assert _dir_version(final) in {"0", "1"}
+
+
+def test_kill_after_directory_exchange_leaves_the_new_complete_directory(tmp_path):
+    final = tmp_path / "checkpoint"
+    _write_dir_v0(final)
+    _kill_dir_child(final, "after_exchange")
+    assert _dir_version(final) == "1"
+
+
+def test_kill_between_fallback_renames_is_recovered(tmp_path):
+    """Without renameat2 the old dir is moved aside first; a kill right then leaves no `final`,
+    and ``recover_directory`` (run by atomic_directory and by loaders) restores the old one."""
+    from llava_structlora.utils.io import recover_directory
+
+    final = tmp_path / "checkpoint"
+    _write_dir_v0(final)
+    _kill_dir_child(final, "between_renames")
+    assert _dir_version(recover_directory(final)) == "0"
