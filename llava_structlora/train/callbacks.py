@@ -86,5 +86,10 @@ class AdaLoraCallback(transformers.TrainerCallback):
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        # Adapters outside the forward graph get no grad: the last CLIP layer's q/v, since LLaVA reads
+        # features from layer -2. PEFT's sensitivity update needs a tensor: zero importance is exact.
+        for name, p in model.named_parameters():
+            if p.requires_grad and p.grad is None and "lora_" in name:
+                p.grad = torch.zeros_like(p)
         model.base_model.update_and_allocate(state.global_step)
         return control

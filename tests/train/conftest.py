@@ -8,7 +8,7 @@ IMAGE_TOKEN = 99
 N_IMG = 16  # 32 px / patch 8 = 16 patches (CLS dropped by the "default" strategy)
 
 
-def tiny_llava_config():
+def tiny_llava_config(vision_feature_layer: int = -1):
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
     vc = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -16,17 +16,27 @@ def tiny_llava_config():
     tc = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                      num_key_value_heads=2, vocab_size=100, max_position_embeddings=128, pad_token_id=0)
     return LlavaConfig(vision_config=vc, text_config=tc, image_token_index=IMAGE_TOKEN,
-                       vision_feature_layer=-1, vision_feature_select_strategy="default")
+                       vision_feature_layer=vision_feature_layer, vision_feature_select_strategy="default")
 
 
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory):
+def _save_tiny_base(tmp_path_factory, vision_feature_layer: int):
     from transformers import LlavaForConditionalGeneration
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny_base")
-    LlavaForConditionalGeneration(tiny_llava_config()).save_pretrained(out)
+    LlavaForConditionalGeneration(tiny_llava_config(vision_feature_layer)).save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    return _save_tiny_base(tmp_path_factory, -1)
+
+
+@pytest.fixture(scope="session")
+def tiny_base_layer_m2(tmp_path_factory):
+    """LLaVA-1.5 reads vision features from layer -2: the last CLIP layer's adapters get no grad."""
+    return _save_tiny_base(tmp_path_factory, -2)
 
 
 class FakeLlavaData(torch.utils.data.Dataset):

@@ -116,10 +116,11 @@ def test_tuned_projector_travels_in_the_stock_peft_adapter(tiny_base, tmp_path, 
     assert (tmp_path / "structlora" / "mm_projector.safetensors").is_file()
 
 
-def test_adalora_allocates_ranks_without_deepspeed(tiny_base, tmp_path, fake_data):
+@pytest.mark.parametrize("base", ["tiny_base", "tiny_base_layer_m2"])
+def test_adalora_allocates_ranks_without_deepspeed(base, request, tmp_path, fake_data):
     from llava_structlora.train.callbacks import AdaLoraCallback
 
-    tr = _trainer(tiny_base, tmp_path, "--method", "adalora", data=fake_data)
+    tr = _trainer(request.getfixturevalue(base), tmp_path, "--method", "adalora", data=fake_data)
     tr.add_callback(AdaLoraCallback(tr))
     tr.train()
     cfg = tr.model.peft_config["default"]
