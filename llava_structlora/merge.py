@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from llava_structlora.utils.io import read_optional_json
+
 logger = logging.getLogger("llava_structlora.merge")
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -50,13 +52,7 @@ class BaseMismatchError(ValueError):
 # ---------------------------------------------------------------------------- run directory
 def read_run(run_dir: Path) -> dict[str, Any]:
     """run.json of a training run (may be absent for a bare adapter dir)."""
-    path = run_dir / "run.json"
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    return read_optional_json(run_dir / "run.json")
 
 
 def adapter_dir_of(run_dir: Path) -> Path:

@@ -27,7 +27,8 @@ from llava_structlora.merge import (
     config_field, adapter_dir_of, load_config_dict, read_run, recorded_base,
 )
 from llava_structlora.model_card import render_model_card, render_push_doc
-from llava_structlora.utils.io import atomic_directory, atomic_write_json, sha256_file
+from llava_structlora.utils.io import (atomic_directory, atomic_write_json, atomic_write_text, read_optional_json,
+                                       sha256_file)
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # Architecture signatures of the public llava-hf checkpoints (config.json values).
@@ -63,22 +64,14 @@ def resolve_base_id(run_dir: Path, override: str | None) -> tuple[str, str | Non
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "metrics.json"
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    return read_optional_json(run_dir / "metrics.json")
 
 
 def write_checksums(folder: Path) -> Path:
     """SHA256SUMS in `sha256sum` format, over every file except itself (sorted, relative paths)."""
     lines = [f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}"
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "SHA256SUMS"]
-    out = folder / "SHA256SUMS"
-    out.write_text("\n".join(lines) + "\n")
-    return out
+    return atomic_write_text(folder / "SHA256SUMS", "\n".join(lines) + "\n")
 
 
 def verify_checksums(folder: str | Path) -> list[str]:

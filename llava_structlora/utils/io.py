@@ -34,25 +34,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[TextIO]:
     """Streaming variant: a file object on a temp sibling, renamed over `path` only on success."""
@@ -70,6 +51,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[TextIO]:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -153,6 +141,17 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     _fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def read_optional_json(path: str | os.PathLike) -> Any:
+    """Parsed JSON of `path`, `{}` when it does not exist, a clear error naming it when malformed."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: str = "cpu") -> Any:
