@@ -13,6 +13,8 @@ must agree on what "a training step" and "peak memory" mean:
 """
 from __future__ import annotations
 
+import argparse
+
 import copy
 import os
 import statistics
@@ -28,6 +30,16 @@ REPO = Path(__file__).resolve().parents[1]
 # PEFT matches target_modules with re.fullmatch; StructLoRA's "qv" preset with re.search.
 LORA_QV_REGEX = r".*(?:vision_tower|language_model)\..*layers\.\d+\.self_attn\.(?:q_proj|v_proj)"
 METHODS = ("lora", "structlora")
+
+
+def add_common_args(p: argparse.ArgumentParser, quick_help: str = "CI-size smoke run (prints only)") -> None:
+    """The flags every side-by-side benchmark shares (rank, seed, threads, repeats, recording)."""
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default per benchmark)")
+    p.add_argument("--no-record", action="store_true", help="print only; do not write docs/results (--quick never writes)")
 
 
 def setup_threads(threads: int) -> None:

@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
+    add_common_args,
     Stepper, apply_method, build_llava, interleaved, load_tiny_base, make_batch, paired_ratio,
     realistic_shape, setup_threads,
 )
@@ -34,14 +35,9 @@ from benchmarks.common import (  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="CI-size smoke run (prints only)")
+    add_common_args(p)
     p.add_argument("--stacks", default="tiny,realistic")
     p.add_argument("--preset", default="default")
-    p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--no-record", action="store_true")
     return p.parse_args(argv)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
+    add_common_args,
     StackShape, build_llava, fmt_mb, interleaved, make_batch, make_pair, setup_threads, step_peak_bytes,
     time_steps,
 )
@@ -28,15 +29,10 @@ from benchmarks.common import (  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="CI-size smoke run (prints only)")
+    add_common_args(p)
     p.add_argument("--layers", default=None, help="adapted-layer counts (default 8,16,32,64; quick 8,16)")
     p.add_argument("--text-hidden", type=int, default=512)
     p.add_argument("--vision-hidden", type=int, default=256)
-    p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--no-record", action="store_true")
     return p.parse_args(argv)
 
 

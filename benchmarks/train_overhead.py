@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.profiling import profile_step  # noqa: E402
 from benchmarks.common import (  # noqa: E402
+    add_common_args,
     adapted_count, build_llava, fmt_mb, interleaved, load_tiny_base, make_batch, make_pair,
     paired_ratio, realistic_shape, setup_threads, step_peak_bytes, time_steps,
 )
@@ -32,18 +33,13 @@ from benchmarks.common import (  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="CI-size smoke run (few repeats, 1 LM layer)")
+    add_common_args(p, "CI-size smoke run (few repeats, 1 LM layer)")
     p.add_argument("--stacks", default="tiny,realistic", help="comma list of tiny,realistic")
     p.add_argument("--preset", default="default", help="toy base preset for the tiny stack")
-    p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=float, default=16.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 9, quick 3)")
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--vision-layers", type=int, default=2)
     p.add_argument("--text-layers", type=int, default=2)
     p.add_argument("--profile", action="store_true", help="print where a StructLoRA step spends its time")
-    p.add_argument("--no-record", action="store_true", help="print only; do not write docs/results (--quick never writes)")
     return p.parse_args(argv)
 
 
