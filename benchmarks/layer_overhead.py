@@ -117,6 +117,7 @@ def main(argv=None) -> dict:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--clock", default="auto", choices=["auto", "wall", "cpu"],
                    help="auto: process CPU time on CPU (robust on shared machines), wall time on CUDA")
+    p.add_argument("--record", action="store_true", help="write docs/results/layer_overhead.json (+ RESULTS.md)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -153,7 +154,26 @@ def main(argv=None) -> dict:
           f"{res['min_ratio']:.3f})")
     print(f"fwd+bwd FLOPs: LoRA {fl['lora'] / 1e9:.2f} G | StructLoRA {fl['structlora'] / 1e9:.2f} G | "
           f"ratio {res['flop_ratio']:.4f}")
+    if args.record:
+        record(args, res, str(device))
     return res
+
+
+def record(args: argparse.Namespace, res: dict, device: str) -> None:
+    """One row per run; the command line is in the record."""
+    from llava_structlora.utils.results import record_result
+
+    md = "\n".join([
+        "| stack | tokens | clock | LoRA fwd+bwd | StructLoRA fwd+bwd | StructLoRA / LoRA (median; paired) | FLOP ratio | mean stacked rank |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {args.blocks} blocks x {args.width} wide{f', MLP {args.mlp}' if args.mlp else ''} ({device}, {args.dtype}) | "
+        f"{args.tokens} | {res['clock']} | {res['lora_s'] * 1e3:.1f} ms | {res['structlora_s'] * 1e3:.1f} ms | "
+        f"{res['ratio']:.3f}; {res['paired_ratio']:.3f} | {res['flop_ratio']:.4f} | {res['mean_stacked_rank']:.1f} |",
+    ])
+    md += (f"\n\nInterleaved repeats ({args.repeats}, after {args.warmup} warm-up), r={args.r}, coordinator "
+           f"{args.coordinator}, graph {args.graph}; goal <= 1.03x at 4096 width (paper: 1.06x).")
+    record_result("layer_overhead", "Micro-benchmark: StructLoRA vs LoRA layer stack, forward + backward",
+                  {k: v for k, v in res.items()}, md)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ run benchmarks/gpu_7b.py   # prints SKIPPED and exits 0 without a CUDA GPU
 for extra in benchmarks/layer_overhead.py benchmarks/eval_throughput.py; do
   if [ -f "$extra" ]; then
     if [ ${#QUICK[@]} -gt 0 ] && grep -q -- "--quick" "$extra"; then run "$extra" --quick
-    elif [ ${#QUICK[@]} -eq 0 ]; then run "$extra"
+    elif [ ${#QUICK[@]} -eq 0 ]; then run "$extra" --record
     else echo "=== skip $extra in --quick mode (it has no --quick flag)"; fi
   fi
 done
