@@ -38,6 +38,11 @@ def plot_gate_map(gates: dict[str, list[float]], path: Path) -> Path:
     ax.set_xlabel("rank direction k")
     ax.set_title("evaluation gate g_l[k] per adapted layer")
     fig.colorbar(im, ax=ax)
+    return _save(plt, fig, path)
+
+
+def _save(plt, fig, path: Path) -> Path:
+    """Lay out, write the PNG, and free the figure (matplotlib keeps every open figure alive)."""
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -53,10 +58,7 @@ def plot_cosine(matrix: list[list[float]], names: list[str], path: Path) -> Path
     ax.set_yticks(range(len(matrix)), ticks, fontsize=6)
     ax.set_title("cosine of layer updates (same-shape layers)")
     fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_drift(records: list[dict[str, Any]], path: Path) -> Path:
@@ -71,10 +73,7 @@ def plot_drift(records: list[dict[str, Any]], path: Path) -> Path:
     ax2.set_ylabel("CosAdj")
     fig.legend(loc="upper left", fontsize=8)
     ax.set_title("drift energy and adjacent-layer cosine over training")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def write_plots(diag_path: Path, final: dict[str, Any], out_dir: Path) -> list[Path]:
