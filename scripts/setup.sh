@@ -14,8 +14,9 @@ if ! "$_sl_py" "$_sl_root/scripts/check_env.py" "$_sl_root/requirements.txt" >/d
   if ! "$_sl_py" "$_sl_root/scripts/check_env.py" "$_sl_root/requirements.txt" >/dev/null 2>&1; then
     echo "[setup] installing requirements into .venv (first run only; torch comes from the local wheel cache)" >&2
     "$_sl_py" -m pip install -q --upgrade pip >&2 || true
-    "$_sl_py" -m pip install -q -r "$_sl_root/requirements.txt" 2>&1 | grep -v "is ignored: it is neither" >&2
-    [ "${PIPESTATUS[0]}" -eq 0 ] \
+    # No grep filter here: under the recipes' `set -o pipefail` a grep that drops every line exits 1
+    # and stopped the first run (issue 13).
+    "$_sl_py" -m pip install -q -r "$_sl_root/requirements.txt" >&2 \
       || { echo "[setup] pip install -r requirements.txt failed" >&2; return 1 2>/dev/null || exit 1; }
   fi
   # shellcheck disable=SC1091
