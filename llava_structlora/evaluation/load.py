@@ -17,8 +17,7 @@ from typing import Any
 
 import torch
 
-from llava_structlora.modeling import (DTYPES, ModelLoadError, is_quantized, load_base_model,  # noqa: F401
-                                      resolve_dtype)
+from llava_structlora.modeling import DTYPES, ModelLoadError, is_quantized, load_base_model, resolve_dtype  # noqa: F401
 
 logger = logging.getLogger(__name__)
 

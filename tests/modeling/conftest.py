@@ -22,7 +22,8 @@ def llava_base(tmp_path_factory):
     vc, tc = _text_vision()
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("llava_base")
-    LlavaForConditionalGeneration(LlavaConfig(vision_config=vc, text_config=tc, image_token_index=99)).save_pretrained(out)
+    cfg = LlavaConfig(vision_config=vc, text_config=tc, image_token_index=99)
+    LlavaForConditionalGeneration(cfg).save_pretrained(out)
     return out
 
 

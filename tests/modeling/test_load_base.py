@@ -8,8 +8,15 @@ import shutil
 import pytest
 import torch
 
-from llava_structlora.modeling import (ModelLoadError, base_model_class, check_attn_implementation, check_bits,
-                                       is_quantized, load_base_model, quantization_config)
+from llava_structlora.modeling import (
+    ModelLoadError,
+    base_model_class,
+    check_attn_implementation,
+    check_bits,
+    is_quantized,
+    load_base_model,
+    quantization_config,
+)
 
 HAS_BNB = importlib.util.find_spec("bitsandbytes") is not None
 HAS_FLASH = importlib.util.find_spec("flash_attn") is not None
