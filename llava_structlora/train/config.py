@@ -256,13 +256,15 @@ def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: Training
         raise ConfigError(f"resume={resume!r}: expected none, auto or an existing checkpoint directory")
     ds = targs.deepspeed
     if isinstance(ds, str) and ds:
+        from .zero3 import deepspeed_stage, zero3_refusal
+
         try:
-            stage = json.loads(Path(ds).read_text()).get("zero_optimization", {}).get("stage", 0)
-        except (OSError, json.JSONDecodeError, AttributeError) as e:
-            raise ConfigError(f"deepspeed={ds}: not a readable JSON file ({e})") from e
-        if stage == 3 and margs.method == "structlora":
-            raise ConfigError(f"deepspeed={ds}: ZeRO-3 partitions the adapter factors that StructLoRA's "
-                              "coordinator reads across layers; use zero2.json or zero2_offload.json")
+            stage = deepspeed_stage(ds)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+        refusal = zero3_refusal(margs.method, margs.bits) if stage == 3 else None
+        if refusal:
+            raise ConfigError(f"deepspeed={ds}: {refusal}")
 
 
 def build_structlora_config(margs: ModelArguments, sargs: StructLoRAArguments, seed: int):

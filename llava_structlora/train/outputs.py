@@ -61,7 +61,11 @@ def add_projector_to_adapter(model, adapter_dir: Path) -> None:
 
 def export_adapter(trainer, method: str, out_dir: Path) -> Path:
     """Write adapter/ (and structlora/) atomically; returns the adapter dir."""
+    from .zero3 import check_whole, engine_is_zero3
+
     model = trainer.accelerator.unwrap_model(trainer.model)
+    if trainer.is_deepspeed_enabled and engine_is_zero3(trainer.model_wrapped):
+        check_whole(model, "at export")  # an export must never write empty ZeRO-3 partitions
     adapter_dir = out_dir / ("model" if method == "full" else "adapter")
     if method == "structlora":
         from llava_structlora.structlora import export_peft_adapter, save_structlora

@@ -197,16 +197,35 @@ class StructLoRATrainer(transformers.Trainer):
         if self.args.should_save and not isinstance(self.lr_scheduler, DeepSpeedSchedulerWrapper):
             torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, "scheduler.pt"))
 
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
+        """ZeRO-3 StructLoRA: its tensors are whole on every rank (zero3.py); skip gathering the 7B base."""
+        from .zero3 import check_whole, engine_is_zero3
+
+        if self.method == "structlora" and self.is_deepspeed_enabled and engine_is_zero3(self.model_wrapped):
+            check_whole(self.model_wrapped.module, "at save time")
+            return self._save(output_dir)
+        return super().save_model(output_dir, _internal_call)
+
     def _prepare_for_training(self, max_steps, train_dataloader, resume_from_checkpoint):
-        """Resume DeepSpeed non-strictly: its checkpoints hold only the trainable tensors."""
+        """Resume DeepSpeed non-strictly: its checkpoints hold only the trainable tensors.
+
+        Under ZeRO-3 the trainable tensors are then kept whole on every rank (see zero3.py).
+        """
+        from .zero3 import engine_is_zero3, persist_trainable_parameters
+
         if not (self.is_deepspeed_enabled and resume_from_checkpoint is not None):
-            return super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
+            out = super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
+            if self.is_deepspeed_enabled and engine_is_zero3(self.model_wrapped):
+                persist_trainable_parameters(self.model_wrapped)
+            return out
         model, train_dataloader = super()._prepare_for_training(max_steps, train_dataloader, None)
         load_path, _ = self.model_wrapped.load_checkpoint(
             resume_from_checkpoint, load_module_strict=False, load_optimizer_states=True,
             load_lr_scheduler_states=True)
         if load_path is None:
             raise RuntimeError(f"DeepSpeed could not resume from {resume_from_checkpoint}")
+        if engine_is_zero3(self.model_wrapped):
+            persist_trainable_parameters(self.model_wrapped)  # after the load: gathers the resumed values
         self._load_optimizer_and_scheduler(resume_from_checkpoint)
         if self.method == "structlora":
             restore_graph(self.accelerator.unwrap_model(self.model), Path(resume_from_checkpoint) / GRAPH_FILE)
