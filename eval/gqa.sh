@@ -4,9 +4,8 @@
 # With no arguments: the newest run of scripts/finetune_gqa.sh under outputs/, on the embedded
 # shapes world; prints the scores and writes metrics.json (path printed).
 # Env: MODEL ADAPTER(=dir|none) DATA_ROOT SPLIT PROTOCOL(=official|llava) BATCH_SIZE NUM_GPUS OUTPUT_DIR SMOKE
-# (defaults: python -m llava_structlora.evaluation.recipe --help)
+# (defaults: python -m recipes.evaluate --help)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-export PROTOCOL="${PROTOCOL:-official}" BATCH_SIZE="${BATCH_SIZE:-32}" SMOKE="${SMOKE:-0}"
-exec "$PYTHON" -m llava_structlora.evaluation.recipe --task gqa
+exec "$PYTHON" -m recipes.evaluate --task gqa

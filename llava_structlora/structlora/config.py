@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Union
 
 GATES = ("hard_concrete", "gaussian", "gumbel")
@@ -68,7 +68,6 @@ class StructLoRAConfig:
     semantic_source: str = "params"
     lambda_penalty: float = 1e-2
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -150,6 +149,8 @@ class StructLoRAConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "StructLoRAConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        if data.get("extra") == {}:  # written by versions that had an (unused) `extra` field
+            data = {k: v for k, v in data.items() if k != "extra"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"StructLoRAConfig: unknown field(s) {unknown}; known: {sorted(known)}")
