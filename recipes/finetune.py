@@ -36,6 +36,7 @@ from typing import Any, Optional
 from llava_structlora.rundir import ResumeMismatchError, RunDir, check_resume_identity
 from llava_structlora.train.checkpoints import resolve_resume
 from llava_structlora.train.config import TASKS, ConfigError, compose_argv, parse_args, run_identity
+from llava_structlora.utils.errors import run_main
 
 from .env import env, env_flag, env_int, preset as env_preset
 from .layout import RepoLayout
@@ -170,7 +171,12 @@ def prepare(layout: RepoLayout, task: str, cli: list[str], deepspeed: bool) -> t
 
 
 def main(argv: Optional[list[str]] = None, layout: Optional[RepoLayout] = None) -> int:
-    """`--task T [train flags]`; `layout` (default: this checkout) says where configs/artifacts/outputs are."""
+    """`--task T [train flags]`; `layout` (default: this checkout) says where configs/artifacts/outputs are.
+    Behind the error boundary: any other user error is one message and exit 2 (utils/errors.py)."""
+    return run_main(lambda a: _main(a, layout), argv, "finetune")
+
+
+def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", required=True, choices=TASKS)
     args, cli = ap.parse_known_args(argv)

@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import torch
 
 from llava_structlora.rundir import RunDir
+from llava_structlora.utils.errors import run_main
 
 from .config import ConfigError, parse_args, run_identity
 
@@ -112,8 +113,8 @@ def run(argv: Sequence[str]) -> Optional[Path]:
 
 
 def _checked_resume(margs, dargs, sargs, targs) -> Optional[str]:
-    """The checkpoint to resume from (None: a fresh start), after checking that it belongs to this config;
-    records this config as the run's identity (rank 0)."""
+    """The checkpoint to resume from (None: a fresh start), checked before any build: its pickles are safe
+    (resolve_resume -> safe_resume) and it belongs to this config; records this config as the run's identity."""
     from llava_structlora.rundir import ResumeMismatchError, check_resume_identity
     from llava_structlora.utils.io import atomic_write_json
 
@@ -140,11 +141,7 @@ def _debug_hooks() -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; user errors (ConfigError, bad data, unsafe checkpoint...) -> message + exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     argv = [a for a in argv if not a.startswith("--local_rank")]  # deepspeed launcher adds it; env has it
-    try:
-        run(argv)
-    except ConfigError as e:
-        print(f"[train] configuration error: {e}", file=sys.stderr, flush=True)
-        return 2
-    return 0
+    return run_main(run, argv, "train")
