@@ -70,8 +70,7 @@ def next_config(base_config, pinpoints: list[list[int]], max_positions: int):
         vision_feature_layer=base_config.vision_feature_layer,
         multimodal_projector_bias=getattr(base_config, "multimodal_projector_bias", True),
         image_grid_pinpoints=pinpoints, tie_word_embeddings=False,
-        pad_token_id=getattr(base_config, "pad_token_id", None), bos_token_id=getattr(base_config, "bos_token_id", None),
-        eos_token_id=getattr(base_config, "eos_token_id", None))
+        **{k: getattr(base_config, k, None) for k in ("pad_token_id", "bos_token_id", "eos_token_id")})
 
 
 def convert(base_dir: Path, out_dir: Path, seed: int = 0) -> dict:

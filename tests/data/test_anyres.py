@@ -12,7 +12,6 @@ from llava_structlora.data import (DataCollatorForSupervisedDataset, LazySupervi
                                    conversation_segments, encode_conversation, encode_prompt, is_anyres,
                                    load_image_and_size, num_image_tokens)
 
-from conftest import write_image
 
 SIZES = [(64, 64), (40, 100), (100, 30), (150, 200), (17, 33), (48, 144)]  # (height, width)
 TURNS = [{"from": "human", "value": "<image>\nwhat color is the circle?"}, {"from": "gpt", "value": "red"}]
@@ -36,7 +35,8 @@ def tiny_next(next_proc):
     base = llava_config(get_preset("smoke").model, len(tok), next_proc.image_token_id, tok.pad_token_id,
                         tok.bos_token_id, tok.eos_token_id)
     torch.manual_seed(0)
-    return LlavaNextForConditionalGeneration(next_config(base, next_proc.image_processor.image_grid_pinpoints, 256)).eval()
+    cfg = next_config(base, next_proc.image_processor.image_grid_pinpoints, 256)
+    return LlavaNextForConditionalGeneration(cfg).eval()
 
 
 def _img(hw, colour=(200, 30, 30)) -> Image.Image:
@@ -81,9 +81,10 @@ def _mixed_world(root):
     (root / "images").mkdir(parents=True)
     recs = []
     for i, hw in enumerate(SIZES[:4]):
-        write_image(root / "images" / f"{i}.png", ("red", "blue", "green")[i % 3], "circle", size=(hw[1], hw[0]))
+        _img(hw, ((235, 30, 30), (40, 90, 255), (30, 200, 50))[i % 3]).save(root / "images" / f"{i}.png")
         recs.append({"id": f"m{i}", "image": f"images/{i}.png", "conversations": TURNS})
-    recs.append({"id": "text", "conversations": [{"from": "human", "value": "say red"}, {"from": "gpt", "value": "red"}]})
+    text_only = [{"from": "human", "value": "say red"}, {"from": "gpt", "value": "red"}]
+    recs.append({"id": "text", "conversations": text_only})
     (root / "llava_train.json").write_text(json.dumps(recs))
     return root / "llava_train.json"
 
