@@ -74,6 +74,15 @@ class StructLoRAArguments:
     lambda_penalty: float = 1e-2
     graph_refresh_steps: int = 100
     keep_k: Optional[int] = None
+    # Issue 11 knobs; None = StructLoRAConfig's default (the one source of truth; issue 13 generates this class).
+    gate_init: Optional[float] = field(default=None, metadata={"help": "See StructLoRAConfig.gate_init."})
+    gate_noise: Optional[str] = field(default=None, metadata={"help": "See StructLoRAConfig.gate_noise."})
+    gate_lr_mult: Optional[float] = field(default=None, metadata={"help": "See StructLoRAConfig.gate_lr_mult."})
+    coordinator_lr_mult: Optional[float] = field(default=None, metadata={"help": "See StructLoRAConfig."})
+    ib_warmup_steps: Optional[float] = field(default=None, metadata={"help": "See StructLoRAConfig."})
+    modulation: Optional[str] = field(default=None, metadata={"help": "See StructLoRAConfig.modulation."})
+    smooth_edges: Optional[str] = field(default=None, metadata={"help": "See StructLoRAConfig.smooth_edges."})
+    keep_dead_layers: Optional[bool] = field(default=None, metadata={"help": "See StructLoRAConfig (all methods)."})
 
 
 @dataclass
@@ -271,8 +280,7 @@ def build_structlora_config(margs: ModelArguments, sargs: StructLoRAArguments, s
 
     kwargs = dict(r=margs.lora_r, alpha=margs.lora_alpha, dropout=margs.lora_dropout or 0.0,
                   targets=margs.targets, seed=seed, **dataclasses.asdict(sargs))
-    if kwargs["keep_k"] is None:
-        kwargs.pop("keep_k")
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}  # None: StructLoRAConfig's default
     try:
         return StructLoRAConfig(**kwargs)
     except (ValueError, TypeError) as e:
