@@ -1,7 +1,8 @@
 """Adapter budget of the real 7B architectures, on the meta device (no weights, no download).
 
 For LLaVA-1.5-7B and LLaVA-NeXT (llava-v1.6-vicuna-7b): how many linears StructLoRA adapts (both
-towers), its trainable parameters (factors + IB gates + coordinator) against PEFT LoRA on the same
+towers; the vision layers above ``vision_feature_layer`` never reach the LM and are left out, for
+every method), its trainable parameters (factors + IB gates + coordinator) against PEFT LoRA on the same
 targets (the `--method lora` baseline, built the way training builds it), and the joint graph's
 edges. The configs are the published llava-hf config.json values, written out below.
 
@@ -73,8 +74,9 @@ def adapter_budget(hub_id: str, rank: int = 8) -> dict[str, Any]:
     factors = sum(layer.lora_A.numel() + layer.lora_B.numel() for layer in ctrl.layers)
     gates = sum(p.numel() for layer in ctrl.layers if layer.gate is not None for p in layer.gate.parameters())
     coord = sum(p.numel() for p in ctrl.parameters())
-    lora = get_peft_model(meta_model(cfg), peft_config(ModelArguments(method="lora", lora_r=rank,
-                                                                      lora_alpha=2.0 * rank), 0))
+    margs = ModelArguments(method="lora", lora_r=rank, lora_alpha=2.0 * rank)
+    base = meta_model(cfg)
+    lora = get_peft_model(base, peft_config(margs, 0, base))  # as train.methods.build_model does
     lora_targets = sorted(n.removeprefix("base_model.model.") for n, m in lora.named_modules()
                           if hasattr(m, "lora_A") and "default" in m.lora_A)
     towers = {t: sum(1 for n in ctrl.nodes if n.tower == t) for t in ("vision", "language", "other")}
@@ -105,7 +107,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                      f"{r['coordinator_over_lora']:.4%} | {r['structlora_over_lora']:.4f}x | "
                      + ", ".join(f"{k} {v}" for k, v in e.items()) + " |")
     lines.append("")
-    lines.append(f"q/v targets, r={rows[0]['rank']}, alpha=2r, StructLoRA defaults (IB hard-concrete gates, 1-layer "
+    lines.append(f"q/v targets (the last CLIP layer, above vision_feature_layer=-2, is not adapted), "
+                 f"r={rows[0]['rank']}, alpha=2r, StructLoRA defaults (IB hard-concrete gates, 1-layer "
                  "GAT, hybrid graph); built on the meta device from the published config.json values "
                  "(benchmarks/arch_meta.py). Parameter counts only: no timing, no weights.")
     return "\n".join(lines)

@@ -27,15 +27,16 @@ def test_published_next_config_resolves_to_the_next_class():
 
 
 def test_next_7b_targets_and_parameter_ratio(budgets):
+    """q/v of 32 LM layers + CLIP layers 0..22 (layer 23 sits above vision_feature_layer=-2: never adapted)."""
     b = budgets[NEXT_7B]
     assert b["model_class"] == "LlavaNextForConditionalGeneration"
-    assert b["targets"] == 112 and b["targets_by_tower"] == {"vision": 48, "language": 64, "other": 0}
+    assert b["targets"] == 110 and b["targets_by_tower"] == {"vision": 46, "language": 64, "other": 0}
     assert b["same_targets_as_lora"]
-    assert b["lora_trainable"] == b["structlora_factors"] == 24 * 2 * 8 * 2048 + 32 * 2 * 8 * 8192
+    assert b["lora_trainable"] == b["structlora_factors"] == 23 * 2 * 8 * 2048 + 32 * 2 * 8 * 8192
     assert b["structlora_trainable"] == b["structlora_factors"] + b["structlora_gates"] + b["structlora_coordinator"]
-    assert b["structlora_gates"] == 112 * 8
+    assert b["structlora_gates"] == 110 * 8
     assert 0 < b["coordinator_over_lora"] < 0.01
-    assert b["graph_edges"]["bridge"] == 4 and b["graph_edges"]["adjacent"] == 2 * (23 + 31)
+    assert b["graph_edges"]["bridge"] == 4 and b["graph_edges"]["adjacent"] == 2 * (22 + 31)
 
 
 def test_next_budget_equals_llava_1_5(budgets):
