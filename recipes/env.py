@@ -35,3 +35,13 @@ def env_int(name: str, default: int, minimum: int = 1) -> int:
 def preset() -> str:
     """SMOKE=1 selects the smoke preset (data, base, YAML, `-smoke` run names) for training AND evaluation."""
     return "smoke" if env_flag("SMOKE", False) else "default"
+
+
+def arch() -> str:
+    """ARCH [llava]: the toy base's architecture; `next` = the LLaVA-1.5 toy base converted to LLaVA-NeXT."""
+    from .layout import ARCHS
+
+    value = env("ARCH", "llava")
+    if value not in ARCHS:
+        raise ConfigError(f"environment ARCH={value!r}: expected one of {list(ARCHS)}")
+    return value

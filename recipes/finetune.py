@@ -17,7 +17,9 @@ Environment overrides (each beats the YAML and the flags, only when set): MODEL 
 DATA_ROOT (data_root, and data_path = DATA_ROOT/<task>/llava_train.json), OUTPUT_DIR (output_dir),
 METHOD (method), RANK (lora_r), SEED (seed), DATA_FRACTION (data_fraction), RESUME (resume: auto|none|dir),
 ZERO (deepspeed). Launcher: NUM_GPUS [GPUs, or 2 CPU ranks], HOSTFILE, MASTER_PORT [a free port],
-SMOKE [0; 1 = smoke preset: data, base, YAML, `-smoke` run name], EVAL [1], NO_DEEPSPEED [0].
+SMOKE [0; 1 = smoke preset: data, base, YAML, `-smoke` run name], EVAL [1], NO_DEEPSPEED [0],
+ARCH [llava] (`next`: the toy base as LLaVA-NeXT, artifacts/base/<preset>-next, converted from the LLaVA-1.5
+one, `-next` run name; ignored when MODEL is set).
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from llava_structlora.train.checkpoints import resolve_resume
 from llava_structlora.train.config import TASKS, ConfigError, compose_argv, parse_args, run_identity
 from llava_structlora.utils.errors import run_main
 
-from .env import env, env_flag, env_int, preset as env_preset
+from .env import arch as env_arch, env, env_flag, env_int, preset as env_preset
 from .layout import RepoLayout
 
 MAIN_METRIC = {"coco": "CIDEr", "vqav2": "overall", "gqa": "accuracy"}
@@ -79,7 +81,8 @@ def train_argv(layout: RepoLayout, task: str, preset: str, cli: list[str], deeps
         cli: the user's extra flags (they override the YAML; set environment variables override them).
         deepspeed: add the default ZeRO config (zero_configs/zero2.json) unless the user/ZERO gives one.
     """
-    defaults: dict[str, Any] = {"task": task, "model_name_or_path": str(layout.base(preset)),
+    arch = env_arch()
+    defaults: dict[str, Any] = {"task": task, "model_name_or_path": str(layout.base(preset, arch)),
                                 "data_root": str(layout.data(preset)), "data_path": _DERIVED,
                                 "output_dir": _DERIVED, "resume": "auto",
                                 "deepspeed": str(layout.zero_configs / "zero2.json") if deepspeed else None}
@@ -89,27 +92,34 @@ def train_argv(layout: RepoLayout, task: str, preset: str, cli: list[str], deeps
     if dargs.data_path == _DERIVED:
         defaults["data_path"] = str(Path(dargs.data_root) / (dargs.task or task) / "llava_train.json")
     if targs.output_dir == _DERIVED:
-        defaults["output_dir"] = str(layout.run_dir(task, margs.method, margs.lora_r, targs.seed, preset == "smoke"))
+        toy = arch if margs.model_name_or_path == str(layout.base(preset, arch)) else "llava"  # a given MODEL: no suffix
+        defaults["output_dir"] = str(layout.run_dir(task, margs.method, margs.lora_r, targs.seed, preset == "smoke",
+                                                    toy))
     return compose_argv(cli, config, defaults, overrides)
 
 
 def ensure_defaults(layout: RepoLayout, preset: str, model: Optional[Path] = None,
-                    data_root: Optional[Path] = None) -> tuple[Path, Path]:
-    """Build the offline data and base of `preset` when they are the ones used (both builders are cached).
+                    data_root: Optional[Path] = None, arch: str = "llava") -> tuple[Path, Path]:
+    """Build the offline data and base of `preset` when they are the ones used (all builders are cached).
 
     Args:
         model, data_root: the paths the run uses (default: the preset's); only the preset's own are built.
+        arch: `next` also converts the toy base to LLaVA-NeXT (layout.base(preset, "next")).
     """
-    model = Path(model) if model is not None else layout.base(preset)
+    model = Path(model) if model is not None else layout.base(preset, arch)
     data_root = Path(data_root) if data_root is not None else layout.data(preset)
     if data_root == layout.data(preset):
         from data_prep.build_default import main as build_data
 
         build_data(["--root", str(data_root), "--preset", preset])
-    if model == layout.base(preset):
+    if model in (layout.base(preset), layout.base(preset, arch)):
         from llava_structlora.toy.build_base import main as build_base
 
-        build_base(["--data", str(data_root), "--out", str(model), "--preset", preset])
+        build_base(["--data", str(data_root), "--out", str(layout.base(preset)), "--preset", preset])
+        if model == layout.base(preset, "next"):
+            from llava_structlora.toy.build_next import main as build_next
+
+            build_next(["--from", str(layout.base(preset)), "--out", str(model)])
     return model, data_root
 
 
@@ -159,7 +169,7 @@ def prepare(layout: RepoLayout, task: str, cli: list[str], deepspeed: bool) -> t
     preset = env_preset()
     targv = train_argv(layout, task, preset, cli, deepspeed)
     margs, dargs, _, _ = parse_args(targv, check_paths=False, with_deepspeed=False)  # a typo fails in seconds
-    ensure_defaults(layout, preset, Path(margs.model_name_or_path), Path(dargs.data_root))
+    ensure_defaults(layout, preset, Path(margs.model_name_or_path), Path(dargs.data_root), env_arch())
     parsed = parse_args(targv, with_deepspeed=False)  # paths too, still before launch
     targs = parsed[3]
     if resolve_resume(targs.resume, targs.output_dir):

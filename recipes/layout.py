@@ -2,7 +2,7 @@
 
     configs/<task>.yaml, configs/<task>_smoke.yaml   the recipes' YAML (one per task and preset)
     artifacts/data/<preset>/                         DATA_ROOT of the offline shapes world
-    artifacts/base/<preset>/                         the tiny LLaVA base built on it
+    artifacts/base/<preset>[-next]/                  the tiny LLaVA (-1.5, or -NeXT) base built on it
     artifacts/eval_cache/                            base-model scores, reused across runs
     outputs/<task>-<method>-r<r>-s<seed>[-smoke]/    a training run (llava_structlora.rundir.RunDir)
     zero_configs/                                    DeepSpeed configs
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PRESETS = ("default", "smoke")
+ARCHS = ("llava", "next")  # toy base architectures: LLaVA-1.5, LLaVA-NeXT (converted from the 1.5 one)
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,10 @@ class RepoLayout:
         """Default DATA_ROOT: the shapes world of `preset` (data_prep.build_default builds it)."""
         return self.root / "artifacts" / "data" / preset
 
-    def base(self, preset: str) -> Path:
-        """Default MODEL: the tiny base of `preset` (llava_structlora.toy.build_base builds it)."""
-        return self.root / "artifacts" / "base" / preset
+    def base(self, preset: str, arch: str = "llava") -> Path:
+        """Default MODEL: the tiny base of `preset` (llava_structlora.toy.build_base builds it; arch `next`:
+        llava_structlora.toy.build_next converts it to LLaVA-NeXT)."""
+        return self.root / "artifacts" / "base" / (preset if arch == "llava" else f"{preset}-{arch}")
 
     @property
     def eval_cache(self) -> Path:
@@ -64,14 +66,18 @@ class RepoLayout:
         p = Path(path)
         return p if p.is_absolute() or p.exists() else self.root / p
 
-    def run_dir(self, task: str, method: str, r: int, seed: int, smoke: bool) -> Path:
+    def run_dir(self, task: str, method: str, r: int, seed: int, smoke: bool, arch: str = "llava") -> Path:
         """Default OUTPUT_DIR of a training run, named from its parsed configuration."""
-        return self.outputs / run_name(task, method, r, seed, smoke)
+        return self.outputs / run_name(task, method, r, seed, smoke, arch)
 
 
-def run_name(task: str, method: str, r: int, seed: int, smoke: bool) -> str:
-    """`<task>-<method>-r<r>-s<seed>` (+ `-smoke` for the smoke preset): what eval/*.sh looks for."""
-    return f"{task}-{method}-r{r}-s{seed}" + ("-smoke" if smoke else "")
+def run_name(task: str, method: str, r: int, seed: int, smoke: bool, arch: str = "llava") -> str:
+    """`<task>-<method>-r<r>-s<seed>[-<arch>]` (+ `-smoke` for the smoke preset): what eval/*.sh looks for.
+
+    Args:
+        arch: the toy base's architecture; `llava` adds nothing, `next` adds `-next`.
+    """
+    return f"{task}-{method}-r{r}-s{seed}" + ("" if arch == "llava" else f"-{arch}") + ("-smoke" if smoke else "")
 
 
 def is_smoke_name(name: str) -> bool:

@@ -4,7 +4,7 @@
 # With no arguments: builds/reuses the offline shapes world + tiny base, trains, prints the scores.
 # Precedence: configs/gqa[_smoke].yaml < flags < environment variables that are set:
 #   MODEL DATA_ROOT OUTPUT_DIR METHOD RANK SEED DATA_FRACTION RESUME ZERO; launcher: NUM_GPUS HOSTFILE
-#   MASTER_PORT SMOKE EVAL NO_DEEPSPEED   (defaults: python -m recipes.finetune --help, docs/training.md)
+#   MASTER_PORT SMOKE EVAL NO_DEEPSPEED ARCH(llava|next)   (defaults: python -m recipes.finetune --help, docs/training.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh

@@ -15,7 +15,7 @@ from recipes.layout import RepoLayout
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_VARS = ("MODEL", "DATA_ROOT", "OUTPUT_DIR", "METHOD", "RANK", "SEED", "DATA_FRACTION", "RESUME", "ZERO",
-            "SMOKE", "NO_DEEPSPEED", "EVAL")
+            "SMOKE", "NO_DEEPSPEED", "EVAL", "ARCH")
 
 
 @pytest.fixture
@@ -61,6 +61,17 @@ def test_set_env_var_beats_flag_unset_or_empty_does_not(layout, monkeypatch):
     monkeypatch.setenv("OUTPUT_DIR", "/runs/x")
     _, d, _, t = _parsed(layout)
     assert d.data_path == "/elsewhere/coco/llava_train.json" and t.output_dir == "/runs/x"
+
+
+def test_arch_next_selects_the_next_base_and_run_name(layout, monkeypatch):
+    monkeypatch.setenv("ARCH", "next")
+    m, _, _, t = _parsed(layout)
+    assert m.model_name_or_path == str(layout.base("smoke", "next")) and t.output_dir.endswith("-r4-s0-next-smoke")
+    monkeypatch.setenv("MODEL", "/models/llava-1.5-7b-hf")  # a given base: no suffix
+    assert _parsed(layout)[3].output_dir.endswith("coco-structlora-r4-s0-smoke")
+    monkeypatch.setenv("ARCH", "qwen")
+    with pytest.raises(ValueError, match="ARCH='qwen'"):
+        _parsed(layout)
 
 
 def test_smoke_means_the_same_preset_for_training_and_evaluation(layout, monkeypatch):
