@@ -39,14 +39,21 @@ def effective_dropout(margs: ModelArguments) -> float:
     return margs.lora_dropout or 0.0
 
 
-def peft_config(margs: ModelArguments, total_steps: int):
+def peft_config(margs: ModelArguments, total_steps: int, model: nn.Module | None = None,
+                keep_dead_layers: bool = False):
     """The PEFT config of a baseline (DoRA = use_dora, AdaLoRA = AdaLoraConfig with total_step).
 
+    With ``model``, the targets are the explicit module list of StructLoRA's resolver (same live modules,
+    dead vision layers left out unless ``keep_dead_layers``); without it, the preset's regex.
     A tuned projector goes in `modules_to_save`, so the stock PEFT adapter carries it.
     """
     from peft import AdaLoraConfig, LoraConfig
 
-    common: dict[str, Any] = dict(target_modules=target_regex(margs.targets), lora_alpha=margs.lora_alpha,
+    from llava_structlora.structlora import resolve_target_modules
+
+    targets = (target_regex(margs.targets) if model is None
+               else resolve_target_modules(model, margs.targets, keep_dead_layers=keep_dead_layers))
+    common: dict[str, Any] = dict(target_modules=targets, lora_alpha=margs.lora_alpha,
                                   lora_dropout=effective_dropout(margs), bias="none",
                                   modules_to_save=["multi_modal_projector"] if margs.tune_mm_projector else None)
     if margs.method == "adalora":
@@ -122,7 +129,8 @@ def build_model(margs: ModelArguments, sargs: StructLoRAArguments, seed: int, to
     elif margs.method in PEFT_METHODS:
         from peft import get_peft_model
 
-        model = get_peft_model(model, peft_config(margs, total_steps))
+        model = get_peft_model(model, peft_config(margs, total_steps, model,
+                                                  keep_dead_layers=getattr(sargs, "keep_dead_layers", False)))
         if margs.method != "adalora":
             align_lora_init(model, seed)
     else:

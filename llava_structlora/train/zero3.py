@@ -95,7 +95,8 @@ def persist_trainable_parameters(engine: Any) -> int:
 
 def check_whole(module: nn.Module, when: str) -> None:
     """Raise RuntimeError if a trainable ZeRO-3 parameter is partitioned (its reads would see no data)."""
-    short = [n for n, p in module.named_parameters() if p.requires_grad and is_zero3_param(p) and p.numel() != p.ds_numel]
+    short = [n for n, p in module.named_parameters()
+             if p.requires_grad and is_zero3_param(p) and p.numel() != p.ds_numel]
     if short:
         raise RuntimeError(f"ZeRO-3: {len(short)} trainable parameters are partitioned {when} (e.g. {short[0]}); "
                            "StructLoRA needs them whole on every rank (llava_structlora/train/zero3.py)")
