@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ FILES = ("adapter/adapter_model.safetensors", "structlora/structlora_model.safet
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory):
     """A private copy of the smoke data + base (the shared artifacts/ may be rebuilt meanwhile)."""
-    subprocess.run(["python3", "-c", "from llava_structlora.train.pipeline import ensure_defaults; "
-                    "ensure_defaults('smoke')"], cwd=ROOT, check=True, capture_output=True, timeout=300,
+    build = ("from recipes.finetune import ensure_defaults; from recipes.layout import RepoLayout; "
+             "ensure_defaults(RepoLayout.checkout(), 'smoke')")
+    subprocess.run([sys.executable, "-c", build], cwd=ROOT, check=True, capture_output=True, timeout=300,
                    env=dict(os.environ, PYTHONPATH=str(ROOT)))
     snap = tmp_path_factory.mktemp("zero3_snapshot")
     shutil.copytree(ROOT / "artifacts" / "data" / "smoke", snap / "data")
