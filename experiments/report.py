@@ -19,6 +19,9 @@ COMPARISONS: dict[str, list[tuple[str, str, str, int]]] = {
     "graph": [("graph=hybrid", "graph=adjacency", "score", 1), ("graph=hybrid", "graph=similarity", "score", 1)],
     "filter": [("filter=ib", "filter=topk_norm", "score", 1), ("filter=topk_norm", "filter=random", "score", 1),
                ("filter=ib", "filter=random", "score", 1)],
+    "defaults": [(lab, "StructLoRA", "val", 0) for lab in (
+        "learned scale, no IB (lambda_ib=0)", "lambda_ib=0.0001", "lambda_ib=0.01", "gate_lr_mult=10.0",
+        "gate_lr_mult=1000.0", "modulation=normalized", "gate_noise=none", "smooth_edges=same_shape")],
     "regularizers": [("StructLoRA", "LoRA+Cos", "score", 1), ("StructLoRA", "LoRA+Lap", "score", 1),
                      ("LoRA+GNN (filter=none)", "LoRA+Cos", "score", 1),
                      ("LoRA+GNN (filter=none)", "LoRA+Lap", "score", 1),
@@ -31,9 +34,11 @@ COMPARISONS: dict[str, list[tuple[str, str, str, int]]] = {
 
 
 def per_seed(row: dict[str, Any], task: str, quantity: str) -> dict[int, float]:
+    """score = test score; val = validation score; else a geometry key (drift_energy, cos_adj)."""
     runs = row["tasks"][task]["runs"]
-    if quantity == "score":
-        return {s: r["test"]["score"] for s, r in runs.items()}
+    if quantity in ("score", "val"):
+        split = "test" if quantity == "score" else "val"
+        return {s: r[split]["score"] for s, r in runs.items() if r[split]["score"] is not None}
     return {s: r["geometry"][quantity] for s, r in runs.items()}
 
 
@@ -214,8 +219,9 @@ def summary_markdown(records: dict[str, dict[str, Any]]) -> tuple[str, dict[str,
                          f"{c['task']} | {c['mean_diff']:+.3g} | {p} | {mde} | {c['n']} | {c['verdict']} |")
             counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
     tally = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "no claim tested yet"
-    missing = [t for t in ("main", "rank", "data", "ablation", "gnn_depth", "graph", "filter", "regularizers")
-               if f"experiments_{t}" not in records]
+    from .tables import ORDER
+
+    missing = [t for t in ORDER if f"experiments_{t}" not in records]
     head = [f"Verdicts so far: {tally}.", ""]
     if missing:
         head += [f"Tables not run yet: {', '.join(missing)}.", ""]

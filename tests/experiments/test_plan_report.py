@@ -60,3 +60,4 @@ def test_lr_series_and_tuning_seed_is_never_a_reporting_seed():
     assert FULL.tune_seed not in FULL.seeds
     spec = RunSpec("coco", "lora", FULL.tune_seed, 1e-3)
     assert spec.splits(FULL) == ("val",) and RunSpec("coco", "lora", 0, 1e-3).splits(FULL) == ("test",)
+    assert RunSpec("coco", "structlora", 0, 1e-3).splits(FULL) == ("val", "test")   # defaults chosen on val

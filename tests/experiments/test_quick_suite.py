@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TABLES = ("main", "rank", "data", "ablation", "gnn_depth", "graph", "filter", "regularizers")
+TABLES = ("main", "rank", "data", "ablation", "gnn_depth", "graph", "filter", "regularizers", "defaults")
 
 
 def _run(args: list[str], out: Path) -> subprocess.CompletedProcess:
