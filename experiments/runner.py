@@ -80,12 +80,26 @@ def _structlora_diagnostics(out: Path) -> dict[str, Any] | None:
     return {**records[-1], "first_gate_values": first.get("gate_values"), "first_step": first.get("step")}
 
 
-def _what_moved(out: Path) -> dict[str, Any] | None:
-    """The trainer's per-run what-moved record (gate histograms at init/end, ...), when it writes one."""
+def _what_moved(out: Path, base_dir: Path) -> dict[str, Any] | None:
+    """What training moved in a StructLoRA run (eval-gate histograms at init/end, open directions per layer,
+    modulation mean, update norms): the trainer's record if it wrote one, else structlora_moved on the
+    run's saved StructLoRA state (``out/structlora``). None for other methods."""
     for name in ("what_moved.json", "moved.json"):
         if (out / name).exists():
             return json.loads((out / name).read_text())
-    return None
+    if not (out / "structlora").is_dir():
+        return None
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    from llava_structlora import structlora as sl
+
+    if not hasattr(sl, "structlora_moved"):  # a code state without the record (before issue 11)
+        return None
+    model = LlavaForConditionalGeneration.from_pretrained(str(base_dir), dtype=torch.float32)
+    sl.load_structlora(model, out / "structlora")
+    model.eval()
+    return sl.structlora_moved(model)
 
 
 def execute(spec: RunSpec, suite: SuiteConfig) -> dict[str, Any]:
@@ -130,7 +144,7 @@ def _execute(spec: RunSpec, suite: SuiteConfig) -> dict[str, Any]:
         "key": spec.key(suite), "spec": {**spec.__dict__, "overrides": dict(spec.overrides)},
         "suite": suite.to_dict(), "val": val, "test": test, "git_commit": git_commit(),
         "geometry": adapter_stats(suite.base_dir, out / "adapter"),
-        "structlora_diagnostics": _structlora_diagnostics(out), "what_moved": _what_moved(out),
+        "structlora_diagnostics": _structlora_diagnostics(out), "what_moved": _what_moved(out, suite.base_dir),
         "final_loss": run_json.get("final_loss"), "global_step": run_json.get("global_step"),
         "train_s": round(t_train, 1), "total_s": round(time.time() - t0, 1), "run_dir": str(out),
     }
