@@ -9,6 +9,8 @@ Environment (defaults in brackets):
   SPLIT       [vqav2 val, gqa testdev, coco test]; VQAv2 test-dev writes the EvalAI submission
   PROTOCOL [official]  BATCH_SIZE [32]  NUM_GPUS [GPUs, else 1]  OUTPUT_DIR [<run>/eval/<task>-<split>-<protocol>]
   SMOKE [0]   1 = smoke preset (artifacts/*/smoke, *-smoke runs)
+  DTYPE [bf16 on GPUs, else fp32]   bf16 | fp16 | fp32: dtype the base is loaded (and generates) in
+  ATTN_IMPLEMENTATION [transformers' default]   sdpa | eager | flash_attention_2
   SYSTEM_PROMPT [none]   none | vicuna: must match the prompt the adapter was trained with
   CLIP_WEIGHTS, CLIP_MODEL [ViT-B-32]   coco: CLIPScore from a local open_clip checkpoint (skipped otherwise)
 """
@@ -69,6 +71,12 @@ def _default_gpus() -> int:
     return max(1, torch.cuda.device_count())
 
 
+def _default_dtype() -> str:
+    import torch
+
+    return "bf16" if torch.cuda.is_available() else "fp32"
+
+
 def config_from_env(task: str) -> EvalConfig:
     preset = "smoke" if _env("SMOKE", "0") not in ("0", "false", "") else "default"
     adapter = _env("ADAPTER")
@@ -97,7 +105,8 @@ def config_from_env(task: str) -> EvalConfig:
     return EvalConfig(task=task, model=model, data_root=data_root, output_dir=out, split=split, adapter=adapter,
                       batch_size=int(_env("BATCH_SIZE", "32")), num_gpus=int(_env("NUM_GPUS", str(_default_gpus()))),
                       protocol=protocol, clip_weights=_env("CLIP_WEIGHTS"), clip_model=_env("CLIP_MODEL", "ViT-B-32"),
-                      system_prompt=_env("SYSTEM_PROMPT", "none"))
+                      system_prompt=_env("SYSTEM_PROMPT", "none"), dtype=_env("DTYPE", _default_dtype()),
+                      attn_implementation=_env("ATTN_IMPLEMENTATION"))
 
 
 def summary(metrics: dict) -> str:
