@@ -72,8 +72,22 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def run_tables(names: list[str], suite: SuiteConfig, command: str, only: list[str] | None = None
-               ) -> dict[str, list[dict]]:
+def cache_only(spec, suite: SuiteConfig) -> dict:
+    """Executor of --cached: the cached result, or a 'not run' placeholder (a missing tuning run fails its family)."""
+    from .report import NOT_RUN
+    from .runner import cached
+
+    hit = cached(spec, suite)
+    if hit is not None:
+        return hit
+    nan = {"score": float("nan"), "metrics": {}}
+    return {"key": spec.key(suite), "failed": NOT_RUN, "val": nan, "test": nan,
+            "geometry": {"drift_energy": float("nan"), "cos_adj": float("nan")}, "train_s": float("nan"),
+            "structlora_diagnostics": None}
+
+
+def run_tables(names: list[str], suite: SuiteConfig, command: str, only: list[str] | None = None,
+               cached_only: bool = False) -> dict[str, list[dict]]:
     import torch
 
     from .eval_data import build_eval_root
@@ -100,7 +114,7 @@ def run_tables(names: list[str], suite: SuiteConfig, command: str, only: list[st
             if not table.variants:
                 raise SystemExit(f"--only {only}: no such variant in table {name}")
         t0 = time.time()
-        result = run_table(table, suite, execute)
+        result = run_table(table, suite, cache_only if cached_only else execute)
         claim_rows = claims(table, result["rows"], result["tasks"])
         md = markdown(table, result, suite, claim_rows)
         extra_md, extra = table_extras(table, result, suite, claim_rows)
@@ -165,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", nargs="+", choices=("coco", "vqav2", "gqa"), help="reduced: only these endpoints")
     ap.add_argument("--seeds", type=int, help="reduced: only the first K reporting seeds")
     ap.add_argument("--only", nargs="+", metavar="LABEL", help="reduced: only these variants (table row labels)")
+    ap.add_argument("--cached", action="store_true", help="record from cached runs only (missing runs show as "
+                    "'not run'; nothing is trained)")
     ap.add_argument("--threads", type=int, help="torch threads of this process (default: the suite's); several "
                     "processes on disjoint --tasks/--only share one run cache")
     args = ap.parse_args(argv)
@@ -173,14 +189,16 @@ def main(argv: list[str] | None = None) -> int:
     names = list(ORDER) if "all" in args.tables else list(dict.fromkeys(args.tables))
     suite = suite_from_args(args)
     if args.plan:
+        from . import plan
         from .plan import planned_runs
         runs = set().union(*(planned_runs(TABLES[n], suite) for n in names))
         cached = len(list((suite.out_root / "results").glob("*.json")))
-        print(f"{suite.name}: <= {len(runs)} distinct runs for {names} "
+        print(f"{suite.name}: >= {len(runs)} distinct runs for {names} (+ up to {plan.MAX_EXTEND} lr-grid extensions "
+              f"per tuned family and task) "
               f"({cached} results cached in {suite.out_root / 'results'}, all tables together)")
         return 0
     command = "python -m experiments " + " ".join(argv if argv is not None else sys.argv[1:])
-    claims = run_tables(names, suite, command, only=args.only)
+    claims = run_tables(names, suite, command, only=args.only, cached_only=args.cached)
     for name, rows in claims.items():
         print(f"== {name}")
         for c in rows:

@@ -9,11 +9,12 @@ coordination beyond the operator's mechanics.
 """
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+
+from .stats import summarize
 
 
 def mechanical_cos_adj(base_dir: Path, seeds: Sequence[int], **overrides: Any) -> dict[str, Any]:
@@ -37,8 +38,8 @@ def mechanical_cos_adj(base_dir: Path, seeds: Sequence[int], **overrides: Any) -
                         m.lora_B.copy_(0.01 * torch.randn(m.lora_B.shape, generator=gen))
             model.eval()
             vals.append(float(structlora_diagnostics(model)["cos_adj"]))
-        out[label] = {"per_seed": dict(zip(seeds, vals)), "mean": statistics.mean(vals),
-                      "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+        summ = summarize(vals)  # NaN (no adjacent pair, e.g. a 1-layer smoke base) is left out
+        out[label] = {"per_seed": dict(zip(seeds, vals)), "mean": summ.mean, "std": summ.std, "n": summ.n}
     return out
 
 

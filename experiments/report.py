@@ -66,6 +66,7 @@ def comparisons(table: Table, rows: dict[str, Any], tasks: list[str]) -> list[tu
 
 
 ALPHA = 0.05
+NOT_RUN = "not run (cache-only record)"
 
 
 def claims(table: Table, rows: dict[str, Any], tasks: list[str]) -> list[dict[str, Any]]:
@@ -119,9 +120,11 @@ def markdown(table: Table, result: dict[str, Any], suite: SuiteConfig, claim_row
                 cells.append("failed (every lr; see results/*.failed.txt)")
                 lrs.append("—")
                 continue
-            n_failed = sum(1 for r in row["tasks"][t]["runs"].values() if r.get("failed"))
+            n_failed = sum(1 for r in row["tasks"][t]["runs"].values() if r.get("failed") and r["failed"] != NOT_RUN)
+            n_missing = sum(1 for r in row["tasks"][t]["runs"].values() if r.get("failed") == NOT_RUN)
             cells.append(summarize(list(per_seed(row, t, "score").values())).fmt(2)
-                         + (f" ({n_failed} run(s) failed)" if n_failed else ""))
+                         + (f" ({n_failed} run(s) failed)" if n_failed else "")
+                         + (f" ({n_missing} seed(s) not run)" if n_missing else ""))
             ref = lora_reference(table, label, rows)
             if ref and ref != label:
                 deltas.append(paired_ttest(per_seed(row, t, "score"), per_seed(rows[ref], t, "score")).fmt())
