@@ -30,7 +30,7 @@ from .suite import METRIC, METRIC_SCALE, RunSpec, SuiteConfig
 def git_commit() -> str | None:
     """The code state this process trains with (read once: a merge during a long suite does not relabel
     the runs of code already imported); tables say when their runs span several."""
-    from llava_structlora.utils.results import git_commit as commit
+    from recipes.results import git_commit as commit
 
     return commit()
 
