@@ -94,8 +94,8 @@ def claim(spec: RunSpec, suite: SuiteConfig) -> bool:
     return True
 
 
-def work(names: list[str], suite: SuiteConfig, only: list[str] | None) -> int:
-    """Train needed runs until none is left; returns how many this worker trained."""
+def work(names: list[str], suite: SuiteConfig, only: list[str] | None, wait: bool = True) -> int:
+    """Train needed runs until none is left (or, without `wait`, none is claimable); returns how many."""
     from .runner import cached, execute, result_path
 
     done = 0
@@ -107,6 +107,9 @@ def work(names: list[str], suite: SuiteConfig, only: list[str] | None) -> int:
         if not needed:
             return done
         mine = next((s for s in needed if cached(s, suite) is None and claim(s, suite)), None)
+        if mine is None and not wait:
+            logger.info("worker %d: the %d run(s) left are claimed by other workers; moving on", os.getpid(), len(needed))
+            return done
         if mine is None:
             logger.info("worker %d: %d run(s) needed, all claimed by other workers; waiting", os.getpid(), len(needed))
             time.sleep(WAIT_S)
@@ -135,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int)
     ap.add_argument("--only", nargs="+", metavar="LABEL")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-wait", action="store_true", default=False,
+                    help="exit instead of waiting when every needed run is claimed by another worker")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     build_eval_root(suite.data_root, suite.out_root / "eval_data", (QUICK if args.quick else FULL).tasks,
                     suite.val_limit, suite.test_limit)
     names = list(ORDER) if "all" in args.tables else list(dict.fromkeys(args.tables))
-    n = work(names, suite, args.only)
+    n = work(names, suite, args.only, wait=not args.no_wait)
     logger.info("worker %d: trained %d run(s); nothing left for %s", os.getpid(), n, names)
     return 0
 

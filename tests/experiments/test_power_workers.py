@@ -8,7 +8,7 @@ import math
 import pytest
 
 from experiments.base_margin import BAR, margin
-from experiments.power import gate_shift
+from experiments.power import gate_moves, gate_shift
 from experiments.suite import FULL, RunSpec
 from experiments.tables import LORA, STRUCT, Table
 
@@ -22,8 +22,11 @@ def test_margin_is_gain_over_seed_std():
 
 
 def test_gate_shift_prefers_the_what_moved_record_and_falls_back_to_diagnostics():
-    moved = {"what_moved": {"eval_gate_delta": {"median_abs": 0.25}}}
+    moved = {"what_moved": {"eval_gate_delta": {"median_abs": 0.25, "mean_abs": 0.4},
+                            "gate_param_delta": {"log_alpha": {"median_abs": 6.0}}, "open_fraction": {"final": 0.6}}}
     assert gate_shift(moved) == (0.25, "what-moved record")
+    assert gate_moves(moved) == {"median_abs_delta_eval_gate": 0.25, "mean_abs_delta_eval_gate": 0.4,
+                                 "median_abs_delta_gate_param": 6.0, "open_fraction_end": 0.6}
     diag = {"structlora_diagnostics": {"first_gate_values": {"a": [1.0, 1.0], "b": [1.0, 0.5]},
                                        "gate_values": {"a": [0.5, 1.0], "b": [0.9, 0.5]}, "first_step": 10}}
     value, src = gate_shift(diag)
