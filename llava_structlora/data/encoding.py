@@ -7,6 +7,7 @@ image features, so getting it wrong is a hard error at forward time.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -33,11 +34,15 @@ def mean_colour(processor) -> tuple[int, int, int]:
 def load_image(path: str, processor) -> torch.Tensor:
     """Open, RGB-convert, pad to square with the processor mean colour, preprocess -> (3, H, W).
 
-    PIL errors (missing/corrupt file) propagate; the dataset turns them into counted skips.
+    PIL errors (missing/corrupt file, DecompressionBombError) propagate; the dataset turns them into
+    counted skips. PIL's bomb *warning* (between 1x and 2x Image.MAX_IMAGE_PIXELS) is raised as an
+    error too: such an image would take gigabytes to decode in a training worker.
     """
-    with Image.open(path) as im:
-        im.load()
-        img = im.convert("RGB")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            im.load()
+            img = im.convert("RGB")
     img = expand2square(img, mean_colour(processor))
     return processor.image_processor(img, return_tensors="pt")["pixel_values"][0]
 
