@@ -21,25 +21,24 @@ import json
 import math
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 import transformers
 import yaml
 
 from llava_structlora.structlora.config import TARGET_PRESETS, StructLoRAConfig
 
-METHODS = ("structlora", "lora", "dora", "adalora", "lora_dropout", "full")
+from .errors import ConfigError
+from .specs import METHODS, get_spec
+
 TASKS = ("coco", "vqav2", "gqa")
 # StructLoRAConfig field -> the CLI/YAML name of the knob every adapter method shares.
 SHARED_KNOBS = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "targets",
                 "seed": "seed"}
 _SL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StructLoRAConfig)}
-
-
-class ConfigError(ValueError):
-    """A missing, garbled or inconsistent configuration value (raised before launch)."""
 
 
 @dataclass
@@ -273,8 +272,7 @@ def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArgum
     """
     for obj in (margs, dargs, sargs, targs):
         _check_finite(obj)
-    if margs.method not in METHODS:
-        raise ConfigError(f"method={margs.method!r}: expected one of {METHODS}")
+    spec = get_spec(margs.method)  # names the known methods
     build_structlora_config(margs, sargs, targs.seed)
     if margs.mm_projector_lr is not None and margs.mm_projector_lr <= 0:
         raise ConfigError(f"mm_projector_lr={margs.mm_projector_lr}: must be > 0")
@@ -288,26 +286,83 @@ def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArgum
         raise ConfigError(f"diagnostics_steps={targs.diagnostics_steps}: must be a positive int")
     if not targs.output_dir:
         raise ConfigError("output_dir is required")
-    _validate_memory_knobs(margs, targs)
+    stage = _zero_stage(targs.deepspeed) if check_paths else None
+    spec.check(margs, targs, stage)  # method-specific limits
+    _validate_sizes(dargs, targs)
+    _validate_memory_knobs(margs, stage)
     if check_paths:
         _validate_paths(margs, dargs, targs)
+        check_base_and_targets(margs, sargs, targs.seed)
 
 
-def _validate_memory_knobs(margs: ModelArguments, targs: TrainingArguments) -> None:
-    """Attention backend, QLoRA and checkpointing: refused here, before any model is loaded."""
+# Integer knobs that must be >= 1: a 0 is otherwise noticed only after the model is built (batch size)
+# or after the whole training run (the validation run's batch size).
+_POSITIVE = (("DataArguments", "eval_batch_size"), ("DataArguments", "model_max_length"),
+             ("DataArguments", "max_train_samples"), ("TrainingArguments", "per_device_train_batch_size"),
+             ("TrainingArguments", "gradient_accumulation_steps"))
+
+
+def _validate_sizes(dargs: DataArguments, targs: TrainingArguments) -> None:
+    for cls, name in _POSITIVE:
+        value = getattr(dargs if cls == "DataArguments" else targs, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{cls}.{name}={value!r}: must be a positive int")
+
+
+WEIGHT_GLOBS = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin")
+
+
+def check_base_and_targets(margs: ModelArguments, sargs: StructLoRAArguments, seed: int) -> None:
+    """Before any model is built: the base has weights, and the targets match its modules.
+
+    The module names come from the base's config.json alone: the model is instantiated on the meta
+    device (no memory, about a second even for 7B), so a target regex matching nothing fails here
+    instead of after minutes of loading.
+    """
+    base = Path(margs.model_name_or_path)
+    if not any(any(base.glob(g)) for g in WEIGHT_GLOBS):
+        raise ConfigError(f"model_name_or_path={base}: config.json but no weights there "
+                          f"(expected model.safetensors or shards); is the download complete?")
+    if get_spec(margs.method).full_model:  # no adapter targets
+        return
+    import torch
+
+    from llava_structlora.modeling import ModelLoadError, base_model_class, load_config
+    from llava_structlora.structlora.targets import resolve_target_modules
+
+    try:
+        cfg = load_config(base)
+        with torch.device("meta"):
+            model = base_model_class(cfg)(cfg)
+    except (ModelLoadError, ValueError, OSError) as e:
+        raise ConfigError(f"model_name_or_path={base}: cannot read its config.json ({e})") from e
+    try:
+        resolve_target_modules(model, build_structlora_config(margs, sargs, seed))
+    except ValueError as e:
+        raise ConfigError(f"targets={margs.targets!r}: {e} (module names look like "
+                          f"{_example_linear(model)!r})") from e
+
+
+def _example_linear(model: Any) -> str:
+    from torch import nn
+
+    return next((n for n, m in model.named_modules() if isinstance(m, nn.Linear) and "layers." in n), "")
+
+
+def _validate_memory_knobs(margs: ModelArguments, zero_stage: Optional[int]) -> None:
+    """Attention backend and QLoRA (and QLoRA under ZeRO-3): refused here, before any model is loaded."""
     from llava_structlora.modeling import ModelLoadError, check_attn_implementation, check_bits
+
+    from .zero3 import zero3_refusal
 
     try:
         check_attn_implementation(margs.attn_implementation)
         check_bits(margs.bits)
     except ModelLoadError as e:
         raise ConfigError(str(e)) from e
-    if margs.bits is not None and margs.method == "full":
-        raise ConfigError(f"bits={margs.bits}: a quantized base cannot be fully fine-tuned; use an adapter method")
-    kwargs = targs.activation_checkpointing_kwargs or {}
-    if targs.activation_checkpointing and margs.method == "structlora" and kwargs.get("use_reentrant", False):
-        raise ConfigError("gradient_checkpointing_kwargs use_reentrant=true: StructLoRA needs non-reentrant "
-                          "activation checkpointing (its shared coordinator graph); drop the option")
+    refusal = zero3_refusal(margs.bits) if zero_stage == 3 else None
+    if refusal:
+        raise ConfigError(refusal)
 
 
 def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments) -> None:
@@ -322,17 +377,16 @@ def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: Training
     resume = targs.resume
     if resume not in ("none", "auto") and not Path(resume).is_dir():
         raise ConfigError(f"resume={resume!r}: expected none, auto or an existing checkpoint directory")
-    ds = targs.deepspeed
-    if isinstance(ds, str) and ds:
-        from .zero3 import deepspeed_stage, zero3_refusal
 
-        try:
-            stage = deepspeed_stage(ds)
-        except ValueError as e:
-            raise ConfigError(str(e)) from e
-        refusal = zero3_refusal(margs.method, margs.bits) if stage == 3 else None
-        if refusal:
-            raise ConfigError(f"deepspeed={ds}: {refusal}")
+
+def _zero_stage(ds: Any) -> Optional[int]:
+    """The ZeRO stage of a DeepSpeed config file (None without one); ConfigError when it cannot be read."""
+    if not (isinstance(ds, str) and ds):
+        return None
+    try:
+        return int(json.loads(Path(ds).read_text()).get("zero_optimization", {}).get("stage", 0))
+    except (OSError, json.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
+        raise ConfigError(f"deepspeed={ds}: not a readable JSON file ({e})") from e
 
 
 def build_structlora_config(margs: ModelArguments, sargs: StructLoRAArguments, seed: int) -> StructLoRAConfig:

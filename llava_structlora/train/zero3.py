@@ -17,13 +17,11 @@ baselines and a tuned projector, so their exports read real tensors too.
 
 What is refused (config validation, before launch): ``--bits`` with ZeRO-3 (bitsandbytes storage is
 not partitioned by ZeRO-3 in this recipe; use ZeRO-2), and ``--method full`` with ZeRO-3 (its
-end-of-run export reads unpartitioned weights on rank 0; use ZeRO-2 / zero2_offload.json).
+end-of-run export reads unpartitioned weights on rank 0; use ZeRO-2 / zero2_offload.json; specs.FullSpec).
 """
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 from typing import Any, Optional
 
 from torch import nn
@@ -31,31 +29,11 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 
-def deepspeed_stage(ds: Any) -> int:
-    """ZeRO stage of a DeepSpeed config (path or dict); 0 when unset. Raises ValueError on a bad file."""
-    if not ds:
-        return 0
-    if isinstance(ds, dict):
-        cfg = ds
-    else:
-        try:
-            cfg = json.loads(Path(ds).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"deepspeed={ds}: not a readable JSON file ({e})") from e
-    zero = cfg.get("zero_optimization", {}) if isinstance(cfg, dict) else {}
-    if not isinstance(zero, dict):
-        raise ValueError(f"deepspeed={ds}: zero_optimization must be a mapping")
-    return int(zero.get("stage", 0) or 0)
-
-
-def zero3_refusal(method: str, bits: Optional[int]) -> Optional[str]:
-    """Why this configuration cannot run under ZeRO-3, or None when it can."""
+def zero3_refusal(bits: Optional[int]) -> Optional[str]:
+    """Why this configuration cannot run under ZeRO-3, or None when it can (method limits: specs.py)."""
     if bits is not None:
         return (f"bits={bits} with ZeRO-3: bitsandbytes' packed 4/8-bit storage is not partitioned by ZeRO-3 in "
                 "this recipe; QLoRA runs use zero_configs/zero2.json (the quantized base is small anyway)")
-    if method == "full":
-        return ("method=full with ZeRO-3: the end-of-run export reads whole weights on rank 0, which ZeRO-3 "
-                "partitions; use zero_configs/zero2.json or zero2_offload.json")
     return None
 
 

@@ -75,15 +75,8 @@ def test_checkpointing_is_non_reentrant_and_reentrant_is_refused_for_structlora(
           '{"use_reentrant": true}')  # PEFT LoRA works with reentrant checkpointing (input grads enabled)
 
 
-def test_zero3_refusals_name_the_part_that_cannot_work(tmp_path):
-    from llava_structlora.train.zero3 import deepspeed_stage, zero3_refusal
+def test_zero3_refusals_name_the_part_that_cannot_work():
+    from llava_structlora.train.zero3 import zero3_refusal
 
-    assert zero3_refusal("structlora", None) is None and zero3_refusal("lora", None) is None
-    assert "bitsandbytes" in zero3_refusal("structlora", 4) and "zero2" in zero3_refusal("lora", 8)
-    assert "method=full with ZeRO-3" in zero3_refusal("full", None)
-    assert deepspeed_stage("zero_configs/zero3.json") == 3 and deepspeed_stage("zero_configs/zero2.json") == 2
-    assert deepspeed_stage(None) == 0 and deepspeed_stage({"zero_optimization": {"stage": 1}}) == 1
-    bad = tmp_path / "z.json"
-    bad.write_text("{")
-    with pytest.raises(ValueError, match="not a readable JSON"):
-        deepspeed_stage(bad)
+    assert zero3_refusal(None) is None
+    assert "bitsandbytes" in zero3_refusal(4) and "zero2" in zero3_refusal(8)
