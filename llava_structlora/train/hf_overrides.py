@@ -37,7 +37,7 @@ from .safe_resume import weights_only_loads
 logger = logging.getLogger(__name__)
 TARGET_TRANSFORMERS = "5.23.0"
 OVERRIDDEN = ("_save", "_load_from_checkpoint", "_save_optimizer_and_scheduler", "_load_optimizer_and_scheduler",
-              "_load_rng_state", "_prepare_for_training", "_save_checkpoint")
+              "_load_rng_state", "_prepare_for_training", "_save_checkpoint", "save_model")
 
 
 def _barrier() -> None:
