@@ -12,6 +12,8 @@ import json
 import logging
 import sys
 
+from llava_structlora.data.conversation import CONV_TEMPLATES
+
 from .config import TASKS, EvalConfig
 
 
@@ -30,8 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--system-prompt", choices=("none", "vicuna"), default="none",
-                   help="conversation system prompt; must match training (toy base: none; LLaVA-1.5: vicuna)")
+    p.add_argument("--conv-template", "--conv_template", dest="conv_template", choices=sorted(CONV_TEMPLATES),
+                   default=None, help="conversation format; must match training. Default: the one the adapter's "
+                   "run.json (or a merged model's merge_info.json) records, else vicuna_v1_nosys (the toy base)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="evaluate only the first N questions of the split (file order; scored on those N)")
     p.add_argument("--model-id", default=None, help="model_id written in the answers (default: adapter dir name)")
     p.add_argument("--no-meteor", dest="meteor", action="store_false", help="coco: skip METEOR (Java, slow)")
     p.add_argument("--clip-weights", default=None, help="coco: local open_clip checkpoint for CLIPScore")
@@ -43,14 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    cfg = EvalConfig(**{k: v for k, v in vars(args).items()})
     from .run import evaluate
 
     try:
+        cfg = EvalConfig(**{k: v for k, v in vars(args).items()})
         metrics = evaluate(cfg)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from .recipe import summary
+
+    print(f"[eval] {summary(metrics)}", file=sys.stderr)
     print(json.dumps(metrics))
     return 0
 

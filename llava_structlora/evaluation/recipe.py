@@ -9,7 +9,8 @@ Environment (defaults in brackets):
   SPLIT       [vqav2 val, gqa testdev, coco test]; VQAv2 test-dev writes the EvalAI submission
   PROTOCOL [official]  BATCH_SIZE [32]  NUM_GPUS [GPUs, else 1]  OUTPUT_DIR [<run>/eval/<task>-<split>-<protocol>]
   SMOKE [0]   1 = smoke preset (artifacts/*/smoke, *-smoke runs)
-  SYSTEM_PROMPT [none]   none | vicuna: must match the prompt the adapter was trained with
+  CONV_TEMPLATE [the run's run.json]  vicuna_v1_nosys | vicuna_v1: the conversation format (must match training)
+  LIMIT       [all]  evaluate the first N questions only
   CLIP_WEIGHTS, CLIP_MODEL [ViT-B-32]   coco: CLIPScore from a local open_clip checkpoint (skipped otherwise)
 """
 from __future__ import annotations
@@ -97,20 +98,25 @@ def config_from_env(task: str) -> EvalConfig:
     return EvalConfig(task=task, model=model, data_root=data_root, output_dir=out, split=split, adapter=adapter,
                       batch_size=int(_env("BATCH_SIZE", "32")), num_gpus=int(_env("NUM_GPUS", str(_default_gpus()))),
                       protocol=protocol, clip_weights=_env("CLIP_WEIGHTS"), clip_model=_env("CLIP_MODEL", "ViT-B-32"),
-                      system_prompt=_env("SYSTEM_PROMPT", "none"))
+                      conv_template=_env("CONV_TEMPLATE"), limit=int(_env("LIMIT")) if _env("LIMIT") else None)
 
 
 def summary(metrics: dict) -> str:
     """One human line: the main numbers, or where the submission went."""
     if "submission" in metrics:
         return f"submission file (upload it to the official server): {metrics['submission']}"
+    subset = f" [first {metrics['limit']} of {metrics['n_questions_in_split']}]" if metrics.get("limit") else ""
+    by = metrics.get("protocols") or {metrics.get("protocol", "official"): metrics}
+    head = f"{'VQAv2' if 'overall' in metrics else 'GQA'} {metrics['split']}{subset}"
     if "overall" in metrics:
-        per = ", ".join(f"{k} {v:.2f}" for k, v in metrics["per_answer_type"].items())
-        return f"VQAv2 {metrics['split']} ({metrics['protocol']}): overall {metrics['overall']:.2f} | {per}"
+        parts = [f"({p}): overall {m['overall']:.2f} (" + ", ".join(f"{k} {v:.2f}" for k, v in
+                                                                 m["per_answer_type"].items()) + ")"
+                 for p, m in by.items()]
+        return f"{head} " + " | ".join(parts)
     if "accuracy" in metrics:
-        return f"GQA {metrics['split']} ({metrics['protocol']}): accuracy {metrics['accuracy']:.2f}"
+        return f"{head} " + " | ".join(f"({p}): accuracy {m['accuracy']:.2f}" for p, m in by.items())
     keys = [k for k in ("CIDEr", "Bleu_4", "METEOR", "ROUGE_L") if metrics.get(k) is not None]
-    return f"COCO {metrics['split']}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+    return f"COCO {metrics['split']}{subset}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,8 @@ from typing import Any, Optional, Sequence
 import transformers
 import yaml
 
+from llava_structlora.data.conversation import CONV_TEMPLATES, DEFAULT_CONV_TEMPLATE, conv_system
+
 METHODS = ("structlora", "lora", "dora", "adalora", "lora_dropout", "full")
 TASKS = ("coco", "vqav2", "gqa")
 
@@ -45,9 +47,18 @@ class ModelArguments:
 class DataArguments:
     """Training data (LLaVA instruction JSON) and the quick validation run at the end."""
 
-    data_path: Optional[str] = field(default=None, metadata={"help": "LLaVA instruction JSON (DATA_ROOT/<task>/llava_train.json)."})
+    data_path: Optional[str] = field(default=None, metadata={
+        "help": "LLaVA instruction JSON (DATA_ROOT/<task>/llava_train.json); several: a.json,b.json (mixed)."})
+    data_ratios: Optional[str] = field(default=None, metadata={
+        "help": "Sampling ratios of the data_path sources, e.g. 0.5,0.3,0.2 (relative weights; default: concatenate)."})
+    mix_size: Optional[int] = field(default=None, metadata={
+        "help": "Samples in the mixture (default: the sources' total records); each source gets ratio * mix_size."})
     image_folder: Optional[str] = field(default=None, metadata={"help": "Image root (default: the task manifest's image_folder)."})
     model_max_length: Optional[int] = field(default=None, metadata={"help": "Truncation length (default: tokenizer's)."})
+    conv_template: str = field(default=DEFAULT_CONV_TEMPLATE, metadata={
+        "help": f"Conversation format ({'|'.join(CONV_TEMPLATES)}): vicuna_v1 = LLaVA-1.5's, with its system "
+                "prompt; vicuna_v1_nosys = the same without (the toy base). Recorded in run.json; evaluation, "
+                "merge and release default to it."})
     data_fraction: float = field(default=1.0, metadata={"help": "Fraction of training records used (low-data tables)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Hard cap on training records."})
     task: Optional[str] = field(default=None, metadata={"help": "coco|vqav2|gqa: selects the validation scorer."})
@@ -201,6 +212,13 @@ def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArgum
         raise ConfigError(f"learning_rate={targs.learning_rate}: must be > 0")
     if not 0.0 < dargs.data_fraction <= 1.0:
         raise ConfigError(f"data_fraction={dargs.data_fraction}: must be in (0, 1]")
+    try:
+        conv_system(dargs.conv_template)
+        data_sources(dargs)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    if dargs.mix_size is not None and dargs.mix_size < 1:
+        raise ConfigError(f"mix_size={dargs.mix_size}: must be a positive number of samples")
     if dargs.task is not None and dargs.task not in TASKS:
         raise ConfigError(f"task={dargs.task!r}: expected one of {TASKS}")
     if targs.diagnostics_steps <= 0:
@@ -220,8 +238,9 @@ def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: Training
         raise ConfigError(f"model_name_or_path={margs.model_name_or_path}: no config.json there")
     if not dargs.data_path:
         raise ConfigError("data_path is required (LLaVA instruction JSON)")
-    if not Path(dargs.data_path).is_file():
-        raise ConfigError(f"data_path={dargs.data_path}: file not found")
+    for source in data_sources(dargs):
+        if not Path(source.path).is_file():
+            raise ConfigError(f"data_path={dargs.data_path}: {source.path}: file not found")
     resume = targs.resume
     if resume not in ("none", "auto") and not Path(resume).is_dir():
         raise ConfigError(f"resume={resume!r}: expected none, auto or an existing checkpoint directory")
@@ -234,6 +253,17 @@ def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: Training
         if stage == 3 and margs.method == "structlora":
             raise ConfigError(f"deepspeed={ds}: ZeRO-3 partitions the adapter factors that StructLoRA's "
                               "coordinator reads across layers; use zero2.json or zero2_offload.json")
+
+
+def data_sources(dargs: DataArguments) -> list:
+    """The training sources of data_path/data_ratios (DataMixError, a ValueError, names a bad spec)."""
+    from llava_structlora.data.mixing import parse_sources
+
+    if not dargs.data_path:
+        if dargs.data_ratios:
+            raise ConfigError("data_ratios given without data_path")
+        return []
+    return parse_sources(dargs.data_path, dargs.data_ratios)
 
 
 def build_structlora_config(margs: ModelArguments, sargs: StructLoRAArguments, seed: int):

@@ -3,7 +3,8 @@
   adapter/      stock PEFT adapter (StructLoRA: export_peft_adapter; baselines: PEFT save_pretrained;
                 full: the whole fine-tuned model, save_pretrained)
   structlora/   full StructLoRA state for further training (save_structlora)
-  run.json      base model path, arguments, git commit, seeds, times, final loss
+  run.json      base model path, conversation format (conv_template), arguments, git commit, seeds, times,
+                final loss
   plots/        gate map per layer, CosAdj heatmap across layers, drift energy over steps (PNG)
   metrics.json  quick validation run (run_validation; skipped with EVAL=0)
 """
@@ -90,7 +91,7 @@ def write_outputs(trainer, processor, args: tuple, result, times: dict[str, floa
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         run = {
             "base_model": str(Path(margs.model_name_or_path).resolve()),
-            "method": margs.method, "adapter": str(adapter_dir),
+            "method": margs.method, "conv_template": dargs.conv_template, "adapter": str(adapter_dir),
             "structlora": str(out_dir / "structlora") if margs.method == "structlora" else None,
             "config": to_jsonable(margs, dargs, sargs) | {"TrainingArguments": _training_summary(targs)},
             "git": git_commit(Path(__file__).resolve().parents[2]),
@@ -98,6 +99,7 @@ def write_outputs(trainer, processor, args: tuple, result, times: dict[str, floa
             "deepspeed": targs.deepspeed, "resumed_from": resumed_from,
             "global_step": trainer.state.global_step, "final_loss": losses[-1] if losses else None,
             "train_runtime_s": result.metrics.get("train_runtime"),
+            "data_mix": getattr(trainer.train_dataset, "composition", None),
             "times": times,
         }
         atomic_write_json(out_dir / "run.json", run)
@@ -131,7 +133,7 @@ def run_validation(dargs, base: str, out_dir: Path, which: str = "adapter") -> d
     cfg = EvalConfig(task=dargs.task, model=str(base), data_root=str(dargs.data_root),
                      output_dir=str(out_dir / f"eval_{which}"), split=dargs.eval_split,
                      adapter=str(adapter) if adapter else None, batch_size=dargs.eval_batch_size,
-                     overwrite=True)
+                     conv_template=dargs.conv_template, overwrite=True)
     metrics = evaluate(cfg)
     name = "metrics.json" if which == "adapter" else "metrics_base.json"
     atomic_write_json(out_dir / name, {"which": which, "task": dargs.task, "split": dargs.eval_split,

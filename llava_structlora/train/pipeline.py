@@ -119,16 +119,21 @@ def launch_command(argv: list[str], ranks: int) -> tuple[list[str], dict[str, st
     return cmd, env
 
 
-def _base_eval_dir(model: Path, task: str, split: str) -> Path:
-    """Base answers are reused across runs, keyed by the base's weights file identity."""
+def _base_eval_dir(model: Path, task: str, split: str, conv_template: str) -> Path:
+    """Base answers are reused across runs, keyed by the base's weights file identity (and prompt format)."""
+    from llava_structlora.data.conversation import DEFAULT_CONV_TEMPLATE
+
     weights = sorted(model.glob("*.safetensors"))
     ident = [str(model.resolve())] + [f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights]
+    if conv_template != DEFAULT_CONV_TEMPLATE:  # the default keeps the cache keys of earlier versions
+        ident.append(f"conv_template={conv_template}")
     key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:12]
     return ROOT / "artifacts" / "eval_cache" / f"{task}-{split}-{key}"
 
 
-def evaluate_both(task: str, model: Path, data_root: Path, out_dir: Path, split: str, batch_size: int) -> dict:
-    """Validation of the trained adapter (metrics.json) and of the base (metrics_base.json)."""
+def evaluate_both(task: str, model: Path, data_root: Path, out_dir: Path, split: str, batch_size: int,
+                  conv_template: str) -> dict:
+    """Validation of the trained adapter (metrics.json) and of the base (metrics_base.json), same prompts."""
     from llava_structlora.evaluation import EvalConfig, evaluate
     from llava_structlora.utils.io import atomic_write_json
 
@@ -137,19 +142,30 @@ def evaluate_both(task: str, model: Path, data_root: Path, out_dir: Path, split:
     adapter = _adapter_for_eval(out_dir)
     scores = {}
     for which, adp, work in (("adapter", adapter, out_dir / "eval_adapter"),
-                             ("base", None, _base_eval_dir(model, task, split))):
+                             ("base", None, _base_eval_dir(model, task, split, conv_template))):
         cached = work / "metrics.json"
         if which == "base" and cached.is_file():  # the base did not change (cache key = its weights)
             metrics = json.loads(cached.read_text())
         else:
             cfg = EvalConfig(task=task, model=str(model), data_root=str(data_root), output_dir=str(work),
                              split=split, adapter=str(adp) if adp else None, batch_size=batch_size,
-                             overwrite=True)
+                             conv_template=conv_template, overwrite=True)
             metrics = evaluate(cfg)
         name = "metrics.json" if which == "adapter" else "metrics_base.json"
         atomic_write_json(out_dir / name, {"which": which, **metrics})
         scores[which] = metrics
     return scores
+
+
+def score_line(task: str, split: str, scores: dict) -> str:
+    """Adapter vs base on the main metric; VQAv2/GQA under both protocols (official first)."""
+    key = MAIN_METRIC[task]
+    line = f"{task} {split} {key}: adapter {scores['adapter'].get(key):.4f} | base {scores['base'].get(key):.4f}"
+    llava = [(scores[w].get("protocols") or {}).get("llava", {}).get(key) for w in ("adapter", "base")]
+    if None not in llava:
+        line += f" ({scores['adapter'].get('protocol')} protocol); llava protocol: adapter {llava[0]:.4f} | " \
+                f"base {llava[1]:.4f}"
+    return line
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -182,10 +198,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return rc
     print(f"[finetune] adapter: {_adapter_path(out_dir)}", flush=True)
     if do_eval:
-        scores = evaluate_both(args.task, model, data_root, out_dir, dargs.eval_split, dargs.eval_batch_size)
-        key = MAIN_METRIC[args.task]
-        print(f"[finetune] {args.task} {dargs.eval_split} {key}: adapter {scores['adapter'].get(key):.4f} | "
-              f"base {scores['base'].get(key):.4f}  (scores: {out_dir / 'metrics.json'}, "
+        scores = evaluate_both(args.task, model, data_root, out_dir, dargs.eval_split, dargs.eval_batch_size,
+                               dargs.conv_template)
+        print(f"[finetune] {score_line(args.task, dargs.eval_split, scores)}  (scores: {out_dir / 'metrics.json'}, "
               f"{out_dir / 'metrics_base.json'})", flush=True)
     print(f"[finetune] done in {time.time() - t0:.1f} s: {out_dir}", flush=True)
     return 0
