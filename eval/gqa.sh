@@ -4,6 +4,7 @@
 # With no arguments: the newest run of scripts/finetune_gqa.sh under outputs/, on the embedded
 # shapes world; prints the scores and writes metrics.json (path printed).
 # Env: MODEL ADAPTER(=dir|none) DATA_ROOT SPLIT PROTOCOL(=official|llava) BATCH_SIZE NUM_GPUS OUTPUT_DIR SMOKE
+#      DTYPE(=bf16|fp16|fp32; default bf16 on GPUs, fp32 on CPU) ATTN_IMPLEMENTATION(=sdpa|eager|flash_attention_2)
 # (defaults: python -m llava_structlora.evaluation.recipe --help)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,6 @@
 """Merge a trained run's adapter into its base: a plain ``LlavaForConditionalGeneration`` on disk.
 
-    python -m llava_structlora.merge RUN_DIR OUT_DIR [--base PATH] [--max-shard-size 5GB] [--verify]
+    python -m llava_structlora.merge RUN_DIR OUT_DIR [--base PATH] [--max-shard-size 5GB] [--dtype bf16]
 
 (``bash scripts/merge_adapter.sh RUN_DIR OUT_DIR`` wraps this.) The output is what
 ``LlavaForConditionalGeneration.from_pretrained(OUT_DIR)`` loads with no project code:
@@ -13,6 +13,10 @@ base against what the run was trained on *before* loading anything big, and refu
 message that lists every difference: architecture fields of the config and the shape of every
 adapted module. The merge itself is stock PEFT (``merge_and_unload``), which is exact for the
 stock LoRA adapter that StructLoRA exports (DESIGN.md §2) and for the PEFT baselines.
+
+The base is always reloaded unquantized, in ``--dtype`` (default: bf16 for a QLoRA run, whose
+adapter was trained over a bf16-computing 4/8-bit base, else fp32): merging into 4-/8-bit storage
+would round the update away, so a quantized base checkpoint is refused.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from llava_structlora.utils.io import read_optional_json
 logger = logging.getLogger("llava_structlora.merge")
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+DTYPE_NAMES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 # Keys under which run.json may record the base (top level or in its "config"/"model"/"train" sections).
 BASE_KEYS = ("base_model", "model_name_or_path", "base_model_name_or_path", "base")
 # Config fields that must agree between the run's base and the base we merge into.
@@ -136,11 +141,13 @@ def adapter_shapes(adapter_dir: Path) -> dict[str, tuple[int, ...]]:
 def shape_diff(adapter_dir: Path, base_config: dict[str, Any]) -> list[str]:
     """Check every adapter tensor against the base's module shapes, on the meta device."""
     import torch
-    from transformers import AutoConfig, LlavaForConditionalGeneration
+    from transformers import AutoConfig
+
+    from llava_structlora.modeling import base_model_class
 
     cfg = AutoConfig.for_model(**base_config) if "model_type" in base_config else base_config
     with torch.device("meta"):
-        model = LlavaForConditionalGeneration(cfg)
+        model = base_model_class(cfg)(cfg)
     modules = dict(model.named_modules())
     params = {n: tuple(p.shape) for n, p in model.named_parameters()}
     diffs = []
@@ -183,14 +190,36 @@ def check_base(run_dir: Path, base: str | Path) -> None:
 
 
 # ---------------------------------------------------------------------------- merge
+class QuantizedMergeError(ValueError):
+    """The merge target stores its weights in 4/8 bit: the merged update would be rounded away."""
+
+
+def check_not_quantized(base: str | Path) -> None:
+    """Refuse a base checkpoint saved quantized (config.json carries a quantization_config)."""
+    qcfg = load_config_dict(base).get("quantization_config")
+    if qcfg:
+        raise QuantizedMergeError(
+            f"refusing to merge into {base}: it is stored quantized ({qcfg.get('quant_method', 'unknown')}, "
+            f"load_in_4bit={qcfg.get('load_in_4bit')}, load_in_8bit={qcfg.get('load_in_8bit')}); merging into "
+            f"quantized storage rounds the adapter update away. Pass the original bf16/fp16 base with --base "
+            f"(a QLoRA run merges into its unquantized base, reloaded in --dtype bf16)")
+
+
+def default_merge_dtype(run_dir: Path) -> str:
+    """bf16 for a QLoRA run (its compute dtype), else fp32 (bit-exact against base + adapter)."""
+    run = read_run(run_dir)
+    model_args = run.get("config", {}).get("ModelArguments", {}) if isinstance(run.get("config"), dict) else {}
+    return "bf16" if model_args.get("bits") else "fp32"
+
+
 def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None = None,
-              max_shard_size: str = "5GB", dtype: str = "float32") -> Path:
+              max_shard_size: str = "5GB", dtype: str | None = None) -> Path:
     """Check the base, merge with stock PEFT and save_pretrained model + processor into `out_dir`."""
-    import torch
     from peft import PeftModel
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers import AutoProcessor
 
     from llava_structlora.data.chat_template import attach_chat_templates
+    from llava_structlora.modeling import load_base_model
     from llava_structlora.utils.io import atomic_directory
 
     run_dir = Path(run_dir)
@@ -198,8 +227,10 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None 
     if not base:
         raise ValueError(f"{run_dir}: no base recorded in run.json or adapter_config.json; pass --base")
     check_base(run_dir, base)
+    check_not_quantized(base)
+    dtype = dtype or default_merge_dtype(run_dir)
     adapter = adapter_dir_of(run_dir)
-    model = LlavaForConditionalGeneration.from_pretrained(str(base), dtype=getattr(torch, dtype))
+    model = load_base_model(base, dtype=dtype)  # never quantized: bits is not passed
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     merged.eval()
     conv_template = recorded_conv_template(run_dir)
@@ -220,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out_dir", help="where to write the merged model")
     ap.add_argument("--base", help="base model dir (default: the one recorded in run.json / adapter_config.json)")
     ap.add_argument("--max-shard-size", default="5GB", help="safetensors shard size (save_pretrained)")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--dtype", default=None, choices=sorted(DTYPE_NAMES),
+                    help="dtype the base is reloaded and merged in (default: bf16 for a QLoRA run, else fp32)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:

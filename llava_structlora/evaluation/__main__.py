@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-gpus", type=int, default=1, help="processes (CPU workers when there is no GPU)")
     p.add_argument("--protocol", choices=("official", "llava"), default="official")
     p.add_argument("--max-new-tokens", type=int, default=None)
-    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    p.add_argument("--dtype", default="float32", help="base load dtype: fp32 | bf16 | fp16 (bf16 for 7B on GPUs)")
+    p.add_argument("--attn-implementation", default=None, help="sdpa | eager | flash_attention_2")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--conv-template", "--conv_template", dest="conv_template", choices=sorted(CONV_TEMPLATES),
                    default=None, help="conversation format; must match training. Default: the one the adapter's "

@@ -63,7 +63,8 @@ class EvalConfig:
     num_gpus: int = 1                  # processes: one per GPU, or CPU workers without GPUs
     protocol: str = "official"
     max_new_tokens: int | None = None  # default: the task's
-    dtype: str = "float32"
+    dtype: str = "float32"             # base load dtype: fp32 | bf16 | fp16 (long names too); recipe: DTYPE
+    attn_implementation: str | None = None  # sdpa | eager | flash_attention_2 (None: transformers' default)
     device: str = "auto"               # auto: cuda if available, else cpu
     model_id: str | None = None
     conv_template: str | None = None   # conversation format; default: the run's (run.json), else the toy base's
@@ -85,6 +86,10 @@ class EvalConfig:
         conv_system(self.conv_template)  # unknown names: ValueError listing the known ones
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1 (questions), got {self.limit}")
+        from llava_structlora.modeling import check_attn_implementation, resolve_dtype
+
+        resolve_dtype(self.dtype)  # a typo fails here (ModelLoadError, a ValueError), not in every worker
+        check_attn_implementation(self.attn_implementation)
         if self.batch_size < 1 or self.num_gpus < 1:
             raise ValueError("batch_size and num_gpus must be >= 1")
         spec = TASKS[self.task]

@@ -11,6 +11,8 @@ Environment (defaults in brackets):
   SMOKE [0]   1 = smoke preset (artifacts/*/smoke, *-smoke runs)
   CONV_TEMPLATE [the run's run.json]  vicuna_v1_nosys | vicuna_v1: the conversation format (must match training)
   LIMIT       [all]  evaluate the first N questions only
+  DTYPE [bf16 on GPUs, else fp32]   bf16 | fp16 | fp32: dtype the base is loaded (and generates) in
+  ATTN_IMPLEMENTATION [transformers' default]   sdpa | eager | flash_attention_2
   CLIP_WEIGHTS, CLIP_MODEL [ViT-B-32]   coco: CLIPScore from a local open_clip checkpoint (skipped otherwise)
 """
 from __future__ import annotations
@@ -70,6 +72,12 @@ def _default_gpus() -> int:
     return max(1, torch.cuda.device_count())
 
 
+def _default_dtype() -> str:
+    import torch
+
+    return "bf16" if torch.cuda.is_available() else "fp32"
+
+
 def config_from_env(task: str) -> EvalConfig:
     preset = "smoke" if _env("SMOKE", "0") not in ("0", "false", "") else "default"
     adapter = _env("ADAPTER")
@@ -98,7 +106,8 @@ def config_from_env(task: str) -> EvalConfig:
     return EvalConfig(task=task, model=model, data_root=data_root, output_dir=out, split=split, adapter=adapter,
                       batch_size=int(_env("BATCH_SIZE", "32")), num_gpus=int(_env("NUM_GPUS", str(_default_gpus()))),
                       protocol=protocol, clip_weights=_env("CLIP_WEIGHTS"), clip_model=_env("CLIP_MODEL", "ViT-B-32"),
-                      conv_template=_env("CONV_TEMPLATE"), limit=int(_env("LIMIT")) if _env("LIMIT") else None)
+                      conv_template=_env("CONV_TEMPLATE"), limit=int(_env("LIMIT")) if _env("LIMIT") else None,
+                      dtype=_env("DTYPE", _default_dtype()), attn_implementation=_env("ATTN_IMPLEMENTATION"))
 
 
 def summary(metrics: dict) -> str:

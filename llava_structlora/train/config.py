@@ -41,6 +41,10 @@ class ModelArguments:
     tune_mm_projector: bool = field(default=False, metadata={"help": "Also train the multimodal projector in full."})
     mm_projector_lr: Optional[float] = field(default=None, metadata={"help": "Projector lr (default: learning_rate)."})
     adalora_init_r: int = field(default=12, metadata={"help": "AdaLoRA initial rank (pruned to lora_r)."})
+    attn_implementation: Optional[str] = field(default=None, metadata={
+        "help": "Attention backend: sdpa|eager|flash_attention_2 (default: transformers' choice, sdpa)."})
+    bits: Optional[int] = field(default=None, metadata={
+        "help": "QLoRA: load the base in 4 or 8 bit (bitsandbytes, CUDA); adapters stay fp32. Default: no."})
 
 
 @dataclass
@@ -81,6 +85,15 @@ class StructLoRAArguments:
     lambda_penalty: float = 1e-2
     graph_refresh_steps: int = 100
     keep_k: Optional[int] = None
+    # Issue 11 knobs; None = StructLoRAConfig's default (the one source of truth; issue 13 generates this class).
+    gate_init: Optional[float] = field(default=None, metadata={"help": "See StructLoRAConfig.gate_init."})
+    gate_noise: Optional[str] = field(default=None, metadata={"help": "See StructLoRAConfig.gate_noise."})
+    gate_lr_mult: Optional[float] = field(default=None, metadata={"help": "See StructLoRAConfig.gate_lr_mult."})
+    coordinator_lr_mult: Optional[float] = field(default=None, metadata={"help": "See StructLoRAConfig."})
+    ib_warmup_steps: Optional[float] = field(default=None, metadata={"help": "See StructLoRAConfig."})
+    modulation: Optional[str] = field(default=None, metadata={"help": "See StructLoRAConfig.modulation."})
+    smooth_edges: Optional[str] = field(default=None, metadata={"help": "See StructLoRAConfig.smooth_edges."})
+    keep_dead_layers: Optional[bool] = field(default=None, metadata={"help": "See StructLoRAConfig (all methods)."})
 
 
 @dataclass
@@ -105,6 +118,13 @@ class TrainingArguments(transformers.TrainingArguments):
     resume: str = field(default="none", metadata={"help": "none | auto (newest complete checkpoint) | a checkpoint dir."})
     run_eval: bool = field(default=True, metadata={"help": "Quick validation run at the end (EVAL=0 disables)."})
     plots: bool = field(default=True, metadata={"help": "Write diagnostic PNGs at the end."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # --gradient_checkpointing (transformers' alias of activation_checkpointing): non-reentrant,
+        # written out so run.json records it (StructLoRA refuses reentrant checkpointing).
+        if self.activation_checkpointing and not self.activation_checkpointing_kwargs:
+            self.activation_checkpointing_kwargs = self.gradient_checkpointing_kwargs = {"use_reentrant": False}
 
 
 ALL_ARGS = (ModelArguments, DataArguments, StructLoRAArguments, TrainingArguments)
@@ -227,8 +247,26 @@ def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArgum
         raise ConfigError("output_dir is required")
     if margs.method == "structlora":
         build_structlora_config(margs, sargs, targs.seed)  # its own validation names the field
+    _validate_memory_knobs(margs, targs)
     if check_paths:
         _validate_paths(margs, dargs, targs)
+
+
+def _validate_memory_knobs(margs: ModelArguments, targs: TrainingArguments) -> None:
+    """Attention backend, QLoRA and checkpointing: refused here, before any model is loaded."""
+    from llava_structlora.modeling import ModelLoadError, check_attn_implementation, check_bits
+
+    try:
+        check_attn_implementation(margs.attn_implementation)
+        check_bits(margs.bits)
+    except ModelLoadError as e:
+        raise ConfigError(str(e)) from e
+    if margs.bits is not None and margs.method == "full":
+        raise ConfigError(f"bits={margs.bits}: a quantized base cannot be fully fine-tuned; use an adapter method")
+    kwargs = targs.activation_checkpointing_kwargs or {}
+    if targs.activation_checkpointing and margs.method == "structlora" and kwargs.get("use_reentrant", False):
+        raise ConfigError("gradient_checkpointing_kwargs use_reentrant=true: StructLoRA needs non-reentrant "
+                          "activation checkpointing (its shared coordinator graph); drop the option")
 
 
 def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments) -> None:
@@ -272,8 +310,7 @@ def build_structlora_config(margs: ModelArguments, sargs: StructLoRAArguments, s
 
     kwargs = dict(r=margs.lora_r, alpha=margs.lora_alpha, dropout=margs.lora_dropout or 0.0,
                   targets=margs.targets, seed=seed, **dataclasses.asdict(sargs))
-    if kwargs["keep_k"] is None:
-        kwargs.pop("keep_k")
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}  # None: StructLoRAConfig's default
     try:
         return StructLoRAConfig(**kwargs)
     except (ValueError, TypeError) as e:

@@ -77,13 +77,14 @@ def run(argv: Sequence[str]) -> Optional[Path]:
 
     from .callbacks import AdaLoraCallback, DiagnosticsCallback
     from .checkpoints import resolve_resume
-    from .methods import build_dataset, build_model, load_processor, projector_param_names
+    from .methods import base_load_dtype, build_dataset, build_model, load_processor, projector_param_names
     from .outputs import write_outputs
     from .trainer import StructLoRATrainer
 
     processor = load_processor(margs)
     dataset = build_dataset(dargs, processor, targs.seed)
-    model = build_model(margs, sargs, targs.seed, _total_steps(len(dataset), targs))
+    model = build_model(margs, sargs, targs.seed, _total_steps(len(dataset), targs),
+                        dtype=base_load_dtype(margs, targs), gradient_checkpointing=targs.activation_checkpointing)
     trainer = StructLoRATrainer(
         model=model, args=targs, train_dataset=dataset,
         data_collator=DataCollatorForSupervisedDataset(pad_token_id=processor.tokenizer.pad_token_id),

@@ -89,8 +89,13 @@ class StructLoRATrainer(transformers.Trainer):
         decay = set(self.get_decay_parameter_names(model))
         lr, wd = self.args.learning_rate, self.args.weight_decay
         groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        sl_groups, sl_names = [], set()
+        if self.method == "structlora":  # factors / gates / coordinator at their own lr (gate_lr_mult...)
+            from llava_structlora.structlora.optim import structlora_param_groups, structlora_param_names
+
+            sl_groups, sl_names = structlora_param_groups(model, lr, wd), set(structlora_param_names(model))
         for name, p in model.named_parameters():
-            if not p.requires_grad:
+            if not p.requires_grad or name in sl_names:
                 continue
             proj = name in self.projector_params and self.mm_projector_lr is not None
             groups.setdefault((name in decay, proj), []).append(p)
@@ -98,7 +103,7 @@ class StructLoRATrainer(transformers.Trainer):
             {"params": ps, "weight_decay": wd if is_decay else 0.0,
              **({"lr": self.mm_projector_lr} if is_proj else {})}
             for (is_decay, is_proj), ps in sorted(groups.items())
-        ]
+        ] + sl_groups
         cls, kwargs = transformers.Trainer.get_optimizer_cls_and_kwargs(self.args, model)
         self.optimizer = cls(param_groups, **kwargs)
         return self.optimizer
