@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from llava_structlora.utils.errors import entry_point
 from llava_structlora.utils.io import read_optional_json
 
 logger = logging.getLogger("llava_structlora.merge")
@@ -190,6 +191,9 @@ def check_base(run_dir: Path, base: str | Path) -> None:
 
 
 # ---------------------------------------------------------------------------- merge
+MERGE_KIND = "merged-model"
+
+
 class QuantizedMergeError(ValueError):
     """The merge target stores its weights in 4/8 bit: the merged update would be rounded away."""
 
@@ -213,29 +217,35 @@ def default_merge_dtype(run_dir: Path) -> str:
 
 
 def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None = None,
-              max_shard_size: str = "5GB", dtype: str | None = None) -> Path:
-    """Check the base, merge with stock PEFT and save_pretrained model + processor into `out_dir`."""
+              max_shard_size: str = "5GB", dtype: str | None = None, overwrite: bool = False) -> Path:
+    """Check the base, merge with stock PEFT and save_pretrained model + processor into `out_dir`.
+
+    `out_dir` is checked first (utils.io.check_output_dir): never the run, the base or a folder of
+    the user's; a previous merged model only with `overwrite`.
+    """
     from peft import PeftModel
     from transformers import AutoProcessor
 
     from llava_structlora.data.chat_template import attach_chat_templates
     from llava_structlora.modeling import load_base_model
-    from llava_structlora.utils.io import atomic_directory
+    from llava_structlora.utils.io import atomic_directory, check_output_dir
 
     run_dir = Path(run_dir)
     base = base or recorded_base(run_dir)
     if not base:
         raise ValueError(f"{run_dir}: no base recorded in run.json or adapter_config.json; pass --base")
+    adapter = adapter_dir_of(run_dir)
+    protected = {"run dir": run_dir, "adapter dir": adapter, "base dir": base}
+    check_output_dir(out_dir, MERGE_KIND, overwrite, protected)  # before minutes of loading
     check_base(run_dir, base)
     check_not_quantized(base)
     dtype = dtype or default_merge_dtype(run_dir)
-    adapter = adapter_dir_of(run_dir)
     model = load_base_model(base, dtype=dtype)  # never quantized: bits is not passed
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     merged.eval()
     conv_template = recorded_conv_template(run_dir)
     processor = attach_chat_templates(AutoProcessor.from_pretrained(str(base)), conv_template)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, kind=MERGE_KIND, overwrite=overwrite, protected=protected) as tmp:
         merged.save_pretrained(tmp, max_shard_size=max_shard_size)
         processor.save_pretrained(tmp)
         (tmp / "merge_info.json").write_text(json.dumps(
@@ -245,6 +255,7 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None 
     return Path(out_dir)
 
 
+@entry_point("merge")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", help="training output dir (with adapter/ and run.json) or a PEFT adapter dir")
@@ -253,13 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-shard-size", default="5GB", help="safetensors shard size (save_pretrained)")
     ap.add_argument("--dtype", default=None, choices=sorted(DTYPE_NAMES),
                     help="dtype the base is reloaded and merged in (default: bf16 for a QLoRA run, else fp32)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace OUT_DIR when it holds a previous merged model (never any other folder)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        out = merge_run(args.run_dir, args.out_dir, args.base, args.max_shard_size, args.dtype)
-    except (BaseMismatchError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    out = merge_run(args.run_dir, args.out_dir, args.base, args.max_shard_size, args.dtype, args.overwrite)
     print(f"merged model written to {out}\nload it with: LlavaForConditionalGeneration.from_pretrained({str(out)!r})")
     return 0
 

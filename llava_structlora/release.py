@@ -30,9 +30,10 @@ from llava_structlora.data.chat_template import attach_chat_templates
 from llava_structlora.merge import (
     config_field, adapter_dir_of, load_config_dict, read_run, recorded_base, recorded_conv_template,
 )
+from llava_structlora.utils.errors import entry_point
 from llava_structlora.model_card import render_model_card, render_push_doc
-from llava_structlora.utils.io import (atomic_directory, atomic_write_json, atomic_write_text, read_optional_json,
-                                       sha256_file)
+from llava_structlora.utils.io import (atomic_directory, atomic_write_json, atomic_write_text, check_output_dir,
+                                       read_optional_json, sha256_file)
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # Architecture signatures of the public llava-hf checkpoints (config.json values).
@@ -100,17 +101,25 @@ def write_processor(folder: Path, local_base: str | None, conv_template: str) ->
     return True
 
 
+RELEASE_KIND = "release"
+
+
 def build_release(run_dir: str | Path, out_dir: str | Path, base_id: str | None = None,
-                  license_id: str = "apache-2.0", repo_id: str | None = None) -> Path:
-    """Write the release folder atomically; returns its path."""
+                  license_id: str = "apache-2.0", repo_id: str | None = None, overwrite: bool = False) -> Path:
+    """Write the release folder atomically; returns its path.
+
+    `out_dir` may not be the run, the base or a user's folder; a previous release only with `overwrite`.
+    """
     run_dir = Path(run_dir)
     adapter = adapter_dir_of(run_dir)
     base, local_base = resolve_base_id(run_dir, base_id)
+    protected = {"run dir": run_dir, "adapter dir": adapter, "base dir": local_base}
+    check_output_dir(out_dir, RELEASE_KIND, overwrite, protected)
     run, metrics = read_run(run_dir), read_metrics(run_dir)
     adapter_cfg = json.loads((adapter / "adapter_config.json").read_text())
     adapter_cfg["base_model_name_or_path"] = base
     export_note = (adapter / "README.md").read_text() if (adapter / "README.md").exists() else ""
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, kind=RELEASE_KIND, overwrite=overwrite, protected=protected) as tmp:
         atomic_write_json(tmp / "adapter_config.json", adapter_cfg)
         shutil.copy2(adapter / "adapter_model.safetensors", tmp / "adapter_model.safetensors")
         if run:
@@ -130,6 +139,7 @@ def build_release(run_dir: str | Path, out_dir: str | Path, base_id: str | None 
     return Path(out_dir)
 
 
+@entry_point("release")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", help="training output dir (adapter/, run.json, metrics.json)")
@@ -138,12 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                                       "base's architecture, else the local base path)")
     ap.add_argument("--license", default="apache-2.0", help="license of the adapter weights (model card)")
     ap.add_argument("--push", metavar="REPO_ID", help="document how to upload to REPO_ID (nothing is uploaded)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace OUT_DIR when it holds a previous release (never any other folder)")
     args = ap.parse_args(argv)
-    try:
-        out = build_release(args.run_dir, args.out_dir, args.base_id, args.license, args.push)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    out = build_release(args.run_dir, args.out_dir, args.base_id, args.license, args.push, args.overwrite)
     print(f"release written to {out} ({len((out / 'SHA256SUMS').read_text().splitlines())} files checksummed)")
     if args.push:
         print(render_push_doc(args.push))

@@ -13,6 +13,7 @@ import logging
 import sys
 
 from llava_structlora.data.conversation import CONV_TEMPLATES
+from llava_structlora.utils.errors import entry_point
 
 from .config import TASKS, EvalConfig
 
@@ -46,17 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@entry_point("evaluation")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     from .run import evaluate
 
-    try:
-        cfg = EvalConfig(**{k: v for k, v in vars(args).items()})
-        metrics = evaluate(cfg)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = EvalConfig(**{k: v for k, v in vars(args).items()})
+    metrics = evaluate(cfg)
     from .recipe import summary
 
     print(f"[eval] {summary(metrics)}", file=sys.stderr)

@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -21,8 +22,9 @@ import torch
 
 from llava_structlora.data.chat_template import attach_chat_templates
 from llava_structlora.data.conversation import DEFAULT_CONV_TEMPLATE
-from llava_structlora.utils.io import (atomic_directory, atomic_write_bytes, atomic_write_json, hash_jsonable,
-                                       sha256_file)
+from llava_structlora.utils.errors import run_main
+from llava_structlora.utils.io import (atomic_directory, atomic_write_bytes, atomic_write_json, check_rebuildable,
+                                       hash_jsonable, sha256_file)
 
 from .model_config import BasePreset, get_preset, llava_config
 
@@ -139,6 +141,7 @@ def add_missing_chat_templates(base_dir: Path) -> None:
 def build_base(data_root: str | Path, out: str | Path, preset: str = "default", force: bool = False) -> Path:
     """Build BASE_DIR unless its stamp matches; returns the path."""
     data_root, out, p = Path(data_root), Path(out), get_preset(preset)
+    check_rebuildable(out, STAMP, "base", {"data root": data_root})  # never wipe a folder that is not ours
     files = input_files(data_root)
     key = build_key(p, files)
     if not force and is_current(out, key):
@@ -167,4 +170,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, None, "build_base"))

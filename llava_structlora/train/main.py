@@ -16,6 +16,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from llava_structlora.utils.errors import run_main
+
 from .config import ConfigError, parse_args
 
 logger = logging.getLogger("llava_structlora.train")
@@ -81,6 +83,7 @@ def run(argv: Sequence[str]) -> Optional[Path]:
     from .outputs import write_outputs
     from .trainer import StructLoRATrainer
 
+    resume = resolve_resume(targs.resume, targs.output_dir)  # checked (safe_resume) before any build
     processor = load_processor(margs)
     dataset = build_dataset(dargs, processor, targs.seed)
     model = build_model(margs, sargs, targs.seed, _total_steps(len(dataset), targs),
@@ -96,7 +99,6 @@ def run(argv: Sequence[str]) -> Optional[Path]:
                                                  Path(targs.output_dir) / "diagnostics.jsonl"))
     if margs.method == "adalora":
         trainer.add_callback(AdaLoraCallback(trainer))
-    resume = resolve_resume(targs.resume, targs.output_dir)
     if resume:
         logger.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
@@ -117,11 +119,7 @@ def _debug_hooks() -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; user errors (ConfigError, bad data, unsafe checkpoint...) -> message + exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     argv = [a for a in argv if not a.startswith("--local_rank")]  # deepspeed launcher adds it; env has it
-    try:
-        run(argv)
-    except ConfigError as e:
-        print(f"[train] configuration error: {e}", file=sys.stderr, flush=True)
-        return 2
-    return 0
+    return run_main(run, argv, "train")

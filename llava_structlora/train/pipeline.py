@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from llava_structlora.utils.errors import entry_point
+
 from .config import TASKS, ConfigError, env_flag, parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,6 +170,7 @@ def score_line(task: str, split: str, scores: dict) -> str:
     return line
 
 
+@entry_point("finetune")
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", required=True, choices=TASKS)
