@@ -1,9 +1,10 @@
-"""Merge a trained run's adapter into its base: a plain ``LlavaForConditionalGeneration`` on disk.
+"""Merge a trained run's adapter into its base: a plain LLaVA model on disk (1.5 or NeXT, as the base).
 
     python -m llava_structlora.merge RUN_DIR OUT_DIR [--base PATH] [--max-shard-size 5GB] [--dtype bf16]
 
 (``bash scripts/merge_adapter.sh RUN_DIR OUT_DIR`` wraps this.) The output is what
-``LlavaForConditionalGeneration.from_pretrained(OUT_DIR)`` loads with no project code:
+``AutoModelForImageTextToText.from_pretrained(OUT_DIR)`` (or the base's own class,
+``LlavaForConditionalGeneration`` / ``LlavaNextForConditionalGeneration``) loads with no project code:
 ``config.json``, ``generation_config.json``, safetensors shards (+ index) and the base's processor, whose
 default chat template is the conversation format the run trained with (``run.json`` ``conv_template``).
 
@@ -46,7 +47,7 @@ ARCH_FIELDS = (
     "text_config.vocab_size", "text_config.head_dim",
     "vision_config.model_type", "vision_config.hidden_size", "vision_config.num_hidden_layers",
     "vision_config.num_attention_heads", "vision_config.intermediate_size", "vision_config.image_size",
-    "vision_config.patch_size", "vision_config.projection_dim",
+    "vision_config.patch_size", "vision_config.projection_dim", "image_grid_pinpoints",
 )
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lora_A|lora_B|lora_E|lora_magnitude_vector)"
                        r"(?:\.[A-Za-z_]+)*(?:\.weight)?$")
@@ -269,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out = merge_run(args.run_dir, args.out_dir, args.base, args.max_shard_size, args.dtype, args.overwrite)
-    print(f"merged model written to {out}\nload it with: LlavaForConditionalGeneration.from_pretrained({str(out)!r})")
+    print(f"merged model written to {out}\nload it with: "
+          f"AutoModelForImageTextToText.from_pretrained({str(out)!r})")
     return 0
 
 

@@ -36,14 +36,16 @@ from llava_structlora.utils.io import (atomic_directory, atomic_write_json, atom
                                        read_optional_json, sha256_file)
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-# Architecture signatures of the public llava-hf checkpoints (config.json values).
+# Architecture signatures of the public llava-hf checkpoints (config.json values). model_type tells
+# LLaVA-1.5 (llava) from LLaVA-NeXT (llava_next): the 7B/13B towers are the same sizes.
+_CLIP_L336 = {"vision_config.hidden_size": 1024, "vision_config.num_hidden_layers": 24, "vision_config.image_size": 336}
+_VICUNA_7B = {"text_config.model_type": "llama", "text_config.hidden_size": 4096, "text_config.num_hidden_layers": 32}
+_VICUNA_13B = {"text_config.model_type": "llama", "text_config.hidden_size": 5120, "text_config.num_hidden_layers": 40}
 KNOWN_BASES: dict[str, dict[str, Any]] = {
-    "llava-hf/llava-1.5-7b-hf": {"text_config.hidden_size": 4096, "text_config.num_hidden_layers": 32,
-                                 "vision_config.hidden_size": 1024, "vision_config.num_hidden_layers": 24,
-                                 "vision_config.image_size": 336},
-    "llava-hf/llava-1.5-13b-hf": {"text_config.hidden_size": 5120, "text_config.num_hidden_layers": 40,
-                                  "vision_config.hidden_size": 1024, "vision_config.num_hidden_layers": 24,
-                                  "vision_config.image_size": 336},
+    "llava-hf/llava-1.5-7b-hf": {"model_type": "llava", **_VICUNA_7B, **_CLIP_L336},
+    "llava-hf/llava-1.5-13b-hf": {"model_type": "llava", **_VICUNA_13B, **_CLIP_L336},
+    "llava-hf/llava-v1.6-vicuna-7b-hf": {"model_type": "llava_next", **_VICUNA_7B, **_CLIP_L336},
+    "llava-hf/llava-v1.6-vicuna-13b-hf": {"model_type": "llava_next", **_VICUNA_13B, **_CLIP_L336},
 }
 
 

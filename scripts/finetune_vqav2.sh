@@ -3,7 +3,7 @@
 #   bash scripts/finetune_vqav2.sh [extra train flags, e.g. --learning_rate 1e-4]
 # With no arguments: builds/reuses the offline shapes world + tiny base, trains, prints the scores.
 # Env overrides: MODEL DATA_ROOT OUTPUT_DIR METHOD RANK SEED DATA_FRACTION NUM_GPUS HOSTFILE
-#                MASTER_PORT ZERO SMOKE RESUME EVAL NO_DEEPSPEED   (see docs/training.md)
+#                MASTER_PORT ZERO SMOKE RESUME EVAL NO_DEEPSPEED ARCH (llava|next)   (see docs/training.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh

@@ -13,7 +13,8 @@
 Environment (defaults in brackets): MODEL, DATA_ROOT [artifacts/{base,data}/<preset>], OUTPUT_DIR
 [outputs/<task>-<method>-r<rank>-s<seed>], METHOD [structlora], RANK [8], SEED [0], DATA_FRACTION [1],
 NUM_GPUS [GPUs, or 2 CPU ranks], HOSTFILE, MASTER_PORT [a free port], ZERO [zero_configs/zero2.json],
-SMOKE [0], RESUME [auto], EVAL [1], NO_DEEPSPEED [0].
+SMOKE [0], RESUME [auto], EVAL [1], NO_DEEPSPEED [0], ARCH [llava] (`next`: the toy base as LLaVA-NeXT,
+artifacts/base/<preset>-next, converted from the LLaVA-1.5 one; ignored when MODEL is set).
 """
 from __future__ import annotations
 
@@ -57,16 +58,28 @@ def _num_ranks() -> int:
     return int(raw)
 
 
+ARCHS = ("llava", "next")  # ARCH: which toy base the offline default builds (LLaVA-1.5 or LLaVA-NeXT)
+
+
+def toy_arch() -> str:
+    """ARCH [llava]: `next` converts the toy LLaVA-1.5 base into a LLaVA-NeXT (anyres) one."""
+    arch = _env("ARCH", "llava")
+    if arch not in ARCHS:
+        raise ConfigError(f"environment ARCH={arch!r}: expected one of {list(ARCHS)}")
+    return arch
+
+
 def default_paths(preset: str) -> tuple[Path, Path]:
     """MODEL and DATA_ROOT from the environment, else the offline defaults' locations."""
     data_env, model_env = os.environ.get("DATA_ROOT"), os.environ.get("MODEL")
     data_root = Path(data_env) if data_env else ROOT / "artifacts" / "data" / preset
-    model = Path(model_env) if model_env else ROOT / "artifacts" / "base" / preset
+    suffix = "" if toy_arch() == "llava" else f"-{toy_arch()}"
+    model = Path(model_env) if model_env else ROOT / "artifacts" / "base" / f"{preset}{suffix}"
     return model, data_root
 
 
 def ensure_defaults(preset: str) -> tuple[Path, Path]:
-    """MODEL and DATA_ROOT, building the offline defaults when unset (both builders are cached)."""
+    """MODEL and DATA_ROOT, building the offline defaults when unset (all builders are cached)."""
     data_env, model_env = os.environ.get("DATA_ROOT"), os.environ.get("MODEL")
     model, data_root = default_paths(preset)
     if not data_env:
@@ -76,7 +89,12 @@ def ensure_defaults(preset: str) -> tuple[Path, Path]:
     if not model_env:
         from llava_structlora.toy.build_base import main as build_base
 
-        build_base(["--data", str(data_root), "--out", str(model), "--preset", preset])
+        base = ROOT / "artifacts" / "base" / preset
+        build_base(["--data", str(data_root), "--out", str(base), "--preset", preset])
+        if toy_arch() == "next":
+            from llava_structlora.toy.build_next import main as build_next
+
+            build_next(["--from", str(base), "--out", str(model)])
     return model, data_root
 
 
@@ -179,7 +197,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         preset = "smoke" if env_flag("SMOKE", False) else "default"
         method, rank, seed = _env("METHOD", "structlora"), _env("RANK", "8"), _env("SEED", "0")
-        run_name = f"{args.task}-{method}-r{rank}-s{seed}" + ("-smoke" if preset == "smoke" else "")
+        arch = "" if os.environ.get("MODEL") or toy_arch() == "llava" else f"-{toy_arch()}"
+        run_name = f"{args.task}-{method}-r{rank}-s{seed}{arch}" + ("-smoke" if preset == "smoke" else "")
         out_dir = Path(_env("OUTPUT_DIR", str(ROOT / "outputs" / run_name)))
         do_eval = env_flag("EVAL", True)
         ranks = _num_ranks()
