@@ -31,7 +31,8 @@ from typing import Any, Iterator
 
 from data_prep.coco import convert_coco
 from data_prep.gqa import convert_gqa
-from data_prep.shapes_world import PRESETS, ShapesPreset, generate, preset_fingerprint, resolve_preset
+from data_prep.shapes_preset import PRESETS, ShapesPreset, preset_fingerprint, resolve_preset
+from data_prep.shapes_world import generate
 from data_prep.shapes_writer import write_world
 from data_prep.vqav2 import convert_vqav2
 from llava_structlora.utils.errors import run_main

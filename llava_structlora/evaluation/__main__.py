@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = EvalConfig(**{k: v for k, v in vars(args).items()})
     metrics = evaluate(cfg)
-    from .recipe import summary
+    from .run import summary
 
     print(f"[eval] {summary(metrics)}", file=sys.stderr)
     print(json.dumps(metrics))

@@ -146,3 +146,21 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                     "generation_s": round(t_gen, 2), "total_s": round(time.time() - t0, 2)})
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def summary(metrics: dict) -> str:
+    """One human line: the main numbers, or where the submission went."""
+    if "submission" in metrics:
+        return f"submission file (upload it to the official server): {metrics['submission']}"
+    subset = f" [first {metrics['limit']} of {metrics['n_questions_in_split']}]" if metrics.get("limit") else ""
+    by = metrics.get("protocols") or {metrics.get("protocol", "official"): metrics}
+    head = f"{'VQAv2' if 'overall' in metrics else 'GQA'} {metrics['split']}{subset}"
+    if "overall" in metrics:
+        parts = [f"({p}): overall {m['overall']:.2f} (" + ", ".join(f"{k} {v:.2f}" for k, v in
+                                                                 m["per_answer_type"].items()) + ")"
+                 for p, m in by.items()]
+        return f"{head} " + " | ".join(parts)
+    if "accuracy" in metrics:
+        return f"{head} " + " | ".join(f"({p}): accuracy {m['accuracy']:.2f}" for p, m in by.items())
+    keys = [k for k in ("CIDEr", "Bleu_4", "METEOR", "ROUGE_L") if metrics.get(k) is not None]
+    return f"COCO {metrics['split']}{subset}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)

@@ -97,7 +97,6 @@ class StructLoRAConfig:
     semantic_source: str = _f("params", "|".join(SEMANTIC_SOURCES) + " (parameters: identical on every rank).")
     lambda_penalty: float = _f(1e-2, "Strength of coordinator=cosine_penalty|laplacian_penalty.")
     seed: int = _f(0, "Seed of adapter, gate and coordinator init.")
-    extra: dict[str, Any] = _f({}, "Free-form metadata carried in saved configs.")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -190,6 +189,8 @@ class StructLoRAConfig:
         if "gate_init_open" in data:
             data = {**LEGACY_BEHAVIOUR, **{k: v for k, v in data.items() if k != "gate_init_open"}}
         known = {f.name for f in dataclasses.fields(cls)}
+        if data.get("extra") == {}:  # written by versions that had an (unused) `extra` field
+            data = {k: v for k, v in data.items() if k != "extra"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"StructLoRAConfig: unknown field(s) {unknown}; known: {sorted(known)}")

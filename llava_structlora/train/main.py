@@ -16,9 +16,10 @@ from typing import Optional, Sequence
 
 import torch
 
+from llava_structlora.rundir import RunDir
 from llava_structlora.utils.errors import run_main
 
-from .config import ConfigError, parse_args
+from .config import ConfigError, parse_args, run_identity
 
 logger = logging.getLogger("llava_structlora.train")
 
@@ -74,16 +75,15 @@ def run(argv: Sequence[str]) -> Optional[Path]:
 
         deepspeed.init_distributed()  # deepspeed.comm too: zero.Init in from_pretrained reads its world size
     _setup_logging(targs)
+    resume = _checked_resume(margs, dargs, sargs, targs)
     started = time.time()
     from llava_structlora.data import DataCollatorForSupervisedDataset
 
     from .callbacks import AdaLoraCallback, DiagnosticsCallback
-    from .checkpoints import resolve_resume
     from .methods import base_load_dtype, build_dataset, build_model, load_processor, projector_param_names
     from .outputs import write_outputs
     from .trainer import StructLoRATrainer
 
-    resume = resolve_resume(targs.resume, targs.output_dir)  # checked (safe_resume) before any build
     processor = load_processor(margs)
     dataset = build_dataset(dargs, processor, targs.seed)
     model = build_model(margs, sargs, targs.seed, _total_steps(len(dataset), targs),
@@ -107,8 +107,30 @@ def run(argv: Sequence[str]) -> Optional[Path]:
     if targs.run_eval and dargs.task and trainer.args.should_save:
         from .outputs import run_validation
 
-        run_validation(dargs, margs.model_name_or_path, Path(targs.output_dir), which="adapter")
+        run_validation(RunDir(targs.output_dir), dargs.task, margs.model_name_or_path, dargs.data_root,
+                       dargs.eval_split, dargs.eval_batch_size)
     return out
+
+
+def _checked_resume(margs, dargs, sargs, targs) -> Optional[str]:
+    """The checkpoint to resume from (None: a fresh start), checked before any build: its pickles are safe
+    (resolve_resume -> safe_resume) and it belongs to this config; records this config as the run's identity."""
+    from llava_structlora.rundir import ResumeMismatchError, check_resume_identity
+    from llava_structlora.utils.io import atomic_write_json
+
+    from .checkpoints import resolve_resume
+
+    run = RunDir(targs.output_dir)
+    identity = run_identity(margs, dargs, sargs, targs)
+    resume = resolve_resume(targs.resume, targs.output_dir)
+    if resume:
+        try:
+            check_resume_identity(run, identity)
+        except ResumeMismatchError as e:
+            raise ConfigError(str(e)) from e
+    if targs.process_index == 0:
+        atomic_write_json(run.identity_json, identity)
+    return resume
 
 
 def _debug_hooks() -> dict:

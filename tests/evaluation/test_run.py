@@ -111,7 +111,7 @@ def test_limit_scores_first_n_and_resumes(smoke, tmp_path):
 
 def test_both_protocols_side_by_side(smoke, tmp_path):
     """metrics.json carries official and llava scores of the same answers, each equal to the scorer's."""
-    from llava_structlora.evaluation.recipe import summary
+    from llava_structlora.evaluation.run import summary
     from llava_structlora.metrics import score_gqa
 
     metrics = evaluate(_cfg(smoke, tmp_path, task="gqa", protocol="llava"))

@@ -89,9 +89,10 @@ def test_corrupt_checkpoint_file_is_named(tmp_path):
 def test_real_recipe_resume_with_planted_payload_is_refused(tmp_path):
     """End to end: a real 2-rank ZeRO-2 run writes checkpoint-2; a payload replaces one of its
     DeepSpeed optimizer shards; ``RESUME=auto`` stops with exit != 0 naming the file, nothing ran."""
-    from llava_structlora.train.pipeline import ensure_defaults
+    from recipes.finetune import ensure_defaults
+    from recipes.layout import RepoLayout
 
-    base, data = ensure_defaults("smoke")
+    base, data = ensure_defaults(RepoLayout.checkout(), "smoke")
     out = tmp_path / "run"
     env = child_env(SMOKE="1", EVAL="0", OUTPUT_DIR=str(out), RESUME="auto", DATA_ROOT=str(data), MODEL=str(base))
     cmd = ["bash", str(REPO / "scripts" / "finetune_coco.sh"), "--save_steps", "2"]

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,8 +40,9 @@ def _adapter(out: Path) -> dict:
 def smoke_snapshot(tmp_path_factory):
     """A private copy of the smoke data + base: runs compared with each other must not see a rebuild
     (the shared artifacts/ are rebuilt whenever data/base code changes)."""
-    subprocess.run(["python3", "-c", "from llava_structlora.train.pipeline import ensure_defaults; "
-                    "ensure_defaults('smoke')"], cwd=ROOT, check=True, capture_output=True, timeout=300,
+    build = ("from recipes.finetune import ensure_defaults; from recipes.layout import RepoLayout; "
+             "ensure_defaults(RepoLayout.checkout(), 'smoke')")
+    subprocess.run([sys.executable, "-c", build], cwd=ROOT, check=True, capture_output=True, timeout=300,
                    env=dict(os.environ, PYTHONPATH=str(ROOT)))
     snap = tmp_path_factory.mktemp("smoke_snapshot")
     shutil.copytree(ROOT / "artifacts" / "data" / "smoke", snap / "data")
