@@ -17,7 +17,8 @@ a single dataset (tested across processes with different ranks and global seeds)
 Why not ``datasets.interleave_datasets``: it picks a random source per example, so ratios hold only
 in expectation, and its length is tied to a stopping strategy ("first_exhausted" ends the mixture
 when the smallest-quota source runs out, "all_exhausted" grows it to max_k n_k / p_k, e.g. 6.6 M
-samples for a 665 k source at p = 0.1). We want exact per-source counts for a chosen size. The
+samples for a 665 k source at p = 0.1; "all_exhausted_without_replacement" uses each record once, so
+the shares drift once a source runs out). We want exact per-source counts for a chosen size. The
 records themselves stay in ``LazySupervisedDataset`` (streamed, validated, images opened lazily); an
 Arrow copy would add an on-disk cache per source for what is index arithmetic on a few integers.
 """

@@ -33,6 +33,7 @@ from llava_structlora.structlora.config import TARGET_PRESETS, StructLoRAConfig
 
 METHODS = ("structlora", "lora", "dora", "adalora", "lora_dropout", "full")
 TASKS = ("coco", "vqav2", "gqa")
+MIX_TASK = "mix"  # --task mix: the sources of data_path mixed (data/mixing.py), validated on every task of TASKS
 # StructLoRAConfig field -> the CLI/YAML name of the knob every adapter method shares.
 SHARED_KNOBS = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "targets",
                 "seed": "seed"}
@@ -81,7 +82,8 @@ class DataArguments:
                 "merge and release default to it."})
     data_fraction: float = field(default=1.0, metadata={"help": "Fraction of training records used (low-data tables)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Hard cap on training records."})
-    task: Optional[str] = field(default=None, metadata={"help": "coco|vqav2|gqa: selects the validation scorer."})
+    task: Optional[str] = field(default=None, metadata={
+        "help": "coco|vqav2|gqa: selects the validation scorer; mix: validated on each of the three."})
     data_root: Optional[str] = field(default=None, metadata={"help": "DATA_ROOT for the validation run."})
     eval_split: str = field(default="val", metadata={"help": "Split of the validation run."})
     eval_batch_size: int = field(default=32, metadata={"help": "Batch size of the validation run."})
@@ -299,8 +301,8 @@ def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArgum
         raise ConfigError(str(e)) from e
     if dargs.mix_size is not None and dargs.mix_size < 1:
         raise ConfigError(f"mix_size={dargs.mix_size}: must be a positive number of samples")
-    if dargs.task is not None and dargs.task not in TASKS:
-        raise ConfigError(f"task={dargs.task!r}: expected one of {TASKS}")
+    if dargs.task is not None and dargs.task not in (*TASKS, MIX_TASK):
+        raise ConfigError(f"task={dargs.task!r}: expected one of {(*TASKS, MIX_TASK)}")
     if targs.diagnostics_steps <= 0:
         raise ConfigError(f"diagnostics_steps={targs.diagnostics_steps}: must be a positive int")
     if not targs.output_dir:
@@ -349,6 +351,17 @@ def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: Training
         if stage == 3 and margs.method == "structlora":
             raise ConfigError(f"deepspeed={ds}: ZeRO-3 partitions the adapter factors that StructLoRA's "
                               "coordinator reads across layers; use zero2.json or zero2_offload.json")
+
+
+def task_data_path(data_root: str | Path, task: str) -> str:
+    """DATA_ROOT/<task>/llava_train.json; for `mix` the three tasks' files, comma-separated (one mixture)."""
+    tasks = TASKS if task == MIX_TASK else (task,)
+    return ",".join(str(Path(data_root) / t / "llava_train.json") for t in tasks)
+
+
+def validation_tasks(task: str) -> tuple[str, ...]:
+    """The tasks a run of `task` is validated on (each with its own scorer)."""
+    return TASKS if task == MIX_TASK else (task,)
 
 
 def data_sources(dargs: DataArguments) -> list:

@@ -124,7 +124,8 @@ def run_validation(run: RunDir, task: str, base: str | Path, data_root: str | Pa
                    batch_size: int, which: str = "adapter", work_dir: Optional[Path] = None,
                    reuse: bool = False, conv_template: Optional[str] = None) -> dict[str, Any]:
     """The one validation after training: the run's adapter (or the base) on `split`, scored by the
-    evaluation package; writes `run.metrics(which)` (metrics.json / metrics_base.json).
+    evaluation package; writes `run.metrics(which)` (metrics.json / metrics_base.json). A `mix` run is
+    validated on every task: the record holds `tasks: {coco: ..., vqav2: ..., gqa: ...}`.
 
     Args:
         run: the training run (its deliverable is evaluated when which="adapter").
@@ -136,19 +137,25 @@ def run_validation(run: RunDir, task: str, base: str | Path, data_root: str | Pa
     from llava_structlora.evaluation import EvalConfig, evaluate
     from llava_structlora.merge import recorded_conv_template
 
+    from .config import MIX_TASK, validation_tasks
+
     if not data_root:
         raise ValueError("validation needs data_root (DATA_ROOT with the task's eval files)")
     adapter = None if which == "base" else run.deliverable()
     conv_template = conv_template or recorded_conv_template(run.path)
-    work = Path(work_dir) if work_dir is not None else run.eval_dir(which)
-    cached = read_optional_json(work / "metrics.json") if reuse else {}
-    if cached:
-        metrics = cached
-    else:
-        cfg = EvalConfig(task=task, model=str(base), data_root=str(data_root), output_dir=str(work), split=split,
+    root = Path(work_dir) if work_dir is not None else run.eval_dir(which)
+    per_task: dict[str, dict[str, Any]] = {}
+    for t in validation_tasks(task):  # a mix run: each task in its own work dir, with its own scorer
+        work = root / t if task == MIX_TASK else root
+        cached = read_optional_json(work / "metrics.json") if reuse else {}
+        if cached:
+            per_task[t] = cached
+            continue
+        cfg = EvalConfig(task=t, model=str(base), data_root=str(data_root), output_dir=str(work), split=split,
                          adapter=str(adapter) if adapter else None, batch_size=batch_size,
                          conv_template=conv_template, overwrite=True)
-        metrics = evaluate(cfg)
+        per_task[t] = evaluate(cfg)
+    metrics = per_task[task] if task != MIX_TASK else {"tasks": per_task}
     atomic_write_json(run.metrics(which), {"which": which, "task": task, "split": split,
                                            "adapter": str(adapter) if adapter else None, **metrics})
     return metrics
