@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows)
     print(table)
     if args.record:
-        from llava_structlora.utils.results import record_result
+        from recipes.results import record_result
 
         record_result("arch_meta_7b", "7B architectures on the meta device: adapted targets and parameter budget "
                       "(LLaVA-1.5, LLaVA-NeXT)", {"rows": rows}, table)

@@ -307,9 +307,65 @@ def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArgum
         raise ConfigError(f"diagnostics_steps={targs.diagnostics_steps}: must be a positive int")
     if not targs.output_dir:
         raise ConfigError("output_dir is required")
+    _validate_sizes(dargs, targs)
     _validate_memory_knobs(margs, targs)
     if check_paths:
         _validate_paths(margs, dargs, targs)
+        check_base_and_targets(margs, sargs, targs.seed)
+
+
+# Integer knobs that must be >= 1: a 0 is otherwise noticed only after the model is built (batch size)
+# or after the whole training run (the validation run's batch size).
+_POSITIVE = (("DataArguments", "eval_batch_size"), ("DataArguments", "model_max_length"),
+             ("DataArguments", "max_train_samples"), ("TrainingArguments", "per_device_train_batch_size"),
+             ("TrainingArguments", "gradient_accumulation_steps"))
+
+
+def _validate_sizes(dargs: DataArguments, targs: TrainingArguments) -> None:
+    for cls, name in _POSITIVE:
+        value = getattr(dargs if cls == "DataArguments" else targs, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{cls}.{name}={value!r}: must be a positive int")
+
+
+WEIGHT_GLOBS = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin")
+
+
+def check_base_and_targets(margs: ModelArguments, sargs: StructLoRAArguments, seed: int) -> None:
+    """Before any model is built: the base has weights, and the targets match its modules.
+
+    The module names come from the base's config.json alone: the model is instantiated on the meta
+    device (no memory, about a second even for 7B), so a target regex matching nothing fails here
+    instead of after minutes of loading.
+    """
+    base = Path(margs.model_name_or_path)
+    if not any(any(base.glob(g)) for g in WEIGHT_GLOBS):
+        raise ConfigError(f"model_name_or_path={base}: config.json but no weights there "
+                          f"(expected model.safetensors or shards); is the download complete?")
+    if margs.method == "full":
+        return
+    import torch
+
+    from llava_structlora.modeling import ModelLoadError, base_model_class, load_config
+    from llava_structlora.structlora.targets import resolve_target_modules
+
+    try:
+        cfg = load_config(base)
+        with torch.device("meta"):
+            model = base_model_class(cfg)(cfg)
+    except (ModelLoadError, ValueError, OSError) as e:
+        raise ConfigError(f"model_name_or_path={base}: cannot read its config.json ({e})") from e
+    try:
+        resolve_target_modules(model, build_structlora_config(margs, sargs, seed))
+    except ValueError as e:
+        raise ConfigError(f"targets={margs.targets!r}: {e} (module names look like "
+                          f"{_example_linear(model)!r})") from e
+
+
+def _example_linear(model: Any) -> str:
+    from torch import nn
+
+    return next((n for n, m in model.named_modules() if isinstance(m, nn.Linear) and "layers." in n), "")
 
 
 def _validate_memory_knobs(margs: ModelArguments, targs: TrainingArguments) -> None:

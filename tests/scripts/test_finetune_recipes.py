@@ -87,6 +87,16 @@ def test_smoke_vqa_recipes(tmp_path, task, key):
     _check_deliverables(tmp_path / "run", proc, secs, task, key)
 
 
+def test_smoke_next_recipe(tmp_path):
+    """ARCH=next: the same recipe on the toy base converted to LLaVA-NeXT (anyres tiles, image_sizes)."""
+    out = tmp_path / "run"
+    proc, secs = _run("coco", out, ARCH="next")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _check_deliverables(out, proc, secs, "coco", "CIDEr")
+    base = Path(json.loads((out / "run.json").read_text())["base_model"])
+    assert base.name == "smoke-next" and json.loads((base / "config.json").read_text())["model_type"] == "llava_next"
+
+
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
     t0 = time.time()
     while not path.exists():
@@ -131,6 +141,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path):
     ([], {"METHOD": "qlora"}, "method='qlora'"),
     (["--learning_rate", "nan"], {}, "learning_rate=nan"),
     ([], {"EVAL": "maybe"}, "EVAL='maybe'"),
+    ([], {"ARCH": "llava2"}, "ARCH='llava2'"),
 ])
 def test_bad_config_fails_before_launch(tmp_path, extra, env, needle):
     out = tmp_path / "run"

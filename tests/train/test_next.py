@@ -3,59 +3,23 @@ dataset + collator), StructLoRA and LoRA, then the stock PEFT adapter reloads on
 the merged model (llava_structlora.merge) gives the same logits as base + adapter, within 1e-4."""
 from __future__ import annotations
 
-import dataclasses
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
-SIZES = [(64, 64), (40, 100), (100, 30), (72, 120)]  # (height, width): anyres tiles them differently
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.next_world import SIZES, save_tiny_next  # noqa: E402
+
 TOL = 1e-4
 METHODS = ("structlora", "lora")
 
 
-def _write_world(root):
-    (root / "images").mkdir(parents=True)
-    recs = []
-    for i in range(16):
-        h, w = SIZES[i % len(SIZES)]
-        colour = ("red", "blue", "green")[i % 3]
-        img = Image.new("RGB", (w, h), (0, 0, 0))
-        ImageDraw.Draw(img).ellipse([w // 4, h // 4, 3 * w // 4, 3 * h // 4],
-                                    fill={"red": (235, 30, 30), "blue": (40, 90, 255), "green": (30, 200, 50)}[colour])
-        img.save(root / "images" / f"{i}.png")
-        recs.append({"id": f"n{i}", "image": f"images/{i}.png", "conversations": [
-            {"from": "human", "value": "<image>\nwhat color is the circle?"}, {"from": "gpt", "value": colour}]})
-    (root / "llava_train.json").write_text(json.dumps(recs))
-    (root / "manifest.json").write_text(json.dumps({"counts": {}, "skipped": 0, "reasons": {}, "image_folder": "."}))
-    return root / "llava_train.json"
-
-
 @pytest.fixture(scope="module")
 def next_base(tmp_path_factory):
-    """A randomly initialised LlavaNextForConditionalGeneration + LlavaNextProcessor on disk."""
-    from transformers import LlavaNextForConditionalGeneration
-
-    from llava_structlora.toy.build_base import build_processor
-    from llava_structlora.toy.build_next import next_config, next_processor, scaled_pinpoints
-    from llava_structlora.toy.model_config import get_preset, llava_config
-    from llava_structlora.toy.tokenizer import build_tokenizer
-
-    root = tmp_path_factory.mktemp("next")
-    data = _write_world(root / "world")
-    preset = get_preset("smoke")
-    tok = build_tokenizer([data], 128, 256)
-    proc = next_processor(build_processor(tok, preset), scaled_pinpoints(preset.model.image_size))
-    arch = dataclasses.replace(preset.model, vision_layers=2, text_layers=2)  # layer -2 of 2 feeds the projector
-    cfg = next_config(llava_config(arch, len(tok), proc.image_token_id, tok.pad_token_id, tok.bos_token_id,
-                                   tok.eos_token_id), proc.image_processor.image_grid_pinpoints, 256)
-    for c in (cfg.text_config, cfg.vision_config):
-        c.initializer_range = 0.1  # non-trivial logits, so equality checks compare real numbers
-    torch.manual_seed(0)
-    LlavaNextForConditionalGeneration(cfg).save_pretrained(root / "base")
-    proc.save_pretrained(root / "base")
-    return {"base": root / "base", "data": data}
+    return save_tiny_next(tmp_path_factory.mktemp("next"))
 
 
 def _train(next_base, out, method: str, *flags: str):
@@ -146,3 +110,18 @@ def test_structlora_state_merges_like_its_export(runs, next_base):
     # the export is lossless (relative_error 0); unmerged PEFT sums in another order: fp32 rounding only
     assert json.loads((run_dir / "adapter" / "structlora_export.json").read_text())["relative_error"] == 0.0
     assert (peft - live).abs().max() <= TOL * max(1.0, float(live.abs().max()))
+
+
+def test_merge_refuses_a_llava_1_5_base_with_the_same_towers(runs, next_base, tmp_path):
+    """Shapes alone cannot tell v1.5 from v1.6 (same towers): the recorded base's model_type does."""
+    from transformers import AutoConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    from llava_structlora.merge import BaseMismatchError, merge_run
+
+    nxt = AutoConfig.from_pretrained(next_base["base"])
+    cfg = LlavaConfig(vision_config=nxt.vision_config.to_dict(), text_config=nxt.text_config.to_dict(),
+                      image_token_index=nxt.image_token_id, vision_feature_layer=nxt.vision_feature_layer,
+                      vision_feature_select_strategy=nxt.vision_feature_select_strategy)
+    LlavaForConditionalGeneration(cfg).save_pretrained(tmp_path / "llava15")
+    with pytest.raises(BaseMismatchError, match="model_type"):
+        merge_run(runs["lora"], tmp_path / "merged", base=tmp_path / "llava15")
