@@ -31,6 +31,7 @@ from typing import Any
 
 from llava_structlora.utils.errors import entry_point
 from llava_structlora.utils.io import read_optional_json
+from llava_structlora.utils.jsonio import read_adapter_config, read_json
 
 logger = logging.getLogger("llava_structlora.merge")
 
@@ -69,6 +70,7 @@ def adapter_dir_of(run_dir: Path) -> Path:
         if (cand / "adapter_config.json").exists():
             if not (cand / ADAPTER_WEIGHTS).exists():
                 raise FileNotFoundError(f"{cand}: adapter_config.json present but {ADAPTER_WEIGHTS} missing")
+            read_adapter_config(cand / "adapter_config.json")  # a torn/garbled config: named here, not by PEFT
             return cand
     raise FileNotFoundError(f"{run_dir}: no PEFT adapter found (expected {run_dir}/adapter/adapter_config.json); "
                             f"is this a training output directory?")
@@ -84,9 +86,11 @@ def recorded_base(run_dir: Path) -> str | None:
             if isinstance(val, str) and val:
                 return val
     try:
-        cfg = json.loads((adapter_dir_of(run_dir) / "adapter_config.json").read_text())
+        cfg = read_json(adapter_dir_of(run_dir) / "adapter_config.json", "adapter config")
     except FileNotFoundError:
         return None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{adapter_dir_of(run_dir) / 'adapter_config.json'}: expected a JSON object")
     return cfg.get("base_model_name_or_path") or None
 
 

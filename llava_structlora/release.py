@@ -31,6 +31,7 @@ from llava_structlora.merge import (
     config_field, adapter_dir_of, load_config_dict, read_run, recorded_base, recorded_conv_template,
 )
 from llava_structlora.utils.errors import entry_point
+from llava_structlora.utils.jsonio import read_json
 from llava_structlora.model_card import render_model_card, render_push_doc
 from llava_structlora.utils.io import (atomic_directory, atomic_write_json, atomic_write_text, check_output_dir,
                                        read_optional_json, sha256_file)
@@ -118,7 +119,9 @@ def build_release(run_dir: str | Path, out_dir: str | Path, base_id: str | None 
     protected = {"run dir": run_dir, "adapter dir": adapter, "base dir": local_base}
     check_output_dir(out_dir, RELEASE_KIND, overwrite, protected)
     run, metrics = read_run(run_dir), read_metrics(run_dir)
-    adapter_cfg = json.loads((adapter / "adapter_config.json").read_text())
+    adapter_cfg = read_json(adapter / "adapter_config.json", "adapter config")
+    if not isinstance(adapter_cfg, dict):
+        raise ValueError(f"adapter config {adapter / 'adapter_config.json'}: expected a JSON object")
     adapter_cfg["base_model_name_or_path"] = base
     export_note = (adapter / "README.md").read_text() if (adapter / "README.md").exists() else ""
     with atomic_directory(out_dir, kind=RELEASE_KIND, overwrite=overwrite, protected=protected) as tmp:

@@ -26,7 +26,8 @@ from llava_structlora.evaluation.config import TASKS, EvalConfig
 from llava_structlora.evaluation.run import summary
 from llava_structlora.rundir import RunDir
 
-from .env import env as _env, env_int, preset as env_preset
+from .env import env, env_int
+from .env import preset as env_preset
 from .layout import RepoLayout, is_smoke_name
 
 FINETUNE_SCRIPT = {"vqav2": "scripts/finetune_vqav2.sh", "gqa": "scripts/finetune_gqa.sh",
@@ -79,7 +80,7 @@ def config_from_env(task: str, layout: RepoLayout | None = None) -> EvalConfig:
     """The EvalConfig of eval/<task>.sh from its environment variables (module docstring)."""
     layout = layout or RepoLayout.checkout()
     preset = env_preset()
-    adapter = _env("ADAPTER")
+    adapter = env("ADAPTER")
     run = None
     if adapter is None:
         run = newest_run(task, preset == "smoke", layout.outputs)
@@ -88,8 +89,8 @@ def config_from_env(task: str, layout: RepoLayout | None = None) -> EvalConfig:
         adapter = None
     else:
         run = Path(adapter) if RunDir(adapter).is_finished() else None
-    model = _env("MODEL") or _run_base(run) or str(layout.base(preset))
-    data_root = _env("DATA_ROOT", str(layout.data(preset)))
+    model = env("MODEL") or _run_base(run) or str(layout.base(preset))
+    data_root = env("DATA_ROOT", str(layout.data(preset)))
     for path, what, cmd in ((model, "base model", f"python -m llava_structlora.toy.build_base --data {data_root} "
                                                   f"--out {model} --preset {preset}"),
                             (data_root, "data", f"python -m data_prep.build_default --root {data_root} "
@@ -98,15 +99,15 @@ def config_from_env(task: str, layout: RepoLayout | None = None) -> EvalConfig:
             raise RecipeError(f"{what} {path} not found; build it with:\n    {cmd}\n"
                               f"(scripts/finetune_{task}.sh builds both) or set "
                               f"{'MODEL' if what == 'base model' else 'DATA_ROOT'}=")
-    split = _env("SPLIT", TASKS[task].default_split)
-    protocol = _env("PROTOCOL", "official")
+    split = env("SPLIT", TASKS[task].default_split)
+    protocol = env("PROTOCOL", "official")
     where = run if run is not None else layout.outputs / "eval-base"
-    out = _env("OUTPUT_DIR", str(where / "eval" / f"{task}-{split}-{protocol}"))
+    out = env("OUTPUT_DIR", str(where / "eval" / f"{task}-{split}-{protocol}"))
     return EvalConfig(task=task, model=model, data_root=data_root, output_dir=out, split=split, adapter=adapter,
                       batch_size=env_int("BATCH_SIZE", 32), num_gpus=env_int("NUM_GPUS", _default_gpus()),
-                      protocol=protocol, clip_weights=_env("CLIP_WEIGHTS"), clip_model=_env("CLIP_MODEL", "ViT-B-32"),
-                      conv_template=_env("CONV_TEMPLATE"), limit=int(_env("LIMIT")) if _env("LIMIT") else None,
-                      dtype=_env("DTYPE", _default_dtype()), attn_implementation=_env("ATTN_IMPLEMENTATION"))
+                      protocol=protocol, clip_weights=env("CLIP_WEIGHTS"), clip_model=env("CLIP_MODEL", "ViT-B-32"),
+                      conv_template=env("CONV_TEMPLATE"), limit=int(env("LIMIT")) if env("LIMIT") else None,
+                      dtype=env("DTYPE", _default_dtype()), attn_implementation=env("ATTN_IMPLEMENTATION"))
 
 
 def main(argv: list[str] | None = None) -> int:

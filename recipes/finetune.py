@@ -41,7 +41,9 @@ from llava_structlora.train.config import (MIX_TASK, TASKS, ConfigError, compose
                                            task_data_path, validation_tasks)
 from llava_structlora.utils.errors import run_main
 
-from .env import arch as env_arch, env, env_flag, env_int, preset as env_preset
+from .env import arch as env_arch
+from .env import env, env_flag, env_int
+from .env import preset as env_preset
 from .layout import RepoLayout
 
 MAIN_METRIC = {"coco": "CIDEr", "vqav2": "overall", "gqa": "accuracy"}
@@ -94,7 +96,7 @@ def train_argv(layout: RepoLayout, task: str, preset: str, cli: list[str], deeps
     if dargs.data_path == derived_path:
         defaults["data_path"] = task_data_path(dargs.data_root, dargs.task or task)
     if targs.output_dir == _DERIVED:
-        toy = arch if margs.model_name_or_path == str(layout.base(preset, arch)) else "llava"  # a given MODEL: no suffix
+        toy = arch if margs.model_name_or_path == str(layout.base(preset, arch)) else "llava"  # given MODEL: no suffix
         defaults["output_dir"] = str(layout.run_dir(task, margs.method, margs.lora_r, targs.seed, preset == "smoke",
                                                     toy))
     return compose_argv(cli, config, defaults, overrides)

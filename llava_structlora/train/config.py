@@ -21,9 +21,10 @@ import json
 import math
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 import transformers
 import yaml
@@ -31,17 +32,15 @@ import yaml
 from llava_structlora.data.conversation import CONV_TEMPLATES, DEFAULT_CONV_TEMPLATE, conv_system
 from llava_structlora.structlora.config import TARGET_PRESETS, StructLoRAConfig
 
-METHODS = ("structlora", "lora", "dora", "adalora", "lora_dropout", "full")
+from .errors import ConfigError
+from .specs import METHODS, get_spec
+
 TASKS = ("coco", "vqav2", "gqa")
 MIX_TASK = "mix"  # --task mix: the sources of data_path mixed (data/mixing.py), validated on every task of TASKS
 # StructLoRAConfig field -> the CLI/YAML name of the knob every adapter method shares.
 SHARED_KNOBS = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "targets",
                 "seed": "seed"}
 _SL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StructLoRAConfig)}
-
-
-class ConfigError(ValueError):
-    """A missing, garbled or inconsistent configuration value (raised before launch)."""
 
 
 @dataclass
@@ -285,8 +284,7 @@ def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArgum
     """
     for obj in (margs, dargs, sargs, targs):
         _check_finite(obj)
-    if margs.method not in METHODS:
-        raise ConfigError(f"method={margs.method!r}: expected one of {METHODS}")
+    spec = get_spec(margs.method)  # names the known methods
     build_structlora_config(margs, sargs, targs.seed)
     if margs.mm_projector_lr is not None and margs.mm_projector_lr <= 0:
         raise ConfigError(f"mm_projector_lr={margs.mm_projector_lr}: must be > 0")
@@ -307,6 +305,7 @@ def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArgum
         raise ConfigError(f"diagnostics_steps={targs.diagnostics_steps}: must be a positive int")
     if not targs.output_dir:
         raise ConfigError("output_dir is required")
+    spec.check(margs, targs, _zero_stage(targs.deepspeed) if check_paths else None)  # method-specific limits
     _validate_sizes(dargs, targs)
     _validate_memory_knobs(margs, targs)
     if check_paths:
@@ -342,7 +341,7 @@ def check_base_and_targets(margs: ModelArguments, sargs: StructLoRAArguments, se
     if not any(any(base.glob(g)) for g in WEIGHT_GLOBS):
         raise ConfigError(f"model_name_or_path={base}: config.json but no weights there "
                           f"(expected model.safetensors or shards); is the download complete?")
-    if margs.method == "full":
+    if get_spec(margs.method).full_model:  # no adapter targets
         return
     import torch
 
@@ -377,12 +376,6 @@ def _validate_memory_knobs(margs: ModelArguments, targs: TrainingArguments) -> N
         check_bits(margs.bits)
     except ModelLoadError as e:
         raise ConfigError(str(e)) from e
-    if margs.bits is not None and margs.method == "full":
-        raise ConfigError(f"bits={margs.bits}: a quantized base cannot be fully fine-tuned; use an adapter method")
-    kwargs = targs.activation_checkpointing_kwargs or {}
-    if targs.activation_checkpointing and margs.method == "structlora" and kwargs.get("use_reentrant", False):
-        raise ConfigError("gradient_checkpointing_kwargs use_reentrant=true: StructLoRA needs non-reentrant "
-                          "activation checkpointing (its shared coordinator graph); drop the option")
 
 
 def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments) -> None:
@@ -398,15 +391,16 @@ def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: Training
     resume = targs.resume
     if resume not in ("none", "auto") and not Path(resume).is_dir():
         raise ConfigError(f"resume={resume!r}: expected none, auto or an existing checkpoint directory")
-    ds = targs.deepspeed
-    if isinstance(ds, str) and ds:
-        try:
-            stage = json.loads(Path(ds).read_text()).get("zero_optimization", {}).get("stage", 0)
-        except (OSError, json.JSONDecodeError, AttributeError) as e:
-            raise ConfigError(f"deepspeed={ds}: not a readable JSON file ({e})") from e
-        if stage == 3 and margs.method == "structlora":
-            raise ConfigError(f"deepspeed={ds}: ZeRO-3 partitions the adapter factors that StructLoRA's "
-                              "coordinator reads across layers; use zero2.json or zero2_offload.json")
+
+
+def _zero_stage(ds: Any) -> Optional[int]:
+    """The ZeRO stage of a DeepSpeed config file (None without one); ConfigError when it cannot be read."""
+    if not (isinstance(ds, str) and ds):
+        return None
+    try:
+        return int(json.loads(Path(ds).read_text()).get("zero_optimization", {}).get("stage", 0))
+    except (OSError, json.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
+        raise ConfigError(f"deepspeed={ds}: not a readable JSON file ({e})") from e
 
 
 def task_data_path(data_root: str | Path, task: str) -> str:

@@ -139,7 +139,7 @@ def test_rank_flag_gives_r16_run_dir_and_adapter_and_mismatched_resume_is_refuse
     assert finetune.main(["--task", "coco", "--lora_r", "16"], layout=layout) == 0
     run = layout.outputs / "coco-structlora-r16-s0-smoke"
     assert sorted(p.name for p in layout.outputs.iterdir()) == [run.name]
-    assert json.loads((run / "structlora" / "structlora_config.json").read_text())["r"] == 16
+    assert json.loads((run / "structlora" / "structlora_config.json").read_text())["config"]["r"] == 16
     assert json.loads((run / "run.json").read_text())["config"]["ModelArguments"]["lora_r"] == 16
     from safetensors.torch import load_file
 
