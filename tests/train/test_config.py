@@ -36,6 +36,7 @@ def test_yaml_then_cli_override(tmp_path):
     (["--filter", "magic"], "filter"),
     (["--coordinator", "gcn"], "coordinator"),
     (["--bogus", "1"], "unknown arguments"),
+    (["--conv_template", "plain"], "vicuna_v1_nosys"),
 ])
 def test_bad_values_name_the_field(argv, needle):
     with pytest.raises(ConfigError, match=None) as e:
@@ -94,6 +95,11 @@ def test_structlora_refuses_zero3_before_launch(tmp_path):
     with pytest.raises(ConfigError, match="ZeRO-3"):
         parse_args(base, with_deepspeed=False)
     parse_args(base + ["--method", "lora"], with_deepspeed=False)  # baselines may use ZeRO-3
+
+
+def test_conv_template_default_and_choice():
+    assert _parse()[1].conv_template == "vicuna_v1_nosys"  # what the toy base is trained with
+    assert _parse("--conv_template", "vicuna_v1")[1].conv_template == "vicuna_v1"
 
 
 def _other_value(name: str, default):
