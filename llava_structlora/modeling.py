@@ -16,7 +16,9 @@ with ``autocast_adapter_dtype``), so the optimizer updates small numbers in full
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import logging
 import os
 from pathlib import Path
@@ -33,7 +35,8 @@ ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
 BITS = (4, 8)
 # Never quantized: the CLIP tower and the projector are small and precision-sensitive (LLaVA's own QLoRA
 # recipe skips the projector and loads the vision tower unquantized); lm_head is skipped by transformers.
-QUANT_SKIP_MODULES = ["vision_tower", "multi_modal_projector", "lm_head"]
+# transformers matches these from the start of the module name (or as a suffix): hence the ".*" prefixes.
+QUANT_SKIP_MODULES = [r".*vision_tower", r".*multi_modal_projector", "lm_head"]
 
 
 class ModelLoadError(ValueError):
@@ -58,6 +61,26 @@ def base_model_class(config: Any) -> type:
     except KeyError as e:
         raise ModelLoadError(f"model_type {getattr(config, 'model_type', None)!r} is not an image-text-to-text "
                              "model transformers knows (expected llava or llava_next)") from e
+
+
+@contextlib.contextmanager
+def _without_zero3_init():
+    """transformers wraps every model construction in deepspeed.zero.Init while a ZeRO-3 config is
+    registered; a meta-device model built for checks must not be (DeepSpeed may not be initialized yet)."""
+    import transformers.integrations.deepspeed as hf_ds
+
+    saved = hf_ds._hf_deepspeed_config_weak_ref
+    hf_ds._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_ds._hf_deepspeed_config_weak_ref = saved
+
+
+def meta_model(config: Any) -> nn.Module:
+    """The model of ``config`` on the meta device: module names and shapes, no weights, never partitioned."""
+    with _without_zero3_init(), torch.device("meta"):
+        return base_model_class(config)(config)
 
 
 def load_config(path: str | Path):
@@ -125,13 +148,55 @@ def is_quantized(model: nn.Module) -> bool:
                 or getattr(base, "hf_quantizer", None) is not None)
 
 
+def _zero3_enabled() -> bool:
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    return bool(is_deepspeed_zero3_enabled())
+
+
+def _safetensors_shards(path: Path) -> Optional[list[Path]]:
+    """The checkpoint's safetensors files (index first), or None for other formats."""
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [path / f for f in files]
+    single = path / "model.safetensors"
+    return [single] if single.is_file() else None
+
+
+def _pread_state_dict(shards: list[Path], stack: contextlib.ExitStack) -> dict[str, Any]:
+    """Lazy tensor slices read with pread instead of mmap.
+
+    transformers maps every shard and keeps the maps open until the whole model is loaded, so the
+    touched file pages of the entire checkpoint count as resident memory on top of the converted
+    weights: peak RSS about 2x the bf16 bytes. Reading each tensor with pread into a buffer that is
+    freed after its conversion keeps the peak at the weights in ``dtype`` plus one tensor
+    (measured: docs/RESULTS.md, "Host memory while loading the base: fp32 (old) vs bf16 load_base_model (new)").
+    """
+    from safetensors import safe_open
+
+    state: dict[str, Any] = {}
+    for shard in shards:
+        handle = stack.enter_context(safe_open(str(shard), framework="pt", device="cpu", backend="pread"))
+        state.update({k: handle.get_slice(k) for k in handle.keys()})
+    return state
+
+
+def _load_generation_config(model: nn.Module, path: Path) -> None:
+    if (path / "generation_config.json").is_file():
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_pretrained(str(path))
+
+
 def load_base_model(path: str | Path, *, dtype: str | torch.dtype, attn_implementation: Optional[str] = None,
                     bits: Optional[int] = None, device_map: Optional[Any] = None) -> nn.Module:
     """Load the base VLM at ``path`` in ``dtype`` (the compute dtype when ``bits`` quantizes it).
 
-    Low host memory: weights stream from safetensors into ``dtype`` (no fp32 intermediate); under
-    DeepSpeed ZeRO-3 transformers partitions them as they load (``zero.Init``), so no rank holds
-    the full model. ``attn_implementation=None`` keeps transformers' default (sdpa when available).
+    Low host memory: weights stream from safetensors into ``dtype`` (no fp32 intermediate), read
+    tensor by tensor with ``pread`` (see ``_pread_state_dict``); under DeepSpeed ZeRO-3 transformers
+    partitions them as they load (``zero.Init``), so no rank holds the full model.
+    ``attn_implementation=None`` keeps transformers' default (sdpa when available).
     """
     torch_dtype = resolve_dtype(dtype)
     check_attn_implementation(attn_implementation)
@@ -146,7 +211,15 @@ def load_base_model(path: str | Path, *, dtype: str | torch.dtype, attn_implemen
     device_map = device_map if device_map is not None else default_device_map(bits)
     if device_map is not None:
         kwargs["device_map"] = device_map
-    model = cls.from_pretrained(str(path), **kwargs)
+    shards = _safetensors_shards(Path(path)) if bits is None and not _zero3_enabled() else None
+    if shards:
+        with contextlib.ExitStack() as stack:
+            state = _pread_state_dict(shards, stack)
+            model = cls.from_pretrained(None, config=config, state_dict=state, **kwargs)
+        model.name_or_path = str(path)  # PEFT records it as base_model_name_or_path
+        _load_generation_config(model, Path(path))
+    else:
+        model = cls.from_pretrained(str(path), **kwargs)
     logger.info("loaded %s as %s (dtype %s, attention %s, bits %s)", path, cls.__name__, torch_dtype,
                 getattr(model.config, "_attn_implementation", attn_implementation), bits)
     return model

@@ -58,18 +58,24 @@ def node_descriptors(layers: list, nodes: list[Node], kinds: list[str], gates: T
     norms = torch.zeros(n, r, device=dev)
     svals = torch.zeros(n, r, device=dev)
     for idx in _shape_groups(nodes).values():
-        A = torch.stack([layers[i].lora_A for i in idx]).float()          # (g, r, d_in)
-        B = torch.stack([layers[i].lora_B for i in idx]).float()          # (g, d_out, r)
-        ga, gb = A @ A.transpose(1, 2), B.transpose(1, 2) @ B             # (g, r, r)
-        norms[idx] = (torch.diagonal(ga, dim1=1, dim2=2) * torch.diagonal(gb, dim1=1, dim2=2)).clamp_min(0).sqrt()
-        ev, vec = torch.linalg.eigh(ga.double())
-        half = vec @ torch.diag_embed(ev.clamp_min(0).sqrt()) @ vec.transpose(1, 2)
-        g = gates[idx].double()
-        core = half @ (g[:, :, None] * gb.double() * g[:, None, :]) @ half
-        svals[idx] = torch.linalg.eigvalsh((core + core.transpose(1, 2)) / 2).clamp_min(0).sqrt().float()
+        with torch.autocast(dev.type, enabled=False):  # fp32 Grams also under --bf16 autocast
+            _group_spectra(layers, idx, gates, norms, svals)
     sort = lambda t: torch.sort(t, dim=1, descending=True).values  # noqa: E731
     feats = [sort(gates.float()), torch.log1p(sort(norms) * scale), torch.log1p(sort(svals) * scale)]
     return torch.cat(feats + [_static_features(nodes, kinds).to(dev)], 1)
+
+
+def _group_spectra(layers: list, idx: list[int], gates: Tensor, norms: Tensor, svals: Tensor) -> None:
+    """Fill norms / singular values of one same-shape group of layers (in place)."""
+    A = torch.stack([layers[i].lora_A for i in idx]).float()          # (g, r, d_in)
+    B = torch.stack([layers[i].lora_B for i in idx]).float()          # (g, d_out, r)
+    ga, gb = A @ A.transpose(1, 2), B.transpose(1, 2) @ B             # (g, r, r)
+    norms[idx] = (torch.diagonal(ga, dim1=1, dim2=2) * torch.diagonal(gb, dim1=1, dim2=2)).clamp_min(0).sqrt()
+    ev, vec = torch.linalg.eigh(ga.double())
+    half = vec @ torch.diag_embed(ev.clamp_min(0).sqrt()) @ vec.transpose(1, 2)
+    g = gates[idx].double()
+    core = half @ (g[:, :, None] * gb.double() * g[:, None, :]) @ half
+    svals[idx] = torch.linalg.eigvalsh((core + core.transpose(1, 2)) / 2).clamp_min(0).sqrt().float()
 
 
 def similarity_features(desc: Tensor, r: int) -> Tensor:

@@ -344,15 +344,11 @@ def check_base_and_targets(margs: ModelArguments, sargs: StructLoRAArguments, se
                           f"(expected model.safetensors or shards); is the download complete?")
     if get_spec(margs.method).full_model:  # no adapter targets
         return
-    import torch
-
-    from llava_structlora.modeling import ModelLoadError, base_model_class, load_config
+    from llava_structlora.modeling import ModelLoadError, load_config, meta_model
     from llava_structlora.structlora.targets import resolve_target_modules
 
     try:
-        cfg = load_config(base)
-        with torch.device("meta"):
-            model = base_model_class(cfg)(cfg)
+        model = meta_model(load_config(base))
     except (ModelLoadError, ValueError, OSError) as e:
         raise ConfigError(f"model_name_or_path={base}: cannot read its config.json ({e})") from e
     try:

@@ -93,3 +93,24 @@ def test_merge_refuses_a_quantized_base(llava_base, tmp_path):
     (q / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(QuantizedMergeError, match="refusing to merge into .*stored quantized.*load_in_4bit=True"):
         check_not_quantized(q)
+
+
+@pytest.mark.parametrize("fixture", ["llava_base", "llava_next_base"])
+def test_pread_load_equals_stock_from_pretrained(request, fixture, tmp_path):
+    """The low-memory path (pread slices) loads exactly what stock from_pretrained loads, sharded or not."""
+    from transformers import GenerationConfig
+
+    src = request.getfixturevalue(fixture)
+    sharded = tmp_path / "sharded"
+    stock = base_model_class(load_base_model(src, dtype="fp32").config).from_pretrained(src, dtype=torch.bfloat16)
+    stock.generation_config = GenerationConfig(max_new_tokens=7)
+    stock.save_pretrained(sharded, max_shard_size="20KB")
+    assert (sharded / "model.safetensors.index.json").is_file()
+    for path in (src, sharded):
+        got = load_base_model(path, dtype="bf16")
+        ref = type(got).from_pretrained(path, dtype=torch.bfloat16)
+        assert got.state_dict().keys() == ref.state_dict().keys()
+        for k, v in ref.state_dict().items():
+            assert torch.equal(got.state_dict()[k], v), k
+        assert got.name_or_path == str(path)
+    assert load_base_model(sharded, dtype="bf16").generation_config.max_new_tokens == 7

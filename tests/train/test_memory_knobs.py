@@ -80,3 +80,20 @@ def test_zero3_refusals_name_the_part_that_cannot_work():
 
     assert zero3_refusal(None) is None
     assert "bitsandbytes" in zero3_refusal(4) and "zero2" in zero3_refusal(8)
+
+
+@pytest.mark.parametrize("method", ["structlora", "lora"])
+def test_qlora_4bit_trains_through_the_quantized_matmul(tiny_base, method):
+    if importlib.util.find_spec("bitsandbytes") is None:
+        pytest.skip("bitsandbytes not installed (pip install -r requirements-qlora.txt); the refusal is tested above")
+    m, _, s, t = _args(tiny_base, "--method", method, "--bits", "4", "--bf16", "true", "--use_cpu", "true")
+    model = build_model(m, s, t.seed, total_steps=100, dtype=torch.bfloat16)
+    kinds = {n: type(x).__name__ for n, x in model.named_modules() if n.endswith("q_proj.base_layer")}
+    assert {k for n, k in kinds.items() if "language_model" in n} == {"Linear4bit"}
+    assert {k for n, k in kinds.items() if "vision_tower" in n} == {"Linear"}, "CLIP stays unquantized"
+    ids = torch.tensor([[1] + [99] * 16 + [5, 6, 7]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(input_ids=ids, pixel_values=torch.randn(1, 3, 32, 32), labels=ids)
+    out.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 for g in grads) and sum(g.abs().sum() for g in grads) > 0
