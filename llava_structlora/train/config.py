@@ -70,7 +70,7 @@ class StructLoRAArguments:
     graph: str = field(default="hybrid", metadata={"help": "hybrid|adjacency|similarity"})
     gnn_layers: int = 1
     gnn_type: str = field(default="gat", metadata={"help": "gat|gcn"})
-    lambda_ib: float = 1e-3
+    lambda_ib: Optional[float] = field(default=None, metadata={"help": "See StructLoRAConfig.lambda_ib."})
     lambda_penalty: float = 1e-2
     graph_refresh_steps: int = 100
     keep_k: Optional[int] = None

@@ -4,6 +4,7 @@
                 full: the whole fine-tuned model, save_pretrained)
   structlora/   full StructLoRA state for further training (save_structlora)
   run.json      base model path, arguments, git commit, seeds, times, final loss
+  moved.json    StructLoRA: eval-gate histograms at init/end, open directions and update norms per layer
   plots/        gate map per layer, CosAdj heatmap across layers, drift energy over steps (PNG)
   metrics.json  quick validation run (run_validation; skipped with EVAL=0)
 """
@@ -101,13 +102,19 @@ def write_outputs(trainer, processor, args: tuple, result, times: dict[str, floa
             "times": times,
         }
         atomic_write_json(out_dir / "run.json", run)
+        moved = None
+        if margs.method == "structlora":   # what training moved (issue 11): gates, open directions, norms
+            from llava_structlora.structlora import structlora_moved
+
+            moved = structlora_moved(trainer.accelerator.unwrap_model(trainer.model))
+            atomic_write_json(out_dir / "moved.json", moved)
         if targs.plots and margs.method == "structlora":
             from llava_structlora.structlora import structlora_diagnostics
 
             from .plots import write_plots
 
             final = structlora_diagnostics(trainer.accelerator.unwrap_model(trainer.model), with_cosine_matrix=True)
-            write_plots(out_dir / "diagnostics.jsonl", final, out_dir / "plots")
+            write_plots(out_dir / "diagnostics.jsonl", final, out_dir / "plots", moved=moved)
         logger.info("adapter written to %s", adapter_dir)
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
