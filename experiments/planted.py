@@ -19,7 +19,7 @@ import torch
 from llava_structlora.structlora import StructLoRAConfig
 from llava_structlora.structlora.planted import (CoordinatorProblem, FilterProblem, Schedule, run_coordinator,
                                                  run_filter)
-from llava_structlora.utils.results import record_result
+from recipes.results import record_result
 
 OLD = dict(gate_init=0.674)   # + one AdamW group with weight decay, lambda averaged over layers (see run_filter_grid)
 
@@ -34,6 +34,8 @@ def run_filter_grid(seeds: list[int], mults: list[float], lams: list[float]) -> 
     old = StructLoRAConfig(lambda_ib=1e-3 / p.n_layers, **OLD)
     out["old_setup"] = [run_filter(p, old, Schedule(old_optimizer=True), s) for s in seeds]
     out["default"] = [run_filter(p, StructLoRAConfig(), Schedule(), s) for s in seeds]
+    d = StructLoRAConfig()
+    out["default_knobs"] = {"gate_lr_mult": d.gate_lr_mult, "lambda_ib": d.lambda_ib}
     return out
 
 
@@ -75,8 +77,9 @@ def markdown(filt: dict[str, Any], coord: dict[str, Any]) -> str:
 
     for g in filt["grid"]:
         row("grid", g["gate_lr_mult"], g["lambda_ib"], g["runs"])
-    d = StructLoRAConfig()
-    row("**default**", d.gate_lr_mult, d.lambda_ib, filt["default"])
+    d = filt.get("default_knobs") or {"gate_lr_mult": StructLoRAConfig().gate_lr_mult,
+                                      "lambda_ib": StructLoRAConfig().lambda_ib}
+    row("defaults of this run", d["gate_lr_mult"], d["lambda_ib"], filt["default"])
     row("old setup (x1 lr, wd on gates, init 0.674, IB mean)", 1, "1e-3 / L", filt["old_setup"])
     lines += ["", "**(b) Coordinator** (6 layers, updates rotating smoothly with depth, 32 noisy samples per layer). "
               f"Relative error of the merged update vs the truth; lr tuned per method on seeds {coord['tune_seeds']}, "

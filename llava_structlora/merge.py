@@ -1,9 +1,10 @@
-"""Merge a trained run's adapter into its base: a plain ``LlavaForConditionalGeneration`` on disk.
+"""Merge a trained run's adapter into its base: a plain LLaVA model on disk (1.5 or NeXT, as the base).
 
     python -m llava_structlora.merge RUN_DIR OUT_DIR [--base PATH] [--max-shard-size 5GB] [--dtype bf16]
 
 (``bash scripts/merge_adapter.sh RUN_DIR OUT_DIR`` wraps this.) The output is what
-``LlavaForConditionalGeneration.from_pretrained(OUT_DIR)`` loads with no project code:
+``AutoModelForImageTextToText.from_pretrained(OUT_DIR)`` (or the base's own class,
+``LlavaForConditionalGeneration`` / ``LlavaNextForConditionalGeneration``) loads with no project code:
 ``config.json``, ``generation_config.json``, safetensors shards (+ index) and the base's processor.
 
 Merging LoRA into LLaVA is where users get garbled outputs: almost always a wrong base (another
@@ -27,7 +28,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from llava_structlora.utils.errors import entry_point
 from llava_structlora.utils.io import read_optional_json
+from llava_structlora.utils.jsonio import read_adapter_config, read_json
 
 logger = logging.getLogger("llava_structlora.merge")
 
@@ -44,7 +47,7 @@ ARCH_FIELDS = (
     "text_config.vocab_size", "text_config.head_dim",
     "vision_config.model_type", "vision_config.hidden_size", "vision_config.num_hidden_layers",
     "vision_config.num_attention_heads", "vision_config.intermediate_size", "vision_config.image_size",
-    "vision_config.patch_size", "vision_config.projection_dim",
+    "vision_config.patch_size", "vision_config.projection_dim", "image_grid_pinpoints",
 )
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lora_A|lora_B|lora_E|lora_magnitude_vector)"
                        r"(?:\.[A-Za-z_]+)*(?:\.weight)?$")
@@ -66,6 +69,7 @@ def adapter_dir_of(run_dir: Path) -> Path:
         if (cand / "adapter_config.json").exists():
             if not (cand / ADAPTER_WEIGHTS).exists():
                 raise FileNotFoundError(f"{cand}: adapter_config.json present but {ADAPTER_WEIGHTS} missing")
+            read_adapter_config(cand / "adapter_config.json")  # a torn/garbled config: named here, not by PEFT
             return cand
     raise FileNotFoundError(f"{run_dir}: no PEFT adapter found (expected {run_dir}/adapter/adapter_config.json); "
                             f"is this a training output directory?")
@@ -81,9 +85,11 @@ def recorded_base(run_dir: Path) -> str | None:
             if isinstance(val, str) and val:
                 return val
     try:
-        cfg = json.loads((adapter_dir_of(run_dir) / "adapter_config.json").read_text())
+        cfg = read_json(adapter_dir_of(run_dir) / "adapter_config.json", "adapter config")
     except FileNotFoundError:
         return None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{adapter_dir_of(run_dir) / 'adapter_config.json'}: expected a JSON object")
     return cfg.get("base_model_name_or_path") or None
 
 
@@ -178,6 +184,9 @@ def check_base(run_dir: Path, base: str | Path) -> None:
 
 
 # ---------------------------------------------------------------------------- merge
+MERGE_KIND = "merged-model"
+
+
 class QuantizedMergeError(ValueError):
     """The merge target stores its weights in 4/8 bit: the merged update would be rounded away."""
 
@@ -201,27 +210,33 @@ def default_merge_dtype(run_dir: Path) -> str:
 
 
 def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None = None,
-              max_shard_size: str = "5GB", dtype: str | None = None) -> Path:
-    """Check the base, merge with stock PEFT and save_pretrained model + processor into `out_dir`."""
+              max_shard_size: str = "5GB", dtype: str | None = None, overwrite: bool = False) -> Path:
+    """Check the base, merge with stock PEFT and save_pretrained model + processor into `out_dir`.
+
+    `out_dir` is checked first (utils.io.check_output_dir): never the run, the base or a folder of
+    the user's; a previous merged model only with `overwrite`.
+    """
     from peft import PeftModel
     from transformers import AutoProcessor
 
     from llava_structlora.modeling import load_base_model
-    from llava_structlora.utils.io import atomic_directory
+    from llava_structlora.utils.io import atomic_directory, check_output_dir
 
     run_dir = Path(run_dir)
     base = base or recorded_base(run_dir)
     if not base:
         raise ValueError(f"{run_dir}: no base recorded in run.json or adapter_config.json; pass --base")
+    adapter = adapter_dir_of(run_dir)
+    protected = {"run dir": run_dir, "adapter dir": adapter, "base dir": base}
+    check_output_dir(out_dir, MERGE_KIND, overwrite, protected)  # before minutes of loading
     check_base(run_dir, base)
     check_not_quantized(base)
     dtype = dtype or default_merge_dtype(run_dir)
-    adapter = adapter_dir_of(run_dir)
     model = load_base_model(base, dtype=dtype)  # never quantized: bits is not passed
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     merged.eval()
     processor = AutoProcessor.from_pretrained(str(base))
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, kind=MERGE_KIND, overwrite=overwrite, protected=protected) as tmp:
         merged.save_pretrained(tmp, max_shard_size=max_shard_size)
         processor.save_pretrained(tmp)
         (tmp / "merge_info.json").write_text(json.dumps(
@@ -231,6 +246,7 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None 
     return Path(out_dir)
 
 
+@entry_point("merge")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", help="training output dir (with adapter/ and run.json) or a PEFT adapter dir")
@@ -239,14 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-shard-size", default="5GB", help="safetensors shard size (save_pretrained)")
     ap.add_argument("--dtype", default=None, choices=sorted(DTYPE_NAMES),
                     help="dtype the base is reloaded and merged in (default: bf16 for a QLoRA run, else fp32)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace OUT_DIR when it holds a previous merged model (never any other folder)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        out = merge_run(args.run_dir, args.out_dir, args.base, args.max_shard_size, args.dtype)
-    except (BaseMismatchError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"merged model written to {out}\nload it with: LlavaForConditionalGeneration.from_pretrained({str(out)!r})")
+    out = merge_run(args.run_dir, args.out_dir, args.base, args.max_shard_size, args.dtype, args.overwrite)
+    print(f"merged model written to {out}\nload it with: "
+          f"AutoModelForImageTextToText.from_pretrained({str(out)!r})")
     return 0
 
 

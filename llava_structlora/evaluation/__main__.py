@@ -12,6 +12,8 @@ import json
 import logging
 import sys
 
+from llava_structlora.utils.errors import entry_point
+
 from .config import TASKS, EvalConfig
 
 
@@ -41,17 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@entry_point("evaluation")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     cfg = EvalConfig(**{k: v for k, v in vars(args).items()})
     from .run import evaluate
 
-    try:
-        metrics = evaluate(cfg)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    metrics = evaluate(cfg)
     print(json.dumps(metrics))
     return 0
 

@@ -47,11 +47,16 @@ def _iter_json_items(path: Path, prefix: str, what: str) -> Iterator[dict]:
     """Stream `prefix.item` objects (VQAv2 annotation files are hundreds of MB)."""
     if not path.is_file():
         raise MetricInputError(f"{what} file not found: {path}")
-    with open(path, "rb") as f:
-        try:
-            yield from ijson.items(f, f"{prefix}.item")
-        except ijson.JSONError as e:
-            raise MetricInputError(f"{what} file {path} is not valid JSON: {e}") from e
+    from llava_structlora.utils.jsonio import JsonInputError, open_json_stream
+
+    try:
+        with open_json_stream(path) as f:
+            try:
+                yield from ijson.items(f, f"{prefix}.item")
+            except ijson.JSONError as e:
+                raise MetricInputError(f"{what} file {path} is not valid JSON near byte {f.offset}: {e}") from e
+    except JsonInputError as e:
+        raise MetricInputError(str(e)) from None
 
 
 def _gt_answer(ans: Any, path: Path, i: int, qid: Any) -> GtAnswer:

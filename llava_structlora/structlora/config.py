@@ -66,7 +66,7 @@ class StructLoRAConfig:
                                "(gumbel: eval gate is 1 iff gate_init > 0.5; see docs).")
     gate_noise: str = _f("sample", "sample: stochastic gates in training (paper) | none: the eval gate in training.")
     gate_lr_mult: float = _f(300.0, "Gate parameters' lr = learning_rate x this (no weight decay).")
-    lambda_ib: float = _f(1e-2, "IB strength PER GATE: the regularizer is lambda_ib x the sum over all gates, so the "
+    lambda_ib: float = _f(1e-3, "IB strength PER GATE: the regularizer is lambda_ib x the sum over all gates, so the "
                                 "pressure on one gate does not depend on the number of layers or on r.")
     ib_warmup_steps: float = _f(0.0, "Linear warm-up of lambda_ib: >= 1 steps, < 1 fraction of the run, 0 none.")
     hard_concrete_temperature: float = _f(2.0 / 3.0, "Hard-concrete temperature beta.")
@@ -97,7 +97,6 @@ class StructLoRAConfig:
     semantic_source: str = _f("params", "|".join(SEMANTIC_SOURCES) + " (parameters: identical on every rank).")
     lambda_penalty: float = _f(1e-2, "Strength of coordinator=cosine_penalty|laplacian_penalty.")
     seed: int = _f(0, "Seed of adapter, gate and coordinator init.")
-    extra: dict[str, Any] = _f({}, "Free-form metadata carried in saved configs.")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -190,6 +189,8 @@ class StructLoRAConfig:
         if "gate_init_open" in data:
             data = {**LEGACY_BEHAVIOUR, **{k: v for k, v in data.items() if k != "gate_init_open"}}
         known = {f.name for f in dataclasses.fields(cls)}
+        if data.get("extra") == {}:  # written by versions that had an (unused) `extra` field
+            data = {k: v for k, v in data.items() if k != "extra"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"StructLoRAConfig: unknown field(s) {unknown}; known: {sorted(known)}")

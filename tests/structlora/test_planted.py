@@ -14,14 +14,27 @@ from llava_structlora.structlora.planted import (CoordinatorProblem, FilterProbl
 FILTER = FilterProblem()
 
 
+# The IB strength at which the filter separates the planted directions (gate_lr_mult at its default, 300).
+SEPARATING_LAMBDA = 1e-2
+
+
 @pytest.mark.parametrize("seed", [1, 2])
-def test_default_ib_filter_closes_nuisance_directions_and_keeps_true_ones(seed):
-    """Default knobs, the recipe's schedule (lr 2e-4, 250 steps): the k true directions of every layer stay
+def test_ib_filter_closes_nuisance_directions_and_keeps_true_ones(seed):
+    """Recipe schedule (lr 2e-4, 250 steps), default gate_lr_mult: the k true directions of every layer stay
     open, most of the r - k noise-only directions close."""
-    res = run_filter(FILTER, StructLoRAConfig(), Schedule(), seed)
+    res = run_filter(FILTER, StructLoRAConfig(lambda_ib=SEPARATING_LAMBDA), Schedule(), seed)
     assert res["true_kept"] == 1.0, res["eval_gate_final"]
     assert res["nuisance_closed"] >= 0.75, res["eval_gate_final"]
     assert res["median_abs_param_delta"] > 1.0          # log_alpha units
+
+
+def test_default_lambda_moves_the_gates_but_closes_no_planted_nuisance_direction():
+    """FINDING (docs/structlora.md): the shipped lambda_ib=1e-3 was kept because 1e-2 closed 65 % of the real
+    recipe's directions and cost 29 CIDEr; at 1e-3 the gates move (well above the old setup) but on this
+    problem the noise-fitting gain of a nuisance direction outweighs the IB price, so none closes."""
+    res = run_filter(FILTER, StructLoRAConfig(), Schedule(), 1)
+    assert res["true_kept"] == 1.0 and res["median_abs_param_delta"] > 0.5
+    assert res["nuisance_closed"] < 0.25
 
 
 def test_old_optimizer_setup_leaves_the_gates_in_place():
