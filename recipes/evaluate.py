@@ -9,9 +9,10 @@ Environment (defaults in brackets):
   SPLIT       [vqav2 val, gqa testdev, coco test]; VQAv2 test-dev writes the EvalAI submission
   PROTOCOL [official]  BATCH_SIZE [32]  NUM_GPUS [GPUs, else 1]  OUTPUT_DIR [<run>/eval/<task>-<split>-<protocol>]
   SMOKE [0]   1 = smoke preset (artifacts/*/smoke, *-smoke runs), as for scripts/finetune_<task>.sh
+  CONV_TEMPLATE [the run's run.json]  vicuna_v1_nosys | vicuna_v1: the conversation format (must match training)
+  LIMIT       [all]  evaluate the first N questions only
   DTYPE [bf16 on GPUs, else fp32]   bf16 | fp16 | fp32: dtype the base is loaded (and generates) in
   ATTN_IMPLEMENTATION [transformers' default]   sdpa | eager | flash_attention_2
-  SYSTEM_PROMPT [none]   none | vicuna: must match the prompt the adapter was trained with
   CLIP_WEIGHTS, CLIP_MODEL [ViT-B-32]   coco: CLIPScore from a local open_clip checkpoint (skipped otherwise)
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 
 from llava_structlora.evaluation.config import TASKS, EvalConfig
+from llava_structlora.evaluation.run import summary
 from llava_structlora.rundir import RunDir
 
 from .env import env, env_int
@@ -104,21 +106,8 @@ def config_from_env(task: str, layout: RepoLayout | None = None) -> EvalConfig:
     return EvalConfig(task=task, model=model, data_root=data_root, output_dir=out, split=split, adapter=adapter,
                       batch_size=env_int("BATCH_SIZE", 32), num_gpus=env_int("NUM_GPUS", _default_gpus()),
                       protocol=protocol, clip_weights=env("CLIP_WEIGHTS"), clip_model=env("CLIP_MODEL", "ViT-B-32"),
-                      system_prompt=env("SYSTEM_PROMPT", "none"), dtype=env("DTYPE", _default_dtype()),
-                      attn_implementation=env("ATTN_IMPLEMENTATION"))
-
-
-def summary(metrics: dict) -> str:
-    """One human line: the main numbers, or where the submission went."""
-    if "submission" in metrics:
-        return f"submission file (upload it to the official server): {metrics['submission']}"
-    if "overall" in metrics:
-        per = ", ".join(f"{k} {v:.2f}" for k, v in metrics["per_answer_type"].items())
-        return f"VQAv2 {metrics['split']} ({metrics['protocol']}): overall {metrics['overall']:.2f} | {per}"
-    if "accuracy" in metrics:
-        return f"GQA {metrics['split']} ({metrics['protocol']}): accuracy {metrics['accuracy']:.2f}"
-    keys = [k for k in ("CIDEr", "Bleu_4", "METEOR", "ROUGE_L") if metrics.get(k) is not None]
-    return f"COCO {metrics['split']}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+                      conv_template=env("CONV_TEMPLATE"), limit=int(env("LIMIT")) if env("LIMIT") else None,
+                      dtype=env("DTYPE", _default_dtype()), attn_implementation=env("ATTN_IMPLEMENTATION"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 import transformers
 
+from llava_structlora.data.conversation import CONV_TEMPLATES, DEFAULT_CONV_TEMPLATE, conv_system
 from llava_structlora.structlora.config import TARGET_PRESETS, StructLoRAConfig
 
 from .argv import pop_option, read_yaml, split_config_flag, to_tokens
@@ -35,6 +36,7 @@ from .errors import ConfigError
 from .specs import METHODS, get_spec
 
 TASKS = ("coco", "vqav2", "gqa")
+MIX_TASK = "mix"  # --task mix: the sources of data_path mixed (data/mixing.py), validated on every task of TASKS
 # StructLoRAConfig field -> the CLI/YAML name of the knob every adapter method shares.
 SHARED_KNOBS = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "targets",
                 "seed": "seed"}
@@ -65,12 +67,22 @@ class ModelArguments:
 class DataArguments:
     """Training data (LLaVA instruction JSON) and the quick validation run at the end."""
 
-    data_path: Optional[str] = field(default=None, metadata={"help": "LLaVA instruction JSON (DATA_ROOT/<task>/llava_train.json)."})
+    data_path: Optional[str] = field(default=None, metadata={
+        "help": "LLaVA instruction JSON (DATA_ROOT/<task>/llava_train.json); several: a.json,b.json (mixed)."})
+    data_ratios: Optional[str] = field(default=None, metadata={
+        "help": "Sampling ratios of the data_path sources, e.g. 0.5,0.3,0.2 (relative weights; default: concatenate)."})
+    mix_size: Optional[int] = field(default=None, metadata={
+        "help": "Samples in the mixture (default: the sources' total records); each source gets ratio * mix_size."})
     image_folder: Optional[str] = field(default=None, metadata={"help": "Image root (default: the task manifest's image_folder)."})
     model_max_length: Optional[int] = field(default=None, metadata={"help": "Truncation length (default: tokenizer's)."})
+    conv_template: str = field(default=DEFAULT_CONV_TEMPLATE, metadata={
+        "help": f"Conversation format ({'|'.join(CONV_TEMPLATES)}): vicuna_v1 = LLaVA-1.5's, with its system "
+                "prompt; vicuna_v1_nosys = the same without (the toy base). Recorded in run.json; evaluation, "
+                "merge and release default to it."})
     data_fraction: float = field(default=1.0, metadata={"help": "Fraction of training records used (low-data tables)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Hard cap on training records."})
-    task: Optional[str] = field(default=None, metadata={"help": "coco|vqav2|gqa: selects the validation scorer."})
+    task: Optional[str] = field(default=None, metadata={
+        "help": "coco|vqav2|gqa: selects the validation scorer; mix: validated on each of the three."})
     data_root: Optional[str] = field(default=None, metadata={"help": "DATA_ROOT for the validation run."})
     eval_split: str = field(default="val", metadata={"help": "Split of the validation run."})
     eval_batch_size: int = field(default=32, metadata={"help": "Batch size of the validation run."})
@@ -230,15 +242,23 @@ def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArgum
         raise ConfigError(f"learning_rate={targs.learning_rate}: must be > 0")
     if not 0.0 < dargs.data_fraction <= 1.0:
         raise ConfigError(f"data_fraction={dargs.data_fraction}: must be in (0, 1]")
-    if dargs.task is not None and dargs.task not in TASKS:
-        raise ConfigError(f"task={dargs.task!r}: expected one of {TASKS}")
+    try:
+        conv_system(dargs.conv_template)
+        data_sources(dargs)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    if dargs.mix_size is not None and dargs.mix_size < 1:
+        raise ConfigError(f"mix_size={dargs.mix_size}: must be a positive number of samples")
+    if dargs.task is not None and dargs.task not in (*TASKS, MIX_TASK):
+        raise ConfigError(f"task={dargs.task!r}: expected one of {(*TASKS, MIX_TASK)}")
     if targs.diagnostics_steps <= 0:
         raise ConfigError(f"diagnostics_steps={targs.diagnostics_steps}: must be a positive int")
     if not targs.output_dir:
         raise ConfigError("output_dir is required")
-    spec.check(margs, targs, _zero_stage(targs.deepspeed) if check_paths else None)  # method-specific limits
+    stage = _zero_stage(targs.deepspeed) if check_paths else None
+    spec.check(margs, targs, stage)  # method-specific limits
     _validate_sizes(dargs, targs)
-    _validate_memory_knobs(margs, targs)
+    _validate_memory_knobs(margs, stage)
     if check_paths:
         _validate_paths(margs, dargs, targs)
         check_base_and_targets(margs, sargs, targs.seed)
@@ -298,15 +318,20 @@ def _example_linear(model: Any) -> str:
     return next((n for n, m in model.named_modules() if isinstance(m, nn.Linear) and "layers." in n), "")
 
 
-def _validate_memory_knobs(margs: ModelArguments, targs: TrainingArguments) -> None:
-    """Attention backend, QLoRA and checkpointing: refused here, before any model is loaded."""
+def _validate_memory_knobs(margs: ModelArguments, zero_stage: Optional[int]) -> None:
+    """Attention backend and QLoRA (and QLoRA under ZeRO-3): refused here, before any model is loaded."""
     from llava_structlora.modeling import ModelLoadError, check_attn_implementation, check_bits
+
+    from .zero3 import zero3_refusal
 
     try:
         check_attn_implementation(margs.attn_implementation)
         check_bits(margs.bits)
     except ModelLoadError as e:
         raise ConfigError(str(e)) from e
+    refusal = zero3_refusal(margs.bits) if zero_stage == 3 else None
+    if refusal:
+        raise ConfigError(refusal)
 
 
 def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments) -> None:
@@ -316,8 +341,9 @@ def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: Training
         raise ConfigError(f"model_name_or_path={margs.model_name_or_path}: no config.json there")
     if not dargs.data_path:
         raise ConfigError("data_path is required (LLaVA instruction JSON)")
-    if not Path(dargs.data_path).is_file():
-        raise ConfigError(f"data_path={dargs.data_path}: file not found")
+    for source in data_sources(dargs):
+        if not Path(source.path).is_file():
+            raise ConfigError(f"data_path={dargs.data_path}: {source.path}: file not found")
     resume = targs.resume
     if resume not in ("none", "auto") and not Path(resume).is_dir():
         raise ConfigError(f"resume={resume!r}: expected none, auto or an existing checkpoint directory")
@@ -331,6 +357,28 @@ def _zero_stage(ds: Any) -> Optional[int]:
         return int(json.loads(Path(ds).read_text()).get("zero_optimization", {}).get("stage", 0))
     except (OSError, json.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
         raise ConfigError(f"deepspeed={ds}: not a readable JSON file ({e})") from e
+
+
+def task_data_path(data_root: str | Path, task: str) -> str:
+    """DATA_ROOT/<task>/llava_train.json; for `mix` the three tasks' files, comma-separated (one mixture)."""
+    tasks = TASKS if task == MIX_TASK else (task,)
+    return ",".join(str(Path(data_root) / t / "llava_train.json") for t in tasks)
+
+
+def validation_tasks(task: str) -> tuple[str, ...]:
+    """The tasks a run of `task` is validated on (each with its own scorer)."""
+    return TASKS if task == MIX_TASK else (task,)
+
+
+def data_sources(dargs: DataArguments) -> list:
+    """The training sources of data_path/data_ratios (DataMixError, a ValueError, names a bad spec)."""
+    from llava_structlora.data.mixing import parse_sources
+
+    if not dargs.data_path:
+        if dargs.data_ratios:
+            raise ConfigError("data_ratios given without data_path")
+        return []
+    return parse_sources(dargs.data_path, dargs.data_ratios)
 
 
 def build_structlora_config(margs: ModelArguments, sargs: StructLoRAArguments, seed: int) -> StructLoRAConfig:
@@ -369,7 +417,13 @@ def run_identity(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAA
     ident.update(dataclasses.asdict(sargs))
     ident.update({k: getattr(dargs, k) for k in _IDENTITY_DATA})
     ident.update({k: getattr(targs, k) for k in _IDENTITY_TRAINING})
-    for key in ("model_name_or_path", "data_path", "image_folder"):
+    # added knobs join only when not at their default, so identities recorded before them still match
+    ident.update({k: getattr(dargs, k) for k in ("data_ratios", "mix_size") if getattr(dargs, k) is not None})
+    if dargs.conv_template != DEFAULT_CONV_TEMPLATE:
+        ident["conv_template"] = dargs.conv_template
+    for key in ("model_name_or_path", "image_folder"):
         if ident.get(key):
             ident[key] = str(Path(ident[key]).resolve())
+    if ident.get("data_path"):  # one source or a comma-separated mix
+        ident["data_path"] = ",".join(str(Path(p.strip()).resolve()) for p in ident["data_path"].split(","))
     return json.loads(json.dumps(ident, default=str))

@@ -143,15 +143,23 @@ def load_processor(margs: ModelArguments):
 
 
 def build_dataset(dargs: DataArguments, processor, seed: int):
-    """LLaVA supervised dataset, optionally a deterministic fraction (same subset on every rank)."""
-    from llava_structlora.data import LazySupervisedDataset
+    """LLaVA supervised dataset(s), each optionally a deterministic fraction (same subset on every rank);
+    several data_path sources are mixed with data_ratios (data/mixing.py)."""
+    from llava_structlora.data import LazySupervisedDataset, conv_system
+    from llava_structlora.data.mixing import build_mixture
 
-    ds = LazySupervisedDataset(dargs.data_path, processor, image_folder=dargs.image_folder,
-                               model_max_length=dargs.model_max_length, limit=dargs.max_train_samples)
-    if dargs.data_fraction < 1.0:
-        g = torch.Generator().manual_seed(seed)
-        keep = max(1, int(round(len(ds) * dargs.data_fraction)))
-        idx = sorted(torch.randperm(len(ds), generator=g)[:keep].tolist())
-        ds.records = [ds.records[i] for i in idx]
-    logger.info("training records: %d from %s (skipped: %s)", len(ds), dargs.data_path, dict(ds.skipped))
-    return ds
+    from .config import data_sources
+
+    def source(path: str):
+        ds = LazySupervisedDataset(path, processor, image_folder=dargs.image_folder,
+                                   model_max_length=dargs.model_max_length, limit=dargs.max_train_samples,
+                                   system=conv_system(dargs.conv_template))
+        if dargs.data_fraction < 1.0:
+            g = torch.Generator().manual_seed(seed)
+            keep = max(1, int(round(len(ds) * dargs.data_fraction)))
+            idx = sorted(torch.randperm(len(ds), generator=g)[:keep].tolist())
+            ds.records = [ds.records[i] for i in idx]
+        logger.info("training records: %d from %s (skipped: %s)", len(ds), path, dict(ds.skipped))
+        return ds
+
+    return build_mixture(data_sources(dargs), source, seed, dargs.mix_size)

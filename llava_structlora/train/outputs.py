@@ -58,7 +58,11 @@ def add_projector_to_adapter(model, adapter_dir: Path) -> None:
 
 def export_adapter(trainer, method: str, out_dir: Path) -> Path:
     """Write the run's deliverable atomically through the method's spec; returns its dir."""
+    from .zero3 import check_whole, engine_is_zero3
+
     model = trainer.accelerator.unwrap_model(trainer.model)
+    if trainer.is_deepspeed_enabled and engine_is_zero3(trainer.model_wrapped):
+        check_whole(model, "at export")  # an export must never write empty ZeRO-3 partitions
     return get_spec(method).export(model, RunDir(out_dir))
 
 
@@ -74,7 +78,7 @@ def write_outputs(trainer, processor, args: tuple, result, times: dict[str, floa
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         run = {
             "base_model": str(Path(margs.model_name_or_path).resolve()),
-            "method": margs.method, "adapter": str(adapter_dir),
+            "method": margs.method, "conv_template": dargs.conv_template, "adapter": str(adapter_dir),
             "structlora": extras.get("structlora"),
             "config": to_jsonable(margs, dargs, sargs) | {"TrainingArguments": _training_summary(targs)},
             "git": git_commit(Path(__file__).parent),  # the checkout the code runs from
@@ -82,6 +86,7 @@ def write_outputs(trainer, processor, args: tuple, result, times: dict[str, floa
             "deepspeed": targs.deepspeed, "resumed_from": resumed_from,
             "global_step": trainer.state.global_step, "final_loss": losses[-1] if losses else None,
             "train_runtime_s": result.metrics.get("train_runtime"),
+            "data_mix": getattr(trainer.train_dataset, "composition", None),
             "times": times,
         }
         atomic_write_json(run_dir.run_json, run)
@@ -100,29 +105,40 @@ def _training_summary(targs) -> dict[str, Any]:
 
 def run_validation(run: RunDir, task: str, base: str | Path, data_root: str | Path, split: str,
                    batch_size: int, which: str = "adapter", work_dir: Optional[Path] = None,
-                   reuse: bool = False) -> dict[str, Any]:
+                   reuse: bool = False, conv_template: Optional[str] = None) -> dict[str, Any]:
     """The one validation after training: the run's adapter (or the base) on `split`, scored by the
-    evaluation package; writes `run.metrics(which)` (metrics.json / metrics_base.json).
+    evaluation package; writes `run.metrics(which)` (metrics.json / metrics_base.json). A `mix` run is
+    validated on every task: the record holds `tasks: {coco: ..., vqav2: ..., gqa: ...}`.
 
     Args:
         run: the training run (its deliverable is evaluated when which="adapter").
         which: "adapter" or "base".
         work_dir: where the answers go (default: run.eval_dir(which)); a base cache shared across runs.
         reuse: take `work_dir/metrics.json` when it exists (the base's answers depend on the base only).
+        conv_template: prompt format, for the base too (default: the one the run's run.json records).
     """
     from llava_structlora.evaluation import EvalConfig, evaluate
+    from llava_structlora.merge import recorded_conv_template
+
+    from .config import MIX_TASK, validation_tasks
 
     if not data_root:
         raise ValueError("validation needs data_root (DATA_ROOT with the task's eval files)")
     adapter = None if which == "base" else run.deliverable()
-    work = Path(work_dir) if work_dir is not None else run.eval_dir(which)
-    cached = read_optional_json(work / "metrics.json") if reuse else {}
-    if cached:
-        metrics = cached
-    else:
-        cfg = EvalConfig(task=task, model=str(base), data_root=str(data_root), output_dir=str(work), split=split,
-                         adapter=str(adapter) if adapter else None, batch_size=batch_size, overwrite=True)
-        metrics = evaluate(cfg)
+    conv_template = conv_template or recorded_conv_template(run.path)
+    root = Path(work_dir) if work_dir is not None else run.eval_dir(which)
+    per_task: dict[str, dict[str, Any]] = {}
+    for t in validation_tasks(task):  # a mix run: each task in its own work dir, with its own scorer
+        work = root / t if task == MIX_TASK else root
+        cached = read_optional_json(work / "metrics.json") if reuse else {}
+        if cached:
+            per_task[t] = cached
+            continue
+        cfg = EvalConfig(task=t, model=str(base), data_root=str(data_root), output_dir=str(work), split=split,
+                         adapter=str(adapter) if adapter else None, batch_size=batch_size,
+                         conv_template=conv_template, overwrite=True)
+        per_task[t] = evaluate(cfg)
+    metrics = per_task[task] if task != MIX_TASK else {"tasks": per_task}
     atomic_write_json(run.metrics(which), {"which": which, "task": task, "split": split,
                                            "adapter": str(adapter) if adapter else None, **metrics})
     return metrics
