@@ -305,9 +305,10 @@ def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArgum
         raise ConfigError(f"diagnostics_steps={targs.diagnostics_steps}: must be a positive int")
     if not targs.output_dir:
         raise ConfigError("output_dir is required")
-    spec.check(margs, targs, _zero_stage(targs.deepspeed) if check_paths else None)  # method-specific limits
+    stage = _zero_stage(targs.deepspeed) if check_paths else None
+    spec.check(margs, targs, stage)  # method-specific limits
     _validate_sizes(dargs, targs)
-    _validate_memory_knobs(margs, targs)
+    _validate_memory_knobs(margs, stage)
     if check_paths:
         _validate_paths(margs, dargs, targs)
         check_base_and_targets(margs, sargs, targs.seed)
@@ -367,15 +368,20 @@ def _example_linear(model: Any) -> str:
     return next((n for n, m in model.named_modules() if isinstance(m, nn.Linear) and "layers." in n), "")
 
 
-def _validate_memory_knobs(margs: ModelArguments, targs: TrainingArguments) -> None:
-    """Attention backend, QLoRA and checkpointing: refused here, before any model is loaded."""
+def _validate_memory_knobs(margs: ModelArguments, zero_stage: Optional[int]) -> None:
+    """Attention backend and QLoRA (and QLoRA under ZeRO-3): refused here, before any model is loaded."""
     from llava_structlora.modeling import ModelLoadError, check_attn_implementation, check_bits
+
+    from .zero3 import zero3_refusal
 
     try:
         check_attn_implementation(margs.attn_implementation)
         check_bits(margs.bits)
     except ModelLoadError as e:
         raise ConfigError(str(e)) from e
+    refusal = zero3_refusal(margs.bits) if zero_stage == 3 else None
+    if refusal:
+        raise ConfigError(refusal)
 
 
 def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments) -> None:
