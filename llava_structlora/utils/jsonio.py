@@ -107,6 +107,15 @@ def open_json_stream(path: str | os.PathLike, max_depth: int = MAX_DEPTH) -> Ite
         yield DepthGuard(f, path, max_depth)
 
 
+def read_adapter_config(path: str | os.PathLike) -> dict:
+    """A PEFT adapter_config.json, or JsonInputError naming it (PEFT's own errors name no file)."""
+    cfg = read_json(path, "adapter config")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("peft_type", "LORA"), str):
+        raise JsonInputError(f"adapter config {path}: expected a JSON object with a 'peft_type' string, "
+                             f"got {str(cfg)[:120]}")
+    return cfg
+
+
 def read_json(path: str | os.PathLike, what: str = "JSON") -> Any:
     """Parse a whole (small) JSON file; JsonInputError names the file, line and column."""
     path = Path(path)
