@@ -4,7 +4,8 @@
 
 (``bash scripts/merge_adapter.sh RUN_DIR OUT_DIR`` wraps this.) The output is what
 ``LlavaForConditionalGeneration.from_pretrained(OUT_DIR)`` loads with no project code:
-``config.json``, ``generation_config.json``, safetensors shards (+ index) and the base's processor.
+``config.json``, ``generation_config.json``, safetensors shards (+ index) and the base's processor,
+in a layout that transformers 4.57 and 5.x both read (see portable.py).
 
 Merging LoRA into LLaVA is where users get garbled outputs: almost always a wrong base (another
 LLaVA size, a v1.5 adapter on a v1.6 base, a re-pretrained toy base). We therefore compare the
@@ -126,6 +127,8 @@ def shape_diff(adapter_dir: Path, base_config: dict[str, Any]) -> list[str]:
     import torch
     from transformers import AutoConfig, LlavaForConditionalGeneration
 
+    from llava_structlora.portable import v5_key
+
     cfg = AutoConfig.for_model(**base_config) if "model_type" in base_config else base_config
     with torch.device("meta"):
         model = LlavaForConditionalGeneration(cfg)
@@ -135,13 +138,13 @@ def shape_diff(adapter_dir: Path, base_config: dict[str, Any]) -> list[str]:
     for key, shape in sorted(adapter_shapes(adapter_dir).items()):
         m = _LORA_KEY.match(key)
         if m is None:  # modules_to_save (e.g. a fully trained projector): compare with the base parameter
-            name = re.sub(r"^base_model\.model\.", "", key).replace(".modules_to_save.default", "")
+            name = v5_key(re.sub(r"^base_model\.model\.", "", key).replace(".modules_to_save.default", ""))
             if name in params and params[name] != shape:
                 diffs.append(f"{name}: adapter holds {shape}, base has {params[name]}")
             elif name not in params:
                 diffs.append(f"{name}: in the adapter but not a parameter of this base")
             continue
-        mod = modules.get(m.group("module"))
+        mod = modules.get(v5_key(m.group("module")))  # releases store the transformers-4 spelling
         if mod is None or not hasattr(mod, "in_features"):
             diffs.append(f"{m.group('module')}: adapted in the run, no such linear layer in this base")
             continue
@@ -175,10 +178,11 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None 
               max_shard_size: str = "5GB", dtype: str = "float32") -> Path:
     """Check the base, merge with stock PEFT and save_pretrained model + processor into `out_dir`."""
     import torch
-    from peft import PeftModel
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+    from llava_structlora.portable import SUPPORTED_TRANSFORMERS, base_tokenizer_class, make_portable
     from llava_structlora.utils.io import atomic_directory
+    from llava_structlora.utils.strict_load import from_pretrained_strict, peft_from_pretrained_strict
 
     run_dir = Path(run_dir)
     base = base or recorded_base(run_dir)
@@ -186,16 +190,18 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None 
         raise ValueError(f"{run_dir}: no base recorded in run.json or adapter_config.json; pass --base")
     check_base(run_dir, base)
     adapter = adapter_dir_of(run_dir)
-    model = LlavaForConditionalGeneration.from_pretrained(str(base), dtype=getattr(torch, dtype))
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    model = from_pretrained_strict(LlavaForConditionalGeneration, base, dtype=getattr(torch, dtype))
+    merged = peft_from_pretrained_strict(model, adapter).merge_and_unload()
     merged.eval()
     processor = AutoProcessor.from_pretrained(str(base))
     with atomic_directory(out_dir) as tmp:
         merged.save_pretrained(tmp, max_shard_size=max_shard_size)
         processor.save_pretrained(tmp)
+        portable = make_portable(tmp, tokenizer_class=base_tokenizer_class(base))  # loads under v4 and v5
         (tmp / "merge_info.json").write_text(json.dumps(
             {"base": str(base), "adapter": str(adapter.resolve()), "dtype": dtype,
-             "max_shard_size": max_shard_size}, indent=2) + "\n")
+             "max_shard_size": max_shard_size, "portable": portable,
+             "transformers": list(SUPPORTED_TRANSFORMERS)}, indent=2) + "\n")
     logger.info("merged %s into %s -> %s", adapter, base, out_dir)
     return Path(out_dir)
 

@@ -7,6 +7,7 @@
 - ``adapter_config.json`` + ``adapter_model.safetensors``: the run's stock PEFT adapter, with
   ``base_model_name_or_path`` rewritten to the base users should load (the hub id for a real
   LLaVA-1.5 base, recognised from its architecture; the local base path for shapes-world runs),
+  keyed so that it attaches to a transformers 4.57 and a 5.x base alike (portable.py),
 - ``README.md``: the model card (method, config, data, metrics with their protocol, a 5-line PEFT
   loading snippet, license), ``run.json`` and ``metrics.json`` of the run,
 - ``SHA256SUMS`` over every other file (``sha256sum -c SHA256SUMS`` checks it).
@@ -27,6 +28,7 @@ from llava_structlora.merge import (
     config_field, adapter_dir_of, load_config_dict, read_run, recorded_base,
 )
 from llava_structlora.model_card import render_model_card, render_push_doc
+from llava_structlora.portable import make_adapter_portable
 from llava_structlora.utils.io import (atomic_directory, atomic_write_json, atomic_write_text, read_optional_json,
                                        sha256_file)
 
@@ -99,6 +101,8 @@ def build_release(run_dir: str | Path, out_dir: str | Path, base_id: str | None 
     with atomic_directory(out_dir) as tmp:
         atomic_write_json(tmp / "adapter_config.json", adapter_cfg)
         shutil.copy2(adapter / "adapter_model.safetensors", tmp / "adapter_model.safetensors")
+        make_adapter_portable(tmp)  # v4 key names, targets that match v4 and v5 module names
+        adapter_cfg = json.loads((tmp / "adapter_config.json").read_text())
         if run:
             atomic_write_json(tmp / "run.json", run)
         if metrics:

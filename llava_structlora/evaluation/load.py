@@ -82,17 +82,17 @@ def load_model(base: str | Path, adapter: str | Path | None = None, dtype: str |
     """(model in eval mode with any adapter merged, processor)."""
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+    from llava_structlora.utils.strict_load import from_pretrained_strict, peft_from_pretrained_strict
+
     kind, apath = adapter_kind(adapter)
     weights = apath if kind == "merged" else Path(base)
     if not _is_full_model(weights):
         raise ModelLoadError(f"model {weights}: expected a save_pretrained dir (config.json + model.safetensors)")
     proc_dir = apath if kind == "merged" and (apath / "processor_config.json").is_file() else Path(base)
     processor = AutoProcessor.from_pretrained(proc_dir)
-    model = LlavaForConditionalGeneration.from_pretrained(weights, dtype=resolve_dtype(dtype))
+    model = from_pretrained_strict(LlavaForConditionalGeneration, weights, dtype=resolve_dtype(dtype))
     if kind == "peft":
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, apath).merge_and_unload()
+        model = peft_from_pretrained_strict(model, apath).merge_and_unload()
     elif kind == "structlora":
         model = _merge_structlora(model, apath)
     logger.info("loaded %s (adapter: %s %s)", weights, kind, apath or "")

@@ -93,8 +93,10 @@ def build_model(margs: ModelArguments, sargs: StructLoRAArguments, seed: int, to
     """Load the base (fp32 on CPU; bf16/fp16 are the Trainer's business) and make it trainable."""
     from transformers import LlavaForConditionalGeneration
 
+    from llava_structlora.utils.strict_load import from_pretrained_strict
+
     torch.manual_seed(seed)  # adapter init depends only on the seed, identical on every rank
-    model = LlavaForConditionalGeneration.from_pretrained(margs.model_name_or_path, dtype=torch.float32)
+    model = from_pretrained_strict(LlavaForConditionalGeneration, margs.model_name_or_path, dtype=torch.float32)
     model.config.use_cache = False
     if margs.method == "structlora":
         from llava_structlora.structlora import apply_structlora
