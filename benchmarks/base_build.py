@@ -16,7 +16,7 @@ from pathlib import Path
 from data_prep.build_default import build_default
 from llava_structlora.toy.build_base import build_base
 from llava_structlora.toy.probe import probe
-from llava_structlora.utils.results import record_result
+from recipes.results import record_result
 
 
 def timed(fn, *args, **kwargs) -> float:

@@ -26,7 +26,10 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-REPO = Path(__file__).resolve().parents[1]
+from recipes.layout import RepoLayout
+
+LAYOUT = RepoLayout.checkout()
+REPO = LAYOUT.root
 # PEFT matches target_modules with re.fullmatch; StructLoRA's "qv" preset with re.search.
 LORA_QV_REGEX = r".*(?:vision_tower|language_model)\..*layers\.\d+\.self_attn\.(?:q_proj|v_proj)"
 METHODS = ("lora", "structlora")
@@ -106,7 +109,7 @@ def load_tiny_base(preset: str = "default", seed: int = 0) -> tuple[nn.Module, s
     """``artifacts/base/<preset>`` when built, else a random tiny Llava of the toy shape."""
     from transformers import LlavaForConditionalGeneration
 
-    base_dir = REPO / "artifacts" / "base" / preset
+    base_dir = LAYOUT.base(preset)
     if (base_dir / "config.json").exists():
         return LlavaForConditionalGeneration.from_pretrained(base_dir, dtype=torch.float32), str(base_dir)
     return build_llava(tiny_shape(), seed), f"random tiny Llava (toy '{preset}' widths; {base_dir} absent)"

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
              f"max_new_tokens {max_new}; both paths are `generate_to_file` (batch-1 = batch_size 1).")
     print(table, file=sys.stderr)
     if args.record:
-        from llava_structlora.utils.results import record_result
+        from recipes.results import record_result
 
         record_result("eval_throughput", "Evaluation throughput: batched greedy vs a batch-1 loop", out, table)
     return 0

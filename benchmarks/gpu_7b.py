@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         f"on {res['device']} (bf16, batch {args.batch}, {tokens // args.batch} tokens/sample, {args.layers} LM layers)."])
     print(md)
     if not args.no_record:
-        from llava_structlora.utils.results import record_result
+        from recipes.results import record_result
 
         record_result("gpu_7b", "GPU: LLaVA-1.5-7B-shaped (random init, bf16) LoRA vs StructLoRA",
                       {"args": vars(args), **res, "wall_s": time.time() - t0}, md, seeds=[args.seed])

@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(results)
     print(md)
     if not (args.no_record or args.quick):
-        from llava_structlora.utils.results import record_result
+        from recipes.results import record_result
 
         record_result("inference_merged", "Inference: merged StructLoRA vs base (latency) and merge exactness",
                       {"args": vars(args), "results": results, "wall_s": time.time() - t0}, md, seeds=[args.seed])

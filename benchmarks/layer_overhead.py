@@ -161,7 +161,7 @@ def main(argv=None) -> dict:
 
 def record(args: argparse.Namespace, res: dict, device: str) -> None:
     """One row per run; the command line is in the record."""
-    from llava_structlora.utils.results import record_result
+    from recipes.results import record_result
 
     md = "\n".join([
         "| stack | tokens | clock | LoRA fwd+bwd | StructLoRA fwd+bwd | StructLoRA / LoRA (median; paired) | FLOP ratio | mean stacked rank |",

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     if not args.no_record:
         sys.path.insert(0, str(REPO))
-        from llava_structlora.utils.results import record_result
+        from recipes.results import record_result
 
         record_result("reliability", "Reliability: bad-input corpus, untrusted files, atomic writes, crash/resume",
                       {"rows": rows, "pytest_exit_code": rc, "wall_s": wall}, md)

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(rows, slopes, args)
     print(md)
     if not (args.no_record or args.quick):
-        from llava_structlora.utils.results import record_result
+        from recipes.results import record_result
 
         record_result("scaling_layers", "Scaling: StructLoRA overhead vs number of adapted layers",
                       {"args": vars(args), "rows": rows, "slopes": slopes, "wall_s": time.time() - t0}, md,

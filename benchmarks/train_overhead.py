@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n### {name}: {key}\n{r[key]}")
     print(json.dumps({n: {"time": r["time"], "memory_ratio_total": r["memory_ratio_total"]} for n, r in results.items()}))
     if not (args.no_record or args.quick):  # smoke numbers never reach docs/RESULTS.md
-        from llava_structlora.utils.results import record_result
+        from recipes.results import record_result
 
         record_result("train_overhead", "Training overhead: StructLoRA vs PEFT LoRA (step time, peak memory)",
                       {"args": vars(args), "results": results, "wall_s": time.time() - t0}, md, seeds=[args.seed])

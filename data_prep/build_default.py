@@ -31,10 +31,12 @@ from typing import Any, Iterator
 
 from data_prep.coco import convert_coco
 from data_prep.gqa import convert_gqa
-from data_prep.shapes_world import PRESETS, ShapesPreset, generate, preset_fingerprint, resolve_preset
+from data_prep.shapes_preset import PRESETS, ShapesPreset, preset_fingerprint, resolve_preset
+from data_prep.shapes_world import generate
 from data_prep.shapes_writer import write_world
 from data_prep.vqav2 import convert_vqav2
-from llava_structlora.utils.io import atomic_directory, atomic_write_json, hash_jsonable
+from llava_structlora.utils.errors import run_main
+from llava_structlora.utils.io import atomic_directory, atomic_write_json, check_rebuildable, hash_jsonable
 
 STAMP = "build_stamp.json"
 
@@ -152,6 +154,7 @@ def build_default(root: str | Path, preset: str | ShapesPreset = "default", seed
         stamp = read_stamp(root)
         if not force and stamp is not None and stamp.get("hash") == key["hash"]:
             return {**stamp, "cached": True}
+        check_rebuildable(root, STAMP, "data root")  # never wipe a folder that is not ours
         t0 = time.perf_counter()
         with atomic_directory(root) as tmp:
             tmp.chmod(0o755)  # mkdtemp makes it 0700
@@ -180,4 +183,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, None, "build_default"))

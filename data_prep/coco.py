@@ -40,6 +40,7 @@ from dataclasses import dataclass, field as dc_field
 from pathlib import Path
 
 from data_prep.common import (
+    check_task_dir,
     CAPTION_PROMPT, ConvertError, ImageChecker, JsonStreamWriter, SkipLog, add_common_args,
     atomic_open, check_sampling, common_kwargs, eval_question, field, portable_path,
     iter_json, jsonl_line, llava_record, read_header, require_array, run_cli, select_subset,
@@ -193,6 +194,7 @@ def convert_coco(captions: list, *, images: str, out: str, karpathy: str | None 
         raise ConvertError(f"--per must be 'caption' or 'image', got {per!r}")
     check_sampling(limit=limit, fraction=fraction, eval_limit=eval_limit)
     paths, out_dir = [Path(c) for c in captions], Path(out)
+    check_task_dir(out_dir, "coco", images)  # never replace another task's output
     checker, log, idx = ImageChecker(images, check_images), SkipLog(strict), Index()
     kp = read_karpathy(Path(karpathy)) if karpathy else None
     _scan_images(paths, kp, checker, log, idx)

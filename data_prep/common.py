@@ -30,6 +30,7 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 import ijson
 
+from llava_structlora.utils.errors import run_main
 from llava_structlora.utils.io import atomic_open, atomic_write_json, atomic_write_text
 
 logger = logging.getLogger("data_prep")
@@ -194,6 +195,9 @@ class ImageChecker:
         return f"{subdir}/{file_name}" if self._dirs[subdir] else file_name
 
     def problem(self, rel: str) -> str | None:
+        """None when usable; a skip reason otherwise (a path leaving the image root never is)."""
+        if leaves_root(rel):
+            return "image_path_outside_images"
         if self.mode == "none":
             return None
         if rel not in self._cache:
@@ -283,6 +287,51 @@ def select_subset(keys: Iterable, *, limit: int | None = None, fraction: float |
     return set(order[:k])
 
 
+# ----------------------------------------------------------------------------- output dir & image paths
+# Files a converter may write into its task dir (a foreign file of one of these names is never replaced).
+OUTPUT_PATTERNS = ("llava_train.json", "manifest.json", "image_folder.txt", "*_questions.jsonl",
+                   "*_questions.json", "*_annotations.json")
+
+
+def check_task_dir(out: str | os.PathLike, task: str, images: str | os.PathLike | None = None) -> Path:
+    """Refuse a task dir that holds another task's output, or our file names written by someone else.
+
+    `out` may be absent, hold no converter file, or be this task's earlier output (its manifest
+    says so: splits are merged per split). It may never be the image folder or above it.
+    """
+    out = Path(out)
+    if images is not None and Path(images).exists():
+        img, out_r = Path(images).resolve(), out.resolve()
+        if out_r == img or out_r in img.parents:
+            raise ConvertError(f"--out {out}: it {'is' if out_r == img else 'contains'} the image folder "
+                               f"{images}; write the task dir next to the images (e.g. DATA_ROOT/{task})")
+    if not out.is_dir():
+        return out
+    manifest = out / "manifest.json"
+    if manifest.is_file():
+        try:
+            found = json.loads(manifest.read_text(encoding="utf-8-sig")).get("task")
+        except (ValueError, AttributeError):
+            found = None
+        if found != task:
+            raise ConvertError(f"--out {out}: it holds {'a ' + repr(found) if found else 'an unreadable'} task's "
+                               f"output ({manifest}); refusing to replace it with {task!r} output. "
+                               f"Use --out DATA_ROOT/{task}")
+        return out
+    foreign = sorted(p.name for pat in OUTPUT_PATTERNS for p in out.glob(pat))
+    if foreign:
+        raise ConvertError(f"--out {out}: {foreign[0]} exists but no manifest.json says a converter wrote it; "
+                           "refusing to replace it. Use an empty or new --out")
+    return out
+
+
+def leaves_root(rel: str) -> bool:
+    """True when the relative image path `rel` is empty, absolute or climbs out with '..'."""
+    parts = rel.replace("\\", "/").split("/")
+    return (not rel or rel.startswith(("/", "\\")) or ".." in parts or (len(rel) > 1 and rel[1] == ":")
+            or "\0" in rel)
+
+
 # ----------------------------------------------------------------------------- manifest & CLI
 def write_manifest(out: str | os.PathLike, task: str, image_folder: str,
                    splits: dict[str, dict[str, Any]]) -> dict:
@@ -341,13 +390,12 @@ def common_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_cli(fn: Any, kwargs: dict[str, Any]) -> int:
-    """Call a converter, print a one-line summary per split; ConvertError -> exit code 2."""
+    """Call a converter, print a one-line summary per split; a user error -> its message, exit 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        manifest = fn(**kwargs)
-    except ConvertError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_main(lambda _: _summary(fn(**kwargs)), None, "convert")
+
+
+def _summary(manifest: dict) -> int:
     for split in manifest["counts"]:
         print(f"{manifest['task']}/{split}: {manifest['counts'][split]} records, "
               f"{manifest['skipped'][split]} skipped {manifest['reasons'][split]}")

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.common import (
-    ConvertError, ImageChecker, JsonStreamWriter, SkipLog, add_common_args, atomic_open,
+    ConvertError, check_task_dir, ImageChecker, JsonStreamWriter, SkipLog, add_common_args, atomic_open,
     check_sampling, common_kwargs, eval_question, field, portable_path, iter_json,
     jsonl_line, llava_record, require_object, run_cli, select_subset, short_answer_text,
     write_manifest)
@@ -122,6 +122,7 @@ def convert_gqa(questions: list, *, images: str, out: str, split: str | None = N
     if len(set(names)) != len(names):
         raise ConvertError(f"two files for one split: {[str(p) for p in paths]}")
     out_dir = Path(out)
+    check_task_dir(out_dir, "gqa", images)  # never replace another task's output
     checker, log = ImageChecker(images, check_images), SkipLog(strict)
     splits: dict[str, dict] = {}
     for path, name in plan:

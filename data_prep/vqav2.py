@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.common import (
-    ConvertError, ImageChecker, JsonStreamWriter, SkipLog, add_common_args, atomic_open,
+    ConvertError, check_task_dir, ImageChecker, JsonStreamWriter, SkipLog, add_common_args, atomic_open,
     check_sampling, common_kwargs, eval_question, field, portable_path, iter_json,
     jsonl_line, llava_record, read_header, require_array, run_cli, select_subset,
     short_answer_text, write_manifest)
@@ -188,6 +188,7 @@ def convert_vqav2(questions: list, annotations: list = (), *, images: str, out: 
     """Convert official VQAv2 files; returns the written manifest (see module docstring)."""
     check_sampling(limit=limit, fraction=fraction, eval_limit=eval_limit)
     out_dir = Path(out)
+    check_task_dir(out_dir, "vqav2", images)  # never replace another task's output
     checker, log = ImageChecker(images, check_images), SkipLog(strict)
     splits: dict[str, dict] = {}
     for src in plan_sources(list(questions), list(annotations)):

@@ -4,10 +4,10 @@
 # With no arguments: the newest run of scripts/finetune_coco.sh under outputs/, on the embedded
 # shapes world; prints the scores and writes metrics.json (path printed).
 # Env: MODEL ADAPTER(=dir|none) DATA_ROOT SPLIT PROTOCOL(=official|llava) BATCH_SIZE NUM_GPUS OUTPUT_DIR SMOKE
+#      DTYPE(=bf16|fp16|fp32; default bf16 on GPUs, fp32 on CPU) ATTN_IMPLEMENTATION(=sdpa|eager|flash_attention_2)
 # CLIP_WEIGHTS=<local open_clip checkpoint> [CLIP_MODEL=ViT-B-32] adds CLIPScore (skipped with a note otherwise)
-# (defaults: python -m llava_structlora.evaluation.recipe --help)
+# (defaults: python -m recipes.evaluate --help)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-export PROTOCOL="${PROTOCOL:-official}" BATCH_SIZE="${BATCH_SIZE:-32}" SMOKE="${SMOKE:-0}"
-exec "$PYTHON" -m llava_structlora.evaluation.recipe --task coco
+exec "$PYTHON" -m recipes.evaluate --task coco

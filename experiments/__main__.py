@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from recipes.layout import RepoLayout
+
 from .suite import FULL, QUICK, REPO, SuiteConfig
 from .tables import ORDER, TABLES
 
@@ -45,7 +47,7 @@ def ensure_artifacts(suite: SuiteConfig) -> None:
 
 def record(name: str, title: str, data: dict, md: str, suite: SuiteConfig, command: str) -> Path:
     """Full suite: record_result (docs/results + RESULTS.md). Quick: same record format, under outputs/."""
-    from llava_structlora.utils import results
+    from recipes import results
 
     if suite.name == "full":
         return results.record_result(name, title, data, md, command=command, seeds=suite.seeds)
@@ -107,7 +109,7 @@ def record_summary(suite: SuiteConfig, command: str) -> None:
 
     from .report import summary_markdown
 
-    rec_dir = (REPO / "docs" / "results") if suite.name == "full" else (suite.out_root / "records")
+    rec_dir = RepoLayout(REPO).results if suite.name == "full" else (suite.out_root / "records")
     records = {p.stem: json.loads(p.read_text()) for p in rec_dir.glob("experiments_*.json")
                if p.stem != "experiments__summary"}
     md, data = summary_markdown(records)

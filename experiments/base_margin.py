@@ -16,11 +16,12 @@ from pathlib import Path
 
 from llava_structlora.evaluation.config import EvalConfig
 from llava_structlora.evaluation.run import evaluate
-from llava_structlora.utils.results import record_result
+from recipes.layout import RepoLayout
+from recipes.results import record_result
 
 from .suite import METRIC, METRIC_SCALE
 
-ROOT = Path(__file__).resolve().parents[1] / "outputs" / "experiments"
+ROOT = RepoLayout.checkout().outputs / "experiments"
 
 
 def lora_test_scores(results: Path, task: str) -> dict[str, list[float]]:

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from llava_structlora.utils.io import hash_jsonable
+from recipes.layout import RepoLayout
 
-REPO = Path(__file__).resolve().parents[1]
+LAYOUT = RepoLayout.checkout()
+REPO = LAYOUT.root
 METRIC = {"coco": "CIDEr", "vqav2": "overall", "gqa": "accuracy"}     # key in the evaluation's metrics
 METRIC_LABEL = {"coco": "CIDEr (x100)", "vqav2": "VQA acc (%)", "gqa": "GQA acc (%)"}
 METRIC_SCALE = {"coco": 100.0, "vqav2": 1.0, "gqa": 1.0}               # CIDEr 1.162 -> 116.2 as in the paper
@@ -42,12 +44,12 @@ class SuiteConfig:
 
     @property
     def data_root(self) -> Path:
-        return REPO / "artifacts" / "data" / self.preset
+        return LAYOUT.data(self.preset)
 
     @property
     def shared_base_dir(self) -> Path:
         """The repository's cached tiny base (built by llava_structlora.toy.build_base)."""
-        return REPO / "artifacts" / "base" / self.preset
+        return LAYOUT.base(self.preset)
 
     @property
     def base_dir(self) -> Path:
@@ -57,7 +59,7 @@ class SuiteConfig:
     @property
     def out_root(self) -> Path:
         """Runs, cache and (quick) records; EXPERIMENTS_OUT moves it (tests use a temp dir)."""
-        return Path(os.environ.get("EXPERIMENTS_OUT") or REPO / "outputs" / "experiments") / self.name
+        return Path(os.environ.get("EXPERIMENTS_OUT") or LAYOUT.outputs / "experiments") / self.name
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))

@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from llava_structlora.structlora.config import StructLoRAConfig
 
-# StructLoRA CLI defaults (train/config.py StructLoRAArguments): an override equal to one of them is
-# dropped, so e.g. "1-layer GNN" and "StructLoRA" are the same cached run.
-DEFAULTS = {"filter": "ib", "coordinator": "gnn", "graph": "hybrid", "gnn_layers": 1, "gnn_type": "gat"}
+
+# StructLoRA defaults (StructLoRAConfig, which the CLI is generated from): an override equal to one of them
+# is dropped, so e.g. "1-layer GNN" and "StructLoRA" are the same cached run.
+DEFAULTS = {k: getattr(StructLoRAConfig(), k) for k in ("filter", "coordinator", "graph", "gnn_layers", "gnn_type")}
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""Merge a trained run's adapter into its base: a plain ``LlavaForConditionalGeneration`` on disk.
+"""Merge a trained run's adapter into its base: a plain LLaVA model on disk (1.5 or NeXT, as the base).
 
-    python -m llava_structlora.merge RUN_DIR OUT_DIR [--base PATH] [--max-shard-size 5GB] [--verify]
+    python -m llava_structlora.merge RUN_DIR OUT_DIR [--base PATH] [--max-shard-size 5GB] [--dtype bf16]
 
 (``bash scripts/merge_adapter.sh RUN_DIR OUT_DIR`` wraps this.) The output is what
-``LlavaForConditionalGeneration.from_pretrained(OUT_DIR)`` loads with no project code:
+``AutoModelForImageTextToText.from_pretrained(OUT_DIR)`` (or the base's own class,
+``LlavaForConditionalGeneration`` / ``LlavaNextForConditionalGeneration``) loads with no project code:
 ``config.json``, ``generation_config.json``, safetensors shards (+ index) and the base's processor,
 in a layout that transformers 4.57 and 5.x both read (see portable.py).
 
@@ -13,6 +14,10 @@ base against what the run was trained on *before* loading anything big, and refu
 message that lists every difference: architecture fields of the config and the shape of every
 adapted module. The merge itself is stock PEFT (``merge_and_unload``), which is exact for the
 stock LoRA adapter that StructLoRA exports (DESIGN.md §2) and for the PEFT baselines.
+
+The base is always reloaded unquantized, in ``--dtype`` (default: bf16 for a QLoRA run, whose
+adapter was trained over a bf16-computing 4/8-bit base, else fp32): merging into 4-/8-bit storage
+would round the update away, so a quantized base checkpoint is refused.
 """
 from __future__ import annotations
 
@@ -24,11 +29,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from llava_structlora.utils.errors import entry_point
 from llava_structlora.utils.io import read_optional_json
 
 logger = logging.getLogger("llava_structlora.merge")
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+DTYPE_NAMES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 # Keys under which run.json may record the base (top level or in its "config"/"model"/"train" sections).
 BASE_KEYS = ("base_model", "model_name_or_path", "base_model_name_or_path", "base")
 # Config fields that must agree between the run's base and the base we merge into.
@@ -40,7 +47,7 @@ ARCH_FIELDS = (
     "text_config.vocab_size", "text_config.head_dim",
     "vision_config.model_type", "vision_config.hidden_size", "vision_config.num_hidden_layers",
     "vision_config.num_attention_heads", "vision_config.intermediate_size", "vision_config.image_size",
-    "vision_config.patch_size", "vision_config.projection_dim",
+    "vision_config.patch_size", "vision_config.projection_dim", "image_grid_pinpoints",
 )
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lora_A|lora_B|lora_E|lora_magnitude_vector)"
                        r"(?:\.[A-Za-z_]+)*(?:\.weight)?$")
@@ -125,13 +132,15 @@ def adapter_shapes(adapter_dir: Path) -> dict[str, tuple[int, ...]]:
 def shape_diff(adapter_dir: Path, base_config: dict[str, Any]) -> list[str]:
     """Check every adapter tensor against the base's module shapes, on the meta device."""
     import torch
-    from transformers import AutoConfig, LlavaForConditionalGeneration
+    from transformers import AutoConfig
+
+    from llava_structlora.modeling import base_model_class
 
     from llava_structlora.portable import v5_key
 
     cfg = AutoConfig.for_model(**base_config) if "model_type" in base_config else base_config
     with torch.device("meta"):
-        model = LlavaForConditionalGeneration(cfg)
+        model = base_model_class(cfg)(cfg)
     modules = dict(model.named_modules())
     params = {n: tuple(p.shape) for n, p in model.named_parameters()}
     diffs = []
@@ -174,27 +183,60 @@ def check_base(run_dir: Path, base: str | Path) -> None:
 
 
 # ---------------------------------------------------------------------------- merge
-def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None = None,
-              max_shard_size: str = "5GB", dtype: str = "float32") -> Path:
-    """Check the base, merge with stock PEFT and save_pretrained model + processor into `out_dir`."""
-    import torch
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+MERGE_KIND = "merged-model"
 
+
+class QuantizedMergeError(ValueError):
+    """The merge target stores its weights in 4/8 bit: the merged update would be rounded away."""
+
+
+def check_not_quantized(base: str | Path) -> None:
+    """Refuse a base checkpoint saved quantized (config.json carries a quantization_config)."""
+    qcfg = load_config_dict(base).get("quantization_config")
+    if qcfg:
+        raise QuantizedMergeError(
+            f"refusing to merge into {base}: it is stored quantized ({qcfg.get('quant_method', 'unknown')}, "
+            f"load_in_4bit={qcfg.get('load_in_4bit')}, load_in_8bit={qcfg.get('load_in_8bit')}); merging into "
+            f"quantized storage rounds the adapter update away. Pass the original bf16/fp16 base with --base "
+            f"(a QLoRA run merges into its unquantized base, reloaded in --dtype bf16)")
+
+
+def default_merge_dtype(run_dir: Path) -> str:
+    """bf16 for a QLoRA run (its compute dtype), else fp32 (bit-exact against base + adapter)."""
+    run = read_run(run_dir)
+    model_args = run.get("config", {}).get("ModelArguments", {}) if isinstance(run.get("config"), dict) else {}
+    return "bf16" if model_args.get("bits") else "fp32"
+
+
+def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None = None,
+              max_shard_size: str = "5GB", dtype: str | None = None, overwrite: bool = False) -> Path:
+    """Check the base, merge with stock PEFT and save_pretrained model + processor into `out_dir`.
+
+    `out_dir` is checked first (utils.io.check_output_dir): never the run, the base or a folder of
+    the user's; a previous merged model only with `overwrite`.
+    """
+    from transformers import AutoProcessor
+
+    from llava_structlora.modeling import load_base_model
     from llava_structlora.portable import SUPPORTED_TRANSFORMERS, base_tokenizer_class, make_portable
-    from llava_structlora.utils.io import atomic_directory
-    from llava_structlora.utils.strict_load import from_pretrained_strict, peft_from_pretrained_strict
+    from llava_structlora.utils.io import atomic_directory, check_output_dir
+    from llava_structlora.utils.strict_load import peft_from_pretrained_strict
 
     run_dir = Path(run_dir)
     base = base or recorded_base(run_dir)
     if not base:
         raise ValueError(f"{run_dir}: no base recorded in run.json or adapter_config.json; pass --base")
-    check_base(run_dir, base)
     adapter = adapter_dir_of(run_dir)
-    model = from_pretrained_strict(LlavaForConditionalGeneration, base, dtype=getattr(torch, dtype))
+    protected = {"run dir": run_dir, "adapter dir": adapter, "base dir": base}
+    check_output_dir(out_dir, MERGE_KIND, overwrite, protected)  # before minutes of loading
+    check_base(run_dir, base)
+    check_not_quantized(base)
+    dtype = dtype or default_merge_dtype(run_dir)
+    model = load_base_model(base, dtype=dtype)  # never quantized: bits is not passed
     merged = peft_from_pretrained_strict(model, adapter).merge_and_unload()
     merged.eval()
     processor = AutoProcessor.from_pretrained(str(base))
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, kind=MERGE_KIND, overwrite=overwrite, protected=protected) as tmp:
         merged.save_pretrained(tmp, max_shard_size=max_shard_size)
         processor.save_pretrained(tmp)
         portable = make_portable(tmp, tokenizer_class=base_tokenizer_class(base))  # loads under v4 and v5
@@ -206,21 +248,22 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None 
     return Path(out_dir)
 
 
+@entry_point("merge")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", help="training output dir (with adapter/ and run.json) or a PEFT adapter dir")
     ap.add_argument("out_dir", help="where to write the merged model")
     ap.add_argument("--base", help="base model dir (default: the one recorded in run.json / adapter_config.json)")
     ap.add_argument("--max-shard-size", default="5GB", help="safetensors shard size (save_pretrained)")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--dtype", default=None, choices=sorted(DTYPE_NAMES),
+                    help="dtype the base is reloaded and merged in (default: bf16 for a QLoRA run, else fp32)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace OUT_DIR when it holds a previous merged model (never any other folder)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        out = merge_run(args.run_dir, args.out_dir, args.base, args.max_shard_size, args.dtype)
-    except (BaseMismatchError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"merged model written to {out}\nload it with: LlavaForConditionalGeneration.from_pretrained({str(out)!r})")
+    out = merge_run(args.run_dir, args.out_dir, args.base, args.max_shard_size, args.dtype, args.overwrite)
+    print(f"merged model written to {out}\nload it with: "
+          f"AutoModelForImageTextToText.from_pretrained({str(out)!r})")
     return 0
 
 

@@ -27,9 +27,9 @@ PROTOCOL_TEXT = {
     "gqa": "GQA exact-match accuracy on balanced questions; protocol `llava` strips a trailing period and lowercases.",
 }
 LOAD_SNIPPET = """```python
-from transformers import AutoProcessor, LlavaForConditionalGeneration
+from transformers import AutoModelForImageTextToText, AutoProcessor
 from peft import PeftModel
-base = LlavaForConditionalGeneration.from_pretrained("{base}", dtype="auto")
+base = AutoModelForImageTextToText.from_pretrained("{base}", dtype="auto")  # LLaVA-1.5 or LLaVA-NeXT
 model = PeftModel.from_pretrained(base, "{adapter}").merge_and_unload()  # zero inference overhead
 processor = AutoProcessor.from_pretrained("{base}")
 ```"""

@@ -27,20 +27,23 @@ from typing import Any
 from llava_structlora.merge import (
     config_field, adapter_dir_of, load_config_dict, read_run, recorded_base,
 )
+from llava_structlora.utils.errors import entry_point
 from llava_structlora.model_card import render_model_card, render_push_doc
 from llava_structlora.portable import make_adapter_portable
-from llava_structlora.utils.io import (atomic_directory, atomic_write_json, atomic_write_text, read_optional_json,
-                                       sha256_file)
+from llava_structlora.utils.io import (atomic_directory, atomic_write_json, atomic_write_text, check_output_dir,
+                                       read_optional_json, sha256_file)
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-# Architecture signatures of the public llava-hf checkpoints (config.json values).
+# Architecture signatures of the public llava-hf checkpoints (config.json values). model_type tells
+# LLaVA-1.5 (llava) from LLaVA-NeXT (llava_next): the 7B/13B towers are the same sizes.
+_CLIP_L336 = {"vision_config.hidden_size": 1024, "vision_config.num_hidden_layers": 24, "vision_config.image_size": 336}
+_VICUNA_7B = {"text_config.model_type": "llama", "text_config.hidden_size": 4096, "text_config.num_hidden_layers": 32}
+_VICUNA_13B = {"text_config.model_type": "llama", "text_config.hidden_size": 5120, "text_config.num_hidden_layers": 40}
 KNOWN_BASES: dict[str, dict[str, Any]] = {
-    "llava-hf/llava-1.5-7b-hf": {"text_config.hidden_size": 4096, "text_config.num_hidden_layers": 32,
-                                 "vision_config.hidden_size": 1024, "vision_config.num_hidden_layers": 24,
-                                 "vision_config.image_size": 336},
-    "llava-hf/llava-1.5-13b-hf": {"text_config.hidden_size": 5120, "text_config.num_hidden_layers": 40,
-                                  "vision_config.hidden_size": 1024, "vision_config.num_hidden_layers": 24,
-                                  "vision_config.image_size": 336},
+    "llava-hf/llava-1.5-7b-hf": {"model_type": "llava", **_VICUNA_7B, **_CLIP_L336},
+    "llava-hf/llava-1.5-13b-hf": {"model_type": "llava", **_VICUNA_13B, **_CLIP_L336},
+    "llava-hf/llava-v1.6-vicuna-7b-hf": {"model_type": "llava_next", **_VICUNA_7B, **_CLIP_L336},
+    "llava-hf/llava-v1.6-vicuna-13b-hf": {"model_type": "llava_next", **_VICUNA_13B, **_CLIP_L336},
 }
 
 
@@ -88,17 +91,25 @@ def verify_checksums(folder: str | Path) -> list[str]:
     return bad
 
 
+RELEASE_KIND = "release"
+
+
 def build_release(run_dir: str | Path, out_dir: str | Path, base_id: str | None = None,
-                  license_id: str = "apache-2.0", repo_id: str | None = None) -> Path:
-    """Write the release folder atomically; returns its path."""
+                  license_id: str = "apache-2.0", repo_id: str | None = None, overwrite: bool = False) -> Path:
+    """Write the release folder atomically; returns its path.
+
+    `out_dir` may not be the run, the base or a user's folder; a previous release only with `overwrite`.
+    """
     run_dir = Path(run_dir)
     adapter = adapter_dir_of(run_dir)
     base, local_base = resolve_base_id(run_dir, base_id)
+    protected = {"run dir": run_dir, "adapter dir": adapter, "base dir": local_base}
+    check_output_dir(out_dir, RELEASE_KIND, overwrite, protected)
     run, metrics = read_run(run_dir), read_metrics(run_dir)
     adapter_cfg = json.loads((adapter / "adapter_config.json").read_text())
     adapter_cfg["base_model_name_or_path"] = base
     export_note = (adapter / "README.md").read_text() if (adapter / "README.md").exists() else ""
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, kind=RELEASE_KIND, overwrite=overwrite, protected=protected) as tmp:
         atomic_write_json(tmp / "adapter_config.json", adapter_cfg)
         shutil.copy2(adapter / "adapter_model.safetensors", tmp / "adapter_model.safetensors")
         make_adapter_portable(tmp)  # v4 key names, targets that match v4 and v5 module names
@@ -117,6 +128,7 @@ def build_release(run_dir: str | Path, out_dir: str | Path, base_id: str | None 
     return Path(out_dir)
 
 
+@entry_point("release")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", help="training output dir (adapter/, run.json, metrics.json)")
@@ -125,12 +137,10 @@ def main(argv: list[str] | None = None) -> int:
                                       "base's architecture, else the local base path)")
     ap.add_argument("--license", default="apache-2.0", help="license of the adapter weights (model card)")
     ap.add_argument("--push", metavar="REPO_ID", help="document how to upload to REPO_ID (nothing is uploaded)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace OUT_DIR when it holds a previous release (never any other folder)")
     args = ap.parse_args(argv)
-    try:
-        out = build_release(args.run_dir, args.out_dir, args.base_id, args.license, args.push)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    out = build_release(args.run_dir, args.out_dir, args.base_id, args.license, args.push, args.overwrite)
     print(f"release written to {out} ({len((out / 'SHA256SUMS').read_text().splitlines())} files checksummed)")
     if args.push:
         print(render_push_doc(args.push))

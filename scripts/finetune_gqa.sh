@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # Fine-tune LLaVA on gqa with StructLoRA under DeepSpeed ZeRO-2, export the adapter, validate it.
-#   bash scripts/finetune_gqa.sh [extra train flags, e.g. --learning_rate 1e-4]
+#   bash scripts/finetune_gqa.sh [extra train flags, e.g. --lora_r 16 --learning_rate 1e-4]
 # With no arguments: builds/reuses the offline shapes world + tiny base, trains, prints the scores.
-# Env overrides: MODEL DATA_ROOT OUTPUT_DIR METHOD RANK SEED DATA_FRACTION NUM_GPUS HOSTFILE
-#                MASTER_PORT ZERO SMOKE RESUME EVAL NO_DEEPSPEED   (see docs/training.md)
+# Precedence: configs/gqa[_smoke].yaml < flags < environment variables that are set:
+#   MODEL DATA_ROOT OUTPUT_DIR METHOD RANK SEED DATA_FRACTION RESUME ZERO; launcher: NUM_GPUS HOSTFILE
+#   MASTER_PORT SMOKE EVAL NO_DEEPSPEED ARCH(llava|next)   (defaults: python -m recipes.finetune --help, docs/training.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-export METHOD="${METHOD:-structlora}" RANK="${RANK:-8}" SEED="${SEED:-0}" DATA_FRACTION="${DATA_FRACTION:-1}"
-export ZERO="${ZERO:-zero_configs/zero2.json}" SMOKE="${SMOKE:-0}" RESUME="${RESUME:-auto}" EVAL="${EVAL:-1}"
-exec "$PYTHON" -m llava_structlora.train.pipeline --task gqa "$@"
+exec "$PYTHON" -m recipes.finetune --task gqa "$@"

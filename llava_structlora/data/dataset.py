@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .conversation import ConversationError, conversation_segments
-from .encoding import encode_segments, load_image, truncate
+from .encoding import encode_segments, is_anyres, load_image_and_size, truncate
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,11 @@ def _iter_records(path: Path):
 
 
 class LazySupervisedDataset(Dataset):
-    """Items: ``{"input_ids", "labels", "pixel_values" (or None for text-only), "id"}``."""
+    """Items: ``{"input_ids", "labels", "pixel_values" (or None for text-only), "id"}``.
+
+    With a LLaVA-NeXT (anyres) processor items also carry ``image_sizes`` (a ``[height, width]``
+    tensor, None for text-only) and ``pixel_values`` is ``(patches, 3, H, W)``.
+    """
 
     def __init__(self, json_path: str | Path, processor, image_folder: str | Path | None = None,
                  model_max_length: int | None = None, system: str = "", strict: bool = False,
@@ -102,9 +106,10 @@ class LazySupervisedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def encode(self, rec: dict[str, Any]) -> tuple[list[int], list[int]]:
+    def encode(self, rec: dict[str, Any], image_size: tuple[int, int] | None = None) -> tuple[list[int], list[int]]:
+        """``image_size``: (height, width) of the record's image; anyres (NeXT) token counts need it."""
         segments = conversation_segments(rec["conversations"], self.system, with_image=rec["image"] is not None)
-        ids, labels = encode_segments(segments, self.processor)
+        ids, labels = encode_segments(segments, self.processor, image_size)
         ids, labels, cut = truncate(ids, labels, self.max_len, self.image_token_id)
         if cut:
             self.truncated += 1
@@ -114,15 +119,18 @@ class LazySupervisedDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         for attempt in range(self.max_bad + 1):
             rec = self.records[(i + attempt) % len(self.records)]
-            pixel_values = None
+            pixel_values, size = None, None
             if rec["image"] is not None:
                 path = self.image_folder / rec["image"]
                 try:
-                    pixel_values = load_image(str(path), self.processor)
+                    pixel_values, size = load_image_and_size(str(path), self.processor)
                 except (OSError, ValueError, SyntaxError) as e:
                     self._bad("bad image", f"{self.json_path} record {rec['id']}: image {path}: {e}")
                     continue
-            ids, labels = self.encode(rec)
-            return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
+            ids, labels = self.encode(rec, size)
+            item = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
                     "pixel_values": pixel_values, "id": rec["id"]}
+            if is_anyres(self.processor):
+                item["image_sizes"] = None if size is None else torch.tensor(size)
+            return item
         raise BadRecordError(f"{self.json_path}: {self.max_bad + 1} bad images in a row from index {i}")

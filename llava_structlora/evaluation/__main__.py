@@ -12,6 +12,8 @@ import json
 import logging
 import sys
 
+from llava_structlora.utils.errors import entry_point
+
 from .config import TASKS, EvalConfig
 
 
@@ -28,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-gpus", type=int, default=1, help="processes (CPU workers when there is no GPU)")
     p.add_argument("--protocol", choices=("official", "llava"), default="official")
     p.add_argument("--max-new-tokens", type=int, default=None)
-    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    p.add_argument("--dtype", default="float32", help="base load dtype: fp32 | bf16 | fp16 (bf16 for 7B on GPUs)")
+    p.add_argument("--attn-implementation", default=None, help="sdpa | eager | flash_attention_2")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--system-prompt", choices=("none", "vicuna"), default="none",
                    help="conversation system prompt; must match training (toy base: none; LLaVA-1.5: vicuna)")
@@ -40,17 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@entry_point("evaluation")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     cfg = EvalConfig(**{k: v for k, v in vars(args).items()})
     from .run import evaluate
 
-    try:
-        metrics = evaluate(cfg)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    metrics = evaluate(cfg)
     print(json.dumps(metrics))
     return 0
 

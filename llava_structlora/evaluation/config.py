@@ -46,7 +46,8 @@ class EvalConfig:
     num_gpus: int = 1                  # processes: one per GPU, or CPU workers without GPUs
     protocol: str = "official"
     max_new_tokens: int | None = None  # default: the task's
-    dtype: str = "float32"
+    dtype: str = "float32"             # base load dtype: fp32 | bf16 | fp16 (long names too); recipe: DTYPE
+    attn_implementation: str | None = None  # sdpa | eager | flash_attention_2 (None: transformers' default)
     device: str = "auto"               # auto: cuda if available, else cpu
     model_id: str | None = None
     system_prompt: str = "none"        # none (toy base, as trained) | vicuna (LLaVA-1.5's system prompt)
@@ -62,6 +63,10 @@ class EvalConfig:
             raise ValueError(f"protocol must be 'official' or 'llava', got {self.protocol!r}")
         if self.system_prompt not in SYSTEM_PROMPTS:
             raise ValueError(f"system_prompt must be one of {SYSTEM_PROMPTS}, got {self.system_prompt!r}")
+        from llava_structlora.modeling import check_attn_implementation, resolve_dtype
+
+        resolve_dtype(self.dtype)  # a typo fails here (ModelLoadError, a ValueError), not in every worker
+        check_attn_implementation(self.attn_implementation)
         if self.batch_size < 1 or self.num_gpus < 1:
             raise ValueError("batch_size and num_gpus must be >= 1")
         spec = TASKS[self.task]

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from llava_structlora.metrics.gqa import llava_gqa_prediction
 from llava_structlora.metrics.vqa_normalize import evalai_answer_processor
+from llava_structlora.utils.errors import entry_point
 from llava_structlora.utils.io import atomic_write_json
 
 
@@ -53,6 +54,7 @@ def read_answers(path: str | Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+@entry_point("convert")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=("vqav2", "gqa", "coco"), required=True)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from llava_structlora.data import collate_for_generation, encode_prompt, expand2square, mean_colour
+from llava_structlora.data import collate_for_generation, encode_prompt, image_size_of, is_anyres, preprocess_images
 
 
 class ImageLoadError(OSError):
@@ -94,16 +94,15 @@ def load_images(paths: Sequence[Path], processor) -> list[torch.Tensor]:
     from PIL import Image
 
     unique = list(dict.fromkeys(paths))
-    background = mean_colour(processor)
     imgs = []
     for path in unique:
         try:
             with Image.open(path) as im:
                 im.load()
-                imgs.append(expand2square(im.convert("RGB"), background))
+                imgs.append(im.convert("RGB"))
         except (OSError, ValueError, SyntaxError) as e:  # every id must be answered: no skipping here
             raise ImageLoadError(f"cannot read image {path}: {e}") from e
-    pixels = processor.image_processor(imgs, return_tensors="pt")["pixel_values"]
+    pixels, _ = preprocess_images(imgs, processor)
     index = {p: i for i, p in enumerate(unique)}
     return [pixels[index[p]] for p in paths]
 
@@ -115,6 +114,16 @@ def batch_pixels(questions: Sequence[Question], processor) -> list[torch.Tensor 
     return [next(pixels) if q.image is not None else None for q in questions]
 
 
+def question_image_size(q: Question, processor) -> tuple[int, int] | None:
+    """(height, width) of a question's image when the processor's token count needs it (NeXT)."""
+    if q.image is None or not is_anyres(processor):
+        return None
+    try:
+        return image_size_of(str(q.image))
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageLoadError(f"cannot read image {q.image}: {e}") from e
+
+
 @torch.inference_mode()
 def generate_batch(model, processor, questions: Sequence[Question], input_ids: Sequence[list[int]],
                    max_new_tokens: int, pixels: Sequence[torch.Tensor | None] | None = None) -> list[str]:
@@ -123,11 +132,14 @@ def generate_batch(model, processor, questions: Sequence[Question], input_ids: S
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     pixels = batch_pixels(questions, processor) if pixels is None else pixels
-    items = [{"input_ids": ids, "id": q.qid, "pixel_values": px} for q, ids, px in zip(questions, input_ids, pixels)]
+    items = [{"input_ids": ids, "id": q.qid, "pixel_values": px, "image_sizes": question_image_size(q, processor)}
+             for q, ids, px in zip(questions, input_ids, pixels)]
     batch = collate_for_generation(items, tok.pad_token_id)
     kwargs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
     if "pixel_values" in batch:
         kwargs["pixel_values"] = batch["pixel_values"].to(device, dtype)
+    if "image_sizes" in batch:
+        kwargs["image_sizes"] = batch["image_sizes"].to(device)
     out = model.generate(**kwargs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                          use_cache=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     new_tokens = out[:, kwargs["input_ids"].shape[1]:]
@@ -182,7 +194,8 @@ def generate_to_file(model, processor, questions: Sequence[Question], out_path: 
     repair_jsonl(out_path)
     done = {r["question_id"] for r in read_jsonl(out_path)}
     todo = [q for q in questions if q.qid not in done]
-    ids = [encode_prompt(q.text, processor, system=system, with_image=q.image is not None) for q in todo]
+    ids = [encode_prompt(q.text, processor, system=system, with_image=q.image is not None,
+                         image_size=question_image_size(q, processor)) for q in todo]
     batches = [[todo[i] for i in b] for b in length_sorted_batches([len(i) for i in ids], batch_size)]
     index = {q.qid: i for i, q in enumerate(todo)}
     n = 0

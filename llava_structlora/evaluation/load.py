@@ -17,23 +17,11 @@ from typing import Any
 
 import torch
 
+from llava_structlora.modeling import DTYPES, ModelLoadError, is_quantized, load_base_model, resolve_dtype  # noqa: F401
+
 logger = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
-
-
-class ModelLoadError(ValueError):
-    """The base or adapter path is not something we know how to load; says what was found."""
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise ModelLoadError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
-    return DTYPES[dtype]
 
 
 def _is_full_model(path: Path) -> bool:
@@ -78,11 +66,12 @@ def _merge_structlora(model: torch.nn.Module, path: Path) -> torch.nn.Module:
 
 
 def load_model(base: str | Path, adapter: str | Path | None = None, dtype: str | torch.dtype = "float32",
-               device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Any]:
-    """(model in eval mode with any adapter merged, processor)."""
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+               device: str | torch.device = "cpu", attn_implementation: str | None = None
+               ) -> tuple[torch.nn.Module, Any]:
+    """(model in eval mode with any adapter merged, processor); the base loads directly in `dtype`."""
+    from transformers import AutoProcessor
 
-    from llava_structlora.utils.strict_load import from_pretrained_strict, peft_from_pretrained_strict
+    from llava_structlora.utils.strict_load import peft_from_pretrained_strict
 
     kind, apath = adapter_kind(adapter)
     weights = apath if kind == "merged" else Path(base)
@@ -90,7 +79,10 @@ def load_model(base: str | Path, adapter: str | Path | None = None, dtype: str |
         raise ModelLoadError(f"model {weights}: expected a save_pretrained dir (config.json + model.safetensors)")
     proc_dir = apath if kind == "merged" and (apath / "processor_config.json").is_file() else Path(base)
     processor = AutoProcessor.from_pretrained(proc_dir)
-    model = from_pretrained_strict(LlavaForConditionalGeneration, weights, dtype=resolve_dtype(dtype))
+    model = load_base_model(weights, dtype=dtype, attn_implementation=attn_implementation)
+    if kind in ("peft", "structlora") and is_quantized(model):
+        raise ModelLoadError(f"base {weights} is stored quantized (4/8-bit): an adapter merged into quantized "
+                             "storage is rounded away; evaluate with the original bf16/fp16 base")
     if kind == "peft":
         model = peft_from_pretrained_strict(model, apath).merge_and_unload()
     elif kind == "structlora":

@@ -107,7 +107,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     job = ShardJob(base=str(cfg.model), adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device,
                    batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, model_id=cfg.model_id,
                    metadata={}, answers_dir=str(out / "answers"), world=cfg.num_gpus,
-                   system=cfg.system)
+                   system=cfg.system, attn_implementation=cfg.attn_implementation)
     n_new = generate_sharded(job, questions)
     t_gen = time.time() - t0
     answers = merge_answers(out / "answers", questions, out / "answers.jsonl")

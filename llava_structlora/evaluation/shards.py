@@ -39,6 +39,7 @@ class ShardJob:
     answers_dir: str
     world: int
     system: str = ""
+    attn_implementation: str | None = None
 
 
 def shard_path(answers_dir: Path, rank: int, world: int) -> Path:
@@ -70,7 +71,8 @@ def run_shard(rank: int, job: ShardJob, questions: Sequence[Question]) -> int:
 
     if job.world > 1 and not job.device.startswith("cuda") and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // job.world))  # CPU workers share the cores
-    model, processor = load_model(job.base, job.adapter, job.dtype, _rank_device(job.device, rank))
+    model, processor = load_model(job.base, job.adapter, job.dtype, _rank_device(job.device, rank),
+                                  attn_implementation=job.attn_implementation)
     out = shard_path(Path(job.answers_dir), rank, job.world)
     with tqdm(total=len(questions), desc=f"rank {rank}/{job.world}", file=sys.stderr, mininterval=10,
               position=rank, leave=False) as bar:

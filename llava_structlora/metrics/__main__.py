@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from .common import MetricInputError
+from llava_structlora.utils.errors import entry_point
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,13 +49,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return score_captions(args.annotations, args.results, args.allow_partial)
 
 
+@entry_point("metrics")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        out = run(args)
-    except MetricInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    out = run(args)
     for note in out.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
     print(json.dumps(out))

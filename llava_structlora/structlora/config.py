@@ -8,13 +8,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 GATES = ("hard_concrete", "gaussian", "gumbel")
 FILTERS = ("ib", "topk_norm", "random", "none")
 COORDINATORS = ("gnn", "laplacian", "cosine_penalty", "laplacian_penalty", "none")
 GRAPHS = ("hybrid", "adjacency", "similarity")
 GNN_TYPES = ("gat", "gcn")
+GATE_NOISES = ("sample", "none")
+MODULATIONS = ("off", "normalized", "free")
+SMOOTH_EDGES = ("chain", "same_shape")
 SEMANTIC_SOURCES = ("params",)
 
 # Target presets: regexes over ``named_modules()`` names. They accept both the transformers v5
@@ -28,47 +31,72 @@ TARGET_PRESETS: dict[str, list[str]] = {
 }
 
 
+# What a config saved before issue 11 meant (no such fields then): free modulation, smoothing over every
+# same-shape edge, dead layers adapted; its gate init no longer matters once its tensors are loaded.
+LEGACY_BEHAVIOUR: dict[str, Any] = {"modulation": "free", "smooth_edges": "same_shape", "keep_dead_layers": True,
+                                    "gate_lr_mult": 1.0, "coordinator_lr_mult": 1.0}
+
+
 def _err(name: str, value: Any, expected: str) -> ValueError:
     return ValueError(f"StructLoRAConfig.{name}={value!r} is invalid: expected {expected}")
 
 
+def _f(default: Any, help: str) -> Any:
+    """A dataclass field with its help text (the CLI/YAML and docs are generated from it)."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class StructLoRAConfig:
-    """All knobs of StructLoRA. Defaults = the paper's main setting (r=8, alpha=16, q/v, IB + 1-layer GAT, hybrid graph)."""
+    """All knobs of StructLoRA. Defaults: the paper's main setting (r=8, alpha=16, q/v, IB + 1-layer GAT,
+    hybrid graph) with the trainability fixes of issue 11 (see docs/structlora.md, "Knobs")."""
 
-    r: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    targets: Union[str, list[str]] = "qv"
+    r: int = _f(8, "Adapter rank r.")
+    alpha: float = _f(16.0, "Adapter scale alpha (update scale alpha / r).")
+    dropout: float = _f(0.0, "Adapter input dropout.")
+    targets: Union[str, list[str]] = _f("qv", f"Target preset ({'|'.join(TARGET_PRESETS)}) or a list of regexes.")
+    keep_dead_layers: bool = _f(False, "Also adapt layers whose output the model never uses (vision layers "
+                                       "above vision_feature_layer); off: their adapters would stay B = 0.")
     # Stage 1: IB filter
-    filter: str = "ib"
-    gate: str = "hard_concrete"
-    lambda_ib: float = 1e-3
-    gate_init_open: float = 0.9          # initial P(open) / gate mean, so training starts near plain LoRA
-    hard_concrete_temperature: float = 2.0 / 3.0
-    gaussian_prior_mean: float = 0.0
-    gaussian_prior_std: float = 1.0
-    gaussian_init_std: float = 0.1
-    gumbel_prior_p: float = 0.5
-    gumbel_tau_start: float = 1.0
-    gumbel_tau_end: float = 0.1
-    keep_k: int | None = None            # directions kept by topk_norm / random (default r // 2)
-    topk_refresh_steps: int = 100
-    open_threshold: float = 1e-2         # |eval gate| above this counts as an open direction (diagnostics)
+    filter: str = _f("ib", "|".join(FILTERS))
+    gate: str = _f("hard_concrete", "|".join(GATES))
+    gate_init: float = _f(1.0, "Evaluation gate at init, in (0, 1]; 1 = an untrained adapter merges to plain LoRA "
+                               "(gumbel: eval gate is 1 iff gate_init > 0.5; see docs).")
+    gate_noise: str = _f("sample", "sample: stochastic gates in training (paper) | none: the eval gate in training.")
+    gate_lr_mult: float = _f(100.0, "Gate parameters' lr = learning_rate x this (no weight decay).")
+    lambda_ib: float = _f(1e-3, "IB strength PER GATE: the regularizer is lambda_ib x the sum over all gates, so the "
+                                "pressure on one gate does not depend on the number of layers or on r.")
+    ib_warmup_steps: float = _f(0.0, "Linear warm-up of lambda_ib: >= 1 steps, < 1 fraction of the run, 0 none.")
+    hard_concrete_temperature: float = _f(2.0 / 3.0, "Hard-concrete temperature beta.")
+    gaussian_prior_mean: float = _f(0.0, "Gaussian gate: prior mean of the KL term.")
+    gaussian_prior_std: float = _f(1.0, "Gaussian gate: prior std of the KL term.")
+    gaussian_init_std: float = _f(0.1, "Gaussian gate: initial noise std (training samples mu + std * eps).")
+    gumbel_prior_p: float = _f(0.5, "Gumbel gate: Bernoulli prior P(open) of the KL term.")
+    gumbel_tau_start: float = _f(1.0, "Gumbel gate: temperature at step 0 (annealed exponentially).")
+    gumbel_tau_end: float = _f(0.1, "Gumbel gate: temperature at the last step.")
+    keep_k: Optional[int] = _f(None, "Directions kept by filter=topk_norm/random (default r // 2).")
+    topk_refresh_steps: int = _f(100, "filter=topk_norm: recompute the top-k mask every N steps.")
+    open_threshold: float = _f(1e-2, "|eval gate x modulation| above this counts as an open direction (diagnostics).")
     # Stage 2: graph coordinator
-    coordinator: str = "gnn"
-    graph: str = "hybrid"
-    gnn_layers: int = 1
-    gnn_type: str = "gat"
-    gnn_hidden: int = 32
-    smooth_eta: float = 0.5              # eta_0: eta = eta_0 / lambda_max(L_a), so eta * lambda_max <= 1
-    knn_k: int = 2                       # semantic neighbours per node (similarity / hybrid graphs)
-    bridge_layers: int = 2               # vision-top <-> LM-bottom bridge pairs per projection type
-    graph_refresh_steps: int = 100
-    semantic_source: str = "params"
-    lambda_penalty: float = 1e-2
-    seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    coordinator: str = _f("gnn", "|".join(COORDINATORS))
+    coordinator_lr_mult: float = _f(10.0, "Coordinator (GNN) parameters' lr = learning_rate x this (no weight decay).")
+    graph: str = _f("hybrid", "|".join(GRAPHS) + " (edges the descriptor GNN sees).")
+    smooth_edges: str = _f("chain", "Edges the smoothing (I - eta L_a) may use: chain = the depth chain of each "
+                                    "projection type (what a 7B run can do) | same_shape = every same-shape graph edge.")
+    modulation: str = _f("off", "GNN gate modulation s_l (not in the paper): off | normalized (mean 1 per layer) | "
+                                "free (1 + tanh, a gain in (0, 2)).")
+    gnn_layers: int = _f(1, "Message-passing layers of the descriptor GNN (1-3).")
+    gnn_type: str = _f("gat", "|".join(GNN_TYPES))
+    gnn_hidden: int = _f(32, "Hidden width of the descriptor GNN.")
+    smooth_eta: float = _f(0.5, "eta_0: eta = eta_0 / lambda_max(L_a), so eta * lambda_max <= 1 (Theorem 1).")
+    knn_k: int = _f(2, "Semantic neighbours per node (graph=similarity|hybrid).")
+    bridge_layers: int = _f(2, "Vision-top <-> LM-bottom bridge pairs per projection type.")
+    graph_refresh_steps: int = _f(100, "Rebuild the semantic edges every N steps.")
+    semantic_source: str = _f("params", "|".join(SEMANTIC_SOURCES) + " (parameters: identical on every rank).")
+    lambda_penalty: float = _f(1e-2, "Strength of coordinator=cosine_penalty|laplacian_penalty.")
+    seed: int = _f(0, "Seed of adapter, gate and coordinator init.")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -89,7 +117,8 @@ class StructLoRAConfig:
         self._validate_targets()
         for name, allowed in (("gate", GATES), ("filter", FILTERS), ("coordinator", COORDINATORS),
                               ("graph", GRAPHS), ("gnn_type", GNN_TYPES),
-                              ("semantic_source", SEMANTIC_SOURCES)):
+                              ("semantic_source", SEMANTIC_SOURCES), ("gate_noise", GATE_NOISES),
+                              ("modulation", MODULATIONS), ("smooth_edges", SMOOTH_EDGES)):
             if getattr(self, name) not in allowed:
                 raise _err(name, getattr(self, name), f"one of {list(allowed)}")
         if not isinstance(self.gnn_layers, int) or not 1 <= self.gnn_layers <= 3:
@@ -98,7 +127,7 @@ class StructLoRAConfig:
             raise _err("gnn_hidden", self.gnn_hidden, "a positive int")
         if not 0.0 < self.smooth_eta <= 1.0:
             raise _err("smooth_eta", self.smooth_eta, "a float in (0, 1] (eta * lambda_max <= 1)")
-        for name in ("lambda_ib", "lambda_penalty"):
+        for name in ("lambda_ib", "lambda_penalty", "open_threshold"):
             if getattr(self, name) < 0:
                 raise _err(name, getattr(self, name), "a non-negative number")
         for name in ("graph_refresh_steps", "topk_refresh_steps", "knn_k"):
@@ -106,8 +135,15 @@ class StructLoRAConfig:
                 raise _err(name, getattr(self, name), "a positive int")
         if self.bridge_layers < 0:
             raise _err("bridge_layers", self.bridge_layers, "a non-negative int")
-        if not 0.0 < self.gate_init_open < 1.0:
-            raise _err("gate_init_open", self.gate_init_open, "a float in (0, 1)")
+        if not 0.0 < self.gate_init <= 1.0:
+            raise _err("gate_init", self.gate_init, "a float in (0, 1] (the evaluation gate at init)")
+        for name in ("gate_lr_mult", "coordinator_lr_mult"):
+            if not getattr(self, name) > 0:
+                raise _err(name, getattr(self, name), "a positive number")
+        if self.ib_warmup_steps < 0:
+            raise _err("ib_warmup_steps", self.ib_warmup_steps, ">= 0 (>= 1: steps, < 1: fraction of the run)")
+        if not isinstance(self.keep_dead_layers, bool):
+            raise _err("keep_dead_layers", self.keep_dead_layers, "a bool")
         if not 0.0 < self.gumbel_prior_p < 1.0:
             raise _err("gumbel_prior_p", self.gumbel_prior_p, "a float in (0, 1)")
         if not (self.gumbel_tau_start > 0 and self.gumbel_tau_end > 0):
@@ -149,7 +185,12 @@ class StructLoRAConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "StructLoRAConfig":
+        """From ``to_dict`` output; a pre-issue-11 save (it has ``gate_init_open``) keeps its old operator."""
+        if "gate_init_open" in data:
+            data = {**LEGACY_BEHAVIOUR, **{k: v for k, v in data.items() if k != "gate_init_open"}}
         known = {f.name for f in dataclasses.fields(cls)}
+        if data.get("extra") == {}:  # written by versions that had an (unused) `extra` field
+            data = {k: v for k, v in data.items() if k != "extra"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"StructLoRAConfig: unknown field(s) {unknown}; known: {sorted(known)}")

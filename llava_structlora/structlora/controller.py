@@ -18,7 +18,7 @@ from .config import StructLoRAConfig
 from .coordinator import (Coordinator, descriptor_dim, node_descriptors, similarity_features,
                           structural_descriptors)
 from .gates import MaskGate, gumbel_temperature, topk_mask
-from .graph import Node, StructLoRAGraph, build_graph
+from .graph import Node, StructLoRAGraph, build_graph, chain_edges
 from .layer import Plan, StructLoRALinear
 
 
@@ -62,6 +62,7 @@ class StructLoRAController(nn.Module):
         self._eval_cache: Optional[tuple[Any, Optional[list[Plan]]]] = None
         self._desc_cache: Optional[tuple[Any, Tensor]] = None
         self._step = 0          # python mirror of the ``step`` buffer (no device sync in cache keys)
+        self._max_steps = 0     # of the run, from on_step (the IB warm-up's fraction form needs it)
         self._hooks: list = []
         for layer in layers:
             layer._plan_fn = self._lazy_plan
@@ -72,7 +73,8 @@ class StructLoRAController(nn.Module):
         self.graph = graph
         dev = self.step.device
         adj = graph.adjacency()
-        smooth = graph.smoothing_mask()
+        chain = StructLoRAGraph(graph.nodes, chain_edges(graph.nodes))
+        smooth = (chain if self.cfg.smooth_edges == "chain" else graph).smoothing_mask()
         rows, cols, counts = [], [], []
         for i in range(graph.num_nodes):
             nb = [i] + smooth[i].nonzero().flatten().tolist()
@@ -97,7 +99,7 @@ class StructLoRAController(nn.Module):
         cls = type(first.gate)
         stacked = {n: torch.stack([getattr(l.gate, n) for l in self.layers]) for n in cls.param_names}
         if training:
-            return cls.sample(stacked, self.cfg, self.tau)
+            return cls.train_value(stacked, self.cfg, self.tau)
         return cls.evaluate(stacked, self.cfg)
 
     def descriptors(self) -> Tensor:
@@ -174,13 +176,19 @@ class StructLoRAController(nn.Module):
         """Temperature annealing, similarity-graph refresh and top-k recomputation (identical on all ranks)."""
         cfg = self.cfg
         self.step.fill_(int(step))
-        self._step = int(step)
+        self._step, self._max_steps = int(step), int(max_steps)
         self._desc_cache = self._eval_cache = None
         self.tau.fill_(gumbel_temperature(cfg, step, max_steps))
         if step > 0 and cfg.graph in ("similarity", "hybrid") and step % cfg.graph_refresh_steps == 0:
             self.refresh_graph()
         if step > 0 and cfg.filter == "topk_norm" and step % cfg.topk_refresh_steps == 0:
             self.refresh_topk()
+
+    def ib_weight(self) -> float:
+        """lambda_ib times the linear warm-up factor at the current step."""
+        w = self.cfg.ib_warmup_steps
+        steps = w * self._max_steps if 0 < w < 1 else w
+        return self.cfg.lambda_ib * (min(1.0, self._step / steps) if steps > 0 else 1.0)
 
     @torch.no_grad()
     def refresh_graph(self) -> None:

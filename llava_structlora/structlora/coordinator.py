@@ -131,12 +131,17 @@ class DescriptorGNN(nn.Module):
         self.edge_lin = nn.Linear(hid, hid, bias=False)
         self.edge_src = nn.Parameter(torch.randn(hid) * hid ** -0.5)
         self.edge_dst = nn.Parameter(torch.randn(hid) * hid ** -0.5)
-        self.mod = nn.Sequential(nn.Linear(hid, hid), nn.GELU(), nn.Linear(hid, cfg.r))
-        nn.init.zeros_(self.mod[-1].weight)   # s_l = 1 at init: training starts as gated LoRA
-        nn.init.zeros_(self.mod[-1].bias)
+        self.modulation = cfg.modulation
+        self.mod = None
+        if cfg.modulation != "off":
+            self.mod = nn.Sequential(nn.Linear(hid, hid), nn.GELU(), nn.Linear(hid, cfg.r))
+            nn.init.zeros_(self.mod[-1].weight)   # s_l = 1 at init: training starts as gated LoRA
+            nn.init.zeros_(self.mod[-1].bias)
 
-    def forward(self, desc: Tensor, adj: Tensor, smooth: Tensor) -> tuple[Tensor, Tensor]:
-        """Returns symmetric edge weights ``a`` (N x N, zero off ``smooth``) and modulation ``s`` (N x r)."""
+    def forward(self, desc: Tensor, adj: Tensor, smooth: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Symmetric edge weights ``a`` (N x N, zero off ``smooth``) and modulation ``s`` (N x r, or None
+        for modulation=off). ``normalized`` divides ``1 + tanh`` by its per-layer mean: it may shift weight
+        between a layer's directions but never changes the layer's mean gain."""
         self_loops = adj | torch.eye(adj.shape[0], dtype=torch.bool, device=adj.device)
         h = self.inp(desc)
         for conv in self.convs:
@@ -145,7 +150,11 @@ class DescriptorGNN(nn.Module):
         e = F.leaky_relu((z @ self.edge_src)[:, None] + (z @ self.edge_dst)[None, :], 0.2)
         att = torch.softmax(e.masked_fill(~smooth, _NEG), dim=1).masked_fill(~smooth, 0.0)
         a = 0.5 * (att + att.T)                          # symmetric: a weighted Laplacian exists
+        if self.mod is None:
+            return a, None
         s = 1.0 + torch.tanh(self.mod(h))
+        if self.modulation == "normalized":
+            s = s / s.mean(-1, keepdim=True)
         return a, s
 
 

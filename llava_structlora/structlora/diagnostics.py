@@ -118,3 +118,54 @@ def cosine_matrix(layers: list, nodes: list[Node], m: Tensor, C: Tensor | None) 
     cos = Gf / (d[:, None] * d[None, :])
     same = torch.tensor([[a.shape == b.shape for b in nodes] for a in nodes], device=Gf.device)
     return cos.masked_fill(~same, float("nan"))
+
+
+# ----------------------------------------------------------------------------- what moved (issue 11)
+def histogram(values: Tensor, bins: int = 10) -> dict[str, Any]:
+    """Counts over [0, 1] in ``bins`` equal bins (1.0 falls in the last), plus values below 0 / above 1."""
+    v = values.detach().float().flatten().cpu()
+    inside = v[(v >= 0) & (v <= 1)]
+    counts = torch.histc(inside, bins=bins, min=0.0, max=1.0) if inside.numel() else torch.zeros(bins)
+    return {"edges": [i / bins for i in range(bins + 1)], "counts": [int(c) for c in counts.tolist()],
+            "below": int((v < 0).sum()), "above": int((v > 1).sum())}
+
+
+def _abs_stats(delta: Tensor) -> dict[str, float]:
+    d = delta.detach().abs().float().flatten().cpu()
+    return {"median_abs": float(d.median()), "mean_abs": float(d.mean()), "max_abs": float(d.max())}
+
+
+@torch.no_grad()
+def moved_from_state(state: dict[str, Any], layers: list, nodes: list[Node], init_params: list[dict[str, Tensor]],
+                     gate_cls, cfg, open_threshold: float) -> dict[str, Any]:
+    """JSON-able record of how far training moved the adapter from its init (see model.structlora_moved).
+
+    ``init_params``: per layer, the gate tensors a fresh adapter of the same config and seed starts with.
+    Gate parameter deltas are in the parameters' own units (logits for hard_concrete/gumbel, mu and
+    log_sigma for gaussian).
+    """
+    gates, s = state["gates"], state["s"]
+    names = [nd.name for nd in nodes]
+    out: dict[str, Any] = {"num_layers": len(nodes), "r": int(gates.shape[1]),
+                           "gate": None if gate_cls is None else gate_cls.__name__}
+    if gate_cls is not None and init_params:
+        init_stacked = {k: torch.stack([p[k] for p in init_params]).to(gates.device) for k in init_params[0]}
+        now = {k: torch.stack([getattr(l.gate, k).detach() for l in layers]) for k in init_stacked}
+        g0 = gate_cls.evaluate(init_stacked, cfg).to(gates.dtype)
+        out["gate_param_delta"] = {k: _abs_stats(now[k].float() - init_stacked[k].float()) for k in now}
+    else:
+        g0 = torch.ones_like(gates)
+    out["eval_gate_delta"] = _abs_stats(gates - g0)
+    out["eval_gate_hist"] = {"init": histogram(g0), "final": histogram(gates)}
+    eff = gates if s is None else gates * s
+    out["open_directions"] = {"init": {n: int((g0[i].abs() > open_threshold).sum()) for i, n in enumerate(names)},
+                              "final": {n: int((eff[i].abs() > open_threshold).sum()) for i, n in enumerate(names)}}
+    out["open_fraction"] = {k: sum(v.values()) / max(gates.numel(), 1) for k, v in out["open_directions"].items()}
+    out["modulation_mean"] = None if s is None else float(s.mean())
+    out["modulation_mean_per_layer"] = None if s is None else {n: float(s[i].mean()) for i, n in enumerate(names)}
+    G = filtered_gram(layers, nodes, state["m"])
+    Gf = final_gram(G, state["C"])
+    Gl = filtered_gram(layers, nodes, torch.full_like(state["m"], layers[0].scale))
+    norm = lambda g: {n: float(g[i, i].clamp_min(0).sqrt()) for i, n in enumerate(names)}  # noqa: E731
+    out["update_norms"] = {"final": norm(Gf), "own_gated": norm(G), "lora_ungated": norm(Gl)}
+    return out

@@ -30,6 +30,11 @@ class BaseGate(nn.Module):
     def sample(p: dict[str, Tensor], cfg: StructLoRAConfig, tau: Tensor) -> Tensor:
         raise NotImplementedError
 
+    @classmethod
+    def train_value(cls, p: dict[str, Tensor], cfg: StructLoRAConfig, tau: Tensor) -> Tensor:
+        """The training-time gate: a sample (``gate_noise=sample``) or the eval gate (``none``)."""
+        return cls.sample(p, cfg, tau) if cfg.gate_noise == "sample" else cls.evaluate(p, cfg)
+
     @staticmethod
     def evaluate(p: dict[str, Tensor], cfg: StructLoRAConfig) -> Tensor:
         raise NotImplementedError
@@ -45,13 +50,22 @@ class HardConcreteGate(BaseGate):
 
     param_names = ("log_alpha",)
     GAMMA, ZETA = -0.1, 1.1
+    OPEN_MARGIN = 0.05   # gate_init=1: the unclamped eval gate starts at 1.05, safely inside the clamp at 1
 
     def __init__(self, r: int, cfg: StructLoRAConfig, device=None) -> None:
         super().__init__()
-        beta = cfg.hard_concrete_temperature
-        p = cfg.gate_init_open  # P(gate > 0) = sigmoid(log_alpha - beta * log(-gamma / zeta))
-        init = math.log(p / (1 - p)) + beta * math.log(-self.GAMMA / self.ZETA)
-        self.log_alpha = nn.Parameter(torch.full((r,), init, device=device))
+        self.log_alpha = nn.Parameter(torch.full((r,), self.init_log_alpha(cfg.gate_init), device=device))
+
+    @classmethod
+    def init_log_alpha(cls, gate_init: float) -> float:
+        """log_alpha whose eval gate ``clamp(sigmoid(la) (zeta - gamma) + gamma, 0, 1)`` is ``gate_init``.
+
+        For 1 the clamp makes any la >= log(11) = 2.398 exact; we take the value whose unclamped gate is
+        1 + OPEN_MARGIN (la = 3.135), so rounding never leaves an "open" gate at 0.9999.
+        """
+        target = 1.0 + cls.OPEN_MARGIN if gate_init >= 1.0 else gate_init
+        q = (target - cls.GAMMA) / (cls.ZETA - cls.GAMMA)
+        return math.log(q / (1 - q))
 
     @staticmethod
     def sample(p, cfg, tau):
@@ -80,7 +94,7 @@ class GaussianGate(BaseGate):
 
     def __init__(self, r: int, cfg: StructLoRAConfig, device=None) -> None:
         super().__init__()
-        self.mu = nn.Parameter(torch.ones(r, device=device))
+        self.mu = nn.Parameter(torch.full((r,), float(cfg.gate_init), device=device))  # eval gate = mu
         self.log_sigma = nn.Parameter(torch.full((r,), math.log(cfg.gaussian_init_std), device=device))
 
     @staticmethod
@@ -103,11 +117,19 @@ class GumbelGate(BaseGate):
     """Relaxed Bernoulli (binary Gumbel-softmax) with straight-through hard selection; KL to Bernoulli(prior_p)."""
 
     param_names = ("logit",)
+    MAX_OPEN = 0.95      # P(open) of a gate_init=1 gate: eval gate 1, training samples open 95 % of the time
 
     def __init__(self, r: int, cfg: StructLoRAConfig, device=None) -> None:
         super().__init__()
-        p = cfg.gate_init_open
-        self.logit = nn.Parameter(torch.full((r,), math.log(p / (1 - p)), device=device))
+        self.logit = nn.Parameter(torch.full((r,), self.init_logit(cfg.gate_init), device=device))
+
+    @classmethod
+    def init_logit(cls, gate_init: float) -> float:
+        """The eval gate is the threshold ``sigmoid(logit) > 0.5``, so it can only be 0 or 1. "Gate 1 at init"
+        means eval gate exactly 1 (exact LoRA merge) with training P(open) = min(gate_init, MAX_OPEN): a
+        finite logit (log 19 = 2.94), so the straight-through gradient and the KL can still move it."""
+        p = min(gate_init, cls.MAX_OPEN)
+        return math.log(p / (1 - p))
 
     @staticmethod
     def sample(p, cfg, tau):
@@ -120,6 +142,14 @@ class GumbelGate(BaseGate):
     @staticmethod
     def evaluate(p, cfg):
         return (torch.sigmoid(p["logit"]) > 0.5).to(p["logit"].dtype)
+
+    @classmethod
+    def train_value(cls, p, cfg, tau):
+        """gate_noise=none: the hard eval gate, with the straight-through gradient of sigmoid(logit / tau)."""
+        if cfg.gate_noise == "sample":
+            return cls.sample(p, cfg, tau)
+        soft = torch.sigmoid(p["logit"] / tau)
+        return cls.evaluate(p, cfg) + soft - soft.detach()
 
     @staticmethod
     def kl(p, cfg):

@@ -117,15 +117,11 @@ def structural_edges(nodes: list[Node], bridge_layers: int, vision_top: int | No
         if a != b and key not in edges:
             edges[key] = kind
 
-    by_kind: dict[str, list[Node]] = {}
     by_block: dict[tuple[str, int], list[Node]] = {}
     for n in nodes:
-        by_kind.setdefault(n.kind, []).append(n)
         by_block.setdefault((n.tower, n.layer), []).append(n)
-    for chain in by_kind.values():
-        chain = sorted(chain, key=lambda n: n.layer)
-        for a, b in zip(chain, chain[1:]):
-            add(a.index, b.index, "adjacent")
+    for i, j, _ in chain_edges(nodes):
+        add(i, j, "adjacent")
     for block in by_block.values():
         for i, a in enumerate(block):
             for b in block[i + 1:]:
@@ -133,6 +129,21 @@ def structural_edges(nodes: list[Node], bridge_layers: int, vision_top: int | No
     for a, b in _bridge_pairs(nodes, bridge_layers, vision_top):
         add(a, b, "bridge")
     return [(i, j, k) for (i, j), k in sorted(edges.items())]
+
+
+def chain_edges(nodes: list[Node]) -> list[tuple[int, int, str]]:
+    """The depth chain: consecutive adapted layers of each node type (tower + projection).
+
+    The only smoothing a 7B run can do (its CLIP and Llama widths differ, and the chain never mixes
+    q with v), hence ``smooth_edges=chain`` smooths along these edges whatever ``graph`` is."""
+    by_kind: dict[str, list[Node]] = {}
+    for n in nodes:
+        by_kind.setdefault(n.kind, []).append(n)
+    out = []
+    for chain in by_kind.values():
+        chain = sorted(chain, key=lambda n: n.layer)
+        out += [(min(a.index, b.index), max(a.index, b.index), "adjacent") for a, b in zip(chain, chain[1:])]
+    return sorted(out)
 
 
 def _bridge_pairs(nodes: list[Node], bridge_layers: int, vision_top_layer: int | None) -> list[tuple[int, int]]:

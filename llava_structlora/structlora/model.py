@@ -12,7 +12,6 @@ Typical training loop (HF Trainer / DeepSpeed ZeRO-2)::
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,9 +21,11 @@ from torch import Tensor, nn
 from ..utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
 from .config import StructLoRAConfig
 from .controller import StructLoRAController
-from .diagnostics import cosine_matrix, diagnostics_from_state, filtered_gram, penalty
+from .diagnostics import cosine_matrix, diagnostics_from_state, filtered_gram, moved_from_state, penalty
 from .graph import StructLoRAGraph, describe_nodes, vision_top_layer
-from .layer import StructLoRALinear
+from .gates import build_gate
+from .layer import StructLoRALinear, name_seed
+from .targets import resolve_target_modules
 
 CONTROLLER_NAME = "structlora"
 CONFIG_FILE = "structlora_config.json"
@@ -40,16 +41,6 @@ def get_controller(model: nn.Module) -> StructLoRAController:
     if not isinstance(ctrl, StructLoRAController):
         raise ValueError("model has no StructLoRA adapter: call apply_structlora(model, config) first")
     return ctrl
-
-
-def _find_targets(model: nn.Module, cfg: StructLoRAConfig) -> list[str]:
-    pats = [re.compile(p) for p in cfg.target_patterns()]
-    names = [n for n, m in model.named_modules()
-             if isinstance(m, nn.Linear) and any(p.search(n) for p in pats)]
-    if not names:
-        raise ValueError(f"StructLoRAConfig.targets={cfg.targets!r} matched no nn.Linear module of "
-                         f"{type(model).__name__} (patterns: {cfg.target_patterns()})")
-    return names
 
 
 def _tower_layers(model: nn.Module) -> dict[str, int]:
@@ -74,7 +65,7 @@ def apply_structlora(model: nn.Module, config: Optional[StructLoRAConfig] = None
         raise TypeError(f"config must be a StructLoRAConfig, got {type(cfg).__name__}")
     if isinstance(getattr(model, CONTROLLER_NAME, None), StructLoRAController):
         raise ValueError("model already has a StructLoRA adapter")
-    names = _find_targets(model, cfg)
+    names = resolve_target_modules(model, cfg)
     for p in model.parameters():
         p.requires_grad_(False)
     shapes = [tuple(model.get_submodule(n).weight.shape) for n in names]
@@ -96,14 +87,18 @@ def apply_structlora(model: nn.Module, config: Optional[StructLoRAConfig] = None
 
 
 def structlora_regularizer(model: nn.Module) -> Tensor:
-    """``lambda_ib * mean_l KL_l`` (+ ``lambda_penalty * penalty`` for the *_penalty coordinators)."""
+    """``lambda_ib * sum over all gates of their KL`` (+ ``lambda_penalty * penalty`` for *_penalty).
+
+    Summed, not averaged: each gate feels the same IB pressure whether the model has 8 or 112 adapted
+    layers and whatever r is (lambda_ib is warmed up linearly over ``ib_warmup_steps``)."""
     ctrl = get_controller(model)
     cfg, layers = ctrl.cfg, ctrl.layers
     reg = layers[0].lora_A.new_zeros(())
     gate = layers[0].gate
-    if cfg.filter == "ib" and cfg.lambda_ib > 0 and gate is not None:
+    weight = ctrl.ib_weight()
+    if cfg.filter == "ib" and weight > 0 and gate is not None:
         stacked = {n: torch.stack([getattr(l.gate, n) for l in layers]) for n in gate.param_names}
-        reg = reg + cfg.lambda_ib * type(gate).kl(stacked, cfg).mean()
+        reg = reg + weight * type(gate).kl(stacked, cfg).sum()
     if cfg.coordinator in ("cosine_penalty", "laplacian_penalty") and cfg.lambda_penalty > 0:
         m = ctrl.gates(False) * cfg.scale
         reg = reg + cfg.lambda_penalty * penalty(cfg.coordinator, filtered_gram(layers, ctrl.nodes, m), ctrl.smooth)
@@ -150,6 +145,24 @@ def structlora_diagnostics(model: nn.Module, with_cosine_matrix: bool = False) -
     if with_cosine_matrix:
         out["cosine_matrix"] = cosine_matrix(ctrl.layers, ctrl.nodes, state["m"], state["C"]).tolist()
     return out
+
+
+def structlora_moved(model: nn.Module) -> dict[str, Any]:
+    """What training moved (issue 11): eval-gate histograms at init and now, open directions per layer,
+    gate-parameter and eval-gate deltas, modulation mean, update norms per layer. JSON-able.
+
+    The init is rebuilt from the config and seed (gates start at a config-determined value, B = 0), so
+    the record is right on a resumed run too.
+    """
+    ctrl, state, _ = eval_plans(model)
+    cfg, gate = ctrl.cfg, ctrl.layers[0].gate
+    init = []
+    if gate is not None:
+        for layer in ctrl.layers:
+            fresh = build_gate(cfg, device="cpu", generator_seed=name_seed(cfg.seed, layer.module_name))
+            init.append({n: getattr(fresh, n).detach() for n in fresh.param_names})
+    return moved_from_state(state, ctrl.layers, ctrl.nodes, init, None if gate is None else type(gate), cfg,
+                            cfg.open_threshold)
 
 
 # ---------------------------------------------------------------------- state / save / load

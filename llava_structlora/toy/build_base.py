@@ -13,13 +13,16 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from llava_structlora.portable import make_portable
-from llava_structlora.utils.io import atomic_directory, atomic_write_json, hash_jsonable, sha256_file
+from llava_structlora.utils.errors import run_main
+from llava_structlora.utils.io import (atomic_directory, atomic_write_json, check_rebuildable, hash_jsonable,
+                                       sha256_file)
 
 from .model_config import BasePreset, get_preset, llava_config
 
@@ -115,6 +118,7 @@ def train_base(data_root: Path, preset: BasePreset, out_dir: Path, files: list[P
 def build_base(data_root: str | Path, out: str | Path, preset: str = "default", force: bool = False) -> Path:
     """Build BASE_DIR unless its stamp matches; returns the path."""
     data_root, out, p = Path(data_root), Path(out), get_preset(preset)
+    check_rebuildable(out, STAMP, "base", {"data root": data_root})  # never wipe a folder that is not ours
     files = input_files(data_root)
     key = build_key(p, files)
     if not force and is_current(out, key):
@@ -144,4 +148,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, None, "build_base"))

@@ -1,6 +1,7 @@
 """Training: config dataclasses (YAML + CLI), methods (StructLoRA / PEFT baselines / full), the Trainer
-subclass, checkpoints, deliverables, and the recipe pipeline.
+subclass, checkpoints and deliverables.
 
     python -m llava_structlora.train --help           # the entry point (run under `deepspeed`)
-    python -m llava_structlora.train.pipeline --task coco   # what scripts/finetune_*.sh call
+
+The checkout-aware launcher that scripts/finetune_*.sh call is `python -m recipes.finetune` (outside the library).
 """

@@ -56,15 +56,25 @@ def rotate_complete(output_dir: str | Path, keep: Optional[int]) -> None:
 
 
 def resolve_resume(resume: str, output_dir: str | Path) -> Optional[str]:
-    """`none` -> None; `auto` -> newest complete checkpoint (or None); else the given directory."""
+    """`none` -> None; `auto` -> newest complete checkpoint (or None); else the given directory.
+
+    The chosen checkpoint's pickles are verified (safe_resume.verify_checkpoint) before anything
+    is built: a COMPLETE marker says the files are whole, not that they are ours.
+    """
+    from .safe_resume import verify_checkpoint
+
     if resume == "none":
         return None
     if resume == "auto":
         last = newest_complete(output_dir)
-        return str(last) if last else None
-    path = Path(resume)
-    if not (path / MARKER).is_file():
-        raise ValueError(f"resume={resume}: not a complete checkpoint (no {MARKER}; interrupted while saving?)")
+        if last is None:
+            return None
+        path = last
+    else:
+        path = Path(resume)
+        if not (path / MARKER).is_file():
+            raise ValueError(f"resume={resume}: not a complete checkpoint (no {MARKER}; interrupted while saving?)")
+    verify_checkpoint(path)
     return str(path)
 
 

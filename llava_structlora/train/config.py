@@ -1,8 +1,17 @@
 """Training configuration: four dataclasses, parsed from a YAML file and/or the command line.
 
-`--config recipe.yaml` supplies values; flags given on the command line override them. Every
-value is validated here, before a model, a dataset or a DeepSpeed launcher is touched, so a
-typo in a recipe fails in a second with a message naming the field (and the YAML file).
+Precedence, lowest to highest: dataclass default < `defaults` given by a launcher (the recipe layer's
+paths) < YAML (`--config recipe.yaml`) < command-line flags < `overrides` (the recipe layer's
+environment variables, only those that are set). `compose_argv` turns that into one argv, which the
+launcher parses itself and hands on unchanged to the training processes.
+
+StructLoRA's knobs are not mirrored by hand: `StructLoRAArguments` is generated from the fields of
+`llava_structlora.structlora.config.StructLoRAConfig` (help from each field's `metadata["help"]`),
+so every field is settable from the YAML and the CLI under its own name. The four knobs all adapter
+methods share (r, alpha, dropout, targets) are `ModelArguments.lora_r/lora_alpha/lora_dropout/targets`
+and the seed is `TrainingArguments.seed`; their defaults are StructLoRAConfig's. Range checks live in
+StructLoRAConfig.validate only. Every value is validated before a model, a dataset or a DeepSpeed
+launcher is touched, so a typo fails in a second with a message naming the field (and the YAML file).
 """
 from __future__ import annotations
 
@@ -10,16 +19,23 @@ import argparse
 import dataclasses
 import json
 import math
-import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import transformers
 import yaml
 
+from llava_structlora.structlora.config import TARGET_PRESETS, StructLoRAConfig
+
 METHODS = ("structlora", "lora", "dora", "adalora", "lora_dropout", "full")
 TASKS = ("coco", "vqav2", "gqa")
+# StructLoRAConfig field -> the CLI/YAML name of the knob every adapter method shares.
+SHARED_KNOBS = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "targets",
+                "seed": "seed"}
+_SL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StructLoRAConfig)}
 
 
 class ConfigError(ValueError):
@@ -32,13 +48,18 @@ class ModelArguments:
 
     model_name_or_path: Optional[str] = field(default=None, metadata={"help": "HF Llava directory (save_pretrained layout)."})
     method: str = field(default="structlora", metadata={"help": "|".join(METHODS)})
-    lora_r: int = field(default=8, metadata={"help": "Adapter rank r (all adapter methods)."})
-    lora_alpha: float = field(default=16.0, metadata={"help": "Adapter scale alpha (update scale alpha / r)."})
+    lora_r: int = field(default=_SL_DEFAULTS["r"], metadata={"help": "Adapter rank r (all adapter methods)."})
+    lora_alpha: float = field(default=_SL_DEFAULTS["alpha"],
+                              metadata={"help": "Adapter scale alpha (update scale alpha / r)."})
     lora_dropout: Optional[float] = field(default=None, metadata={"help": "Adapter input dropout; default 0 (0.1 for --method lora_dropout)."})
-    targets: str = field(default="qv", metadata={"help": "Target preset (qv|qkv|qkvo) or one regex over module names."})
+    targets: str = field(default=_SL_DEFAULTS["targets"], metadata={"help": "Target preset (qv|qkv|qkvo) or one regex over module names."})
     tune_mm_projector: bool = field(default=False, metadata={"help": "Also train the multimodal projector in full."})
     mm_projector_lr: Optional[float] = field(default=None, metadata={"help": "Projector lr (default: learning_rate)."})
     adalora_init_r: int = field(default=12, metadata={"help": "AdaLoRA initial rank (pruned to lora_r)."})
+    attn_implementation: Optional[str] = field(default=None, metadata={
+        "help": "Attention backend: sdpa|eager|flash_attention_2 (default: transformers' choice, sdpa)."})
+    bits: Optional[int] = field(default=None, metadata={
+        "help": "QLoRA: load the base in 4 or 8 bit (bitsandbytes, CUDA); adapters stay fp32. Default: no."})
 
 
 @dataclass
@@ -56,20 +77,42 @@ class DataArguments:
     eval_batch_size: int = field(default=32, metadata={"help": "Batch size of the validation run."})
 
 
-@dataclass
-class StructLoRAArguments:
-    """StructLoRA knobs exposed on the CLI (names as in StructLoRAConfig; see DESIGN.md §1)."""
+def _cli_type(name: str, hint: Any) -> Any:
+    """The argparse-able type of a StructLoRAConfig field (HfArgumentParser handles these)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in (int, float, str, bool):
+        return hint
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and inner[0] in (int, float, str, bool):
+            return Optional[inner[0]]
+    if origin in (list, tuple) and len(args) >= 1 and args[0] in (int, float, str):
+        return list[args[0]]
+    raise TypeError(f"StructLoRAConfig.{name}: type {hint!r} cannot be set from YAML/CLI; use int, float, str, "
+                    f"bool, Optional[...] or list[...] (train/config.py generates the CLI from the fields)")
 
-    filter: str = field(default="ib", metadata={"help": "ib|topk_norm|random|none"})
-    gate: str = field(default="hard_concrete", metadata={"help": "hard_concrete|gaussian|gumbel"})
-    coordinator: str = field(default="gnn", metadata={"help": "gnn|laplacian|cosine_penalty|laplacian_penalty|none"})
-    graph: str = field(default="hybrid", metadata={"help": "hybrid|adjacency|similarity"})
-    gnn_layers: int = 1
-    gnn_type: str = field(default="gat", metadata={"help": "gat|gcn"})
-    lambda_ib: float = 1e-3
-    lambda_penalty: float = 1e-2
-    graph_refresh_steps: int = 100
-    keep_k: Optional[int] = None
+
+def _structlora_arguments() -> type:
+    """StructLoRAArguments: one CLI/YAML option per StructLoRAConfig field (minus SHARED_KNOBS)."""
+    hints = typing.get_type_hints(StructLoRAConfig)
+    specs = []
+    for f in dataclasses.fields(StructLoRAConfig):
+        if f.name in SHARED_KNOBS or not f.init:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        tp = _cli_type(f.name, hints[f.name])
+        if isinstance(default, tuple):
+            default = list(default)
+        help_text = f.metadata.get("help") or f"StructLoRAConfig.{f.name} (docs/structlora.md)."
+        kw = {"default_factory": (lambda d=default: list(d))} if isinstance(default, list) else {"default": default}
+        specs.append((f.name, tp, field(metadata={"help": help_text}, **kw)))
+    cls = dataclasses.make_dataclass("StructLoRAArguments", specs)
+    cls.__module__ = __name__
+    cls.__doc__ = "StructLoRA knobs, generated from StructLoRAConfig's fields (same names, same defaults)."
+    return cls
+
+
+StructLoRAArguments = _structlora_arguments()
 
 
 @dataclass
@@ -77,6 +120,7 @@ class TrainingArguments(transformers.TrainingArguments):
     """HF TrainingArguments with the paper's defaults and the recipe's extras."""
 
     output_dir: Optional[str] = field(default=None, metadata={"help": "Run directory."})
+    seed: int = field(default=_SL_DEFAULTS["seed"], metadata={"help": "Seed of everything (adapter init, data order)."})
     learning_rate: float = 2e-4
     weight_decay: float = 0.01
     adam_beta1: float = 0.9
@@ -95,27 +139,38 @@ class TrainingArguments(transformers.TrainingArguments):
     run_eval: bool = field(default=True, metadata={"help": "Quick validation run at the end (EVAL=0 disables)."})
     plots: bool = field(default=True, metadata={"help": "Write diagnostic PNGs at the end."})
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # --gradient_checkpointing (transformers' alias of activation_checkpointing): non-reentrant,
+        # written out so run.json records it (StructLoRA refuses reentrant checkpointing).
+        if self.activation_checkpointing and not self.activation_checkpointing_kwargs:
+            self.activation_checkpointing_kwargs = self.gradient_checkpointing_kwargs = {"use_reentrant": False}
+
 
 ALL_ARGS = (ModelArguments, DataArguments, StructLoRAArguments, TrainingArguments)
 
 
-def _yaml_to_argv(path: Path, known: set[str]) -> list[str]:
-    """Turn a flat YAML mapping into CLI tokens (CLI flags given later override them)."""
+def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: cannot read YAML config ({e})") from e
     if data is None:
-        return []
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value, got {type(data).__name__}")
+    return data
+
+
+def _to_tokens(values: Mapping[str, Any], known: Optional[set[str]] = None, src: str = "") -> list[str]:
+    """CLI tokens for option: value pairs (None values are skipped; later tokens override earlier ones)."""
     argv: list[str] = []
-    for key, value in data.items():
-        if key not in known:
-            raise ConfigError(f"{path}: unknown option {key!r}")
+    for key, value in values.items():
+        if known is not None and key not in known:
+            raise ConfigError(f"{src}: unknown option {key!r}")
         if value is None:
             continue
-        if isinstance(value, (dict,)):
+        if isinstance(value, dict):
             argv += [f"--{key}", json.dumps(value)]
         elif isinstance(value, (list, tuple)):
             argv += [f"--{key}", *[str(v) for v in value]]
@@ -131,22 +186,49 @@ def _split_config_flag(argv: Sequence[str]) -> tuple[Optional[Path], list[str]]:
     return (Path(ns.config) if ns.config else None), rest
 
 
+def _parser() -> transformers.HfArgumentParser:
+    return transformers.HfArgumentParser(ALL_ARGS, exit_on_error=False)
+
+
 def _known_options(parser: transformers.HfArgumentParser) -> set[str]:
     return {a.dest for a in parser._actions if a.dest != "help"}
+
+
+def compose_argv(cli: Sequence[str], config: Optional[Path] = None, defaults: Optional[Mapping[str, Any]] = None,
+                 overrides: Optional[Mapping[str, Any]] = None) -> list[str]:
+    """One argv whose parse gives: dataclass default < defaults < YAML < cli < overrides.
+
+    Args:
+        cli: the user's flags (may hold its own `--config FILE`, which then replaces `config`).
+        config: the launcher's YAML recipe.
+        defaults: option -> value the launcher fills in when the YAML does not set it (paths, resume=auto).
+        overrides: option -> value that beat everything (environment variables that are set); None = skip.
+    """
+    cli_config, rest = _split_config_flag(cli)
+    config = cli_config or config
+    yaml_keys = set(_read_yaml(config)) if config is not None and config.is_file() else set()
+    known = _known_options(_parser())
+    low = {k: v for k, v in (defaults or {}).items() if k not in yaml_keys and k not in (overrides or {})}
+    return ((["--config", str(config)] if config else []) + _to_tokens(low, known, "defaults") + rest
+            + _to_tokens(overrides or {}, known, "overrides"))
 
 
 def parse_args(argv: Sequence[str], check_paths: bool = True, with_deepspeed: bool = True):
     """Parse (YAML then CLI) and validate. Returns (model, data, structlora, training) args.
 
-    ``with_deepspeed=False`` drops the DeepSpeed file from TrainingArguments so the launcher
-    process can validate without initializing torch.distributed (the file is still checked).
+    Args:
+        argv: CLI tokens, optionally with `--config recipe.yaml` (its values come first, flags override them).
+        check_paths: also check that the model, data and DeepSpeed files exist.
+        with_deepspeed: False drops the DeepSpeed file from TrainingArguments so the launcher process can
+            validate without initializing torch.distributed (the file is still checked).
     """
-    parser = transformers.HfArgumentParser(ALL_ARGS, exit_on_error=False)
+    parser = _parser()
     cfg_path, rest = _split_config_flag(argv)
     src = f"config {cfg_path}" if cfg_path else "command line"
     if cfg_path is not None and not cfg_path.is_file():
         raise ConfigError(f"--config {cfg_path}: file not found")
-    tokens = (_yaml_to_argv(cfg_path, _known_options(parser)) if cfg_path else []) + rest
+    yaml_tokens = _to_tokens(_read_yaml(cfg_path), _known_options(parser), str(cfg_path)) if cfg_path else []
+    tokens = yaml_tokens + rest
     ds_file = _pop_option(tokens, "deepspeed") if not with_deepspeed else None
     try:
         margs, dargs, sargs, targs, remaining = parser.parse_args_into_dataclasses(
@@ -184,17 +266,16 @@ def _check_finite(obj: Any) -> None:
 
 def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArguments,
              targs: TrainingArguments, check_paths: bool = True) -> None:
-    """Raise ConfigError naming the first bad value (called before anything is launched)."""
+    """Raise ConfigError naming the first bad value (called before anything is launched).
+
+    The adapter knobs (rank, alpha, dropout, targets and every StructLoRA field) are checked by
+    StructLoRAConfig.validate, for every method: the one place their ranges are written.
+    """
     for obj in (margs, dargs, sargs, targs):
         _check_finite(obj)
     if margs.method not in METHODS:
         raise ConfigError(f"method={margs.method!r}: expected one of {METHODS}")
-    if margs.lora_r <= 0:
-        raise ConfigError(f"lora_r={margs.lora_r}: must be a positive int")
-    if margs.lora_alpha <= 0:
-        raise ConfigError(f"lora_alpha={margs.lora_alpha}: must be > 0")
-    if margs.lora_dropout is not None and not 0.0 <= margs.lora_dropout < 1.0:
-        raise ConfigError(f"lora_dropout={margs.lora_dropout}: must be in [0, 1)")
+    build_structlora_config(margs, sargs, targs.seed)
     if margs.mm_projector_lr is not None and margs.mm_projector_lr <= 0:
         raise ConfigError(f"mm_projector_lr={margs.mm_projector_lr}: must be > 0")
     if targs.learning_rate <= 0:
@@ -207,10 +288,26 @@ def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArgum
         raise ConfigError(f"diagnostics_steps={targs.diagnostics_steps}: must be a positive int")
     if not targs.output_dir:
         raise ConfigError("output_dir is required")
-    if margs.method == "structlora":
-        build_structlora_config(margs, sargs, targs.seed)  # its own validation names the field
+    _validate_memory_knobs(margs, targs)
     if check_paths:
         _validate_paths(margs, dargs, targs)
+
+
+def _validate_memory_knobs(margs: ModelArguments, targs: TrainingArguments) -> None:
+    """Attention backend, QLoRA and checkpointing: refused here, before any model is loaded."""
+    from llava_structlora.modeling import ModelLoadError, check_attn_implementation, check_bits
+
+    try:
+        check_attn_implementation(margs.attn_implementation)
+        check_bits(margs.bits)
+    except ModelLoadError as e:
+        raise ConfigError(str(e)) from e
+    if margs.bits is not None and margs.method == "full":
+        raise ConfigError(f"bits={margs.bits}: a quantized base cannot be fully fine-tuned; use an adapter method")
+    kwargs = targs.activation_checkpointing_kwargs or {}
+    if targs.activation_checkpointing and margs.method == "structlora" and kwargs.get("use_reentrant", False):
+        raise ConfigError("gradient_checkpointing_kwargs use_reentrant=true: StructLoRA needs non-reentrant "
+                          "activation checkpointing (its shared coordinator graph); drop the option")
 
 
 def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments) -> None:
@@ -236,18 +333,18 @@ def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: Training
                               "coordinator reads across layers; use zero2.json or zero2_offload.json")
 
 
-def build_structlora_config(margs: ModelArguments, sargs: StructLoRAArguments, seed: int):
-    """StructLoRAConfig from the CLI dataclasses; its ValueError (naming the field) becomes ConfigError."""
-    from llava_structlora.structlora import StructLoRAConfig
-
-    kwargs = dict(r=margs.lora_r, alpha=margs.lora_alpha, dropout=margs.lora_dropout or 0.0,
-                  targets=margs.targets, seed=seed, **dataclasses.asdict(sargs))
-    if kwargs["keep_k"] is None:
-        kwargs.pop("keep_k")
+def build_structlora_config(margs: ModelArguments, sargs: StructLoRAArguments, seed: int) -> StructLoRAConfig:
+    """StructLoRAConfig from the CLI dataclasses; its ValueError becomes a ConfigError naming the CLI option."""
+    targets = margs.targets if margs.targets in TARGET_PRESETS else [margs.targets]  # a preset or one regex
+    kwargs = dict(r=margs.lora_r, alpha=margs.lora_alpha, dropout=margs.lora_dropout or 0.0, targets=targets,
+                  seed=seed, **dataclasses.asdict(sargs))
     try:
         return StructLoRAConfig(**kwargs)
     except (ValueError, TypeError) as e:
-        raise ConfigError(str(e)) from e
+        msg = str(e)
+        for sl_name, cli_name in SHARED_KNOBS.items():
+            msg = msg.replace(f"StructLoRAConfig.{sl_name}=", f"{cli_name}=")
+        raise ConfigError(msg) from e
 
 
 def to_jsonable(*objs: Any) -> dict[str, Any]:
@@ -259,13 +356,20 @@ def to_jsonable(*objs: Any) -> dict[str, Any]:
     return out
 
 
-def env_flag(name: str, default: bool) -> bool:
-    """Boolean env var (1/0/true/false); a garbled value is an error, not a silent default."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in ("1", "true", "yes"):
-        return True
-    if raw.lower() in ("0", "false", "no"):
-        return False
-    raise ConfigError(f"environment {name}={raw!r}: expected 0 or 1")
+# What a resumed run must share with the run that wrote the checkpoint (schedule length, logging and
+# evaluation knobs may change). Everything of ModelArguments and StructLoRAArguments counts.
+_IDENTITY_DATA = ("data_path", "image_folder", "model_max_length", "data_fraction", "max_train_samples", "task")
+_IDENTITY_TRAINING = ("seed", "per_device_train_batch_size", "gradient_accumulation_steps", "weight_decay")
+
+
+def run_identity(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArguments,
+                 targs: TrainingArguments) -> dict[str, Any]:
+    """The knobs that define what a run trains (flat option -> value; paths resolved)."""
+    ident: dict[str, Any] = dict(dataclasses.asdict(margs))
+    ident.update(dataclasses.asdict(sargs))
+    ident.update({k: getattr(dargs, k) for k in _IDENTITY_DATA})
+    ident.update({k: getattr(targs, k) for k in _IDENTITY_TRAINING})
+    for key in ("model_name_or_path", "data_path", "image_folder"):
+        if ident.get(key):
+            ident[key] = str(Path(ident[key]).resolve())
+    return json.loads(json.dumps(ident, default=str))

@@ -16,7 +16,10 @@ from typing import Optional, Sequence
 
 import torch
 
-from .config import ConfigError, parse_args
+from llava_structlora.rundir import RunDir
+from llava_structlora.utils.errors import run_main
+
+from .config import ConfigError, parse_args, run_identity
 
 logger = logging.getLogger("llava_structlora.train")
 
@@ -72,18 +75,19 @@ def run(argv: Sequence[str]) -> Optional[Path]:
 
         deepspeed.init_distributed()  # deepspeed.comm too: zero.Init in from_pretrained reads its world size
     _setup_logging(targs)
+    resume = _checked_resume(margs, dargs, sargs, targs)
     started = time.time()
     from llava_structlora.data import DataCollatorForSupervisedDataset
 
     from .callbacks import AdaLoraCallback, DiagnosticsCallback
-    from .checkpoints import resolve_resume
-    from .methods import build_dataset, build_model, load_processor, projector_param_names
+    from .methods import base_load_dtype, build_dataset, build_model, load_processor, projector_param_names
     from .outputs import write_outputs
     from .trainer import StructLoRATrainer
 
     processor = load_processor(margs)
     dataset = build_dataset(dargs, processor, targs.seed)
-    model = build_model(margs, sargs, targs.seed, _total_steps(len(dataset), targs))
+    model = build_model(margs, sargs, targs.seed, _total_steps(len(dataset), targs),
+                        dtype=base_load_dtype(margs, targs), gradient_checkpointing=targs.activation_checkpointing)
     trainer = StructLoRATrainer(
         model=model, args=targs, train_dataset=dataset,
         data_collator=DataCollatorForSupervisedDataset(pad_token_id=processor.tokenizer.pad_token_id),
@@ -95,7 +99,6 @@ def run(argv: Sequence[str]) -> Optional[Path]:
                                                  Path(targs.output_dir) / "diagnostics.jsonl"))
     if margs.method == "adalora":
         trainer.add_callback(AdaLoraCallback(trainer))
-    resume = resolve_resume(targs.resume, targs.output_dir)
     if resume:
         logger.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
@@ -104,8 +107,30 @@ def run(argv: Sequence[str]) -> Optional[Path]:
     if targs.run_eval and dargs.task and trainer.args.should_save:
         from .outputs import run_validation
 
-        run_validation(dargs, margs.model_name_or_path, Path(targs.output_dir), which="adapter")
+        run_validation(RunDir(targs.output_dir), dargs.task, margs.model_name_or_path, dargs.data_root,
+                       dargs.eval_split, dargs.eval_batch_size)
     return out
+
+
+def _checked_resume(margs, dargs, sargs, targs) -> Optional[str]:
+    """The checkpoint to resume from (None: a fresh start), checked before any build: its pickles are safe
+    (resolve_resume -> safe_resume) and it belongs to this config; records this config as the run's identity."""
+    from llava_structlora.rundir import ResumeMismatchError, check_resume_identity
+    from llava_structlora.utils.io import atomic_write_json
+
+    from .checkpoints import resolve_resume
+
+    run = RunDir(targs.output_dir)
+    identity = run_identity(margs, dargs, sargs, targs)
+    resume = resolve_resume(targs.resume, targs.output_dir)
+    if resume:
+        try:
+            check_resume_identity(run, identity)
+        except ResumeMismatchError as e:
+            raise ConfigError(str(e)) from e
+    if targs.process_index == 0:
+        atomic_write_json(run.identity_json, identity)
+    return resume
 
 
 def _debug_hooks() -> dict:
@@ -116,11 +141,7 @@ def _debug_hooks() -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; user errors (ConfigError, bad data, unsafe checkpoint...) -> message + exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     argv = [a for a in argv if not a.startswith("--local_rank")]  # deepspeed launcher adds it; env has it
-    try:
-        run(argv)
-    except ConfigError as e:
-        print(f"[train] configuration error: {e}", file=sys.stderr, flush=True)
-        return 2
-    return 0
+    return run_main(run, argv, "train")

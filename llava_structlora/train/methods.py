@@ -39,14 +39,21 @@ def effective_dropout(margs: ModelArguments) -> float:
     return margs.lora_dropout or 0.0
 
 
-def peft_config(margs: ModelArguments, total_steps: int):
+def peft_config(margs: ModelArguments, total_steps: int, model: nn.Module | None = None,
+                keep_dead_layers: bool = False):
     """The PEFT config of a baseline (DoRA = use_dora, AdaLoRA = AdaLoraConfig with total_step).
 
+    With ``model``, the targets are the explicit module list of StructLoRA's resolver (same live modules,
+    dead vision layers left out unless ``keep_dead_layers``); without it, the preset's regex.
     A tuned projector goes in `modules_to_save`, so the stock PEFT adapter carries it.
     """
     from peft import AdaLoraConfig, LoraConfig
 
-    common: dict[str, Any] = dict(target_modules=target_regex(margs.targets), lora_alpha=margs.lora_alpha,
+    from llava_structlora.structlora import resolve_target_modules
+
+    targets = (target_regex(margs.targets) if model is None
+               else resolve_target_modules(model, margs.targets, keep_dead_layers=keep_dead_layers))
+    common: dict[str, Any] = dict(target_modules=targets, lora_alpha=margs.lora_alpha,
                                   lora_dropout=effective_dropout(margs), bias="none",
                                   modules_to_save=["multi_modal_projector"] if margs.tune_mm_projector else None)
     if margs.method == "adalora":
@@ -89,15 +96,32 @@ def _enable_full(model: nn.Module) -> int:
     return n
 
 
-def build_model(margs: ModelArguments, sargs: StructLoRAArguments, seed: int, total_steps: int) -> nn.Module:
-    """Load the base (fp32 on CPU; bf16/fp16 are the Trainer's business) and make it trainable."""
-    from transformers import LlavaForConditionalGeneration
+def base_load_dtype(margs: ModelArguments, targs: Any) -> torch.dtype:
+    """The dtype the frozen base is loaded in: the training dtype (--bf16 / --fp16), else fp32.
 
-    from llava_structlora.utils.strict_load import from_pretrained_strict
+    `full` without DeepSpeed keeps fp32: its trained weights ARE the base, and the Trainer's AMP needs
+    fp32 master weights (DeepSpeed keeps its own fp32 master copy, so there bf16 is fine).
+    """
+    half = torch.bfloat16 if getattr(targs, "bf16", False) else torch.float16 if getattr(targs, "fp16", False) else None
+    if half is None or (margs.method == "full" and not getattr(targs, "deepspeed", None)):
+        return torch.float32
+    return half
+
+
+def build_model(margs: ModelArguments, sargs: StructLoRAArguments, seed: int, total_steps: int, *,
+                dtype: str | torch.dtype = torch.float32, gradient_checkpointing: bool = False) -> nn.Module:
+    """Load the base in `dtype` (see base_load_dtype) and make it trainable; adapters are fp32."""
+    from llava_structlora.modeling import load_base_model
 
     torch.manual_seed(seed)  # adapter init depends only on the seed, identical on every rank
-    model = from_pretrained_strict(LlavaForConditionalGeneration, margs.model_name_or_path, dtype=torch.float32)
+    model = load_base_model(margs.model_name_or_path, dtype=dtype, attn_implementation=margs.attn_implementation,
+                            bits=margs.bits)
     model.config.use_cache = False
+    if margs.bits is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
     if margs.method == "structlora":
         from llava_structlora.structlora import apply_structlora
 
@@ -105,7 +129,8 @@ def build_model(margs: ModelArguments, sargs: StructLoRAArguments, seed: int, to
     elif margs.method in PEFT_METHODS:
         from peft import get_peft_model
 
-        model = get_peft_model(model, peft_config(margs, total_steps))
+        model = get_peft_model(model, peft_config(margs, total_steps, model,
+                                                  keep_dead_layers=getattr(sargs, "keep_dead_layers", False)))
         if margs.method != "adalora":
             align_lora_init(model, seed)
     else:

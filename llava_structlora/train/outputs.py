@@ -1,12 +1,6 @@
-"""End-of-run deliverables in $OUTPUT_DIR (rank 0):
-
-  adapter/      stock PEFT adapter (StructLoRA: export_peft_adapter; baselines: PEFT save_pretrained;
-                full: the whole fine-tuned model, save_pretrained)
-  structlora/   full StructLoRA state for further training (save_structlora)
-  run.json      base model path, arguments, git commit, seeds, times, final loss
-  plots/        gate map per layer, CosAdj heatmap across layers, drift energy over steps (PNG)
-  metrics.json  quick validation run (run_validation; skipped with EVAL=0)
-"""
+"""End-of-run deliverables in the run directory (rank 0; layout: llava_structlora.rundir.RunDir):
+the exported adapter (or full model), StructLoRA state, run.json, plots; and the one validation
+after training (run_validation -> metrics.json / metrics_base.json)."""
 from __future__ import annotations
 
 import json
@@ -18,18 +12,20 @@ from typing import Any, Optional
 
 import torch.distributed as dist
 
-from llava_structlora.utils.io import atomic_directory, atomic_save_safetensors, atomic_write_json
+from llava_structlora.rundir import RunDir
+from llava_structlora.utils.io import (atomic_directory, atomic_save_safetensors, atomic_write_json,
+                                       read_optional_json)
 
 from .config import to_jsonable
 
 logger = logging.getLogger(__name__)
 
 
-def git_commit(repo: Path) -> dict[str, Any]:
-    """HEAD commit and whether the tree has local changes (None outside a git checkout)."""
+def git_commit(where: Path) -> dict[str, Any]:
+    """HEAD commit of the git checkout containing `where`, and whether it has local changes (None outside one)."""
     def _git(*args: str) -> Optional[str]:
         try:
-            return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+            return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
                                   timeout=10, check=True).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
@@ -62,14 +58,15 @@ def add_projector_to_adapter(model, adapter_dir: Path) -> None:
 def export_adapter(trainer, method: str, out_dir: Path) -> Path:
     """Write adapter/ (and structlora/) atomically; returns the adapter dir."""
     model = trainer.accelerator.unwrap_model(trainer.model)
-    adapter_dir = out_dir / ("model" if method == "full" else "adapter")
+    run = RunDir(out_dir)
+    adapter_dir = run.export_dir(full_model=method == "full")
     if method == "structlora":
         from llava_structlora.structlora import export_peft_adapter, save_structlora
 
         with atomic_directory(adapter_dir) as tmp:
             export_peft_adapter(model, tmp)
             add_projector_to_adapter(model, tmp)
-        with atomic_directory(out_dir / "structlora") as tmp:
+        with atomic_directory(run.structlora) as tmp:
             save_structlora(model, tmp)
             projector = _trained_projector(model)
             if projector:
@@ -85,29 +82,30 @@ def write_outputs(trainer, processor, args: tuple, result, times: dict[str, floa
     """Rank 0 writes the deliverables; every rank waits so that none exits before they exist."""
     margs, dargs, sargs, targs = args
     out_dir = Path(targs.output_dir)
+    run_dir = RunDir(out_dir)
     if trainer.args.should_save:
         adapter_dir = export_adapter(trainer, margs.method, out_dir)
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         run = {
             "base_model": str(Path(margs.model_name_or_path).resolve()),
             "method": margs.method, "adapter": str(adapter_dir),
-            "structlora": str(out_dir / "structlora") if margs.method == "structlora" else None,
+            "structlora": str(run_dir.structlora) if margs.method == "structlora" else None,
             "config": to_jsonable(margs, dargs, sargs) | {"TrainingArguments": _training_summary(targs)},
-            "git": git_commit(Path(__file__).resolve().parents[2]),
+            "git": git_commit(Path(__file__).parent),  # the checkout the code runs from
             "seed": targs.seed, "data_seed": targs.data_seed, "world_size": targs.world_size,
             "deepspeed": targs.deepspeed, "resumed_from": resumed_from,
             "global_step": trainer.state.global_step, "final_loss": losses[-1] if losses else None,
             "train_runtime_s": result.metrics.get("train_runtime"),
             "times": times,
         }
-        atomic_write_json(out_dir / "run.json", run)
+        atomic_write_json(run_dir.run_json, run)
         if targs.plots and margs.method == "structlora":
             from llava_structlora.structlora import structlora_diagnostics
 
             from .plots import write_plots
 
             final = structlora_diagnostics(trainer.accelerator.unwrap_model(trainer.model), with_cosine_matrix=True)
-            write_plots(out_dir / "diagnostics.jsonl", final, out_dir / "plots")
+            write_plots(run_dir.diagnostics, final, run_dir.plots)
         logger.info("adapter written to %s", adapter_dir)
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
@@ -121,29 +119,34 @@ def _training_summary(targs) -> dict[str, Any]:
     return {k: getattr(getattr(targs, k), "value", getattr(targs, k)) for k in keys}
 
 
-def run_validation(dargs, base: str, out_dir: Path, which: str = "adapter") -> dict[str, Any]:
-    """Quick validation through the evaluation package; writes metrics.json (or metrics_base.json)."""
+def run_validation(run: RunDir, task: str, base: str | Path, data_root: str | Path, split: str,
+                   batch_size: int, which: str = "adapter", work_dir: Optional[Path] = None,
+                   reuse: bool = False) -> dict[str, Any]:
+    """The one validation after training: the run's adapter (or the base) on `split`, scored by the
+    evaluation package; writes `run.metrics(which)` (metrics.json / metrics_base.json).
+
+    Args:
+        run: the training run (its deliverable is evaluated when which="adapter").
+        which: "adapter" or "base".
+        work_dir: where the answers go (default: run.eval_dir(which)); a base cache shared across runs.
+        reuse: take `work_dir/metrics.json` when it exists (the base's answers depend on the base only).
+    """
     from llava_structlora.evaluation import EvalConfig, evaluate
 
-    if not dargs.data_root:
+    if not data_root:
         raise ValueError("validation needs data_root (DATA_ROOT with the task's eval files)")
-    adapter = None if which == "base" else _adapter_for_eval(out_dir)
-    cfg = EvalConfig(task=dargs.task, model=str(base), data_root=str(dargs.data_root),
-                     output_dir=str(out_dir / f"eval_{which}"), split=dargs.eval_split,
-                     adapter=str(adapter) if adapter else None, batch_size=dargs.eval_batch_size,
-                     overwrite=True)
-    metrics = evaluate(cfg)
-    name = "metrics.json" if which == "adapter" else "metrics_base.json"
-    atomic_write_json(out_dir / name, {"which": which, "task": dargs.task, "split": dargs.eval_split,
-                                       "adapter": str(adapter) if adapter else None, **metrics})
+    adapter = None if which == "base" else run.deliverable()
+    work = Path(work_dir) if work_dir is not None else run.eval_dir(which)
+    cached = read_optional_json(work / "metrics.json") if reuse else {}
+    if cached:
+        metrics = cached
+    else:
+        cfg = EvalConfig(task=task, model=str(base), data_root=str(data_root), output_dir=str(work), split=split,
+                         adapter=str(adapter) if adapter else None, batch_size=batch_size, overwrite=True)
+        metrics = evaluate(cfg)
+    atomic_write_json(run.metrics(which), {"which": which, "task": task, "split": split,
+                                           "adapter": str(adapter) if adapter else None, **metrics})
     return metrics
-
-
-def _adapter_for_eval(out_dir: Path) -> Path:
-    for name in ("adapter", "model"):
-        if (out_dir / name).is_dir():
-            return out_dir / name
-    raise FileNotFoundError(f"{out_dir}: no adapter/ or model/ to validate")
 
 
 if __name__ == "__main__":  # pragma: no cover

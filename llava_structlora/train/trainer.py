@@ -20,6 +20,7 @@ import transformers
 from torch import nn
 
 from .checkpoints import mark_complete, rotate_complete
+from .safe_resume import weights_only_loads
 
 logger = logging.getLogger(__name__)
 PROJECTOR_FILE = "mm_projector.safetensors"
@@ -89,8 +90,13 @@ class StructLoRATrainer(transformers.Trainer):
         decay = set(self.get_decay_parameter_names(model))
         lr, wd = self.args.learning_rate, self.args.weight_decay
         groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        sl_groups, sl_names = [], set()
+        if self.method == "structlora":  # factors / gates / coordinator at their own lr (gate_lr_mult...)
+            from llava_structlora.structlora.optim import structlora_param_groups, structlora_param_names
+
+            sl_groups, sl_names = structlora_param_groups(model, lr, wd), set(structlora_param_names(model))
         for name, p in model.named_parameters():
-            if not p.requires_grad:
+            if not p.requires_grad or name in sl_names:
                 continue
             proj = name in self.projector_params and self.mm_projector_lr is not None
             groups.setdefault((name in decay, proj), []).append(p)
@@ -98,7 +104,7 @@ class StructLoRATrainer(transformers.Trainer):
             {"params": ps, "weight_decay": wd if is_decay else 0.0,
              **({"lr": self.mm_projector_lr} if is_proj else {})}
             for (is_decay, is_proj), ps in sorted(groups.items())
-        ]
+        ] + sl_groups
         cls, kwargs = transformers.Trainer.get_optimizer_cls_and_kwargs(self.args, model)
         self.optimizer = cls(param_groups, **kwargs)
         return self.optimizer
@@ -172,7 +178,8 @@ class StructLoRATrainer(transformers.Trainer):
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[nn.Module] = None) -> None:
         """Without DeepSpeed: StructLoRA checkpoints hold save_structlora's state, not model weights."""
         if self.method != "structlora":
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            with weights_only_loads():
+                return super()._load_from_checkpoint(resume_from_checkpoint, model)
         from llava_structlora.structlora import load_structlora
 
         target = self.accelerator.unwrap_model(model if model is not None else self.model)
@@ -197,14 +204,30 @@ class StructLoRATrainer(transformers.Trainer):
         if self.args.should_save and not isinstance(self.lr_scheduler, DeepSpeedSchedulerWrapper):
             torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, "scheduler.pt"))
 
+    def _load_optimizer_and_scheduler(self, checkpoint: Optional[str]) -> None:
+        with weights_only_loads():  # never unpickle code from a checkpoint (safe_resume.py)
+            return super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _load_rng_state(self, checkpoint: Optional[str]) -> None:
+        with weights_only_loads():
+            return super()._load_rng_state(checkpoint)
+
     def _prepare_for_training(self, max_steps, train_dataloader, resume_from_checkpoint):
-        """Resume DeepSpeed non-strictly: its checkpoints hold only the trainable tensors."""
-        if not (self.is_deepspeed_enabled and resume_from_checkpoint is not None):
-            return super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
+        """Resume DeepSpeed non-strictly: its checkpoints hold only the trainable tensors.
+
+        DeepSpeed's own loads use weights_only=False; weights_only_loads() forces them to the
+        allow-listed weights_only=True path, so a planted pickle is refused, never run.
+        """
+        if resume_from_checkpoint is None:
+            return super()._prepare_for_training(max_steps, train_dataloader, None)
+        if not self.is_deepspeed_enabled:
+            with weights_only_loads():
+                return super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
         model, train_dataloader = super()._prepare_for_training(max_steps, train_dataloader, None)
-        load_path, _ = self.model_wrapped.load_checkpoint(
-            resume_from_checkpoint, load_module_strict=False, load_optimizer_states=True,
-            load_lr_scheduler_states=True)
+        with weights_only_loads():
+            load_path, _ = self.model_wrapped.load_checkpoint(
+                resume_from_checkpoint, load_module_strict=False, load_optimizer_states=True,
+                load_lr_scheduler_states=True)
         if load_path is None:
             raise RuntimeError(f"DeepSpeed could not resume from {resume_from_checkpoint}")
         self._load_optimizer_and_scheduler(resume_from_checkpoint)

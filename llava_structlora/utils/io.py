@@ -111,19 +111,93 @@ def recover_directory(final: str | os.PathLike) -> Path:
     return final
 
 
+class OutputDirError(ValueError):
+    """An output path that would destroy data it does not own (names the path and why)."""
+
+
+OUTPUT_MARKER = "llava_structlora_output.json"
+
+
+def output_kind(path: str | os.PathLike) -> str | None:
+    """The kind recorded in `path`'s output marker (None: no marker, i.e. not one of our outputs)."""
+    marker = Path(path) / OUTPUT_MARKER
+    try:
+        kind = json.loads(marker.read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
+def check_no_overlap(out: str | os.PathLike, protected: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse `out` equal to, inside or above any protected directory (e.g. the run or the base)."""
+    out_r = Path(out).expanduser().resolve()
+    for label, path in protected.items():
+        if path is None or not Path(path).expanduser().exists():
+            continue
+        p = Path(path).expanduser().resolve()
+        if out_r == p or p in out_r.parents or out_r in p.parents:
+            rel = "is" if out_r == p else ("is inside" if p in out_r.parents else "contains")
+            raise OutputDirError(f"refusing to write {out}: it {rel} the {label} {path}; choose another output dir")
+
+
+def check_output_dir(out: str | os.PathLike, kind: str, overwrite: bool = False,
+                     protected: dict[str, str | os.PathLike | None] | None = None) -> Path:
+    """Raise OutputDirError unless writing a `kind` output at `out` cannot destroy foreign data.
+
+    Allowed: `out` absent or an empty directory; with `overwrite`, a previous output of the
+    same kind (its marker says so). Never: a file, a user's non-empty folder, another kind's
+    output, or a path equal to / inside / above a protected directory.
+    """
+    out = Path(out)
+    check_no_overlap(out, protected or {})
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return out
+    if not out.is_dir():
+        raise OutputDirError(f"refusing to write {out}: it exists and is not a directory")
+    found = output_kind(out)
+    if found != kind:
+        what = f"a {found} output" if found else f"a non-empty directory that is not a {kind} output"
+        raise OutputDirError(f"refusing to replace {out}: it is {what} (no {OUTPUT_MARKER} of kind {kind!r}); "
+                             "choose an empty or new output dir")
+    if not overwrite:
+        raise OutputDirError(f"refusing to replace {out}: it holds a previous {kind} output; "
+                             "pass --overwrite to replace it")
+    return out
+
+
+def check_rebuildable(out: str | os.PathLike, stamp: str, what: str,
+                      protected: dict[str, str | os.PathLike | None] | None = None) -> Path:
+    """A cached build (data root, base) replaces `out` wholesale: only when absent, empty or stamped by us."""
+    out = Path(out)
+    check_no_overlap(out, protected or {})
+    if out.exists() and not (out / stamp).is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise OutputDirError(f"refusing to build the {what} into {out}: it exists and has no {stamp}, so it is "
+                             f"not a previous {what} build; choose an empty or new directory")
+    return out
+
+
 @contextmanager
-def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
+def atomic_directory(final: str | os.PathLike, kind: str | None = None, overwrite: bool = False,
+                     protected: dict[str, str | os.PathLike | None] | None = None) -> Iterator[Path]:
     """Yield a temp directory beside `final`; on success it replaces `final` atomically.
 
     An existing `final` is swapped with the new one in a single renameat2(RENAME_EXCHANGE), so a
     kill -9 at any instant leaves either the old or the new complete directory. Where that call
     is unavailable the old one is moved to `.<name>.old` first; `recover_directory` (run on
     entry here and by loaders) puts it back if a crash hit between the two renames.
+
+    With `kind` (user-chosen output paths: merge, release) `check_output_dir` runs first and
+    the new directory gets an output marker naming its kind, so a later `--overwrite` can tell
+    our own previous output from a user's folder. Without it the caller owns `final`.
     """
     final = recover_directory(final)
+    if kind is not None:
+        check_output_dir(final, kind, overwrite, protected)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
+        if kind is not None:
+            atomic_write_json(tmp / OUTPUT_MARKER, {"kind": kind, "written_by": "llava_structlora"})
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

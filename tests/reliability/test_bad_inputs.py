@@ -179,7 +179,7 @@ def test_converter_bad_file_is_clear_error(content, pattern, tmp_path, corpus):
 
 # ----------------------------------------------------------------------------- configs
 @pytest.mark.parametrize("field", ["alpha", "dropout", "lambda_ib", "lambda_penalty", "smooth_eta",
-                                   "gate_init_open", "hard_concrete_temperature"])
+                                   "gate_init", "gate_lr_mult", "ib_warmup_steps", "hard_concrete_temperature"])
 def test_nan_in_structlora_config_names_the_field(field):
     from llava_structlora.structlora.config import StructLoRAConfig
 

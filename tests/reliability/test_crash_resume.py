@@ -35,9 +35,10 @@ TRAIN_FLAGS = ["--max_steps", str(STEPS), "--save_steps", str(SAVE_EVERY), "--sa
 def smoke(tmp_path_factory) -> dict[str, Path]:
     """Private snapshot of the smoke data + base (built by the cached builders if missing), so that
     a rebuild of artifacts/ by another process cannot change the weights between two runs."""
-    from llava_structlora.train.pipeline import ensure_defaults
+    from recipes.finetune import ensure_defaults
+    from recipes.layout import RepoLayout
 
-    base, data = ensure_defaults("smoke")
+    base, data = ensure_defaults(RepoLayout.checkout(), "smoke")
     root = tmp_path_factory.mktemp("smoke")
     shutil.copytree(data, root / "data")
     shutil.copytree(base, root / "base")

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,8 +40,9 @@ def _adapter(out: Path) -> dict:
 def smoke_snapshot(tmp_path_factory):
     """A private copy of the smoke data + base: runs compared with each other must not see a rebuild
     (the shared artifacts/ are rebuilt whenever data/base code changes)."""
-    subprocess.run(["python3", "-c", "from llava_structlora.train.pipeline import ensure_defaults; "
-                    "ensure_defaults('smoke')"], cwd=ROOT, check=True, capture_output=True, timeout=300,
+    build = ("from recipes.finetune import ensure_defaults; from recipes.layout import RepoLayout; "
+             "ensure_defaults(RepoLayout.checkout(), 'smoke')")
+    subprocess.run([sys.executable, "-c", build], cwd=ROOT, check=True, capture_output=True, timeout=300,
                    env=dict(os.environ, PYTHONPATH=str(ROOT)))
     snap = tmp_path_factory.mktemp("smoke_snapshot")
     shutil.copytree(ROOT / "artifacts" / "data" / "smoke", snap / "data")
@@ -83,6 +85,16 @@ def test_smoke_vqa_recipes(tmp_path, task, key):
     proc, secs = _run(task, tmp_path / "run")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     _check_deliverables(tmp_path / "run", proc, secs, task, key)
+
+
+def test_smoke_next_recipe(tmp_path):
+    """ARCH=next: the same recipe on the toy base converted to LLaVA-NeXT (anyres tiles, image_sizes)."""
+    out = tmp_path / "run"
+    proc, secs = _run("coco", out, ARCH="next")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _check_deliverables(out, proc, secs, "coco", "CIDEr")
+    base = Path(json.loads((out / "run.json").read_text())["base_model"])
+    assert base.name == "smoke-next" and json.loads((base / "config.json").read_text())["model_type"] == "llava_next"
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
@@ -129,6 +141,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path):
     ([], {"METHOD": "qlora"}, "method='qlora'"),
     (["--learning_rate", "nan"], {}, "learning_rate=nan"),
     ([], {"EVAL": "maybe"}, "EVAL='maybe'"),
+    ([], {"ARCH": "llava2"}, "ARCH='llava2'"),
 ])
 def test_bad_config_fails_before_launch(tmp_path, extra, env, needle):
     out = tmp_path / "run"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
@@ -71,8 +72,9 @@ def test_lambda_max_is_computed_and_the_clamp_matters():
     assert energy(C @ G @ C.T, path) < energy(G, path) < energy(too_big @ G @ too_big.T, path)
 
 
-def test_coordinator_really_trains():
-    model = apply_structlora(tiny_llava(), StructLoRAConfig(coordinator="gnn"))
+@pytest.mark.parametrize("modulation", ["off", "normalized", "free"])
+def test_coordinator_really_trains(modulation):
+    model = apply_structlora(tiny_llava(), StructLoRAConfig(coordinator="gnn", modulation=modulation))
     ctrl = get_controller(model)
     coord = dict(ctrl.coordinator.named_parameters())
     assert coord
@@ -93,7 +95,13 @@ def test_coordinator_really_trains():
     assert all(not torch.equal(init[k], p) for k, p in coord.items())
     with torch.no_grad():
         s1 = ctrl.state(False)
-    assert (s1["a"] - s0["a"]).abs().max() > 1e-4 and (s1["s"] - s0["s"]).abs().max() > 1e-4
+    assert (s1["a"] - s0["a"]).abs().max() > 1e-4
+    if modulation == "off":
+        assert s1["s"] is None and not any(k.startswith("gnn.mod.") for k in coord)
+    else:
+        assert (s1["s"] - s0["s"]).abs().max() > 1e-4
+    if modulation == "normalized":   # mean gain 1 per layer: it can only shift weight between directions
+        assert torch.allclose(s1["s"].mean(-1), torch.ones(s1["s"].shape[0]), atol=1e-5)
     assert float(s1["eta"] * s1["lambda_max"]) <= 0.5 + 1e-6
 
 

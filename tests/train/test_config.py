@@ -80,3 +80,74 @@ def test_structlora_refuses_zero3_before_launch(tmp_path):
     with pytest.raises(ConfigError, match="ZeRO-3"):
         parse_args(base, with_deepspeed=False)
     parse_args(base + ["--method", "lora"], with_deepspeed=False)  # baselines may use ZeRO-3
+
+
+def _other_value(name: str, default):
+    """A valid non-default value for StructLoRAConfig.<name> (the default itself when none is found)."""
+    import dataclasses
+
+    from llava_structlora.structlora import config as slc
+
+    if isinstance(default, bool):
+        candidates = [not default]
+    elif isinstance(default, str):
+        choices = [c for v in vars(slc).values() if isinstance(v, tuple) and default in v for c in v]
+        candidates = [c for c in choices if c != default]
+    elif isinstance(default, int):
+        candidates = [default + 1, max(1, default - 1)]
+    elif isinstance(default, float):
+        candidates = [default * 0.5 if default else 0.125, default + 0.125]
+    elif default is None:
+        candidates = [2, 0.5, "x"]
+    else:
+        candidates = []
+    for cand in candidates:
+        try:
+            slc.StructLoRAConfig(**{name: cand})
+        except (ValueError, TypeError):
+            continue
+        return cand
+    return default if default is not dataclasses.MISSING else None
+
+
+def _fields():
+    import dataclasses
+
+    from llava_structlora.structlora.config import StructLoRAConfig
+
+    return [f for f in dataclasses.fields(StructLoRAConfig) if f.init]
+
+
+@pytest.mark.parametrize("f", _fields(), ids=lambda f: f.name)
+def test_every_structlora_field_settable_from_yaml_and_cli(f, tmp_path):
+    """Generated over dataclasses.fields(StructLoRAConfig): each knob reaches the built config both ways."""
+    import dataclasses
+
+    import yaml
+
+    from llava_structlora.train.config import SHARED_KNOBS, build_structlora_config
+
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    value = _other_value(f.name, default)
+    if f.name == "targets":
+        value = "qkv"
+    option = SHARED_KNOBS.get(f.name, f.name)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({option: value}))
+    for argv in (["--config", str(recipe)], [f"--{option}", str(value).lower() if isinstance(value, bool)
+                                             else str(value)]):
+        m, _, s, t = _parse(*argv)
+        assert getattr(build_structlora_config(m, s, t.seed), f.name) == value, (f.name, argv)
+
+
+def test_structlora_arguments_generated_not_mirrored():
+    import dataclasses
+
+    from llava_structlora.structlora.config import StructLoRAConfig
+    from llava_structlora.train.config import SHARED_KNOBS, ModelArguments, StructLoRAArguments
+
+    cli = {f.name: f for f in dataclasses.fields(StructLoRAArguments)}
+    assert set(cli) == {f.name for f in dataclasses.fields(StructLoRAConfig)} - set(SHARED_KNOBS)
+    assert all(f.metadata.get("help") for f in cli.values())
+    sl = StructLoRAConfig()
+    assert (ModelArguments().lora_r, ModelArguments().lora_alpha) == (sl.r, sl.alpha)  # defaults written once

@@ -72,7 +72,14 @@ def test_projector_gets_its_own_lr_and_trains(tiny_base, tmp_path, fake_data):
     lrs = {g.get("lr", tr.args.learning_rate) for g in opt.param_groups if {id(p) for p in g["params"]} & proj_ids}
     assert lrs == {1e-3}
     other = [g for g in opt.param_groups if not ({id(p) for p in g["params"]} & proj_ids)]
-    assert other and all(g.get("lr", 2e-4) == 2e-4 for g in other)
+    own = {"structlora_gates": "gate_lr_mult", "structlora_coordinator": "coordinator_lr_mult"}
+    assert other and all(g.get("lr", 2e-4) == 2e-4 for g in other if g.get("name") not in own)
+    from llava_structlora.structlora import get_controller
+
+    cfg = get_controller(tr.model).cfg   # gates / coordinator: their own lr multiplier, no weight decay
+    for g in (g for g in other if g.get("name") in own):
+        assert g["lr"] == pytest.approx(2e-4 * getattr(cfg, own[g["name"]])) and g["weight_decay"] == 0.0
+    assert {g.get("name") for g in other} >= set(own)
     before = {n: p.detach().clone() for n, p in tr.model.named_parameters() if n in tr.projector_params}
     tr.train()
     after = dict(tr.model.named_parameters())

@@ -1,6 +1,6 @@
 """The one Python call of eval/{vqav2,gqa,coco_caption}.sh: environment defaults -> evaluate().
 
-    python -m llava_structlora.evaluation.recipe --task vqav2
+    python -m recipes.evaluate --task vqav2
 
 Environment (defaults in brackets):
   ADAPTER     [newest outputs/<task>-*/ run of scripts/finetune_<task>.sh]; `none` = the base alone
@@ -8,7 +8,9 @@ Environment (defaults in brackets):
   DATA_ROOT   [artifacts/data/<preset>]
   SPLIT       [vqav2 val, gqa testdev, coco test]; VQAv2 test-dev writes the EvalAI submission
   PROTOCOL [official]  BATCH_SIZE [32]  NUM_GPUS [GPUs, else 1]  OUTPUT_DIR [<run>/eval/<task>-<split>-<protocol>]
-  SMOKE [0]   1 = smoke preset (artifacts/*/smoke, *-smoke runs)
+  SMOKE [0]   1 = smoke preset (artifacts/*/smoke, *-smoke runs), as for scripts/finetune_<task>.sh
+  DTYPE [bf16 on GPUs, else fp32]   bf16 | fp16 | fp32: dtype the base is loaded (and generates) in
+  ATTN_IMPLEMENTATION [transformers' default]   sdpa | eager | flash_attention_2
   SYSTEM_PROMPT [none]   none | vicuna: must match the prompt the adapter was trained with
   CLIP_WEIGHTS, CLIP_MODEL [ViT-B-32]   coco: CLIPScore from a local open_clip checkpoint (skipped otherwise)
 """
@@ -16,13 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from .config import TASKS, EvalConfig
+from llava_structlora.evaluation.config import TASKS, EvalConfig
+from llava_structlora.rundir import RunDir
 
-ROOT = Path(__file__).resolve().parents[2]
+from .env import env as _env, env_int, preset as env_preset
+from .layout import RepoLayout, is_smoke_name
+
 FINETUNE_SCRIPT = {"vqav2": "scripts/finetune_vqav2.sh", "gqa": "scripts/finetune_gqa.sh",
                    "coco": "scripts/finetune_coco.sh"}
 
@@ -31,19 +35,16 @@ class RecipeError(RuntimeError):
     """A missing prerequisite; the message says which command to run."""
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name, "")
-    return value if value != "" else default
+def newest_run(task: str, smoke: bool, outputs: Path | None = None) -> Path:
+    """Most recent finished run of scripts/finetune_<task>.sh (by its adapter's mtime).
 
-
-def _is_run(d: Path) -> bool:
-    return (d / "adapter" / "adapter_config.json").is_file() or (d / "model" / "config.json").is_file()
-
-
-def newest_run(task: str, smoke: bool, outputs: Path = ROOT / "outputs") -> Path:
-    """Most recent finished run of scripts/finetune_<task>.sh (by its adapter's mtime)."""
-    runs = [d for d in outputs.glob(f"{task}-*") if d.is_dir() and _is_run(d)]
-    mine = [d for d in runs if d.name.endswith("-smoke") == smoke]
+    Args:
+        smoke: look for the smoke preset's runs (`*-smoke`), as SMOKE=1 trained them.
+        outputs: where the runs are (default: the checkout's outputs/).
+    """
+    outputs = outputs if outputs is not None else RepoLayout.checkout().outputs
+    runs = [d for d in outputs.glob(f"{task}-*") if d.is_dir() and RunDir(d).is_finished()]
+    mine = [d for d in runs if is_smoke_name(d.name) == smoke]
     if not mine:
         hint = ""
         if runs:
@@ -52,14 +53,11 @@ def newest_run(task: str, smoke: bool, outputs: Path = ROOT / "outputs") -> Path
         raise RecipeError(f"no finished {task} run under {outputs}{hint}. Train one first:\n"
                           f"    {prefix}bash {FINETUNE_SCRIPT[task]}\n"
                           f"or point ADAPTER=<dir> at an adapter (ADAPTER=none evaluates the base).")
-    return max(mine, key=lambda d: ((d / "adapter") if (d / "adapter").exists() else (d / "model")).stat().st_mtime)
+    return max(mine, key=lambda d: RunDir(d).deliverable().stat().st_mtime)
 
 
 def _run_base(run: Path | None) -> str | None:
-    meta = run / "run.json" if run is not None else None
-    if meta is None or not meta.is_file():
-        return None
-    base = json.loads(meta.read_text()).get("base_model")
+    base = RunDir(run).read_run().get("base_model") if run is not None else None
     return base if base and Path(base).is_dir() else None
 
 
@@ -69,19 +67,27 @@ def _default_gpus() -> int:
     return max(1, torch.cuda.device_count())
 
 
-def config_from_env(task: str) -> EvalConfig:
-    preset = "smoke" if _env("SMOKE", "0") not in ("0", "false", "") else "default"
+def _default_dtype() -> str:
+    import torch
+
+    return "bf16" if torch.cuda.is_available() else "fp32"
+
+
+def config_from_env(task: str, layout: RepoLayout | None = None) -> EvalConfig:
+    """The EvalConfig of eval/<task>.sh from its environment variables (module docstring)."""
+    layout = layout or RepoLayout.checkout()
+    preset = env_preset()
     adapter = _env("ADAPTER")
     run = None
     if adapter is None:
-        run = newest_run(task, preset == "smoke")
+        run = newest_run(task, preset == "smoke", layout.outputs)
         adapter = str(run)
     elif adapter.lower() == "none":
         adapter = None
     else:
-        run = Path(adapter) if _is_run(Path(adapter)) else None
-    model = _env("MODEL") or _run_base(run) or str(ROOT / "artifacts" / "base" / preset)
-    data_root = _env("DATA_ROOT", str(ROOT / "artifacts" / "data" / preset))
+        run = Path(adapter) if RunDir(adapter).is_finished() else None
+    model = _env("MODEL") or _run_base(run) or str(layout.base(preset))
+    data_root = _env("DATA_ROOT", str(layout.data(preset)))
     for path, what, cmd in ((model, "base model", f"python -m llava_structlora.toy.build_base --data {data_root} "
                                                   f"--out {model} --preset {preset}"),
                             (data_root, "data", f"python -m data_prep.build_default --root {data_root} "
@@ -92,12 +98,13 @@ def config_from_env(task: str) -> EvalConfig:
                               f"{'MODEL' if what == 'base model' else 'DATA_ROOT'}=")
     split = _env("SPLIT", TASKS[task].default_split)
     protocol = _env("PROTOCOL", "official")
-    where = run if run is not None else ROOT / "outputs" / "eval-base"
+    where = run if run is not None else layout.outputs / "eval-base"
     out = _env("OUTPUT_DIR", str(where / "eval" / f"{task}-{split}-{protocol}"))
     return EvalConfig(task=task, model=model, data_root=data_root, output_dir=out, split=split, adapter=adapter,
-                      batch_size=int(_env("BATCH_SIZE", "32")), num_gpus=int(_env("NUM_GPUS", str(_default_gpus()))),
+                      batch_size=env_int("BATCH_SIZE", 32), num_gpus=env_int("NUM_GPUS", _default_gpus()),
                       protocol=protocol, clip_weights=_env("CLIP_WEIGHTS"), clip_model=_env("CLIP_MODEL", "ViT-B-32"),
-                      system_prompt=_env("SYSTEM_PROMPT", "none"))
+                      system_prompt=_env("SYSTEM_PROMPT", "none"), dtype=_env("DTYPE", _default_dtype()),
+                      attn_implementation=_env("ATTN_IMPLEMENTATION"))
 
 
 def summary(metrics: dict) -> str:
@@ -124,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_env(args.task)
         print(f"[eval] {args.task} {cfg.split}: model {cfg.model}, adapter {cfg.adapter}, data {cfg.data_root}, "
               f"output {cfg.output_dir}", file=sys.stderr, flush=True)
-        from .run import evaluate
+        from llava_structlora.evaluation.run import evaluate
 
         metrics = evaluate(cfg)
     except (RecipeError, FileNotFoundError, ValueError, RuntimeError) as e:

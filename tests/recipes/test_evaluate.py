@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llava_structlora.evaluation import recipe
+from recipes import evaluate as recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""The smoke shapes world + smoke toy base (the colleagues' builders), and a randomly
+"""Shared fixtures. `smoke`: the smoke shapes world + smoke toy base (the colleagues' builders), and a randomly
 initialized model with the base's config and processor ("random"): its greedy answers differ
 from question to question and never stop early, so equality tests compare real, varied text
 (the 20-step smoke base answers almost everything the same way)."""

@@ -1,0 +1,99 @@
+"""One error boundary for every entry point: a user error is one message and exit code 2.
+
+Why: bad input (a missing image, a torn JSON file, a read-only output dir, a planted checkpoint)
+must say which file, which record or line, and what is wrong, never end in a 40-line traceback.
+Library code raises specific errors that name the file (``UserError`` or a ``ValueError`` /
+``OSError`` subclass); the entry points (``main`` of train, evaluation, convert, metrics,
+merge, release, converters, build_default, build_base) go through ``run_main`` /
+``entry_point``, which turns those into ``error: ...`` on stderr and exit 2. Anything else
+(a bug: RuntimeError, KeyError, TypeError...) keeps its traceback. ``LLAVA_SL_TRACEBACK=1``
+prints the traceback of user errors too (for debugging).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from typing import Any, Callable, Optional, Sequence
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(ValueError):
+    """Bad input or environment; the message names the file, the record or line, and what is wrong."""
+
+
+def _extra_user_types() -> tuple[type, ...]:
+    """Error types of libraries that only ever mean bad input (imported lazily, if installed)."""
+    out: list[type] = []
+    try:
+        from PIL import Image
+
+        out.append(Image.DecompressionBombError)
+    except ImportError:
+        pass
+    try:
+        import ijson
+
+        out.append(ijson.JSONError)
+    except ImportError:
+        pass
+    try:
+        from safetensors import SafetensorError
+
+        out.append(SafetensorError)
+    except ImportError:
+        pass
+    try:
+        import yaml
+
+        out.append(yaml.YAMLError)
+    except ImportError:
+        pass
+    return tuple(out)
+
+
+def user_message(exc: BaseException) -> Optional[str]:
+    """The one-line message for a user error, None when `exc` is a bug (keep its traceback)."""
+    if isinstance(exc, RecursionError):
+        return f"input nested too deeply to parse ({exc})"
+    if isinstance(exc, UnicodeDecodeError):
+        return (f"not UTF-8 text: byte {exc.object[exc.start:exc.start + 1]!r} at position {exc.start} "
+                f"({exc.reason}); re-save the file as UTF-8")
+    if isinstance(exc, OSError):
+        text = str(exc)
+        name = getattr(exc, "filename", None)
+        return text if not name or str(name) in text else f"{name}: {text}"
+    if isinstance(exc, (ValueError, EOFError) + _extra_user_types()):
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def run_main(fn: Callable[..., Any], argv: Optional[Sequence[str]] = None, prog: str = "") -> int:
+    """Call ``fn(argv)``; a user error prints ``[prog] error: ...`` and returns 2 (no traceback)."""
+    try:
+        rc = fn(argv)
+        rc = rc if isinstance(rc, int) or rc is None else 0  # e.g. train's run() returns its output dir
+    except KeyboardInterrupt:
+        print(f"[{prog}] interrupted", file=sys.stderr, flush=True)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - sorted into user errors (exit 2) and bugs (re-raised)
+        msg = user_message(exc)
+        if msg is None:
+            raise
+        if os.environ.get("LLAVA_SL_TRACEBACK") == "1":
+            traceback.print_exc()
+        print(f"[{prog}] error: {msg}" if prog else f"error: {msg}", file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
+    return 0 if rc is None else int(rc)
+
+
+def entry_point(prog: str) -> Callable[[Callable[..., Any]], Callable[..., int]]:
+    """Decorator: ``main(argv)`` behind the error boundary (see ``run_main``)."""
+    def wrap(fn: Callable[..., Any]) -> Callable[..., int]:
+        @functools.wraps(fn)
+        def main(argv: Optional[Sequence[str]] = None) -> int:
+            return run_main(fn, argv, prog)
+        return main
+    return wrap

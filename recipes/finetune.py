@@ -1,0 +1,222 @@
+"""The one Python call of scripts/finetune_{coco,vqav2,gqa}.sh.
+
+    python -m recipes.finetune --task coco [train flags ...]
+
+1. resolve the configuration, lowest to highest precedence: the dataclass defaults < the recipe's paths
+   (artifacts/{data,base}/<preset>, zero_configs/zero2.json, RESUME auto) < configs/<task>[_smoke].yaml
+   < the flags given here < the environment variables below that are SET; the run directory is named
+   from the parsed result (outputs/<task>-<method>-r<r>-s<seed>[-smoke]);
+2. build (or reuse, both are cached) the offline shapes world and tiny base when they are the ones used;
+3. validate everything, and refuse to resume a run directory trained with another configuration;
+4. launch `deepspeed [--hostfile H] --num_gpus N --master_port P --module llava_structlora.train ...`
+   (DeepSpeed's CPU accelerator with N=2 ranks on a machine without GPUs; NO_DEEPSPEED=1 uses
+   torchrun / one plain process instead);
+5. validate the adapter and the base (EVAL=0 skips), print where the adapter and the scores are.
+
+Environment overrides (each beats the YAML and the flags, only when set): MODEL (model_name_or_path),
+DATA_ROOT (data_root, and data_path = DATA_ROOT/<task>/llava_train.json), OUTPUT_DIR (output_dir),
+METHOD (method), RANK (lora_r), SEED (seed), DATA_FRACTION (data_fraction), RESUME (resume: auto|none|dir),
+ZERO (deepspeed). Launcher: NUM_GPUS [GPUs, or 2 CPU ranks], HOSTFILE, MASTER_PORT [a free port],
+SMOKE [0; 1 = smoke preset: data, base, YAML, `-smoke` run name], EVAL [1], NO_DEEPSPEED [0],
+ARCH [llava] (`next`: the toy base as LLaVA-NeXT, artifacts/base/<preset>-next, converted from the LLaVA-1.5
+one, `-next` run name; ignored when MODEL is set).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from llava_structlora.rundir import ResumeMismatchError, RunDir, check_resume_identity
+from llava_structlora.train.checkpoints import resolve_resume
+from llava_structlora.train.config import TASKS, ConfigError, compose_argv, parse_args, run_identity
+from llava_structlora.utils.errors import run_main
+
+from .env import arch as env_arch, env, env_flag, env_int, preset as env_preset
+from .layout import RepoLayout
+
+MAIN_METRIC = {"coco": "CIDEr", "vqav2": "overall", "gqa": "accuracy"}
+# environment variable -> training option it overrides (when set)
+ENV_OVERRIDES = {"MODEL": "model_name_or_path", "OUTPUT_DIR": "output_dir", "METHOD": "method", "RANK": "lora_r",
+                 "SEED": "seed", "DATA_FRACTION": "data_fraction", "RESUME": "resume"}
+_DERIVED = "<derived from the parsed config>"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _num_ranks() -> int:
+    import torch
+
+    return env_int("NUM_GPUS", torch.cuda.device_count() or 2)
+
+
+def env_overrides(layout: RepoLayout, task: str, deepspeed: bool) -> dict[str, Any]:
+    """Training options set by environment variables (only those that are set)."""
+    out: dict[str, Any] = {opt: env(name) for name, opt in ENV_OVERRIDES.items() if env(name) is not None}
+    if env("DATA_ROOT"):
+        out["data_root"] = env("DATA_ROOT")
+        out["data_path"] = str(Path(env("DATA_ROOT")) / task / "llava_train.json")
+    if deepspeed and env("ZERO"):
+        out["deepspeed"] = str(layout.resolve(env("ZERO")))
+    out["run_eval"] = False  # the recipe validates after the launch (EVAL), once, for adapter and base
+    return out
+
+
+def train_argv(layout: RepoLayout, task: str, preset: str, cli: list[str], deepspeed: bool = True) -> list[str]:
+    """The training argv (what the launched processes parse), with precedence resolved.
+
+    Args:
+        cli: the user's extra flags (they override the YAML; set environment variables override them).
+        deepspeed: add the default ZeRO config (zero_configs/zero2.json) unless the user/ZERO gives one.
+    """
+    arch = env_arch()
+    defaults: dict[str, Any] = {"task": task, "model_name_or_path": str(layout.base(preset, arch)),
+                                "data_root": str(layout.data(preset)), "data_path": _DERIVED,
+                                "output_dir": _DERIVED, "resume": "auto",
+                                "deepspeed": str(layout.zero_configs / "zero2.json") if deepspeed else None}
+    config, overrides = layout.recipe_config(task, preset), env_overrides(layout, task, deepspeed)
+    margs, dargs, _, targs = parse_args(compose_argv(cli, config, defaults, overrides), check_paths=False,
+                                        with_deepspeed=False)
+    if dargs.data_path == _DERIVED:
+        defaults["data_path"] = str(Path(dargs.data_root) / (dargs.task or task) / "llava_train.json")
+    if targs.output_dir == _DERIVED:
+        toy = arch if margs.model_name_or_path == str(layout.base(preset, arch)) else "llava"  # a given MODEL: no suffix
+        defaults["output_dir"] = str(layout.run_dir(task, margs.method, margs.lora_r, targs.seed, preset == "smoke",
+                                                    toy))
+    return compose_argv(cli, config, defaults, overrides)
+
+
+def ensure_defaults(layout: RepoLayout, preset: str, model: Optional[Path] = None,
+                    data_root: Optional[Path] = None, arch: str = "llava") -> tuple[Path, Path]:
+    """Build the offline data and base of `preset` when they are the ones used (all builders are cached).
+
+    Args:
+        model, data_root: the paths the run uses (default: the preset's); only the preset's own are built.
+        arch: `next` also converts the toy base to LLaVA-NeXT (layout.base(preset, "next")).
+    """
+    model = Path(model) if model is not None else layout.base(preset, arch)
+    data_root = Path(data_root) if data_root is not None else layout.data(preset)
+    if data_root == layout.data(preset):
+        from data_prep.build_default import main as build_data
+
+        build_data(["--root", str(data_root), "--preset", preset])
+    if model in (layout.base(preset), layout.base(preset, arch)):
+        from llava_structlora.toy.build_base import main as build_base
+
+        build_base(["--data", str(data_root), "--out", str(layout.base(preset)), "--preset", preset])
+        if model == layout.base(preset, "next"):
+            from llava_structlora.toy.build_next import main as build_next
+
+            build_next(["--from", str(layout.base(preset)), "--out", str(model)])
+    return model, data_root
+
+
+def launch_command(argv: list[str], ranks: int, deepspeed: bool = True) -> tuple[list[str], dict[str, str]]:
+    """The deepspeed (or torchrun / python) command line and its environment."""
+    environ = dict(os.environ)
+    import torch
+
+    if not torch.cuda.is_available():
+        environ.setdefault("DS_ACCELERATOR", "cpu")
+        environ["OMP_NUM_THREADS"] = environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 2) // ranks))
+    port = env("MASTER_PORT") or str(_free_port())
+    py = sys.executable
+    if not deepspeed:
+        if ranks == 1:
+            return [py, "-m", "llava_structlora.train", *argv], environ
+        return [py, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}", f"--master_port={port}",
+                "-m", "llava_structlora.train", *argv], environ
+    cmd = [py, "-m", "deepspeed.launcher.runner"]
+    if env("HOSTFILE"):
+        cmd += ["--hostfile", env("HOSTFILE")]
+    cmd += ["--num_gpus", str(ranks), "--master_port", port, "--no_local_rank", "--module",
+            "llava_structlora.train", *argv]
+    return cmd, environ
+
+
+def base_eval_cache(layout: RepoLayout, model: Path, task: str, split: str) -> Path:
+    """Base answers are reused across runs, keyed by the base's weights file identity."""
+    weights = sorted(Path(model).glob("*.safetensors"))
+    ident = [str(Path(model).resolve())] + [f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights]
+    key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:12]
+    return layout.eval_cache / f"{task}-{split}-{key}"
+
+
+def evaluate_both(layout: RepoLayout, run: RunDir, task: str, model: Path, data_root: Path, split: str,
+                  batch_size: int) -> dict[str, dict]:
+    """Validation of the trained adapter (metrics.json) and of the base (metrics_base.json, cached)."""
+    from llava_structlora.train.outputs import run_validation
+
+    return {"adapter": run_validation(run, task, model, data_root, split, batch_size, which="adapter"),
+            "base": run_validation(run, task, model, data_root, split, batch_size, which="base",
+                                   work_dir=base_eval_cache(layout, model, task, split), reuse=True)}
+
+
+def prepare(layout: RepoLayout, task: str, cli: list[str], deepspeed: bool) -> tuple[list[str], tuple]:
+    """Resolve, build the defaults, validate and check the resume: (training argv, parsed config)."""
+    preset = env_preset()
+    targv = train_argv(layout, task, preset, cli, deepspeed)
+    margs, dargs, _, _ = parse_args(targv, check_paths=False, with_deepspeed=False)  # a typo fails in seconds
+    ensure_defaults(layout, preset, Path(margs.model_name_or_path), Path(dargs.data_root), env_arch())
+    parsed = parse_args(targv, with_deepspeed=False)  # paths too, still before launch
+    targs = parsed[3]
+    if resolve_resume(targs.resume, targs.output_dir):
+        try:
+            check_resume_identity(RunDir(targs.output_dir), run_identity(*parsed))
+        except ResumeMismatchError as e:
+            raise ConfigError(str(e)) from e
+    return targv, parsed
+
+
+def main(argv: Optional[list[str]] = None, layout: Optional[RepoLayout] = None) -> int:
+    """`--task T [train flags]`; `layout` (default: this checkout) says where configs/artifacts/outputs are.
+    Behind the error boundary: any other user error is one message and exit 2 (utils/errors.py)."""
+    return run_main(lambda a: _main(a, layout), argv, "finetune")
+
+
+def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", required=True, choices=TASKS)
+    args, cli = ap.parse_known_args(argv)
+    layout = layout or RepoLayout.checkout()
+    t0 = time.time()
+    try:
+        deepspeed, do_eval, ranks = not env_flag("NO_DEEPSPEED", False), env_flag("EVAL", True), _num_ranks()
+        targv, (margs, dargs, _, targs) = prepare(layout, args.task, cli, deepspeed)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"[finetune] configuration error: {e}", file=sys.stderr, flush=True)
+        return 2
+    run = RunDir(targs.output_dir)
+    cmd, environ = launch_command(targv, ranks, deepspeed)
+    print(f"[finetune] {shlex.join(cmd)}", flush=True)
+    rc = subprocess.run(cmd, env=environ, cwd=layout.root).returncode
+    if rc != 0:
+        print(f"[finetune] training failed (exit {rc}); complete checkpoints in {run.path} "
+              f"(RESUME=auto continues from the newest)", file=sys.stderr, flush=True)
+        return rc
+    print(f"[finetune] adapter: {run.deliverable()}", flush=True)
+    if do_eval:
+        model, data_root = Path(margs.model_name_or_path), Path(dargs.data_root)
+        scores = evaluate_both(layout, run, args.task, model, data_root, dargs.eval_split, dargs.eval_batch_size)
+        key = MAIN_METRIC[args.task]
+        print(f"[finetune] {args.task} {dargs.eval_split} {key}: adapter {scores['adapter'].get(key):.4f} | "
+              f"base {scores['base'].get(key):.4f}  (scores: {run.metrics('adapter')}, "
+              f"{run.metrics('base')})", flush=True)
+    print(f"[finetune] done in {time.time() - t0:.1f} s: {run.path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
