@@ -148,8 +148,10 @@ def task_yaml(task: LmmsTask, name: str, split: str, data_dir: Path, post_prompt
         lines += ["  - metric: exact_match", "    aggregation: mean", "    higher_is_better: true"]
         if task.ours == "gqa":  # lmms-eval's gqa.yaml: the harness' exact_match with these options
             lines += ["    ignore_case: true", "    ignore_punctuation: true"]
-    lines += ["lmms_eval_specific_kwargs:", "  default:", '    pre_prompt: ""',
-              f"    post_prompt: {_yaml_scalar(post_prompt)}", "metadata:", "  - version: 0.0"]
+    if task.ours != "coco":  # lmms-eval passes these to doc_to_text; coco_doc_to_text takes the doc only
+        lines += ["lmms_eval_specific_kwargs:", "  default:", '    pre_prompt: ""',
+                  f"    post_prompt: {_yaml_scalar(post_prompt)}"]
+    lines += ["metadata:", "  - version: 0.0"]
     return "\n".join(lines) + "\n"
 
 

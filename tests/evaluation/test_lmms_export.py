@@ -74,7 +74,8 @@ def test_data_embeds_images_and_rebuilds_our_prompts(exported):
         qfile = TASKS[info["ours"]].questions_jsonl(data, info["split"])
         questions = load_questions(qfile, resolve_image_folder(qfile))[:7]
         assert len(ds) == info["n"] == 7
-        post = cfg["lmms_eval_specific_kwargs"]["default"]["post_prompt"]
+        post = cfg.get("lmms_eval_specific_kwargs", {}).get("default", {}).get("post_prompt")
+        assert (post is None) == (info["ours"] == "coco")  # coco_doc_to_text(doc) takes no kwargs
         raw = ds.cast_column("image", datasets.Image(decode=False))
         for q, doc, rawdoc in zip(questions, ds, raw):
             text = "Provide a one-sentence caption for the provided image." if info["ours"] == "coco" \
