@@ -22,6 +22,7 @@ run benchmarks/train_overhead.py --threads "$THREADS" "${QUICK[@]}"
 run benchmarks/inference.py --threads "$THREADS" "${QUICK[@]}"
 run benchmarks/scaling.py --threads "$THREADS" "${QUICK[@]}"
 run benchmarks/gpu_7b.py   # prints SKIPPED and exits 0 without a CUDA GPU
+if [ ${#QUICK[@]} -eq 0 ]; then run benchmarks/arch_meta.py --record; else run benchmarks/arch_meta.py; fi
 # the reliability suite's outcome as a RESULTS.md section (full mode only: it includes the crash tests)
 [ ${#QUICK[@]} -eq 0 ] && run benchmarks/reliability_report.py
 # Benchmarks owned by other issues, when present (layer micro-benchmark: issue 3; eval throughput: issue 6).

@@ -32,6 +32,7 @@ import ijson
 
 from llava_structlora.utils.errors import run_main
 from llava_structlora.utils.io import atomic_open, atomic_write_json, atomic_write_text
+from llava_structlora.utils.jsonio import JsonInputError, open_json_stream, read_json
 
 logger = logging.getLogger("data_prep")
 
@@ -53,12 +54,11 @@ def _malformed(path: Path, f: Any, err: Exception) -> ConvertError:
     where = f"near byte {f.tell()}"
     if path.stat().st_size <= _EXACT_POSITION_MAX_BYTES:
         try:
-            with open(path, "rb") as whole:
-                json.load(whole)
-        except json.JSONDecodeError as exact:
-            where = f"line {exact.lineno} column {exact.colno} (char {exact.pos}): {exact.msg}"
-        except (UnicodeDecodeError, ValueError) as exact:
-            where = f"{where}: {exact}"
+            read_json(path)
+        except JsonInputError as exact:  # names line and column (after a UTF-8 BOM, as an editor shows)
+            text = str(exact)
+            where = (text.split(" is not valid JSON: ", 1)[-1] if " is not valid JSON: " in text
+                     else "not valid utf-8: " + text.split(" is not UTF-8 text: ", 1)[-1])
     detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return ConvertError(f"malformed JSON in {path}: {where} ({detail})")
 
@@ -68,12 +68,15 @@ def iter_json(path: str | os.PathLike, prefix: str, kv: bool = False) -> Iterato
     path = Path(path)
     if not path.is_file():
         raise ConvertError(f"input file not found: {path}")
-    with open(path, "rb") as f:  # the raw file: ijson then reads it in C, in 64 KB chunks
-        fn = ijson.kvitems if kv else ijson.items
-        try:
-            yield from fn(f, prefix, use_float=True)
-        except (ijson.JSONError, UnicodeDecodeError) as err:
-            raise _malformed(path, f, err) from None
+    try:
+        with open_json_stream(path) as f:  # BOM skipped, UTF-16 and absurd nesting refused; ijson reads in C
+            fn = ijson.kvitems if kv else ijson.items
+            try:
+                yield from fn(f, prefix, use_float=True)
+            except (ijson.JSONError, UnicodeDecodeError) as err:
+                raise _malformed(path, f, err) from None
+    except JsonInputError as err:
+        raise ConvertError(str(err)) from None
 
 
 def read_header(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, Any]:
@@ -97,15 +100,18 @@ def require_array(path: str | os.PathLike, key: str) -> None:
 
 def require_object(path: str | os.PathLike) -> None:
     """Fail clearly when the top-level JSON value of `path` is not an object."""
-    with open(path, "rb") as f:
-        try:
-            for _, event, _ in ijson.parse(f):
-                if event != "start_map":
-                    raise ConvertError(f"{path}: top-level JSON value must be an object "
-                                       f"keyed by question id, got {event}")
-                return
-        except ijson.JSONError as err:
-            raise _malformed(Path(path), f, err) from None
+    try:
+        with open_json_stream(path) as f:
+            try:
+                for _, event, _ in ijson.parse(f):
+                    if event != "start_map":
+                        raise ConvertError(f"{path}: top-level JSON value must be an object "
+                                           f"keyed by question id, got {event}")
+                    return
+            except ijson.JSONError as err:
+                raise _malformed(Path(path), f, err) from None
+    except JsonInputError as err:
+        raise ConvertError(str(err)) from None
     raise ConvertError(f"{path}: empty file")
 
 

@@ -17,7 +17,15 @@ from pathlib import Path
 
 from data_prep.shapes_gqa import GQA_FAMILIES
 from data_prep.shapes_preset import (  # noqa: F401 - PRESETS/ShapesPreset/preset_fingerprint re-exported
-    GENERATOR_VERSION, PRESETS, SPLITS, Item, ShapesPreset, SplitSpec, VQAItem, preset_fingerprint, resolve_preset,
+    GENERATOR_VERSION,
+    PRESETS,
+    SPLITS,
+    Item,
+    ShapesPreset,
+    SplitSpec,
+    VQAItem,
+    preset_fingerprint,
+    resolve_preset,
 )
 from data_prep.shapes_questions import PRETRAIN_FAMILIES, QA, VQA_FAMILIES, sample_questions
 from data_prep.shapes_scene import sample_n_objects, sample_scene

@@ -20,9 +20,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from data_prep.shapes_gqa import gqa_record
+from data_prep.shapes_preset import GENERATOR_VERSION, SPLITS, Item, ShapesPreset, preset_fingerprint
 from data_prep.shapes_scene import jpeg_bytes, render
 from data_prep.shapes_text import words
-from data_prep.shapes_preset import GENERATOR_VERSION, SPLITS, Item, ShapesPreset, preset_fingerprint
 from llava_structlora.utils.io import atomic_directory
 
 LICENSES = [{"url": "https://www.apache.org/licenses/LICENSE-2.0", "id": 1, "name": "Apache-2.0"}]

@@ -94,7 +94,11 @@ def _index_answers(src: Source) -> dict[int, str]:
         qid = field(ann, "question_id", path, f"annotation #{i}", (int,))
         where = f"annotation #{i} (question_id={qid})"
         mc = field(ann, "multiple_choice_answer", path, where)
-        field(ann, "answers", path, where, (list,))
+        humans = field(ann, "answers", path, where, (list,))
+        if not humans:
+            raise ConvertError(f"{path}: {where}: empty 'answers' list (the scorer needs the human answers)")
+        for k, human in enumerate(humans):
+            field(human, "answer", path, f"{where}: answers[{k}]")  # what the scorer reads: fail here, not there
         if qid in answers:
             raise ConvertError(f"{path}: {where}: duplicated question_id {qid}")
         answers[qid] = mc.strip()

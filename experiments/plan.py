@@ -1,9 +1,12 @@
 """Fair tuning and the run plan of a table.
 
 Protocol (the same for every method, docs/experiments.md): for each task and each method of the
-main table, train at every lr of ``suite.lr_grid`` with ``suite.tune_seed`` and the same steps,
-pick the lr with the best *validation* score (ties -> the smaller lr), then train every seed at
-that lr and report the *test* score. Other tables reuse the lr tuned for the variant's family.
+main table, train at every lr of ``suite.lr_grid`` with ``suite.tune_seed`` (a seed never reported)
+and the same steps, pick the lr with the best *validation* score (ties -> the smaller lr); while
+the best lr is at an edge of the grid, the grid grows by the next value of the 1-2-5 series beyond
+that edge (at most ``MAX_EXTEND`` times), so every pick is an interior optimum or says it is not.
+Then every reporting seed trains at that lr and its *test* score is reported. Other tables reuse
+the lr tuned for the variant's family.
 """
 from __future__ import annotations
 
@@ -18,22 +21,54 @@ logger = logging.getLogger("experiments")
 Executor = Callable[[RunSpec, SuiteConfig], dict[str, Any]]
 
 
+MAX_EXTEND = 3
+
+
 @dataclass(frozen=True)
 class Tuned:
     lr: float
     val_scores: dict[float, float]       # lr -> validation score (tune seed)
 
+    @property
+    def interior(self) -> bool:
+        """The pick has a tried lr on both sides (a bracketed optimum), not an edge of the grid."""
+        lrs = sorted(self.val_scores)
+        return lrs[0] < self.lr < lrs[-1]
+
+
+def next_lr(lr: float, up: bool) -> float:
+    """The neighbour of `lr` in the 1-2-5 series (1e-3 -> 2e-3 -> 5e-3 -> 1e-2; 2e-4 -> 1e-4 -> 5e-5)."""
+    import math
+
+    exp = math.floor(math.log10(lr) + 1e-9)
+    mant = round(lr / 10 ** exp)
+    series = [1, 2, 5]
+    i = min(range(3), key=lambda k: abs(series[k] - mant))
+    j = i + (1 if up else -1)
+    exp, j = (exp + 1, 0) if j == 3 else (exp - 1, 2) if j < 0 else (exp, j)
+    return float(f"{series[j]}e{exp}")
+
+
+def _best(scores: dict[float, float]) -> float | None:
+    finite = [lr for lr in sorted(scores) if scores[lr] == scores[lr]]  # drop failed (NaN) runs
+    return max(finite, key=lambda lr: scores[lr]) if finite else None  # sorted + max: smallest on ties
+
 
 def tune_lr(task: str, family: str, suite: SuiteConfig, execute: Executor) -> Tuned:
-    """Best validation lr of `family` (a main-table method at r=8, full data) on `task`."""
-    scores = {}
-    for lr in suite.lr_grid:
-        res = execute(RunSpec(task, family, suite.tune_seed, lr), suite)
-        scores[lr] = res["val"]["score"]
-    finite = [lr for lr in sorted(scores) if scores[lr] == scores[lr]]  # drop failed (NaN) runs
-    if not finite:
-        raise RuntimeError(f"every lr of {family} on {task} failed; see {suite.out_root / 'results'}/*.failed.txt")
-    best = max(finite, key=lambda lr: scores[lr])  # sorted + max keeps the smallest on ties
+    """Best validation lr of `family` (a main-table method at r=8, full data) on `task`, bracketed."""
+    scores: dict[float, float] = {}
+    grid = list(suite.lr_grid)
+    for _ in range(MAX_EXTEND + 1):
+        for lr in grid:
+            if lr not in scores:
+                scores[lr] = execute(RunSpec(task, family, suite.tune_seed, lr), suite)["val"]["score"]
+        best = _best(scores)
+        if best is None:
+            raise RuntimeError(f"every lr of {family} on {task} failed; see {suite.out_root / 'results'}/*.failed.txt")
+        lrs = sorted(scores)
+        if lrs[0] < best < lrs[-1] or len(lrs) < 2:
+            break
+        grid = [next_lr(best, up=best == lrs[-1])]
     logger.info("tuned %s/%s: lr=%g (val %s)", task, family, best, scores)
     return Tuned(best, scores)
 
@@ -63,20 +98,20 @@ def run_table(table: Table, suite: SuiteConfig, execute: Executor) -> dict[str, 
                 row["tasks"][task] = {"lr": None, "runs": {}, "error": failed[(task, v.family)]}
                 continue
             lr = tuned[task][v.family].lr
-            row["tasks"][task] = {"lr": lr, "runs": {s: execute(spec_for(v, task, s, lr), suite) for s in suite.seeds}}
+            seeds = table.seeds(v, suite)
+            row["tasks"][task] = {"lr": lr, "runs": {s: execute(spec_for(v, task, s, lr), suite) for s in seeds}}
     return {"table": table, "tasks": tasks, "tuned": tuned, "rows": rows}
 
 
 def planned_runs(table: Table, suite: SuiteConfig) -> set[tuple]:
-    """Distinct runs of a table (every grid lr of each family's tuning + the seeds of every variant).
+    """Distinct runs of a table (every initial grid lr of each family's tuning + the seeds of every variant).
 
-    A variant identical to its family's tuning run shares the tune-seed run with it; the count is
-    exact up to that sharing (the tuned lr is unknown before tuning)."""
+    Tuning seeds are never reporting seeds, so nothing is shared between the two; the count is a lower
+    bound by the grid extensions (at most MAX_EXTEND per family and task) that tuning may need."""
     runs: set[tuple] = set()
     for task in (t for t in table.tasks if t in suite.tasks):
         for v in variants_for(table, suite.variants_per_table):
             runs.update(("tune", task, v.family, lr) for lr in suite.lr_grid)
-            plain = v.method == v.family and not v.overrides and v.rank == 8 and v.data_fraction == 1.0
-            seeds = [s for s in suite.seeds if not (plain and s == suite.tune_seed)]
-            runs.update((task, v.method, v.family, v.overrides, v.rank, v.data_fraction, s) for s in seeds)
+            runs.update((task, v.method, v.family, v.overrides, v.rank, v.data_fraction, s)
+                        for s in table.seeds(v, suite))
     return runs

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .stats import paired_ttest, summarize, verdict
+from .stats import diff_std, holm, mde_paired, paired_ttest, summarize, verdict
 from .suite import METRIC_LABEL, SuiteConfig
 from .tables import Table
 
@@ -19,6 +19,9 @@ COMPARISONS: dict[str, list[tuple[str, str, str, int]]] = {
     "graph": [("graph=hybrid", "graph=adjacency", "score", 1), ("graph=hybrid", "graph=similarity", "score", 1)],
     "filter": [("filter=ib", "filter=topk_norm", "score", 1), ("filter=topk_norm", "filter=random", "score", 1),
                ("filter=ib", "filter=random", "score", 1)],
+    "defaults": [(lab, "StructLoRA", "val", 0) for lab in (
+        "learned scale, no IB (lambda_ib=0)", "lambda_ib=0.0001", "lambda_ib=0.01", "gate_lr_mult=10.0",
+        "gate_lr_mult=1000.0", "modulation=normalized", "gate_noise=none", "smooth_edges=same_shape")],
     "regularizers": [("StructLoRA", "LoRA+Cos", "score", 1), ("StructLoRA", "LoRA+Lap", "score", 1),
                      ("LoRA+GNN (filter=none)", "LoRA+Cos", "score", 1),
                      ("LoRA+GNN (filter=none)", "LoRA+Lap", "score", 1),
@@ -31,9 +34,11 @@ COMPARISONS: dict[str, list[tuple[str, str, str, int]]] = {
 
 
 def per_seed(row: dict[str, Any], task: str, quantity: str) -> dict[int, float]:
+    """score = test score; val = validation score; else a geometry key (drift_energy, cos_adj)."""
     runs = row["tasks"][task]["runs"]
-    if quantity == "score":
-        return {s: r["test"]["score"] for s, r in runs.items()}
+    if quantity in ("score", "val"):
+        split = "test" if quantity == "score" else "val"
+        return {s: r[split]["score"] for s, r in runs.items() if r[split]["score"] is not None}
     return {s: r["geometry"][quantity] for s, r in runs.items()}
 
 
@@ -60,22 +65,35 @@ def comparisons(table: Table, rows: dict[str, Any], tasks: list[str]) -> list[tu
     return [(lab, "LoRA", "score", 1) for lab in rows if lab != "LoRA"]
 
 
+ALPHA = 0.05
+NOT_RUN = "not run (cache-only record)"
+
+
 def claims(table: Table, rows: dict[str, Any], tasks: list[str]) -> list[dict[str, Any]]:
-    """Every paper claim of the table, tested with the paired t-test over seeds."""
+    """Every paper claim of the table: paired t-test over seeds, Holm-corrected over the table's claims.
+
+    Verdicts use the Holm-adjusted p. ``mde`` is the smallest true difference the test detects with 80 %
+    power at the first Holm step (alpha / m, m = tests in the table), from the observed paired std."""
     out = []
     for a, b, qty, sign in comparisons(table, rows, tasks):
         for task in tasks:
             if a not in rows or b not in rows or task not in rows[a]["tasks"] or task not in rows[b]["tasks"]:
                 continue
-            test = paired_ttest(per_seed(rows[a], task, qty), per_seed(rows[b], task, qty))
-            if test.p is None:
-                word = test.note  # identical on every seed, or too few seeds
-            elif sign == 0:
-                word = "equal within noise" if test.p >= 0.05 else "differ significantly"
-            else:
-                word = verdict(test.mean_diff, test.p, sign)
+            va, vb = per_seed(rows[a], task, qty), per_seed(rows[b], task, qty)
+            test = paired_ttest(va, vb)
+            n, sd = diff_std(va, vb)
             out.append({"a": a, "b": b, "task": task, "quantity": qty, "paper_sign": sign, "n": test.n,
-                        "mean_diff": test.mean_diff, "t": test.t, "p": test.p, "note": test.note, "verdict": word})
+                        "mean_diff": test.mean_diff, "t": test.t, "p": test.p, "note": test.note, "sd_diff": sd})
+    m = sum(1 for c in out if c["p"] is not None)
+    for c, p_holm in zip(out, holm([c["p"] for c in out])):
+        c["p_holm"], c["holm_m"] = p_holm, m
+        c["mde"] = mde_paired(c["sd_diff"], c["n"], ALPHA / max(m, 1))
+        if p_holm is None:
+            c["verdict"] = c["note"]  # identical on every seed, or too few seeds
+        elif c["paper_sign"] == 0:
+            c["verdict"] = "equal within noise" if p_holm >= ALPHA else "differ significantly"
+        else:
+            c["verdict"] = verdict(c["mean_diff"], p_holm, c["paper_sign"], ALPHA)
     return out
 
 
@@ -102,9 +120,11 @@ def markdown(table: Table, result: dict[str, Any], suite: SuiteConfig, claim_row
                 cells.append("failed (every lr; see results/*.failed.txt)")
                 lrs.append("—")
                 continue
-            n_failed = sum(1 for r in row["tasks"][t]["runs"].values() if r.get("failed"))
+            n_failed = sum(1 for r in row["tasks"][t]["runs"].values() if r.get("failed") and r["failed"] != NOT_RUN)
+            n_missing = sum(1 for r in row["tasks"][t]["runs"].values() if r.get("failed") == NOT_RUN)
             cells.append(summarize(list(per_seed(row, t, "score").values())).fmt(2)
-                         + (f" ({n_failed} run(s) failed)" if n_failed else ""))
+                         + (f" ({n_failed} run(s) failed)" if n_failed else "")
+                         + (f" ({n_missing} seed(s) not run)" if n_missing else ""))
             ref = lora_reference(table, label, rows)
             if ref and ref != label:
                 deltas.append(paired_ttest(per_seed(row, t, "score"), per_seed(rows[ref], t, "score")).fmt())
@@ -115,7 +135,9 @@ def markdown(table: Table, result: dict[str, Any], suite: SuiteConfig, claim_row
             cells += [_geom(row, t0, "drift_energy"), _geom(row, t0, "cos_adj")]
         cells.append(_paper_cell(table, row["variant"], label))
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", tuning_line(result, suite), "", "Claims (paired two-sided t-test over seeds, α = 0.05):", ""]
+    lines += ["", tuning_line(result, suite), "", seeds_line(table, result, suite), "",
+              "Claims (paired two-sided t-test over seeds, Holm-corrected over the table's tests, α = 0.05; "
+              "MDE = smallest true difference detected with 80 % power at α/m):", ""]
     lines += claim_lines(claim_rows) or ["- no comparison available in this run"]
     return "\n".join(lines)
 
@@ -136,16 +158,34 @@ def tuning_line(result: dict[str, Any], suite: SuiteConfig) -> str:
     for task, fams in result["tuned"].items():
         for fam, tuned in fams.items():
             vals = ", ".join(f"{lr:g}: {s:.2f}" for lr, s in sorted(tuned.val_scores.items()))
-            parts.append(f"{task}/{fam} → {tuned.lr:g} (val {vals})")
-    return (f"lr picked on the validation split (seed {suite.tune_seed}, grid "
-            f"{{{', '.join(f'{x:g}' for x in suite.lr_grid)}}}, {suite.max_steps} steps): " + "; ".join(parts))
+            where = "interior optimum" if tuned.interior else "**edge of the grid: not bracketed**"
+            parts.append(f"{task}/{fam} → {tuned.lr:g}, {where} (val {vals})")
+    return (f"lr picked on the validation split (tuning seed {suite.tune_seed}, never reported; initial grid "
+            f"{{{', '.join(f'{x:g}' for x in suite.lr_grid)}}}, grown in the 1-2-5 series while the best lr is at an "
+            f"edge; {suite.max_steps} steps x batch {suite.batch_size}): " + "; ".join(parts))
+
+
+def seeds_line(table: Table, result: dict[str, Any], suite: SuiteConfig) -> str:
+    """Which reporting seeds each row has, and from which code state(s) its runs come."""
+    by_seeds: dict[tuple, list[str]] = {}
+    commits: set[str] = set()
+    for label, row in result["rows"].items():
+        for d in row["tasks"].values():
+            by_seeds.setdefault(tuple(sorted(d["runs"])), []).append(label)
+            commits.update(str(r.get("git_commit") or "unrecorded") for r in d["runs"].values())
+    parts = [f"{list(s)} for {', '.join(dict.fromkeys(labels))}" for s, labels in by_seeds.items()]
+    return (f"Reporting seeds (test split): {'; '.join(parts)}. Runs trained at commit(s) "
+            f"{', '.join(sorted(commits))}.")
 
 
 def claim_lines(claim_rows: list[dict[str, Any]]) -> list[str]:
     out = []
     for c in claim_rows:
         exp = {1: ">", -1: "<", 0: "="}[c["paper_sign"]]
-        stat = f"Δ = {c['mean_diff']:+.4g}" + (f", p = {c['p']:.3f}" if c["p"] is not None else "")
+        stat = f"Δ = {c['mean_diff']:+.4g}" + (f", p = {c['p']:.3f}, Holm p = {c['p_holm']:.3f}"
+                                               if c.get("p_holm") is not None else "")
+        if c.get("mde") == c.get("mde"):  # not NaN
+            stat += f", MDE {c['mde']:.3g}"
         out.append(f"- {c['task']} {c['quantity']}: paper says {c['a']} {exp} {c['b']}; measured {stat} "
                    f"(n={c['n']}) → **{c['verdict']}**")
     return out
@@ -169,18 +209,22 @@ def table_data(result: dict[str, Any], claim_rows: list[dict[str, Any]], suite: 
 
 def summary_markdown(records: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """One line per tested paper claim over every table recorded so far (plain verdicts)."""
-    lines = ["| table | claim (paper) | task | measured Δ (a − b) | p | n | verdict |", "|---|---|---|---|---|---|---|"]
+    lines = ["| table | claim (paper) | task | measured Δ (a − b) | p (Holm) | MDE | n | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
     counts: dict[str, int] = {}
     for name, rec in sorted(records.items()):
         for c in rec["data"].get("claims", []):
             exp = {1: ">", -1: "<", 0: "="}[c["paper_sign"]]
             p = f"{c['p']:.3f}" if c["p"] is not None else "—"
+            p += f" ({c['p_holm']:.3f})" if c.get("p_holm") is not None else ""
+            mde = f"{c['mde']:.3g}" if c.get("mde") is not None and c["mde"] == c["mde"] else "—"
             lines.append(f"| {name.removeprefix('experiments_')} | {c['a']} {exp} {c['b']} ({c['quantity']}) | "
-                         f"{c['task']} | {c['mean_diff']:+.3g} | {p} | {c['n']} | {c['verdict']} |")
+                         f"{c['task']} | {c['mean_diff']:+.3g} | {p} | {mde} | {c['n']} | {c['verdict']} |")
             counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
     tally = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "no claim tested yet"
-    missing = [t for t in ("main", "rank", "data", "ablation", "gnn_depth", "graph", "filter", "regularizers")
-               if f"experiments_{t}" not in records]
+    from .tables import ORDER
+
+    missing = [t for t in ORDER if f"experiments_{t}" not in records]
     head = [f"Verdicts so far: {tally}.", ""]
     if missing:
         head += [f"Tables not run yet: {', '.join(missing)}.", ""]

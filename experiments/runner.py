@@ -13,6 +13,7 @@ an interrupted suite resumes at the first run without a result (its partial run 
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -23,6 +24,15 @@ from typing import Any
 from llava_structlora.utils.io import atomic_write_json
 
 from .suite import METRIC, METRIC_SCALE, RunSpec, SuiteConfig
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The code state this process trains with (read once: a merge during a long suite does not relabel
+    the runs of code already imported); tables say when their runs span several."""
+    from recipes.results import git_commit as commit
+
+    return commit()
 
 logger = logging.getLogger("experiments")
 
@@ -57,11 +67,39 @@ def evaluate_run(spec: RunSpec, suite: SuiteConfig, out: Path, split: str) -> di
 
 
 def _structlora_diagnostics(out: Path) -> dict[str, Any] | None:
-    """The trainer's last diagnostics record (StructLoRA runs only): gate values, open directions, ..."""
+    """The trainer's last diagnostics record (StructLoRA runs only): gate values, open directions, ...
+
+    Also keeps the first record's gate values (``first_gate_values``, ``first_step``) so that the gate
+    movement can be measured when the run has no what-moved record (see gate_shift)."""
     from llava_structlora.train.callbacks import read_diagnostics
 
     records = read_diagnostics(out / "diagnostics.jsonl")
-    return records[-1] if records else None
+    if not records:
+        return None
+    first = records[0]
+    return {**records[-1], "first_gate_values": first.get("gate_values"), "first_step": first.get("step")}
+
+
+def _what_moved(out: Path, base_dir: Path) -> dict[str, Any] | None:
+    """What training moved in a StructLoRA run (eval-gate histograms at init/end, open directions per layer,
+    modulation mean, update norms): the trainer's record if it wrote one, else structlora_moved on the
+    run's saved StructLoRA state (``out/structlora``). None for other methods."""
+    for name in ("what_moved.json", "moved.json"):
+        if (out / name).exists():
+            return json.loads((out / name).read_text())
+    if not (out / "structlora").is_dir():
+        return None
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    from llava_structlora import structlora as sl
+
+    if not hasattr(sl, "structlora_moved"):  # a code state without the record (before issue 11)
+        return None
+    model = LlavaForConditionalGeneration.from_pretrained(str(base_dir), dtype=torch.float32)
+    sl.load_structlora(model, out / "structlora")
+    model.eval()
+    return sl.structlora_moved(model)
 
 
 def execute(spec: RunSpec, suite: SuiteConfig) -> dict[str, Any]:
@@ -100,17 +138,17 @@ def _execute(spec: RunSpec, suite: SuiteConfig) -> dict[str, Any]:
     train_run(spec.train_argv(suite, out))
     t_train = time.time() - t0
     run_json = json.loads((out / "run.json").read_text())
-    val = evaluate_run(spec, suite, out, "val")
-    test = evaluate_run(spec, suite, out, "test")
+    skipped = {"score": None, "skipped": "tuning-seed runs are scored on val, reporting seeds on test"}
+    val, test = (evaluate_run(spec, suite, out, s) if s in spec.splits(suite) else skipped for s in ("val", "test"))
     result = {
         "key": spec.key(suite), "spec": {**spec.__dict__, "overrides": dict(spec.overrides)},
-        "suite": suite.to_dict(), "val": val, "test": test,
+        "suite": suite.to_dict(), "val": val, "test": test, "git_commit": git_commit(),
         "geometry": adapter_stats(suite.base_dir, out / "adapter"),
-        "structlora_diagnostics": _structlora_diagnostics(out),
+        "structlora_diagnostics": _structlora_diagnostics(out), "what_moved": _what_moved(out, suite.base_dir),
         "final_loss": run_json.get("final_loss"), "global_step": run_json.get("global_step"),
         "train_s": round(t_train, 1), "total_s": round(time.time() - t0, 1), "run_dir": str(out),
     }
     atomic_write_json(result_path(spec, suite), result)
-    logger.info("done %s: val %.2f test %.2f (%.0f s)", spec.key(suite), val["score"], test["score"],
+    logger.info("done %s: val %s test %s (%.0f s)", spec.key(suite), val["score"], test["score"],
                 result["total_s"])
     return result

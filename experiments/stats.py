@@ -46,7 +46,7 @@ def paired_ttest(values: dict[int, float], reference: dict[int, float]) -> Paire
     from scipy.stats import ttest_rel
 
     seeds = sorted(s for s in set(values) & set(reference)
-                   if math.isfinite(values[s]) and math.isfinite(reference[s]))  # failed runs are NaN
+                   if _finite(values[s]) and _finite(reference[s]))  # failed runs are NaN
     a = [values[s] for s in seeds]
     b = [reference[s] for s in seeds]
     if len(seeds) < 2:
@@ -71,3 +71,46 @@ def verdict(diff_mean: float, p: float | None, paper_sign: int = 1, alpha: float
     if p < alpha:
         return "contradicted (significant, opposite sign)"
     return "not reproduced (no significant difference)"
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone); None (untestable) stays None."""
+    idx = sorted((i for i, p in enumerate(pvalues) if p is not None), key=lambda i: pvalues[i])
+    m, out, running = len(idx), [None] * len(pvalues), 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def mde_paired(sd_diff: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest true mean difference a two-sided paired t-test over `n` seeds detects with `power`.
+
+    Exact under normal differences: solves P(|T| > t_crit) = power for T ~ noncentral t(n-1, d sqrt(n) / sd)."""
+    from scipy.optimize import brentq
+    from scipy.stats import nct, t
+
+    if n < 2 or not math.isfinite(sd_diff) or sd_diff <= 0:
+        return float("nan")
+    df, crit = n - 1, float(t.ppf(1 - alpha / 2, n - 1))
+
+    def gap(d: float) -> float:
+        nc = d * math.sqrt(n) / sd_diff
+        pw = float(nct.sf(crit, df, nc) + nct.cdf(-crit, df, nc))
+        return (1.0 if math.isnan(pw) else pw) - power   # scipy's nct gives NaN far in the tail (power ~ 1)
+
+    hi = sd_diff
+    while gap(hi) < 0:
+        hi *= 2
+    return brentq(gap, 1e-9 * sd_diff, hi)
+
+
+def diff_std(values: dict[int, float], reference: dict[int, float]) -> tuple[int, float]:
+    """(n, sample std) of the per-seed differences over the seeds both have."""
+    seeds = [s for s in set(values) & set(reference) if _finite(values[s]) and _finite(reference[s])]
+    summ = summarize([values[s] - reference[s] for s in seeds])
+    return summ.n, summ.std
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)

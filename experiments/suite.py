@@ -30,11 +30,13 @@ class SuiteConfig:
 
     name: str = "full"
     preset: str = "default"                 # shapes-world data + tiny-base preset
-    max_steps: int = 150
+    world_seed: int = 0                     # shapes-world seed: != 0 builds its own world + base (--world-seed)
+    max_steps: int = 200
     batch_size: int = 16
-    seeds: tuple[int, ...] = (0, 1, 2)
-    lr_grid: tuple[float, ...] = (1e-4, 2e-4, 5e-4)
-    tune_seed: int = 0                      # lr picked on the validation split with this seed
+    seeds: tuple[int, ...] = tuple(range(8))        # reporting seeds of the headline tables (test split)
+    minor_seeds: int = 3                    # non-headline tables use the first N reporting seeds
+    lr_grid: tuple[float, ...] = (5e-4, 1e-3, 2e-3)     # initial grid; tuning grows it until bracketed
+    tune_seed: int = 100                    # lr picked on the validation split with this seed (never reported)
     val_limit: int | None = 300             # questions scored for lr selection
     test_limit: int | None = None           # None = the whole test split
     eval_batch_size: int = 32
@@ -43,13 +45,27 @@ class SuiteConfig:
     threads: int = 2
 
     @property
+    def world_tag(self) -> str:
+        """'' for world seed 0 (the repository's default artifacts), '-w<seed>' otherwise."""
+        return f"-w{self.world_seed}" if self.world_seed else ""
+
+    @property
     def data_root(self) -> Path:
-        return LAYOUT.data(self.preset)
+        return LAYOUT.data(f"{self.preset}{self.world_tag}")
 
     @property
     def shared_base_dir(self) -> Path:
-        """The repository's cached tiny base (built by llava_structlora.toy.build_base)."""
-        return LAYOUT.base(self.preset)
+        """The repository's cached tiny base of this world (built by llava_structlora.toy.build_base)."""
+        return LAYOUT.base(f"{self.preset}{self.world_tag}")
+
+    @property
+    def publishes(self) -> bool:
+        """Only the full suite on the default world writes docs/ (RESULTS.md, figures); others stay under out_root."""
+        return self.name == "full" and not self.world_seed
+
+    def seeds_for(self, headline: bool) -> tuple[int, ...]:
+        """Reporting seeds of a table: all for the headline comparisons, the first `minor_seeds` otherwise."""
+        return self.seeds if headline else self.seeds[: self.minor_seeds]
 
     @property
     def base_dir(self) -> Path:
@@ -59,20 +75,28 @@ class SuiteConfig:
     @property
     def out_root(self) -> Path:
         """Runs, cache and (quick) records; EXPERIMENTS_OUT moves it (tests use a temp dir)."""
-        return Path(os.environ.get("EXPERIMENTS_OUT") or LAYOUT.outputs / "experiments") / self.name
+        root = Path(os.environ.get("EXPERIMENTS_OUT") or LAYOUT.outputs / "experiments")
+        return root / f"{self.name}{self.world_tag}"
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
 FULL = SuiteConfig()
-QUICK = SuiteConfig(name="quick", preset="smoke", max_steps=6, batch_size=8, seeds=(0, 1), lr_grid=(2e-4, 5e-4),
-                    val_limit=24, test_limit=24, eval_batch_size=24, tasks=("coco",), variants_per_table=1)
+QUICK = SuiteConfig(name="quick", preset="smoke", max_steps=6, batch_size=8, seeds=(0, 1), minor_seeds=2,
+                    lr_grid=(2e-4, 5e-4), val_limit=24, test_limit=24, eval_batch_size=24, tasks=("coco",),
+                    variants_per_table=1)
 
 
 @functools.lru_cache(maxsize=8)
 def _stamp_digest(path: Path, mtime: float) -> str:
-    return hash_jsonable(json.loads(path.read_text()))
+    """Digest of a build stamp's identity: timings are dropped, and so is the data_prep source digest (a
+    refactor that writes the same world must not invalidate the cache; a changed world changes the input
+    JSON hashes in the base's stamp, hence a new base and a new fingerprint)."""
+    stamp = json.loads(path.read_text())
+    if "fingerprint" in stamp:      # data stamp: the preset + seed fingerprint
+        return hash_jsonable({k: v for k, v in stamp["fingerprint"].items() if k != "sources"})
+    return hash_jsonable(stamp.get("key", stamp))
 
 
 def artifacts_fingerprint(suite: SuiteConfig) -> str:
@@ -94,6 +118,13 @@ class RunSpec:
     rank: int = 8
     data_fraction: float = 1.0
     overrides: tuple[tuple[str, Any], ...] = field(default_factory=tuple)  # StructLoRA CLI knobs
+
+    def splits(self, suite: SuiteConfig) -> tuple[str, ...]:
+        """Tuning-seed runs are scored on validation only; reporting seeds on test (what the tables report),
+        StructLoRA's also on validation: its shipped defaults are chosen on validation scores, never on test."""
+        if self.seed == suite.tune_seed:
+            return ("val",)
+        return ("val", "test") if self.method == "structlora" else ("test",)
 
     def key(self, suite: SuiteConfig) -> str:
         ident = dataclasses.asdict(self) | {"steps": suite.max_steps, "batch": suite.batch_size,

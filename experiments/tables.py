@@ -10,12 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from llava_structlora.structlora.config import StructLoRAConfig
+
+def _structlora_defaults() -> dict[str, Any]:
+    """StructLoRA's shipped defaults (StructLoRAConfig, the one source of truth): an override equal to
+    one of them is dropped, so e.g. "1-layer GNN" and "StructLoRA" are the same cached run."""
+    import dataclasses
+
+    from llava_structlora.structlora.config import StructLoRAConfig
+
+    return {f.name: getattr(StructLoRAConfig(), f.name) for f in dataclasses.fields(StructLoRAConfig)}
 
 
-# StructLoRA defaults (StructLoRAConfig, which the CLI is generated from): an override equal to one of them
-# is dropped, so e.g. "1-layer GNN" and "StructLoRA" are the same cached run.
-DEFAULTS = {k: getattr(StructLoRAConfig(), k) for k in ("filter", "coordinator", "graph", "gnn_layers", "gnn_type")}
+DEFAULTS = _structlora_defaults()
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,7 @@ class Variant:
     lr_from: str | None = None          # main-table method whose tuned lr this variant uses
     rank: int = 8
     data_fraction: float = 1.0
+    headline: bool | None = None        # None: the table's; False: a minor variant (suite.minor_seeds seeds)
 
     def __post_init__(self) -> None:
         kept = tuple((k, v) for k, v in self.overrides if DEFAULTS.get(k) != v)
@@ -45,6 +52,11 @@ class Table:
     paper: dict[str, Any] = field(default_factory=dict)   # label -> paper number(s) (LLaVA-1.5-7B, COCO)
     curve: str | None = None                              # "rank" | "data_fraction": plotted as a curve
     claim: str = ""
+    headline: bool = False                                # headline comparisons get every reporting seed
+
+    def seeds(self, v: Variant, suite) -> tuple[int, ...]:
+        """Reporting seeds of one variant of this table."""
+        return suite.seeds_for(self.headline if v.headline is None else v.headline)
 
 
 LORA = Variant("LoRA", "lora")
@@ -53,38 +65,44 @@ NONE_IB = ("filter", "none")
 NONE_GNN = ("coordinator", "none")
 
 
-def _pair_over(attr: str, values: tuple) -> tuple[Variant, ...]:
+LAMBDA0 = Variant("learned scale, no IB (lambda_ib=0)", "structlora", (("lambda_ib", 0.0),), "structlora")
+
+
+def _pair_over(attr: str, values: tuple, headline: tuple = ()) -> tuple[Variant, ...]:
+    """LoRA and StructLoRA at each x value; x values in `headline` get every reporting seed."""
     out = []
     for v in values:
         for base in (LORA, STRUCT):
             kw = {attr: v}
             label = f"{base.label} {attr.replace('data_fraction', 'data')}={v:g}"
-            out.append(Variant(label, base.method, base.overrides, base.method, **kw))
+            out.append(Variant(label, base.method, base.overrides, base.method, headline=v in headline, **kw))
     return tuple(out)
 
 
 TABLES: dict[str, Table] = {t.name: t for t in (
     Table("main", "Main table: PEFT methods at r=8 (3 tasks)", ("coco", "vqav2", "gqa"),
-          (LORA, Variant("DoRA", "dora"), Variant("AdaLoRA", "adalora"), Variant("LoRA-Dropout", "lora_dropout"),
-           STRUCT),
+          (LORA, Variant("DoRA", "dora"), Variant("AdaLoRA", "adalora", headline=False),
+           Variant("LoRA-Dropout", "lora_dropout", headline=False), STRUCT),
           paper={"LoRA": {"coco": 116.2, "vqav2": 73.5}, "DoRA": {"coco": 120.3, "vqav2": 75.0},
                  "StructLoRA": {"coco": 122.9, "vqav2": 75.9}},
-          claim="StructLoRA beats LoRA and DoRA on COCO CIDEr (+6.7 / +2.6) and VQAv2 (+2.4 / +0.9)"),
-    Table("rank", "Rank table (COCO captions)", ("coco",), _pair_over("rank", (2, 4, 8, 16, 32)),
+          claim="StructLoRA beats LoRA and DoRA on COCO CIDEr (+6.7 / +2.6) and VQAv2 (+2.4 / +0.9)", headline=True),
+    Table("rank", "Rank table (COCO captions)", ("coco",), _pair_over("rank", (2, 4, 8, 16, 32), (2, 4, 8)),
           paper={"LoRA": {2: 111.2, 4: 113.8, 8: 116.2, 16: 118.1, 32: 119.0},
                  "StructLoRA": {2: 114.3, 4: 117.0, 8: 122.4, 16: 123.6, 32: 123.9}},
-          curve="rank", claim="StructLoRA > LoRA at every rank, by +3.1 to +6.2 CIDEr"),
-    Table("data", "Low-data table (COCO captions)", ("coco",), _pair_over("data_fraction", (0.1, 0.25, 0.5, 1.0)),
+          curve="rank", claim="StructLoRA > LoRA at every rank, by +3.1 to +6.2 CIDEr", headline=True),
+    Table("data", "Low-data table (COCO captions)", ("coco",), _pair_over("data_fraction", (0.1, 0.25, 0.5, 1.0), (0.1, 1.0)),
           paper={"LoRA": {0.1: 100.2, 0.25: 108.3, 0.5: 114.0, 1.0: 116.2},
                  "StructLoRA": {0.1: 103.7, 0.25: 112.4, 0.5: 117.9, 1.0: 122.4}},
-          curve="data_fraction", claim="StructLoRA > LoRA at every data fraction, by +3.5 to +6.2 CIDEr"),
+          curve="data_fraction", claim="StructLoRA > LoRA at every data fraction, by +3.5 to +6.2 CIDEr",
+          headline=True),
     Table("ablation", "Component ablations (COCO captions)", ("coco",),
           (STRUCT, Variant("w/o IB (filter=none)", "structlora", (NONE_IB,), "structlora"),
            Variant("w/o GNN (coordinator=none)", "structlora", (NONE_GNN,), "structlora"),
-           Variant("w/o both (filter=none, coordinator=none)", "structlora", (NONE_IB, NONE_GNN), "structlora"), LORA),
+           Variant("w/o both (filter=none, coordinator=none)", "structlora", (NONE_IB, NONE_GNN), "structlora"), LORA,
+           LAMBDA0),
           paper={"StructLoRA": 122.4, "w/o IB (filter=none)": 117.8, "w/o GNN (coordinator=none)": 119.4,
                  "w/o both (filter=none, coordinator=none)": 116.2, "LoRA": 116.2},
-          claim="removing IB costs most (-4.6), removing the GNN -3.0; without both = LoRA"),
+          claim="removing IB costs most (-4.6), removing the GNN -3.0; without both = LoRA", headline=True),
     Table("gnn_depth", "GNN depth (COCO captions)", ("coco",),
           tuple(Variant(f"{d}-layer GNN", "structlora", (("gnn_layers", d),), "structlora") for d in (1, 2, 3)) + (LORA,),
           paper={"1-layer GNN": "best (BoolQ 81.3)", "2-layer GNN": "BoolQ 80.4", "3-layer GNN": "BoolQ 79.7"},
@@ -99,6 +117,12 @@ TABLES: dict[str, Table] = {t.name: t for t in (
                 for f in ("ib", "topk_norm", "random")) + (LORA,),
           paper={"filter=ib": "strongest", "filter=topk_norm": "moderate", "filter=random": "weakest"},
           claim="IB > top-k norm > random (paper: Figure 2, no numbers)"),
+    Table("defaults", "StructLoRA knobs on validation (COCO captions): the evidence for the shipped defaults",
+          ("coco",), (STRUCT, LAMBDA0) + tuple(
+              Variant(f"{k}={v}", "structlora", ((k, v),), "structlora")
+              for k, v in (("lambda_ib", 1e-4), ("lambda_ib", 1e-2), ("gate_lr_mult", 10.0), ("gate_lr_mult", 1000.0),
+                           ("modulation", "normalized"), ("gate_noise", "none"), ("smooth_edges", "same_shape"))),
+          claim="(no paper claim: each knob vs the shipped default, validation split)"),
     Table("regularizers", "Static regularizers vs GNN coordination (COCO captions, App. C)", ("coco",),
           (Variant("LoRA+Cos", "structlora", (NONE_IB, ("coordinator", "cosine_penalty")), "lora"), LORA,
            Variant("LoRA+Lap", "structlora", (NONE_IB, ("coordinator", "laplacian_penalty")), "lora"),
@@ -108,7 +132,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
                  "StructLoRA": {"score": 84.1, "drift": 3.05, "cos_adj": 0.56}},
           claim="GNN coordination gives the best task score, lowest drift energy and highest CosAdj"),
 )}
-ORDER = ("main", "rank", "data", "ablation", "gnn_depth", "graph", "filter", "regularizers")
+ORDER = ("main", "rank", "data", "ablation", "gnn_depth", "graph", "filter", "regularizers", "defaults")
 
 
 def variants_for(table: Table, limit: int | None) -> tuple[Variant, ...]:

@@ -5,8 +5,9 @@
 (``bash scripts/merge_adapter.sh RUN_DIR OUT_DIR`` wraps this.) The output is what
 ``AutoModelForImageTextToText.from_pretrained(OUT_DIR)`` (or the base's own class,
 ``LlavaForConditionalGeneration`` / ``LlavaNextForConditionalGeneration``) loads with no project code:
-``config.json``, ``generation_config.json``, safetensors shards (+ index) and the base's processor,
-in a layout that transformers 4.57 and 5.x both read (see portable.py).
+``config.json``, ``generation_config.json``, safetensors shards (+ index) and the base's processor, whose
+default chat template is the conversation format the run trained with (``run.json`` ``conv_template``).
+Weights and tokenizer files use a layout that transformers 4.57 and 5.x both read (see portable.py).
 
 Merging LoRA into LLaVA is where users get garbled outputs: almost always a wrong base (another
 LLaVA size, a v1.5 adapter on a v1.6 base, a re-pretrained toy base). We therefore compare the
@@ -31,6 +32,7 @@ from typing import Any
 
 from llava_structlora.utils.errors import entry_point
 from llava_structlora.utils.io import read_optional_json
+from llava_structlora.utils.jsonio import read_adapter_config, read_json
 
 logger = logging.getLogger("llava_structlora.merge")
 
@@ -69,6 +71,7 @@ def adapter_dir_of(run_dir: Path) -> Path:
         if (cand / "adapter_config.json").exists():
             if not (cand / ADAPTER_WEIGHTS).exists():
                 raise FileNotFoundError(f"{cand}: adapter_config.json present but {ADAPTER_WEIGHTS} missing")
+            read_adapter_config(cand / "adapter_config.json")  # a torn/garbled config: named here, not by PEFT
             return cand
     raise FileNotFoundError(f"{run_dir}: no PEFT adapter found (expected {run_dir}/adapter/adapter_config.json); "
                             f"is this a training output directory?")
@@ -84,10 +87,23 @@ def recorded_base(run_dir: Path) -> str | None:
             if isinstance(val, str) and val:
                 return val
     try:
-        cfg = json.loads((adapter_dir_of(run_dir) / "adapter_config.json").read_text())
+        cfg = read_json(adapter_dir_of(run_dir) / "adapter_config.json", "adapter config")
     except FileNotFoundError:
         return None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{adapter_dir_of(run_dir) / 'adapter_config.json'}: expected a JSON object")
     return cfg.get("base_model_name_or_path") or None
+
+
+def recorded_conv_template(run_dir: Path) -> str:
+    """The conversation format the run trained with (run.json); runs that predate the option used the default."""
+    from llava_structlora.data.conversation import DEFAULT_CONV_TEMPLATE, conv_system
+
+    run = read_run(run_dir)
+    data_args = (run.get("config") or {}).get("DataArguments") or {}
+    name = run.get("conv_template") or data_args.get("conv_template") or DEFAULT_CONV_TEMPLATE
+    conv_system(name)  # an unknown name is an error here, not a silently wrong prompt later
+    return name
 
 
 # ---------------------------------------------------------------------------- compatibility
@@ -217,6 +233,7 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None 
     """
     from transformers import AutoProcessor
 
+    from llava_structlora.data.chat_template import attach_chat_templates
     from llava_structlora.modeling import load_base_model
     from llava_structlora.portable import SUPPORTED_TRANSFORMERS, base_tokenizer_class, make_portable
     from llava_structlora.utils.io import atomic_directory, check_output_dir
@@ -235,14 +252,15 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None 
     model = load_base_model(base, dtype=dtype)  # never quantized: bits is not passed
     merged = peft_from_pretrained_strict(model, adapter).merge_and_unload()
     merged.eval()
-    processor = AutoProcessor.from_pretrained(str(base))
+    conv_template = recorded_conv_template(run_dir)
+    processor = attach_chat_templates(AutoProcessor.from_pretrained(str(base)), conv_template)
     with atomic_directory(out_dir, kind=MERGE_KIND, overwrite=overwrite, protected=protected) as tmp:
         merged.save_pretrained(tmp, max_shard_size=max_shard_size)
         processor.save_pretrained(tmp)
         portable = make_portable(tmp, tokenizer_class=base_tokenizer_class(base))  # loads under v4 and v5
         (tmp / "merge_info.json").write_text(json.dumps(
             {"base": str(base), "adapter": str(adapter.resolve()), "dtype": dtype,
-             "max_shard_size": max_shard_size, "portable": portable,
+             "max_shard_size": max_shard_size, "conv_template": conv_template, "portable": portable,
              "transformers": list(SUPPORTED_TRANSFORMERS)}, indent=2) + "\n")
     logger.info("merged %s into %s -> %s", adapter, base, out_dir)
     return Path(out_dir)

@@ -31,7 +31,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from peft import PeftModel
 base = AutoModelForImageTextToText.from_pretrained("{base}", dtype="auto")  # LLaVA-1.5 or LLaVA-NeXT
 model = PeftModel.from_pretrained(base, "{adapter}").merge_and_unload()  # zero inference overhead
-processor = AutoProcessor.from_pretrained("{base}")
+processor = AutoProcessor.from_pretrained("{processor}")
 ```"""
 
 
@@ -93,8 +93,8 @@ def _run_field(run: dict[str, Any], *keys: str) -> Any:
     return None
 
 
-CONFIG_KEYS = ("method", "lora_r", "lora_alpha", "targets", "filter", "gate", "coordinator", "graph", "gnn_layers",
-               "lambda_ib", "tune_mm_projector", "learning_rate", "max_steps", "num_train_epochs",
+CONFIG_KEYS = ("method", "conv_template", "lora_r", "lora_alpha", "targets", "filter", "gate", "coordinator",
+               "graph", "gnn_layers", "lambda_ib", "tune_mm_projector", "learning_rate", "max_steps", "num_train_epochs",
                "per_device_train_batch_size", "gradient_accumulation_steps", "warmup_steps", "lr_scheduler_type",
                "weight_decay", "data_fraction", "seed", "world_size", "deepspeed", "global_step", "final_loss")
 
@@ -109,8 +109,22 @@ def config_table(run: dict[str, Any]) -> list[str]:
     return lines
 
 
+def prompt_section(conv_template: str, processor_in_folder: bool) -> list[str]:
+    """The prompt the adapter was trained with, and how a stock client gets it."""
+    from llava_structlora.data.conversation import build_prompt, conv_system
+
+    prompt = build_prompt("{question}", conv_system(conv_template)).replace("\n", "\\n")
+    how = ("This folder's processor carries it as its default chat template (`processor.apply_chat_template(messages, "
+           "add_generation_prompt=True)`); `chat_template=\"vicuna_v1\"` / `\"vicuna_v1_nosys\"` name the others."
+           if processor_in_folder else
+           "Give the processor the matching chat template: `llava_structlora.data.attach_chat_templates(processor, "
+           f"\"{conv_template}\")`.")
+    return [f"Prompt format (conversation format `{conv_template}`, LLaVA-1.5 vicuna_v1 roles): `{prompt}`.", "", how]
+
+
 def render_model_card(base: str, run: dict[str, Any], metrics: dict[str, Any], adapter_cfg: dict[str, Any],
-                      license_id: str, repo_id: str | None, export_note: str, local_base: str | None) -> str:
+                      license_id: str, repo_id: str | None, export_note: str, local_base: str | None,
+                      conv_template: str = "vicuna_v1_nosys", processor_in_folder: bool = False) -> str:
     method = _run_field(run, "method") or "unknown"
     task = _run_field(run, "task")
     data = _run_field(run, "data_path", "data_root")
@@ -122,8 +136,9 @@ def render_model_card(base: str, run: dict[str, Any], metrics: dict[str, Any], a
         f"# {method} adapter for `{base}`" + (f" ({task})" if task else ""), "",
         "## Method", "", METHOD_TEXT.get(method, f"Method `{method}`."), "",
         "## How to load (stock PEFT, no project code)", "",
-        LOAD_SNIPPET.format(base=base, adapter=adapter_ref), "",
-        "Prompt format (LLaVA-1.5, vicuna_v1): `USER: <image>\\n{question} ASSISTANT:`.", "",
+        LOAD_SNIPPET.format(base=base, adapter=adapter_ref,
+                            processor=adapter_ref if processor_in_folder else base), "",
+        *prompt_section(conv_template, processor_in_folder), "",
         "## Adapter", "",
         f"- target modules: {_targets(adapter_cfg.get('target_modules'))}",
         f"- rank(s): {ranks} (rank_pattern entries: {len(adapter_cfg.get('rank_pattern') or {})}), "

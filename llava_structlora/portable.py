@@ -140,16 +140,21 @@ def make_portable(folder: str | Path, tokenizer_class: str | None = None) -> dic
     unchanged under the running transformers.
     """
     folder = Path(folder)
+    return {"renamed_keys": portable_weights(folder),
+            "config": _rewrite_json(folder / "config.json", portable_model_config),
+            "tokenizer_config": make_tokenizer_portable(folder, tokenizer_class)}
+
+
+def make_tokenizer_portable(folder: str | Path, tokenizer_class: str | None = None) -> bool:
+    """tokenizer_config.json of `folder` made v4-readable; checked to keep the token ids (True if changed)."""
+    folder = Path(folder)
     before = _probe_tokenizer(folder)
-    report = {"renamed_keys": portable_weights(folder),
-              "config": _rewrite_json(folder / "config.json", portable_model_config),
-              "tokenizer_config": _rewrite_json(folder / "tokenizer_config.json",
-                                                lambda c: portable_tokenizer_config(c, tokenizer_class))}
+    changed = _rewrite_json(folder / "tokenizer_config.json", lambda c: portable_tokenizer_config(c, tokenizer_class))
     after = _probe_tokenizer(folder)
     if before != after:
         raise RuntimeError(f"{folder}: making tokenizer_config.json transformers-4 readable changed the "
                            f"tokenization ({before} -> {after}); please report this")
-    return report
+    return changed
 
 
 PROBE_TEXTS = ("USER: <image>\nWhat color is the circle? ASSISTANT: Red.", "a photo of 3 dogs, 12 cats")

@@ -8,6 +8,9 @@
   ``base_model_name_or_path`` rewritten to the base users should load (the hub id for a real
   LLaVA-1.5 base, recognised from its architecture; the local base path for shapes-world runs),
   keyed so that it attaches to a transformers 4.57 and a 5.x base alike (portable.py),
+- the base's processor files (when the base is at hand) with the chat templates of
+  ``llava_structlora.data.chat_template``, default = the run's conversation format, so that
+  ``AutoProcessor.from_pretrained(OUT_DIR).apply_chat_template(...)`` prompts as the run trained,
 - ``README.md``: the model card (method, config, data, metrics with their protocol, a 5-line PEFT
   loading snippet, license), ``run.json`` and ``metrics.json`` of the run,
 - ``SHA256SUMS`` over every other file (``sha256sum -c SHA256SUMS`` checks it).
@@ -24,12 +27,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from llava_structlora.data.chat_template import attach_chat_templates
 from llava_structlora.merge import (
-    config_field, adapter_dir_of, load_config_dict, read_run, recorded_base,
+    config_field, adapter_dir_of, load_config_dict, read_run, recorded_base, recorded_conv_template,
 )
 from llava_structlora.utils.errors import entry_point
+from llava_structlora.utils.jsonio import read_json
 from llava_structlora.model_card import render_model_card, render_push_doc
-from llava_structlora.portable import make_adapter_portable
+from llava_structlora.portable import base_tokenizer_class, make_adapter_portable, make_tokenizer_portable
 from llava_structlora.utils.io import (atomic_directory, atomic_write_json, atomic_write_text, check_output_dir,
                                        read_optional_json, sha256_file)
 
@@ -91,6 +96,17 @@ def verify_checksums(folder: str | Path) -> list[str]:
     return bad
 
 
+def write_processor(folder: Path, local_base: str | None, conv_template: str) -> bool:
+    """Save the base's processor with our chat templates into `folder`; False when the base is not here."""
+    if not local_base or not Path(local_base, "config.json").exists():
+        return False
+    from transformers import AutoProcessor
+
+    attach_chat_templates(AutoProcessor.from_pretrained(local_base), conv_template).save_pretrained(folder)
+    make_tokenizer_portable(folder, base_tokenizer_class(local_base))  # transformers 4.57 reads it too
+    return True
+
+
 RELEASE_KIND = "release"
 
 
@@ -106,7 +122,9 @@ def build_release(run_dir: str | Path, out_dir: str | Path, base_id: str | None 
     protected = {"run dir": run_dir, "adapter dir": adapter, "base dir": local_base}
     check_output_dir(out_dir, RELEASE_KIND, overwrite, protected)
     run, metrics = read_run(run_dir), read_metrics(run_dir)
-    adapter_cfg = json.loads((adapter / "adapter_config.json").read_text())
+    adapter_cfg = read_json(adapter / "adapter_config.json", "adapter config")
+    if not isinstance(adapter_cfg, dict):
+        raise ValueError(f"adapter config {adapter / 'adapter_config.json'}: expected a JSON object")
     adapter_cfg["base_model_name_or_path"] = base
     export_note = (adapter / "README.md").read_text() if (adapter / "README.md").exists() else ""
     with atomic_directory(out_dir, kind=RELEASE_KIND, overwrite=overwrite, protected=protected) as tmp:
@@ -118,9 +136,12 @@ def build_release(run_dir: str | Path, out_dir: str | Path, base_id: str | None 
             atomic_write_json(tmp / "run.json", run)
         if metrics:
             atomic_write_json(tmp / "metrics.json", metrics)
+        conv_template = recorded_conv_template(run_dir)
+        has_processor = write_processor(tmp, local_base, conv_template)
         card = render_model_card(base=base, run=run, metrics=metrics, adapter_cfg=adapter_cfg,
                                  license_id=license_id, repo_id=repo_id, export_note=export_note,
-                                 local_base=local_base)
+                                 local_base=local_base, conv_template=conv_template,
+                                 processor_in_folder=has_processor)
         (tmp / "README.md").write_text(card)
         if repo_id:
             (tmp / "PUSH.md").write_text(render_push_doc(repo_id))

@@ -9,9 +9,10 @@ Environment (defaults in brackets):
   SPLIT       [vqav2 val, gqa testdev, coco test]; VQAv2 test-dev writes the EvalAI submission
   PROTOCOL [official]  BATCH_SIZE [32]  NUM_GPUS [GPUs, else 1]  OUTPUT_DIR [<run>/eval/<task>-<split>-<protocol>]
   SMOKE [0]   1 = smoke preset (artifacts/*/smoke, *-smoke runs), as for scripts/finetune_<task>.sh
+  CONV_TEMPLATE [the run's run.json]  vicuna_v1_nosys | vicuna_v1: the conversation format (must match training)
+  LIMIT       [all]  evaluate the first N questions only
   DTYPE [bf16 on GPUs, else fp32]   bf16 | fp16 | fp32: dtype the base is loaded (and generates) in
   ATTN_IMPLEMENTATION [transformers' default]   sdpa | eager | flash_attention_2
-  SYSTEM_PROMPT [none]   none | vicuna: must match the prompt the adapter was trained with
   CLIP_WEIGHTS, CLIP_MODEL [ViT-B-32]   coco: CLIPScore from a local open_clip checkpoint (skipped otherwise)
 """
 from __future__ import annotations
@@ -22,9 +23,11 @@ import sys
 from pathlib import Path
 
 from llava_structlora.evaluation.config import TASKS, EvalConfig
+from llava_structlora.evaluation.run import summary
 from llava_structlora.rundir import RunDir
 
-from .env import env as _env, env_int, preset as env_preset
+from .env import env, env_int
+from .env import preset as env_preset
 from .layout import RepoLayout, is_smoke_name
 
 FINETUNE_SCRIPT = {"vqav2": "scripts/finetune_vqav2.sh", "gqa": "scripts/finetune_gqa.sh",
@@ -77,7 +80,7 @@ def config_from_env(task: str, layout: RepoLayout | None = None) -> EvalConfig:
     """The EvalConfig of eval/<task>.sh from its environment variables (module docstring)."""
     layout = layout or RepoLayout.checkout()
     preset = env_preset()
-    adapter = _env("ADAPTER")
+    adapter = env("ADAPTER")
     run = None
     if adapter is None:
         run = newest_run(task, preset == "smoke", layout.outputs)
@@ -86,8 +89,8 @@ def config_from_env(task: str, layout: RepoLayout | None = None) -> EvalConfig:
         adapter = None
     else:
         run = Path(adapter) if RunDir(adapter).is_finished() else None
-    model = _env("MODEL") or _run_base(run) or str(layout.base(preset))
-    data_root = _env("DATA_ROOT", str(layout.data(preset)))
+    model = env("MODEL") or _run_base(run) or str(layout.base(preset))
+    data_root = env("DATA_ROOT", str(layout.data(preset)))
     for path, what, cmd in ((model, "base model", f"python -m llava_structlora.toy.build_base --data {data_root} "
                                                   f"--out {model} --preset {preset}"),
                             (data_root, "data", f"python -m data_prep.build_default --root {data_root} "
@@ -96,28 +99,15 @@ def config_from_env(task: str, layout: RepoLayout | None = None) -> EvalConfig:
             raise RecipeError(f"{what} {path} not found; build it with:\n    {cmd}\n"
                               f"(scripts/finetune_{task}.sh builds both) or set "
                               f"{'MODEL' if what == 'base model' else 'DATA_ROOT'}=")
-    split = _env("SPLIT", TASKS[task].default_split)
-    protocol = _env("PROTOCOL", "official")
+    split = env("SPLIT", TASKS[task].default_split)
+    protocol = env("PROTOCOL", "official")
     where = run if run is not None else layout.outputs / "eval-base"
-    out = _env("OUTPUT_DIR", str(where / "eval" / f"{task}-{split}-{protocol}"))
+    out = env("OUTPUT_DIR", str(where / "eval" / f"{task}-{split}-{protocol}"))
     return EvalConfig(task=task, model=model, data_root=data_root, output_dir=out, split=split, adapter=adapter,
                       batch_size=env_int("BATCH_SIZE", 32), num_gpus=env_int("NUM_GPUS", _default_gpus()),
-                      protocol=protocol, clip_weights=_env("CLIP_WEIGHTS"), clip_model=_env("CLIP_MODEL", "ViT-B-32"),
-                      system_prompt=_env("SYSTEM_PROMPT", "none"), dtype=_env("DTYPE", _default_dtype()),
-                      attn_implementation=_env("ATTN_IMPLEMENTATION"))
-
-
-def summary(metrics: dict) -> str:
-    """One human line: the main numbers, or where the submission went."""
-    if "submission" in metrics:
-        return f"submission file (upload it to the official server): {metrics['submission']}"
-    if "overall" in metrics:
-        per = ", ".join(f"{k} {v:.2f}" for k, v in metrics["per_answer_type"].items())
-        return f"VQAv2 {metrics['split']} ({metrics['protocol']}): overall {metrics['overall']:.2f} | {per}"
-    if "accuracy" in metrics:
-        return f"GQA {metrics['split']} ({metrics['protocol']}): accuracy {metrics['accuracy']:.2f}"
-    keys = [k for k in ("CIDEr", "Bleu_4", "METEOR", "ROUGE_L") if metrics.get(k) is not None]
-    return f"COCO {metrics['split']}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+                      protocol=protocol, clip_weights=env("CLIP_WEIGHTS"), clip_model=env("CLIP_MODEL", "ViT-B-32"),
+                      conv_template=env("CONV_TEMPLATE"), limit=int(env("LIMIT")) if env("LIMIT") else None,
+                      dtype=env("DTYPE", _default_dtype()), attn_implementation=env("ATTN_IMPLEMENTATION"))
 
 
 def main(argv: list[str] | None = None) -> int:

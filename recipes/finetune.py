@@ -37,10 +37,13 @@ from typing import Any, Optional
 
 from llava_structlora.rundir import ResumeMismatchError, RunDir, check_resume_identity
 from llava_structlora.train.checkpoints import resolve_resume
-from llava_structlora.train.config import TASKS, ConfigError, compose_argv, parse_args, run_identity
+from llava_structlora.train.config import (MIX_TASK, TASKS, ConfigError, compose_argv, parse_args, run_identity,
+                                           task_data_path, validation_tasks)
 from llava_structlora.utils.errors import run_main
 
-from .env import arch as env_arch, env, env_flag, env_int, preset as env_preset
+from .env import arch as env_arch
+from .env import env, env_flag, env_int
+from .env import preset as env_preset
 from .layout import RepoLayout
 
 MAIN_METRIC = {"coco": "CIDEr", "vqav2": "overall", "gqa": "accuracy"}
@@ -67,7 +70,7 @@ def env_overrides(layout: RepoLayout, task: str, deepspeed: bool) -> dict[str, A
     out: dict[str, Any] = {opt: env(name) for name, opt in ENV_OVERRIDES.items() if env(name) is not None}
     if env("DATA_ROOT"):
         out["data_root"] = env("DATA_ROOT")
-        out["data_path"] = str(Path(env("DATA_ROOT")) / task / "llava_train.json")
+        out["data_path"] = task_data_path(env("DATA_ROOT"), task)
     if deepspeed and env("ZERO"):
         out["deepspeed"] = str(layout.resolve(env("ZERO")))
     out["run_eval"] = False  # the recipe validates after the launch (EVAL), once, for adapter and base
@@ -82,17 +85,18 @@ def train_argv(layout: RepoLayout, task: str, preset: str, cli: list[str], deeps
         deepspeed: add the default ZeRO config (zero_configs/zero2.json) unless the user/ZERO gives one.
     """
     arch = env_arch()
+    derived_path = task_data_path(_DERIVED, task)  # as many placeholders as sources (the ratios are checked)
     defaults: dict[str, Any] = {"task": task, "model_name_or_path": str(layout.base(preset, arch)),
-                                "data_root": str(layout.data(preset)), "data_path": _DERIVED,
+                                "data_root": str(layout.data(preset)), "data_path": derived_path,
                                 "output_dir": _DERIVED, "resume": "auto",
                                 "deepspeed": str(layout.zero_configs / "zero2.json") if deepspeed else None}
     config, overrides = layout.recipe_config(task, preset), env_overrides(layout, task, deepspeed)
     margs, dargs, _, targs = parse_args(compose_argv(cli, config, defaults, overrides), check_paths=False,
                                         with_deepspeed=False)
-    if dargs.data_path == _DERIVED:
-        defaults["data_path"] = str(Path(dargs.data_root) / (dargs.task or task) / "llava_train.json")
+    if dargs.data_path == derived_path:
+        defaults["data_path"] = task_data_path(dargs.data_root, dargs.task or task)
     if targs.output_dir == _DERIVED:
-        toy = arch if margs.model_name_or_path == str(layout.base(preset, arch)) else "llava"  # a given MODEL: no suffix
+        toy = arch if margs.model_name_or_path == str(layout.base(preset, arch)) else "llava"  # given MODEL: no suffix
         defaults["output_dir"] = str(layout.run_dir(task, margs.method, margs.lora_r, targs.seed, preset == "smoke",
                                                     toy))
     return compose_argv(cli, config, defaults, overrides)
@@ -146,22 +150,40 @@ def launch_command(argv: list[str], ranks: int, deepspeed: bool = True) -> tuple
     return cmd, environ
 
 
-def base_eval_cache(layout: RepoLayout, model: Path, task: str, split: str) -> Path:
-    """Base answers are reused across runs, keyed by the base's weights file identity."""
+def base_eval_cache(layout: RepoLayout, model: Path, task: str, split: str, conv_template: str) -> Path:
+    """Base answers are reused across runs, keyed by the base's weights file identity (and prompt format)."""
+    from llava_structlora.data.conversation import DEFAULT_CONV_TEMPLATE
+
     weights = sorted(Path(model).glob("*.safetensors"))
     ident = [str(Path(model).resolve())] + [f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights]
+    if conv_template != DEFAULT_CONV_TEMPLATE:  # the default keeps the cache keys of earlier versions
+        ident.append(f"conv_template={conv_template}")
     key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:12]
     return layout.eval_cache / f"{task}-{split}-{key}"
 
 
 def evaluate_both(layout: RepoLayout, run: RunDir, task: str, model: Path, data_root: Path, split: str,
-                  batch_size: int) -> dict[str, dict]:
-    """Validation of the trained adapter (metrics.json) and of the base (metrics_base.json, cached)."""
+                  batch_size: int, conv_template: str) -> dict[str, dict]:
+    """Validation of the trained adapter (metrics.json) and of the base (metrics_base.json, cached),
+    both prompted in the run's conversation format."""
     from llava_structlora.train.outputs import run_validation
 
-    return {"adapter": run_validation(run, task, model, data_root, split, batch_size, which="adapter"),
+    common = dict(conv_template=conv_template)
+    return {"adapter": run_validation(run, task, model, data_root, split, batch_size, which="adapter", **common),
             "base": run_validation(run, task, model, data_root, split, batch_size, which="base",
-                                   work_dir=base_eval_cache(layout, model, task, split), reuse=True)}
+                                   work_dir=base_eval_cache(layout, model, task, split, conv_template), reuse=True,
+                                   **common)}
+
+
+def score_line(task: str, split: str, scores: dict) -> str:
+    """Adapter vs base on the main metric; VQAv2/GQA under both protocols (official first)."""
+    key = MAIN_METRIC[task]
+    line = f"{task} {split} {key}: adapter {scores['adapter'].get(key):.4f} | base {scores['base'].get(key):.4f}"
+    llava = [(scores[w].get("protocols") or {}).get("llava", {}).get(key) for w in ("adapter", "base")]
+    if None not in llava:
+        line += f" ({scores['adapter'].get('protocol')} protocol); llava protocol: adapter {llava[0]:.4f} | " \
+                f"base {llava[1]:.4f}"
+    return line
 
 
 def prepare(layout: RepoLayout, task: str, cli: list[str], deepspeed: bool) -> tuple[list[str], tuple]:
@@ -188,7 +210,7 @@ def main(argv: Optional[list[str]] = None, layout: Optional[RepoLayout] = None) 
 
 def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", required=True, choices=TASKS)
+    ap.add_argument("--task", required=True, choices=(*TASKS, MIX_TASK))
     args, cli = ap.parse_known_args(argv)
     layout = layout or RepoLayout.checkout()
     t0 = time.time()
@@ -209,11 +231,12 @@ def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
     print(f"[finetune] adapter: {run.deliverable()}", flush=True)
     if do_eval:
         model, data_root = Path(margs.model_name_or_path), Path(dargs.data_root)
-        scores = evaluate_both(layout, run, args.task, model, data_root, dargs.eval_split, dargs.eval_batch_size)
-        key = MAIN_METRIC[args.task]
-        print(f"[finetune] {args.task} {dargs.eval_split} {key}: adapter {scores['adapter'].get(key):.4f} | "
-              f"base {scores['base'].get(key):.4f}  (scores: {run.metrics('adapter')}, "
-              f"{run.metrics('base')})", flush=True)
+        scores = evaluate_both(layout, run, args.task, model, data_root, dargs.eval_split, dargs.eval_batch_size,
+                               dargs.conv_template)
+        for t in validation_tasks(args.task):
+            per = {w: s["tasks"][t] if args.task == MIX_TASK else s for w, s in scores.items()}
+            print(f"[finetune] {score_line(t, dargs.eval_split, per)}  (scores: {run.metrics('adapter')}, "
+                  f"{run.metrics('base')})", flush=True)
     print(f"[finetune] done in {time.time() - t0:.1f} s: {run.path}", flush=True)
     return 0
 

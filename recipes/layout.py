@@ -24,7 +24,7 @@ class RepoLayout:
     root: Path
 
     @classmethod
-    def checkout(cls) -> "RepoLayout":
+    def checkout(cls) -> RepoLayout:
         return cls(Path(__file__).resolve().parents[1])
 
     @property

@@ -13,8 +13,9 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from llava_structlora.utils.io import atomic_write_json, atomic_write_text
 

@@ -5,14 +5,20 @@ images are opened, padded (expand2square, processor mean colour) and preprocesse
 ``__getitem__``.
 
 Bad records (documented policy):
-- structural problems found while indexing (no gpt turn, roles not alternating, no
-  ``conversations``): counted in ``self.skipped`` by reason, logged with the record id, and
-  left out of the index; ``strict=True`` raises ``BadRecordError`` naming file and id instead.
-- an image that is missing or cannot be decoded is only seen on access: the sample is counted
-  (``self.skipped["bad image"]``), logged with id and path, and the next record is returned;
-  ``strict=True`` raises. More than ``max_consecutive_bad`` bad images in a row raise anyway.
+- schema problems found while indexing (``schema.check_record``: field types, roles, answers
+  that are not non-empty strings, ``<image>`` anywhere but once in the first human turn, an
+  image path leaving the image folder, no gpt turn...): counted in ``self.skipped`` by
+  category, logged with the record id, index and reason, and left out of the index;
+  ``strict=True`` raises ``BadRecordError`` naming file and id instead.
+- an image that is missing, cannot be decoded or trips PIL's decompression-bomb guard is only
+  seen on access: the sample is counted (``self.skipped["bad image"]``), logged with id and
+  path, and the next record is returned; ``strict=True`` raises. More than
+  ``max_consecutive_bad`` bad samples in a row raise anyway.
 - sequences longer than ``model_max_length`` are cut at the end (never inside the image
-  tokens) and counted in ``self.truncated`` with a warning.
+  tokens) and counted in ``self.truncated`` with a warning; a sample whose answer is cut away
+  entirely (no target token left: its loss would be 0/0 = NaN) is a counted skip
+  (``self.skipped["no target tokens"]``).
+- the JSON itself: a UTF-8 BOM is accepted, UTF-16 and absurd nesting are refused naming the file.
 Counters live in the process that touched the sample (DataLoader workers have their own).
 """
 from __future__ import annotations
@@ -24,16 +30,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
-from .conversation import ConversationError, conversation_segments
+from llava_structlora.utils.jsonio import JsonInputError, open_json_stream
+
+from .conversation import IGNORE_INDEX, conversation_segments
 from .encoding import encode_segments, is_anyres, load_image_and_size, truncate
+from .schema import check_record
 
 logger = logging.getLogger(__name__)
 
 
 class BadRecordError(ValueError):
     """A record that cannot be used (named by file and record id)."""
+
+
+# Decoder failures of a bad image file (PIL raises DecompressionBombError past its pixel guard).
+IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
 def resolve_image_folder(json_path: str | Path, image_folder: str | Path | None = None) -> Path:
@@ -53,11 +67,14 @@ def resolve_image_folder(json_path: str | Path, image_folder: str | Path | None 
 def _iter_records(path: Path):
     import ijson
 
-    with open(path, "rb") as f:
-        try:
-            yield from ijson.items(f, "item")
-        except ijson.JSONError as e:
-            raise BadRecordError(f"{path}: malformed JSON ({e})") from e
+    try:
+        with open_json_stream(path) as f:
+            try:
+                yield from ijson.items(f, "item")
+            except ijson.JSONError as e:
+                raise BadRecordError(f"{path}: malformed JSON near byte {f.offset} ({e})") from e
+    except JsonInputError as e:
+        raise BadRecordError(str(e)) from None
 
 
 class LazySupervisedDataset(Dataset):
@@ -88,12 +105,10 @@ class LazySupervisedDataset(Dataset):
 
     def _index(self, rec: Any, n: int) -> None:
         rid = rec.get("id", f"#{n}") if isinstance(rec, dict) else f"#{n}"
-        try:
-            if not isinstance(rec, dict) or not isinstance(rec.get("conversations"), list):
-                raise ConversationError("no conversations list")
-            conversation_segments(rec["conversations"], self.system, with_image=rec.get("image") is not None)
-        except ConversationError as e:
-            self._bad(str(e), f"{self.json_path} record {rid}: {e}")
+        problem = check_record(rec)
+        if problem is not None:
+            category, detail = problem
+            self._bad(category, f"{self.json_path} record {rid} (index {n}): {detail}")
             return
         self.records.append({"id": str(rid), "image": rec.get("image"), "conversations": rec["conversations"]})
 
@@ -124,13 +139,18 @@ class LazySupervisedDataset(Dataset):
                 path = self.image_folder / rec["image"]
                 try:
                     pixel_values, size = load_image_and_size(str(path), self.processor)
-                except (OSError, ValueError, SyntaxError) as e:
+                except IMAGE_ERRORS as e:
                     self._bad("bad image", f"{self.json_path} record {rec['id']}: image {path}: {e}")
                     continue
             ids, labels = self.encode(rec, size)
+            if all(label == IGNORE_INDEX for label in labels):
+                self._bad("no target tokens", f"{self.json_path} record {rec['id']}: no answer token left after "
+                                              f"truncation to model_max_length={self.max_len}")
+                continue
             item = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
                     "pixel_values": pixel_values, "id": rec["id"]}
             if is_anyres(self.processor):
                 item["image_sizes"] = None if size is None else torch.tensor(size)
             return item
-        raise BadRecordError(f"{self.json_path}: {self.max_bad + 1} bad images in a row from index {i}")
+        raise BadRecordError(f"{self.json_path}: {self.max_bad + 1} bad images in a row (or samples without "
+                             f"target tokens) from index {i} (skipped so far: {dict(self.skipped)})")

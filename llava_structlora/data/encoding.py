@@ -14,6 +14,7 @@ forward time. Two families:
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -73,10 +74,16 @@ def preprocess_images(images: Sequence[Image.Image], processor) -> tuple[list[to
 
 
 def open_rgb(path: str) -> Image.Image:
-    """Decode fully and RGB-convert (PIL errors propagate: missing/corrupt file)."""
-    with Image.open(path) as im:
-        im.load()
-        return im.convert("RGB")
+    """Decode fully and RGB-convert (PIL errors propagate: missing/corrupt file, decompression bomb).
+
+    PIL's bomb *warning* (between 1x and 2x Image.MAX_IMAGE_PIXELS) is raised as an error too: such
+    an image would take gigabytes to decode in a training worker.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
 
 
 def load_image_and_size(path: str, processor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -88,7 +95,8 @@ def load_image_and_size(path: str, processor) -> tuple[torch.Tensor, tuple[int, 
 def load_image(path: str, processor) -> torch.Tensor:
     """Open, RGB-convert, preprocess (expand2square for LLaVA-1.5; tiles for NeXT).
 
-    PIL errors (missing/corrupt file) propagate; the dataset turns them into counted skips.
+    PIL errors (missing/corrupt file, decompression bomb) propagate; the dataset turns them into
+    counted skips.
     """
     return load_image_and_size(path, processor)[0]
 

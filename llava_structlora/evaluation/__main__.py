@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 
+from llava_structlora.data.conversation import CONV_TEMPLATES
 from llava_structlora.utils.errors import entry_point
 
 from .config import TASKS, EvalConfig
@@ -33,8 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", help="base load dtype: fp32 | bf16 | fp16 (bf16 for 7B on GPUs)")
     p.add_argument("--attn-implementation", default=None, help="sdpa | eager | flash_attention_2")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--system-prompt", choices=("none", "vicuna"), default="none",
-                   help="conversation system prompt; must match training (toy base: none; LLaVA-1.5: vicuna)")
+    p.add_argument("--conv-template", "--conv_template", dest="conv_template", choices=sorted(CONV_TEMPLATES),
+                   default=None, help="conversation format; must match training. Default: the one the adapter's "
+                   "run.json (or a merged model's merge_info.json) records, else vicuna_v1_nosys (the toy base)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="evaluate only the first N questions of the split (file order; scored on those N)")
     p.add_argument("--model-id", default=None, help="model_id written in the answers (default: adapter dir name)")
     p.add_argument("--no-meteor", dest="meteor", action="store_false", help="coco: skip METEOR (Java, slow)")
     p.add_argument("--clip-weights", default=None, help="coco: local open_clip checkpoint for CLIPScore")
@@ -47,10 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    cfg = EvalConfig(**{k: v for k, v in vars(args).items()})
     from .run import evaluate
 
+    cfg = EvalConfig(**{k: v for k, v in vars(args).items()})
     metrics = evaluate(cfg)
+    from .run import summary
+
+    print(f"[eval] {summary(metrics)}", file=sys.stderr)
     print(json.dumps(metrics))
     return 0
 

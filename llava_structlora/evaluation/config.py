@@ -1,6 +1,7 @@
 """Evaluation stage config and the per-task file layout under DATA_ROOT (docs/ARCHITECTURE.md)."""
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +30,23 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
-SYSTEM_PROMPTS = ("none", "vicuna")  # none: as the toy base is trained; vicuna: LLaVA-1.5 conv_vicuna_v1
+def recorded_conv_template(adapter: str | None, model: str) -> str | None:
+    """The conversation format a run trained with, found beside what is evaluated.
+
+    Looked up in the run.json of the adapter (its dir or the run dir above it; a release folder has
+    one) and in a merged model's merge_info.json; None when nothing records it.
+    """
+    from llava_structlora.merge import recorded_conv_template as of_run
+
+    for cand in ([Path(adapter), Path(adapter).parent] if adapter else []) + [Path(model)]:
+        if (cand / "run.json").is_file():
+            return of_run(cand)
+        info = cand / "merge_info.json"
+        if info.is_file():
+            name = json.loads(info.read_text()).get("conv_template")
+            if name:
+                return name
+    return None
 
 
 @dataclass
@@ -50,7 +67,8 @@ class EvalConfig:
     attn_implementation: str | None = None  # sdpa | eager | flash_attention_2 (None: transformers' default)
     device: str = "auto"               # auto: cuda if available, else cpu
     model_id: str | None = None
-    system_prompt: str = "none"        # none (toy base, as trained) | vicuna (LLaVA-1.5's system prompt)
+    conv_template: str | None = None   # conversation format; default: the run's (run.json), else the toy base's
+    limit: int | None = None           # evaluate the first N questions of the split (file order)
     overwrite: bool = False            # discard answers of a different earlier run in output_dir
     meteor: bool = True                # coco: METEOR costs ~16 s of Java per scoring; False -> null + note
     clip_weights: str | None = None    # coco: local open_clip checkpoint -> CLIPScore (else skipped, noted)
@@ -61,8 +79,13 @@ class EvalConfig:
             raise ValueError(f"task must be one of {sorted(TASKS)}, got {self.task!r}")
         if self.protocol not in ("official", "llava"):
             raise ValueError(f"protocol must be 'official' or 'llava', got {self.protocol!r}")
-        if self.system_prompt not in SYSTEM_PROMPTS:
-            raise ValueError(f"system_prompt must be one of {SYSTEM_PROMPTS}, got {self.system_prompt!r}")
+        from llava_structlora.data.conversation import DEFAULT_CONV_TEMPLATE, conv_system
+
+        if self.conv_template is None:
+            self.conv_template = recorded_conv_template(self.adapter, self.model) or DEFAULT_CONV_TEMPLATE
+        conv_system(self.conv_template)  # unknown names: ValueError listing the known ones
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1 (questions), got {self.limit}")
         from llava_structlora.modeling import check_attn_implementation, resolve_dtype
 
         resolve_dtype(self.dtype)  # a typo fails here (ModelLoadError, a ValueError), not in every worker
@@ -86,12 +109,10 @@ class EvalConfig:
 
     @property
     def system(self) -> str:
-        """The system prompt text (must be the one the adapter was trained with)."""
-        if self.system_prompt == "none":
-            return ""
-        from llava_structlora.data import VICUNA_SYSTEM
+        """The system prompt of the conversation format (must be the one the adapter was trained with)."""
+        from llava_structlora.data.conversation import conv_system
 
-        return VICUNA_SYSTEM
+        return conv_system(self.conv_template)
 
     @property
     def spec(self) -> TaskSpec:
@@ -101,4 +122,4 @@ class EvalConfig:
         """What must match for answers already in output_dir to be reused."""
         d = asdict(self)
         return {k: d[k] for k in ("task", "split", "model", "adapter", "max_new_tokens", "dtype", "model_id",
-                                  "system_prompt")}
+                                  "conv_template")}

@@ -50,8 +50,27 @@ def pad_vqav2_submission(results: list[dict], all_test_ids: Sequence[int]) -> tu
 
 
 def read_answers(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """LLaVA answers JSONL; a torn, non-UTF-8 or incomplete line is an error naming file:line."""
+    path, out = Path(path), []
+    if not path.is_file():
+        raise ValueError(f"answers file not found: {path}")
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a UTF-8 BOM
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{n}: not UTF-8 text (byte offset {e.start} in the line)") from None
+            except (json.JSONDecodeError, RecursionError) as e:
+                torn = "" if raw.endswith(b"\n") else " (the last line is cut short: an interrupted run?)"
+                raise ValueError(f"{path}:{n}: not valid JSON{torn}: {e}") from None
+            if not isinstance(rec, dict) or "question_id" not in rec or not isinstance(rec.get("text"), str):
+                raise ValueError(f"{path}:{n}: an answer needs 'question_id' and a string 'text', got {str(rec)[:120]}")
+            out.append(rec)
+    return out
 
 
 @entry_point("convert")

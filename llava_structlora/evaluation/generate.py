@@ -21,6 +21,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
+from llava_structlora.data.dataset import IMAGE_ERRORS
+from llava_structlora.data.encoding import open_rgb
 from llava_structlora.data import collate_for_generation, encode_prompt, image_size_of, is_anyres, preprocess_images
 
 
@@ -97,10 +99,8 @@ def load_images(paths: Sequence[Path], processor) -> list[torch.Tensor]:
     imgs = []
     for path in unique:
         try:
-            with Image.open(path) as im:
-                im.load()
-                imgs.append(im.convert("RGB"))
-        except (OSError, ValueError, SyntaxError) as e:  # every id must be answered: no skipping here
+            imgs.append(open_rgb(str(path)))  # PIL's bomb guard included
+        except IMAGE_ERRORS as e:  # every id must be answered: no skipping here
             raise ImageLoadError(f"cannot read image {path}: {e}") from e
     pixels, _ = preprocess_images(imgs, processor)
     index = {p: i for i, p in enumerate(unique)}

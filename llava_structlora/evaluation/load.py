@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from llava_structlora.utils.jsonio import JsonInputError, read_adapter_config
 from llava_structlora.modeling import DTYPES, ModelLoadError, is_quantized, load_base_model, resolve_dtype  # noqa: F401
 
 logger = logging.getLogger(__name__)
@@ -39,10 +40,10 @@ def adapter_kind(adapter: str | Path | None) -> tuple[str, Path | None]:
     path = Path(adapter)
     if not path.is_dir():
         raise ModelLoadError(f"adapter {path} is not a directory")
-    if (path / "adapter_config.json").is_file():
-        return "peft", path
-    if (path / "adapter" / "adapter_config.json").is_file():
-        return "peft", path / "adapter"
+    for cand in (path, path / "adapter"):
+        if (cand / "adapter_config.json").is_file():
+            check_adapter_config(cand / "adapter_config.json")
+            return "peft", cand
     if (path / "structlora").is_dir():
         return "structlora", path / "structlora"
     if _is_full_model(path / "model"):  # a full fine-tuning run dir
@@ -54,6 +55,14 @@ def adapter_kind(adapter: str | Path | None) -> tuple[str, Path | None]:
     found = sorted(p.name for p in path.iterdir())[:10]
     raise ModelLoadError(f"adapter {path}: neither a PEFT adapter (adapter_config.json), a StructLoRA dir "
                          f"(structlora/), nor a merged model (config.json + model.safetensors); found {found}")
+
+
+def check_adapter_config(path: Path) -> dict:
+    """adapter_config.json parsed, or ModelLoadError naming it (PEFT's own error names no file)."""
+    try:
+        return read_adapter_config(path)
+    except JsonInputError as e:
+        raise ModelLoadError(str(e)) from None
 
 
 def _merge_structlora(model: torch.nn.Module, path: Path) -> torch.nn.Module:

@@ -57,14 +57,32 @@ def _has_answers(cfg: EvalConfig, refs: list[Path]) -> bool:
     return True
 
 
-def score(cfg: EvalConfig, refs: list[Path], results: Path) -> dict[str, Any]:
-    from llava_structlora.metrics import score_captions, score_gqa, score_vqav2
+PROTOCOLS = ("official", "llava")
+_PARTIAL_KEYS = ("n_missing", "n_unknown", "n_duplicate")
 
+
+def score(cfg: EvalConfig, refs: list[Path], results: Path) -> dict[str, Any]:
+    """Scores under ``cfg.protocol`` at the top level; VQAv2/GQA add ``protocols``: both side by side.
+
+    With ``cfg.limit`` the references hold more questions than were answered: the intersection is
+    scored, after checking that every answered id is a reference id, answered once.
+    """
+    from llava_structlora.metrics import score_captions, score_gqa_protocols, score_vqav2_protocols
+
+    if cfg.task == "coco":
+        return score_captions(refs[0], results, meteor=cfg.meteor)
+    partial = cfg.limit is not None
     if cfg.task == "vqav2":
-        return score_vqav2(refs[0], refs[1], results, cfg.protocol)
-    if cfg.task == "gqa":
-        return score_gqa(refs[0], results, cfg.protocol)
-    return score_captions(refs[0], results, meteor=cfg.meteor)
+        by = score_vqav2_protocols(refs[0], refs[1], results, PROTOCOLS, allow_partial=partial)
+    else:
+        by = score_gqa_protocols(refs[0], results, PROTOCOLS, allow_partial=partial)
+    chosen = by[cfg.protocol]
+    if partial and (chosen.get("n_unknown") or chosen.get("n_duplicate")):
+        raise ValueError(f"{results}: {chosen['n_unknown']} unknown / {chosen['n_duplicate']} duplicated ids")
+    drop = ("protocol", "n", *_PARTIAL_KEYS)
+    metrics = {k: v for k, v in chosen.items() if k not in _PARTIAL_KEYS}
+    metrics["protocols"] = {p: {k: v for k, v in m.items() if k not in drop} for p, m in by.items()}
+    return metrics
 
 
 def add_clip_score(cfg: EvalConfig, questions, answers: list[dict], metrics: dict[str, Any]) -> None:
@@ -102,6 +120,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         raise FileNotFoundError(f"{qfile} not found: build the data (python -m data_prep.build_default "
                                 f"--root {data_root}) or pick another --split")
     questions = load_questions(qfile, _image_folder(qfile))
+    n_in_split = len(questions)
+    known = {q.qid for q in questions}  # answers beyond --limit (an earlier, larger run) are kept, not merged
+    questions = questions[:cfg.limit] if cfg.limit else questions
     out.mkdir(parents=True, exist_ok=True)
     _check_key(cfg, out, qfile)
     job = ShardJob(base=str(cfg.model), adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device,
@@ -110,7 +131,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                    system=cfg.system, attn_implementation=cfg.attn_implementation)
     n_new = generate_sharded(job, questions)
     t_gen = time.time() - t0
-    answers = merge_answers(out / "answers", questions, out / "answers.jsonl")
+    answers = merge_answers(out / "answers", questions, out / "answers.jsonl", known_ids=known)
     refs = cfg.spec.references(data_root, cfg.split)
     if _has_answers(cfg, refs):
         atomic_write_json(out / "results.json", to_results(cfg.task, answers), indent=None)
@@ -120,7 +141,26 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     else:
         metrics = _write_submission(cfg, data_root, answers, out)
     metrics.update({"task": cfg.task, "split": cfg.split, "protocol": cfg.protocol, "model": str(cfg.model),
-                    "adapter": cfg.adapter, "n_questions": len(questions), "n_generated_this_run": n_new,
+                    "adapter": cfg.adapter, "conv_template": cfg.conv_template, "n_questions": len(questions),
+                    "limit": cfg.limit, "n_questions_in_split": n_in_split, "n_generated_this_run": n_new,
                     "generation_s": round(t_gen, 2), "total_s": round(time.time() - t0, 2)})
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def summary(metrics: dict) -> str:
+    """One human line: the main numbers, or where the submission went."""
+    if "submission" in metrics:
+        return f"submission file (upload it to the official server): {metrics['submission']}"
+    subset = f" [first {metrics['limit']} of {metrics['n_questions_in_split']}]" if metrics.get("limit") else ""
+    by = metrics.get("protocols") or {metrics.get("protocol", "official"): metrics}
+    head = f"{'VQAv2' if 'overall' in metrics else 'GQA'} {metrics['split']}{subset}"
+    if "overall" in metrics:
+        parts = [f"({p}): overall {m['overall']:.2f} (" + ", ".join(f"{k} {v:.2f}" for k, v in
+                                                                 m["per_answer_type"].items()) + ")"
+                 for p, m in by.items()]
+        return f"{head} " + " | ".join(parts)
+    if "accuracy" in metrics:
+        return f"{head} " + " | ".join(f"({p}): accuracy {m['accuracy']:.2f}" for p, m in by.items())
+    keys = [k for k in ("CIDEr", "Bleu_4", "METEOR", "ROUGE_L") if metrics.get(k) is not None]
+    return f"COCO {metrics['split']}{subset}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)

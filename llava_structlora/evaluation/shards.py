@@ -105,15 +105,23 @@ def generate_sharded(job: ShardJob, questions: Sequence[Question]) -> int:
     return len(todo)
 
 
-def merge_answers(answers_dir: Path, questions: Sequence[Question], out_path: Path) -> list[dict]:
-    """All shard answers in question order, each id once, written atomically to `out_path`."""
+def merge_answers(answers_dir: Path, questions: Sequence[Question], out_path: Path,
+                  known_ids: set | None = None) -> list[dict]:
+    """All shard answers in question order, each id once, written atomically to `out_path`.
+
+    ``known_ids``: ids of the whole question file when ``questions`` is its first N (``--limit``);
+    their answers are left out of the merge instead of being an error.
+    """
     import json
 
     wanted = {q.qid for q in questions}
+    known = wanted if known_ids is None else known_ids
     by_id: dict[Any, dict] = {}
     for p in shard_files(answers_dir):
         for r in read_jsonl(p):
             qid = r["question_id"]
+            if qid not in wanted and qid in known:
+                continue
             if qid not in wanted:
                 raise ValueError(f"{p}: answer for question_id {qid!r} which is not in the question file; "
                                  f"was this output dir used for another split? Use a new --output-dir")

@@ -19,14 +19,15 @@ class MetricInputError(ValueError):
 
 def load_json(path: str | Path, what: str) -> Any:
     """json.load with an error that names the file and what it should have been."""
+    from llava_structlora.utils.jsonio import JsonInputError, read_json
+
     path = Path(path)
     if not path.is_file():
         raise MetricInputError(f"{what} file not found: {path}")
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise MetricInputError(f"{what} file {path} is not valid JSON: {e}") from e
+        return read_json(path, what)  # BOM accepted; UTF-16, deep nesting: named errors
+    except JsonInputError as e:
+        raise MetricInputError(str(e)) from None
 
 
 def load_results(path: str | Path, id_key: str, value_key: str) -> list[tuple[Any, str]]:

@@ -41,8 +41,15 @@ def _structural(q: dict) -> str | None:
 def score_gqa(questions: str | Path, results: str | Path, protocol: str = "official",
               allow_partial: bool = False) -> dict[str, Any]:
     """Accuracy (percent) over the balanced questions, plus the binary/open split when typed."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    return score_gqa_protocols(questions, results, (protocol,), allow_partial)[protocol]
+
+
+def score_gqa_protocols(questions: str | Path, results: str | Path, protocols: tuple[str, ...] = PROTOCOLS,
+                        allow_partial: bool = False) -> dict[str, dict]:
+    """``score_gqa`` under several protocols, reading the questions file once."""
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if bad:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {bad[0]!r}")
     qs = load_gqa_questions(questions)
     balanced = [qid for qid, q in qs.items() if q.get("isBalanced", True)]
     pairs = [(str(k), v) for k, v in load_results(results, "questionId", "prediction")]
@@ -51,6 +58,10 @@ def score_gqa(questions: str | Path, results: str | Path, protocol: str = "offic
     match = match_ids(scored_pairs, balanced, results, allow_partial)
     if not match.ids:
         raise MetricInputError(f"results file {results}: no result matches a balanced question in {questions}")
+    return {p: _accuracy(qs, match, p, allow_partial) for p in protocols}
+
+
+def _accuracy(qs: dict, match, protocol: str, allow_partial: bool) -> dict[str, Any]:
     scores: dict[str, list[float]] = {"accuracy": [], "binary": [], "open": []}
     for qid in match.ids:
         pred = match.results[qid]

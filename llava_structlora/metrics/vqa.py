@@ -47,11 +47,16 @@ def _iter_json_items(path: Path, prefix: str, what: str) -> Iterator[dict]:
     """Stream `prefix.item` objects (VQAv2 annotation files are hundreds of MB)."""
     if not path.is_file():
         raise MetricInputError(f"{what} file not found: {path}")
-    with open(path, "rb") as f:
-        try:
-            yield from ijson.items(f, f"{prefix}.item")
-        except ijson.JSONError as e:
-            raise MetricInputError(f"{what} file {path} is not valid JSON: {e}") from e
+    from llava_structlora.utils.jsonio import JsonInputError, open_json_stream
+
+    try:
+        with open_json_stream(path) as f:
+            try:
+                yield from ijson.items(f, f"{prefix}.item")
+            except ijson.JSONError as e:
+                raise MetricInputError(f"{what} file {path} is not valid JSON near byte {f.offset}: {e}") from e
+    except JsonInputError as e:
+        raise MetricInputError(str(e)) from None
 
 
 def _gt_answer(ans: Any, path: Path, i: int, qid: Any) -> GtAnswer:
@@ -94,8 +99,15 @@ def load_vqa_question_ids(path: str | Path) -> set:
 def score_vqav2(questions: str | Path, annotations: str | Path, results: str | Path,
                 protocol: str = "official", allow_partial: bool = False) -> dict[str, Any]:
     """Overall and per-answer-type accuracy (percent, 2 decimals as the official code)."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    return score_vqav2_protocols(questions, annotations, results, (protocol,), allow_partial)[protocol]
+
+
+def score_vqav2_protocols(questions: str | Path, annotations: str | Path, results: str | Path,
+                          protocols: tuple[str, ...] = PROTOCOLS, allow_partial: bool = False) -> dict[str, dict]:
+    """``score_vqav2`` under several protocols, reading the (large) annotation file once."""
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if bad:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {bad[0]!r}")
     anns = load_vqa_annotations(annotations)
     qids = load_vqa_question_ids(questions)
     stray = [q for q in anns if q not in qids]
@@ -106,6 +118,10 @@ def score_vqav2(questions: str | Path, annotations: str | Path, results: str | P
     match = match_ids(pairs, anns.keys(), results, allow_partial)
     if not match.ids:
         raise MetricInputError(f"results file {results}: no result matches a question in {annotations}")
+    return {p: _accuracy(anns, match, p, allow_partial) for p in protocols}
+
+
+def _accuracy(anns: dict, match, protocol: str, allow_partial: bool) -> dict[str, Any]:
     per_q: list[float] = []
     per_type: dict[str, list[float]] = defaultdict(list)
     for qid in match.ids:

@@ -105,7 +105,17 @@ class StructLoRAGraph:
         return self.adjacency(device) & same
 
     def to_json(self) -> dict:
+        """The one serialization of a graph (save_structlora writes it; from_json reads it back)."""
         return {"edges": [[i, j, k] for i, j, k in self.edges], "nodes": [n.name for n in self.nodes]}
+
+    @classmethod
+    def from_json(cls, data: dict, nodes: list[Node], source: str = "graph") -> StructLoRAGraph:
+        """The graph of ``to_json`` on the model's ``nodes``; ValueError (naming ``source``) if they differ."""
+        names = [n.name for n in nodes]
+        if data.get("nodes") != names:
+            raise ValueError(f"{source}: graph nodes differ from the model's adapted modules: "
+                             f"{sorted(set(names) ^ set(data.get('nodes') or []))[:5]}")
+        return cls(nodes, [(int(i), int(j), str(k)) for i, j, k in data["edges"]])
 
 
 def structural_edges(nodes: list[Node], bridge_layers: int, vision_top: int | None) -> list[tuple[int, int, str]]:

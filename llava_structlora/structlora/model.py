@@ -199,8 +199,7 @@ def save_structlora(model: nn.Module, out_dir: str | Path) -> Path:
     tensors = {k: v.detach().float() if v.is_floating_point() else v.detach()
                for k, v in _named_tensors(model, trainable_only=False).items()}
     atomic_save_safetensors(tensors, out_dir / WEIGHTS_FILE, metadata={"format": "pt", "structlora": FORMAT})
-    meta = {"format": FORMAT, "config": ctrl.cfg.to_dict(), "nodes": [n.name for n in ctrl.nodes],
-            "edges": [[i, j, k] for i, j, k in ctrl.graph.edges], "step": int(ctrl.step),
+    meta = {"format": FORMAT, "config": ctrl.cfg.to_dict(), **ctrl.graph.to_json(), "step": int(ctrl.step),
             "weights_sha256": sha256_file(out_dir / WEIGHTS_FILE)}
     atomic_write_json(out_dir / CONFIG_FILE, meta)
     return out_dir
@@ -238,6 +237,16 @@ def load_structlora(model: nn.Module, in_dir: str | Path) -> nn.Module:
             if tuple(saved[k].shape) != tuple(t.shape):
                 raise ValueError(f"{w_path}: tensor {k} has shape {tuple(saved[k].shape)}, expected {tuple(t.shape)}")
             t.copy_(saved[k].to(t.dtype))
-    ctrl.set_graph(StructLoRAGraph(ctrl.nodes, [(int(i), int(j), str(k)) for i, j, k in meta["edges"]]))
+    ctrl.set_graph(StructLoRAGraph.from_json(meta, ctrl.nodes, str(cfg_path)))
     ctrl._step = int(ctrl.step)
     return model
+
+
+def load_structlora_graph(model: nn.Module, in_dir: str | Path) -> None:
+    """Only the coordinator graph of a ``save_structlora`` directory (refreshed similarity edges are in no
+    state dict; a DeepSpeed resume restores the tensors itself and the graph from here)."""
+    cfg_path = Path(in_dir) / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path}: StructLoRA checkpoint without its config + graph")
+    ctrl = get_controller(model)
+    ctrl.set_graph(StructLoRAGraph.from_json(json.loads(cfg_path.read_text()), ctrl.nodes, str(cfg_path)))

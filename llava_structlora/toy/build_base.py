@@ -2,8 +2,9 @@
 
     python -m llava_structlora.toy.build_base --data DATA_ROOT --out BASE_DIR [--preset default|smoke]
 
-Trains the sentencepiece tokenizer, builds a stock ``LlavaProcessor`` + ``LlavaForConditionalGeneration``,
-pretrains it (stage 0 contrastive vision tower, stage 2 full instruction training; see pretrain.py)
+Trains the sentencepiece tokenizer, builds a stock ``LlavaProcessor`` (with the chat templates of
+``llava_structlora.data.chat_template``, default ``vicuna_v1_nosys``: the format it is trained with) +
+``LlavaForConditionalGeneration``, pretrains it (stage 0 contrastive vision tower, stage 2 full instruction training; see pretrain.py)
 and ``save_pretrained``s both into BASE_DIR atomically. Cached: ``build_stamp.json`` holds the hash
 of the preset and of every input JSON; an equal hash means nothing is rebuilt.
 """
@@ -19,10 +20,12 @@ from pathlib import Path
 
 import torch
 
+from llava_structlora.data.chat_template import attach_chat_templates
+from llava_structlora.data.conversation import DEFAULT_CONV_TEMPLATE
 from llava_structlora.portable import make_portable
 from llava_structlora.utils.errors import run_main
-from llava_structlora.utils.io import (atomic_directory, atomic_write_json, check_rebuildable, hash_jsonable,
-                                       sha256_file)
+from llava_structlora.utils.io import (atomic_directory, atomic_write_bytes, atomic_write_json, check_rebuildable,
+                                       hash_jsonable, sha256_file)
 
 from .model_config import BasePreset, get_preset, llava_config
 
@@ -108,11 +111,33 @@ def train_base(data_root: Path, preset: BasePreset, out_dir: Path, files: list[P
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    attach_chat_templates(processor, DEFAULT_CONV_TEMPLATE).save_pretrained(out_dir)
     times["total_s"] = round(time.time() - t0, 1)
     return {"times": times, "n_params": sum(p.numel() for p in model.parameters()),
             "contrastive_loss": [closs[0], closs[-1]], "pretrain_loss": [losses[0], sum(losses[-20:]) / len(losses[-20:])],
             "n_train_samples": len(samples), "projector_input": scale}
+
+
+def add_missing_chat_templates(base_dir: Path) -> None:
+    """A base built before the processors carried chat templates gets them, without retraining.
+
+    The template files are written by the processor's own ``save_pretrained`` (into a temp dir) and
+    copied in atomically; weights, tokenizer and stamp stay untouched.
+    """
+    import tempfile
+
+    from transformers import AutoProcessor
+
+    if (base_dir / "chat_template.jinja").is_file():
+        return
+    processor = attach_chat_templates(AutoProcessor.from_pretrained(base_dir), DEFAULT_CONV_TEMPLATE)
+    with tempfile.TemporaryDirectory() as tmp:
+        processor.save_pretrained(tmp)
+        files = sorted(Path(tmp).glob("*chat_template*/*.jinja")) + [Path(tmp) / "chat_template.jinja"]
+        for f in files:  # the default (chat_template.jinja) last: its presence marks the upgrade done
+            (base_dir / f.relative_to(tmp)).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(base_dir / f.relative_to(tmp), f.read_bytes())
+    logger.info("%s: added the chat templates (%d files)", base_dir, len(files))
 
 
 def build_base(data_root: str | Path, out: str | Path, preset: str = "default", force: bool = False) -> Path:
@@ -124,6 +149,7 @@ def build_base(data_root: str | Path, out: str | Path, preset: str = "default", 
     if not force and is_current(out, key):
         make_portable(out, tokenizer_class=TOKENIZER_CLASS)  # idempotent; bases built before portable.py
         logger.info("%s is up to date (key %s)", out, key)
+        add_missing_chat_templates(out)
         return out
     torch.set_num_threads(p.threads)
     with atomic_directory(out) as tmp:

@@ -21,25 +21,26 @@ import json
 import math
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 import transformers
 import yaml
 
+from llava_structlora.data.conversation import CONV_TEMPLATES, DEFAULT_CONV_TEMPLATE, conv_system
 from llava_structlora.structlora.config import TARGET_PRESETS, StructLoRAConfig
 
-METHODS = ("structlora", "lora", "dora", "adalora", "lora_dropout", "full")
+from .errors import ConfigError
+from .specs import METHODS, get_spec
+
 TASKS = ("coco", "vqav2", "gqa")
+MIX_TASK = "mix"  # --task mix: the sources of data_path mixed (data/mixing.py), validated on every task of TASKS
 # StructLoRAConfig field -> the CLI/YAML name of the knob every adapter method shares.
 SHARED_KNOBS = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "targets",
                 "seed": "seed"}
 _SL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StructLoRAConfig)}
-
-
-class ConfigError(ValueError):
-    """A missing, garbled or inconsistent configuration value (raised before launch)."""
 
 
 @dataclass
@@ -66,12 +67,22 @@ class ModelArguments:
 class DataArguments:
     """Training data (LLaVA instruction JSON) and the quick validation run at the end."""
 
-    data_path: Optional[str] = field(default=None, metadata={"help": "LLaVA instruction JSON (DATA_ROOT/<task>/llava_train.json)."})
+    data_path: Optional[str] = field(default=None, metadata={
+        "help": "LLaVA instruction JSON (DATA_ROOT/<task>/llava_train.json); several: a.json,b.json (mixed)."})
+    data_ratios: Optional[str] = field(default=None, metadata={
+        "help": "Sampling ratios of the data_path sources, e.g. 0.5,0.3,0.2 (relative weights; default: concatenate)."})
+    mix_size: Optional[int] = field(default=None, metadata={
+        "help": "Samples in the mixture (default: the sources' total records); each source gets ratio * mix_size."})
     image_folder: Optional[str] = field(default=None, metadata={"help": "Image root (default: the task manifest's image_folder)."})
     model_max_length: Optional[int] = field(default=None, metadata={"help": "Truncation length (default: tokenizer's)."})
+    conv_template: str = field(default=DEFAULT_CONV_TEMPLATE, metadata={
+        "help": f"Conversation format ({'|'.join(CONV_TEMPLATES)}): vicuna_v1 = LLaVA-1.5's, with its system "
+                "prompt; vicuna_v1_nosys = the same without (the toy base). Recorded in run.json; evaluation, "
+                "merge and release default to it."})
     data_fraction: float = field(default=1.0, metadata={"help": "Fraction of training records used (low-data tables)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Hard cap on training records."})
-    task: Optional[str] = field(default=None, metadata={"help": "coco|vqav2|gqa: selects the validation scorer."})
+    task: Optional[str] = field(default=None, metadata={
+        "help": "coco|vqav2|gqa: selects the validation scorer; mix: validated on each of the three."})
     data_root: Optional[str] = field(default=None, metadata={"help": "DATA_ROOT for the validation run."})
     eval_split: str = field(default="val", metadata={"help": "Split of the validation run."})
     eval_batch_size: int = field(default=32, metadata={"help": "Batch size of the validation run."})
@@ -273,8 +284,7 @@ def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArgum
     """
     for obj in (margs, dargs, sargs, targs):
         _check_finite(obj)
-    if margs.method not in METHODS:
-        raise ConfigError(f"method={margs.method!r}: expected one of {METHODS}")
+    spec = get_spec(margs.method)  # names the known methods
     build_structlora_config(margs, sargs, targs.seed)
     if margs.mm_projector_lr is not None and margs.mm_projector_lr <= 0:
         raise ConfigError(f"mm_projector_lr={margs.mm_projector_lr}: must be > 0")
@@ -282,15 +292,79 @@ def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArgum
         raise ConfigError(f"learning_rate={targs.learning_rate}: must be > 0")
     if not 0.0 < dargs.data_fraction <= 1.0:
         raise ConfigError(f"data_fraction={dargs.data_fraction}: must be in (0, 1]")
-    if dargs.task is not None and dargs.task not in TASKS:
-        raise ConfigError(f"task={dargs.task!r}: expected one of {TASKS}")
+    try:
+        conv_system(dargs.conv_template)
+        data_sources(dargs)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    if dargs.mix_size is not None and dargs.mix_size < 1:
+        raise ConfigError(f"mix_size={dargs.mix_size}: must be a positive number of samples")
+    if dargs.task is not None and dargs.task not in (*TASKS, MIX_TASK):
+        raise ConfigError(f"task={dargs.task!r}: expected one of {(*TASKS, MIX_TASK)}")
     if targs.diagnostics_steps <= 0:
         raise ConfigError(f"diagnostics_steps={targs.diagnostics_steps}: must be a positive int")
     if not targs.output_dir:
         raise ConfigError("output_dir is required")
+    spec.check(margs, targs, _zero_stage(targs.deepspeed) if check_paths else None)  # method-specific limits
+    _validate_sizes(dargs, targs)
     _validate_memory_knobs(margs, targs)
     if check_paths:
         _validate_paths(margs, dargs, targs)
+        check_base_and_targets(margs, sargs, targs.seed)
+
+
+# Integer knobs that must be >= 1: a 0 is otherwise noticed only after the model is built (batch size)
+# or after the whole training run (the validation run's batch size).
+_POSITIVE = (("DataArguments", "eval_batch_size"), ("DataArguments", "model_max_length"),
+             ("DataArguments", "max_train_samples"), ("TrainingArguments", "per_device_train_batch_size"),
+             ("TrainingArguments", "gradient_accumulation_steps"))
+
+
+def _validate_sizes(dargs: DataArguments, targs: TrainingArguments) -> None:
+    for cls, name in _POSITIVE:
+        value = getattr(dargs if cls == "DataArguments" else targs, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{cls}.{name}={value!r}: must be a positive int")
+
+
+WEIGHT_GLOBS = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin")
+
+
+def check_base_and_targets(margs: ModelArguments, sargs: StructLoRAArguments, seed: int) -> None:
+    """Before any model is built: the base has weights, and the targets match its modules.
+
+    The module names come from the base's config.json alone: the model is instantiated on the meta
+    device (no memory, about a second even for 7B), so a target regex matching nothing fails here
+    instead of after minutes of loading.
+    """
+    base = Path(margs.model_name_or_path)
+    if not any(any(base.glob(g)) for g in WEIGHT_GLOBS):
+        raise ConfigError(f"model_name_or_path={base}: config.json but no weights there "
+                          f"(expected model.safetensors or shards); is the download complete?")
+    if get_spec(margs.method).full_model:  # no adapter targets
+        return
+    import torch
+
+    from llava_structlora.modeling import ModelLoadError, base_model_class, load_config
+    from llava_structlora.structlora.targets import resolve_target_modules
+
+    try:
+        cfg = load_config(base)
+        with torch.device("meta"):
+            model = base_model_class(cfg)(cfg)
+    except (ModelLoadError, ValueError, OSError) as e:
+        raise ConfigError(f"model_name_or_path={base}: cannot read its config.json ({e})") from e
+    try:
+        resolve_target_modules(model, build_structlora_config(margs, sargs, seed))
+    except ValueError as e:
+        raise ConfigError(f"targets={margs.targets!r}: {e} (module names look like "
+                          f"{_example_linear(model)!r})") from e
+
+
+def _example_linear(model: Any) -> str:
+    from torch import nn
+
+    return next((n for n, m in model.named_modules() if isinstance(m, nn.Linear) and "layers." in n), "")
 
 
 def _validate_memory_knobs(margs: ModelArguments, targs: TrainingArguments) -> None:
@@ -302,12 +376,6 @@ def _validate_memory_knobs(margs: ModelArguments, targs: TrainingArguments) -> N
         check_bits(margs.bits)
     except ModelLoadError as e:
         raise ConfigError(str(e)) from e
-    if margs.bits is not None and margs.method == "full":
-        raise ConfigError(f"bits={margs.bits}: a quantized base cannot be fully fine-tuned; use an adapter method")
-    kwargs = targs.activation_checkpointing_kwargs or {}
-    if targs.activation_checkpointing and margs.method == "structlora" and kwargs.get("use_reentrant", False):
-        raise ConfigError("gradient_checkpointing_kwargs use_reentrant=true: StructLoRA needs non-reentrant "
-                          "activation checkpointing (its shared coordinator graph); drop the option")
 
 
 def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments) -> None:
@@ -317,20 +385,44 @@ def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: Training
         raise ConfigError(f"model_name_or_path={margs.model_name_or_path}: no config.json there")
     if not dargs.data_path:
         raise ConfigError("data_path is required (LLaVA instruction JSON)")
-    if not Path(dargs.data_path).is_file():
-        raise ConfigError(f"data_path={dargs.data_path}: file not found")
+    for source in data_sources(dargs):
+        if not Path(source.path).is_file():
+            raise ConfigError(f"data_path={dargs.data_path}: {source.path}: file not found")
     resume = targs.resume
     if resume not in ("none", "auto") and not Path(resume).is_dir():
         raise ConfigError(f"resume={resume!r}: expected none, auto or an existing checkpoint directory")
-    ds = targs.deepspeed
-    if isinstance(ds, str) and ds:
-        try:
-            stage = json.loads(Path(ds).read_text()).get("zero_optimization", {}).get("stage", 0)
-        except (OSError, json.JSONDecodeError, AttributeError) as e:
-            raise ConfigError(f"deepspeed={ds}: not a readable JSON file ({e})") from e
-        if stage == 3 and margs.method == "structlora":
-            raise ConfigError(f"deepspeed={ds}: ZeRO-3 partitions the adapter factors that StructLoRA's "
-                              "coordinator reads across layers; use zero2.json or zero2_offload.json")
+
+
+def _zero_stage(ds: Any) -> Optional[int]:
+    """The ZeRO stage of a DeepSpeed config file (None without one); ConfigError when it cannot be read."""
+    if not (isinstance(ds, str) and ds):
+        return None
+    try:
+        return int(json.loads(Path(ds).read_text()).get("zero_optimization", {}).get("stage", 0))
+    except (OSError, json.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
+        raise ConfigError(f"deepspeed={ds}: not a readable JSON file ({e})") from e
+
+
+def task_data_path(data_root: str | Path, task: str) -> str:
+    """DATA_ROOT/<task>/llava_train.json; for `mix` the three tasks' files, comma-separated (one mixture)."""
+    tasks = TASKS if task == MIX_TASK else (task,)
+    return ",".join(str(Path(data_root) / t / "llava_train.json") for t in tasks)
+
+
+def validation_tasks(task: str) -> tuple[str, ...]:
+    """The tasks a run of `task` is validated on (each with its own scorer)."""
+    return TASKS if task == MIX_TASK else (task,)
+
+
+def data_sources(dargs: DataArguments) -> list:
+    """The training sources of data_path/data_ratios (DataMixError, a ValueError, names a bad spec)."""
+    from llava_structlora.data.mixing import parse_sources
+
+    if not dargs.data_path:
+        if dargs.data_ratios:
+            raise ConfigError("data_ratios given without data_path")
+        return []
+    return parse_sources(dargs.data_path, dargs.data_ratios)
 
 
 def build_structlora_config(margs: ModelArguments, sargs: StructLoRAArguments, seed: int) -> StructLoRAConfig:
@@ -369,7 +461,13 @@ def run_identity(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAA
     ident.update(dataclasses.asdict(sargs))
     ident.update({k: getattr(dargs, k) for k in _IDENTITY_DATA})
     ident.update({k: getattr(targs, k) for k in _IDENTITY_TRAINING})
-    for key in ("model_name_or_path", "data_path", "image_folder"):
+    # added knobs join only when not at their default, so identities recorded before them still match
+    ident.update({k: getattr(dargs, k) for k in ("data_ratios", "mix_size") if getattr(dargs, k) is not None})
+    if dargs.conv_template != DEFAULT_CONV_TEMPLATE:
+        ident["conv_template"] = dargs.conv_template
+    for key in ("model_name_or_path", "image_folder"):
         if ident.get(key):
             ident[key] = str(Path(ident[key]).resolve())
+    if ident.get("data_path"):  # one source or a comma-separated mix
+        ident["data_path"] = ",".join(str(Path(p.strip()).resolve()) for p in ident["data_path"].split(","))
     return json.loads(json.dumps(ident, default=str))

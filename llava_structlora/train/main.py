@@ -11,8 +11,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
@@ -66,9 +67,6 @@ def run(argv: Sequence[str]) -> Optional[Path]:
     """Parse, build, train, export. Returns the output dir (rank 0) or None (other ranks)."""
     _cpu_deepspeed_setup()
     margs, dargs, sargs, targs = parse_args(_with_cpu_flag(list(argv)))
-    if margs.method == "adalora" and targs.deepspeed:
-        raise ConfigError("method=adalora: PEFT's rank allocator reads param.grad after each step, which the "
-                          "DeepSpeed engine has already zeroed/partitioned; run it with NO_DEEPSPEED=1")
     _ = targs.device  # initializes torch.distributed first (ZeRO-3's zero.Init needs the world size)
     if targs.deepspeed:
         import deepspeed
@@ -79,9 +77,9 @@ def run(argv: Sequence[str]) -> Optional[Path]:
     started = time.time()
     from llava_structlora.data import DataCollatorForSupervisedDataset
 
-    from .callbacks import AdaLoraCallback, DiagnosticsCallback
     from .methods import base_load_dtype, build_dataset, build_model, load_processor, projector_param_names
     from .outputs import write_outputs
+    from .specs import get_spec
     from .trainer import StructLoRATrainer
 
     processor = load_processor(margs)
@@ -94,11 +92,8 @@ def run(argv: Sequence[str]) -> Optional[Path]:
         method=margs.method, mm_projector_lr=margs.mm_projector_lr if margs.tune_mm_projector else None,
         projector_params=projector_param_names(model) if margs.tune_mm_projector else set(),
         keep_checkpoints=targs.save_total_limit, **_debug_hooks())
-    if margs.method == "structlora":
-        trainer.add_callback(DiagnosticsCallback(trainer, targs.diagnostics_steps,
-                                                 Path(targs.output_dir) / "diagnostics.jsonl"))
-    if margs.method == "adalora":
-        trainer.add_callback(AdaLoraCallback(trainer))
+    for callback in get_spec(margs.method).callbacks(trainer, RunDir(targs.output_dir)):
+        trainer.add_callback(callback)
     if resume:
         logger.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)

@@ -1,4 +1,4 @@
-"""Build the trainable model for `--method`: StructLoRA or a PEFT baseline on the SAME targets.
+"""Build the trainable model for `--method` (what differs per method: specs.py), the processor and the data.
 
 All adapter methods share the target modules (StructLoRA's target presets), rank, alpha, data and
 schedule, so that the comparisons of the paper's tables are fair. `full` trains every language
@@ -14,11 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import ConfigError, DataArguments, ModelArguments, StructLoRAArguments, build_structlora_config
+from .config import ConfigError, DataArguments, ModelArguments, StructLoRAArguments
+from .specs import get_spec
 
 logger = logging.getLogger(__name__)
-
-PEFT_METHODS = ("lora", "dora", "adalora", "lora_dropout")
 
 
 def target_regex(targets: str) -> str:
@@ -29,16 +28,6 @@ def target_regex(targets: str) -> str:
     return "|".join(f"(?:.*{p})" if not p.startswith(".*") else f"(?:{p})" for p in patterns)
 
 
-def effective_dropout(margs: ModelArguments) -> float:
-    """LoRA-Dropout baseline = LoRA with input dropout (0.1 unless given); others default to 0."""
-    if margs.method == "lora_dropout":
-        drop = 0.1 if margs.lora_dropout is None else margs.lora_dropout
-        if drop <= 0:
-            raise ConfigError("method=lora_dropout needs lora_dropout > 0")
-        return drop
-    return margs.lora_dropout or 0.0
-
-
 def peft_config(margs: ModelArguments, total_steps: int, model: nn.Module | None = None,
                 keep_dead_layers: bool = False):
     """The PEFT config of a baseline (DoRA = use_dora, AdaLoRA = AdaLoraConfig with total_step).
@@ -47,24 +36,15 @@ def peft_config(margs: ModelArguments, total_steps: int, model: nn.Module | None
     dead vision layers left out unless ``keep_dead_layers``); without it, the preset's regex.
     A tuned projector goes in `modules_to_save`, so the stock PEFT adapter carries it.
     """
-    from peft import AdaLoraConfig, LoraConfig
-
     from llava_structlora.structlora import resolve_target_modules
 
     targets = (target_regex(margs.targets) if model is None
                else resolve_target_modules(model, margs.targets, keep_dead_layers=keep_dead_layers))
+    spec = get_spec(margs.method)
     common: dict[str, Any] = dict(target_modules=targets, lora_alpha=margs.lora_alpha,
-                                  lora_dropout=effective_dropout(margs), bias="none",
+                                  lora_dropout=spec.dropout(margs), bias="none",
                                   modules_to_save=["multi_modal_projector"] if margs.tune_mm_projector else None)
-    if margs.method == "adalora":
-        if total_steps <= 0:
-            raise ConfigError("method=adalora needs a known number of training steps (total_step)")
-        tinit, tfinal = max(1, total_steps // 10), max(1, total_steps // 5)
-        if tinit + tfinal >= total_steps:
-            raise ConfigError(f"method=adalora: {total_steps} steps are too few for its warm-up/final phases")
-        return AdaLoraConfig(init_r=max(margs.adalora_init_r, margs.lora_r), target_r=margs.lora_r,
-                             total_step=total_steps, tinit=tinit, tfinal=tfinal, deltaT=1, **common)
-    return LoraConfig(r=margs.lora_r, use_dora=margs.method == "dora", **common)
+    return spec.peft_config(margs, total_steps, common)
 
 
 def projector_module(model: nn.Module) -> nn.Module:
@@ -79,12 +59,7 @@ def projector_param_names(model: nn.Module) -> set[str]:
     return {n for n, _ in model.named_parameters() if ".multi_modal_projector." in f".{n}"}
 
 
-def _freeze_all(model: nn.Module) -> None:
-    for p in model.parameters():
-        p.requires_grad_(False)
-
-
-def _enable_full(model: nn.Module) -> int:
+def enable_full(model: nn.Module) -> int:
     """`full`: every language-model parameter (incl. embeddings and lm_head) trains."""
     n = 0
     for name, p in model.named_parameters():
@@ -103,7 +78,7 @@ def base_load_dtype(margs: ModelArguments, targs: Any) -> torch.dtype:
     fp32 master weights (DeepSpeed keeps its own fp32 master copy, so there bf16 is fine).
     """
     half = torch.bfloat16 if getattr(targs, "bf16", False) else torch.float16 if getattr(targs, "fp16", False) else None
-    if half is None or (margs.method == "full" and not getattr(targs, "deepspeed", None)):
+    if half is None or (get_spec(margs.method).full_model and not getattr(targs, "deepspeed", None)):
         return torch.float32
     return half
 
@@ -122,21 +97,9 @@ def build_model(margs: ModelArguments, sargs: StructLoRAArguments, seed: int, to
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
-    if margs.method == "structlora":
-        from llava_structlora.structlora import apply_structlora
-
-        model = apply_structlora(model, build_structlora_config(margs, sargs, seed))
-    elif margs.method in PEFT_METHODS:
-        from peft import get_peft_model
-
-        model = get_peft_model(model, peft_config(margs, total_steps, model,
-                                                  keep_dead_layers=getattr(sargs, "keep_dead_layers", False)))
-        if margs.method != "adalora":
-            align_lora_init(model, seed)
-    else:
-        _freeze_all(model)
-        _enable_full(model)
-    if margs.tune_mm_projector and margs.method not in PEFT_METHODS:
+    spec = get_spec(margs.method)
+    model = spec.build(model, margs, sargs, seed, total_steps)
+    if margs.tune_mm_projector and not spec.peft:  # PEFT trains it as modules_to_save
         for p in projector_module(model).parameters():
             p.requires_grad_(True)
     _log_trainable(model, margs.method)
@@ -150,8 +113,9 @@ def align_lora_init(model: nn.Module, seed: int) -> int:
     (seed, module name). Using one init for every method makes baselines start from identical
     factors (fair comparisons; `lora` == `structlora --filter none --coordinator none` step for step).
     """
-    from llava_structlora.structlora import name_seed
     from peft.tuners.lora import LoraLayer
+
+    from llava_structlora.structlora import name_seed
 
     n = 0
     for name, module in model.named_modules():
@@ -179,15 +143,23 @@ def load_processor(margs: ModelArguments):
 
 
 def build_dataset(dargs: DataArguments, processor, seed: int):
-    """LLaVA supervised dataset, optionally a deterministic fraction (same subset on every rank)."""
-    from llava_structlora.data import LazySupervisedDataset
+    """LLaVA supervised dataset(s), each optionally a deterministic fraction (same subset on every rank);
+    several data_path sources are mixed with data_ratios (data/mixing.py)."""
+    from llava_structlora.data import LazySupervisedDataset, conv_system
+    from llava_structlora.data.mixing import build_mixture
 
-    ds = LazySupervisedDataset(dargs.data_path, processor, image_folder=dargs.image_folder,
-                               model_max_length=dargs.model_max_length, limit=dargs.max_train_samples)
-    if dargs.data_fraction < 1.0:
-        g = torch.Generator().manual_seed(seed)
-        keep = max(1, int(round(len(ds) * dargs.data_fraction)))
-        idx = sorted(torch.randperm(len(ds), generator=g)[:keep].tolist())
-        ds.records = [ds.records[i] for i in idx]
-    logger.info("training records: %d from %s (skipped: %s)", len(ds), dargs.data_path, dict(ds.skipped))
-    return ds
+    from .config import data_sources
+
+    def source(path: str):
+        ds = LazySupervisedDataset(path, processor, image_folder=dargs.image_folder,
+                                   model_max_length=dargs.model_max_length, limit=dargs.max_train_samples,
+                                   system=conv_system(dargs.conv_template))
+        if dargs.data_fraction < 1.0:
+            g = torch.Generator().manual_seed(seed)
+            keep = max(1, int(round(len(ds) * dargs.data_fraction)))
+            idx = sorted(torch.randperm(len(ds), generator=g)[:keep].tolist())
+            ds.records = [ds.records[i] for i in idx]
+        logger.info("training records: %d from %s (skipped: %s)", len(ds), path, dict(ds.skipped))
+        return ds
+
+    return build_mixture(data_sources(dargs), source, seed, dargs.mix_size)

@@ -13,10 +13,10 @@ from typing import Any, Optional
 import torch.distributed as dist
 
 from llava_structlora.rundir import RunDir
-from llava_structlora.utils.io import (atomic_directory, atomic_save_safetensors, atomic_write_json,
-                                       read_optional_json)
+from llava_structlora.utils.io import atomic_save_safetensors, atomic_write_json, read_optional_json
 
 from .config import to_jsonable
+from .specs import get_spec
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +33,15 @@ def git_commit(where: Path) -> dict[str, Any]:
     return {"commit": _git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
 
 
-def _trained_projector(model) -> dict:
+def trained_projector(model) -> dict:
+    """The tuned projector's tensors (empty when the projector is frozen)."""
     return {n: p.detach() for n, p in model.named_parameters()
             if p.requires_grad and ".multi_modal_projector." in f".{n}"}
 
 
 def add_projector_to_adapter(model, adapter_dir: Path) -> None:
     """A tuned projector joins the exported adapter as PEFT `modules_to_save` (stock PEFT loads it)."""
-    projector = _trained_projector(model)
+    projector = trained_projector(model)
     if not projector:
         return
     from safetensors.torch import load_file
@@ -56,25 +57,9 @@ def add_projector_to_adapter(model, adapter_dir: Path) -> None:
 
 
 def export_adapter(trainer, method: str, out_dir: Path) -> Path:
-    """Write adapter/ (and structlora/) atomically; returns the adapter dir."""
+    """Write the run's deliverable atomically through the method's spec; returns its dir."""
     model = trainer.accelerator.unwrap_model(trainer.model)
-    run = RunDir(out_dir)
-    adapter_dir = run.export_dir(full_model=method == "full")
-    if method == "structlora":
-        from llava_structlora.structlora import export_peft_adapter, save_structlora
-
-        with atomic_directory(adapter_dir) as tmp:
-            export_peft_adapter(model, tmp)
-            add_projector_to_adapter(model, tmp)
-        with atomic_directory(run.structlora) as tmp:
-            save_structlora(model, tmp)
-            projector = _trained_projector(model)
-            if projector:
-                atomic_save_safetensors(projector, tmp / "mm_projector.safetensors")
-    else:
-        with atomic_directory(adapter_dir) as tmp:
-            model.save_pretrained(tmp, safe_serialization=True)
-    return adapter_dir
+    return get_spec(method).export(model, RunDir(out_dir))
 
 
 def write_outputs(trainer, processor, args: tuple, result, times: dict[str, float],
@@ -85,27 +70,22 @@ def write_outputs(trainer, processor, args: tuple, result, times: dict[str, floa
     run_dir = RunDir(out_dir)
     if trainer.args.should_save:
         adapter_dir = export_adapter(trainer, margs.method, out_dir)
+        extras = get_spec(margs.method).finish(trainer, run_dir, plots=targs.plots)  # e.g. StructLoRA's plots
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         run = {
             "base_model": str(Path(margs.model_name_or_path).resolve()),
-            "method": margs.method, "adapter": str(adapter_dir),
-            "structlora": str(run_dir.structlora) if margs.method == "structlora" else None,
+            "method": margs.method, "conv_template": dargs.conv_template, "adapter": str(adapter_dir),
+            "structlora": extras.get("structlora"),
             "config": to_jsonable(margs, dargs, sargs) | {"TrainingArguments": _training_summary(targs)},
             "git": git_commit(Path(__file__).parent),  # the checkout the code runs from
             "seed": targs.seed, "data_seed": targs.data_seed, "world_size": targs.world_size,
             "deepspeed": targs.deepspeed, "resumed_from": resumed_from,
             "global_step": trainer.state.global_step, "final_loss": losses[-1] if losses else None,
             "train_runtime_s": result.metrics.get("train_runtime"),
+            "data_mix": getattr(trainer.train_dataset, "composition", None),
             "times": times,
         }
         atomic_write_json(run_dir.run_json, run)
-        if targs.plots and margs.method == "structlora":
-            from llava_structlora.structlora import structlora_diagnostics
-
-            from .plots import write_plots
-
-            final = structlora_diagnostics(trainer.accelerator.unwrap_model(trainer.model), with_cosine_matrix=True)
-            write_plots(run_dir.diagnostics, final, run_dir.plots)
         logger.info("adapter written to %s", adapter_dir)
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
@@ -121,29 +101,40 @@ def _training_summary(targs) -> dict[str, Any]:
 
 def run_validation(run: RunDir, task: str, base: str | Path, data_root: str | Path, split: str,
                    batch_size: int, which: str = "adapter", work_dir: Optional[Path] = None,
-                   reuse: bool = False) -> dict[str, Any]:
+                   reuse: bool = False, conv_template: Optional[str] = None) -> dict[str, Any]:
     """The one validation after training: the run's adapter (or the base) on `split`, scored by the
-    evaluation package; writes `run.metrics(which)` (metrics.json / metrics_base.json).
+    evaluation package; writes `run.metrics(which)` (metrics.json / metrics_base.json). A `mix` run is
+    validated on every task: the record holds `tasks: {coco: ..., vqav2: ..., gqa: ...}`.
 
     Args:
         run: the training run (its deliverable is evaluated when which="adapter").
         which: "adapter" or "base".
         work_dir: where the answers go (default: run.eval_dir(which)); a base cache shared across runs.
         reuse: take `work_dir/metrics.json` when it exists (the base's answers depend on the base only).
+        conv_template: prompt format, for the base too (default: the one the run's run.json records).
     """
     from llava_structlora.evaluation import EvalConfig, evaluate
+    from llava_structlora.merge import recorded_conv_template
+
+    from .config import MIX_TASK, validation_tasks
 
     if not data_root:
         raise ValueError("validation needs data_root (DATA_ROOT with the task's eval files)")
     adapter = None if which == "base" else run.deliverable()
-    work = Path(work_dir) if work_dir is not None else run.eval_dir(which)
-    cached = read_optional_json(work / "metrics.json") if reuse else {}
-    if cached:
-        metrics = cached
-    else:
-        cfg = EvalConfig(task=task, model=str(base), data_root=str(data_root), output_dir=str(work), split=split,
-                         adapter=str(adapter) if adapter else None, batch_size=batch_size, overwrite=True)
-        metrics = evaluate(cfg)
+    conv_template = conv_template or recorded_conv_template(run.path)
+    root = Path(work_dir) if work_dir is not None else run.eval_dir(which)
+    per_task: dict[str, dict[str, Any]] = {}
+    for t in validation_tasks(task):  # a mix run: each task in its own work dir, with its own scorer
+        work = root / t if task == MIX_TASK else root
+        cached = read_optional_json(work / "metrics.json") if reuse else {}
+        if cached:
+            per_task[t] = cached
+            continue
+        cfg = EvalConfig(task=t, model=str(base), data_root=str(data_root), output_dir=str(work), split=split,
+                         adapter=str(adapter) if adapter else None, batch_size=batch_size,
+                         conv_template=conv_template, overwrite=True)
+        per_task[t] = evaluate(cfg)
+    metrics = per_task[task] if task != MIX_TASK else {"tasks": per_task}
     atomic_write_json(run.metrics(which), {"which": which, "task": task, "split": split,
                                            "adapter": str(adapter) if adapter else None, **metrics})
     return metrics

@@ -219,13 +219,12 @@ def atomic_directory(final: str | os.PathLike, kind: str | None = None, overwrit
 
 def read_optional_json(path: str | os.PathLike) -> Any:
     """Parsed JSON of `path`, `{}` when it does not exist, a clear error naming it when malformed."""
+    from .jsonio import read_json
+
     path = Path(path)
     if not path.exists():
         return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    return read_json(path)  # BOM accepted; UTF-16, torn or deep JSON: an error naming file and line
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: str = "cpu") -> Any:

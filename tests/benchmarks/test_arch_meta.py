@@ -47,3 +47,11 @@ def test_next_budget_equals_llava_1_5(budgets):
         assert a[key] == b[key], key
     assert b["base_params"] == a["base_params"] + 4096  # image_newline
     assert NEXT_7B in markdown(list(budgets.values()))
+
+
+def test_release_names_the_right_public_base():
+    """A v1.6 run must not be released as a LLaVA-1.5 adapter: same tower sizes, other model_type."""
+    from llava_structlora.release import hub_id_for
+
+    for hub in PUBLISHED:
+        assert hub_id_for(published_config(hub).to_dict()) == hub

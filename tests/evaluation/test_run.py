@@ -74,3 +74,50 @@ def test_rebuilt_question_file_is_not_resumed(smoke, tmp_path):
     qfile.write_text("\n".join(lines[:-1]) + "\n")      # the data was rebuilt
     with pytest.raises(ValueError, match="questions_sha256"):
         evaluate(_cfg(smoke, tmp_path / "out", data_root=str(data)))
+
+
+def test_conv_template_defaults_to_the_runs_and_changes_the_prompt(smoke, tmp_path):
+    """An adapter/run dir's run.json decides the prompt format unless one is given explicitly."""
+    from llava_structlora.data import VICUNA_SYSTEM
+
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"conv_template": "vicuna_v1"}))
+    assert _cfg(smoke, tmp_path / "a", adapter=str(run / "adapter")).conv_template == "vicuna_v1"
+    assert _cfg(smoke, tmp_path / "a", adapter=str(run)).system == VICUNA_SYSTEM
+    explicit = _cfg(smoke, tmp_path / "a", adapter=str(run), conv_template="vicuna_v1_nosys")
+    assert explicit.system == ""
+    assert _cfg(smoke, tmp_path / "b").conv_template == "vicuna_v1_nosys"  # nothing recorded: the toy base's
+    (run / "run.json").write_text(json.dumps({"conv_template": "chatml"}))
+    with pytest.raises(ValueError, match="conv_template='chatml'"):
+        _cfg(smoke, tmp_path / "a", adapter=str(run))
+
+
+def test_limit_scores_first_n_and_resumes(smoke, tmp_path):
+    """--limit N: the first N questions in file order, scored on those N; a larger N resumes, a smaller reuses."""
+    qfile = smoke["data"] / "vqav2" / "val_questions.jsonl"
+    first = evaluate(_cfg(smoke, tmp_path, limit=5))
+    assert _qids(tmp_path / "answers.jsonl") == _qids(qfile)[:5]
+    assert (first["n"], first["n_questions"], first["limit"]) == (5, 5, 5)
+    assert first["n_questions_in_split"] == len(_qids(qfile)) > 5
+    assert "n_missing" not in first
+    more = evaluate(_cfg(smoke, tmp_path, limit=8))
+    assert more["n_generated_this_run"] == 3 and more["n"] == 8
+    again = evaluate(_cfg(smoke, tmp_path, limit=5))  # answers beyond the limit stay on disk, not merged
+    assert again["n_generated_this_run"] == 0 and again["overall"] == first["overall"]
+    with pytest.raises(ValueError, match="limit"):
+        _cfg(smoke, tmp_path, limit=0)
+
+
+def test_both_protocols_side_by_side(smoke, tmp_path):
+    """metrics.json carries official and llava scores of the same answers, each equal to the scorer's."""
+    from llava_structlora.evaluation.run import summary
+    from llava_structlora.metrics import score_gqa
+
+    metrics = evaluate(_cfg(smoke, tmp_path, task="gqa", protocol="llava"))
+    refs = smoke["data"] / "gqa" / "testdev_questions.json"
+    for proto in ("official", "llava"):
+        assert metrics["protocols"][proto]["accuracy"] == score_gqa(refs, tmp_path / "results.json", proto)["accuracy"]
+    assert metrics["accuracy"] == metrics["protocols"]["llava"]["accuracy"] and metrics["protocol"] == "llava"
+    line = summary(metrics)
+    assert line.startswith("GQA testdev (official): accuracy") and "| (llava): accuracy" in line

@@ -139,7 +139,7 @@ def test_rank_flag_gives_r16_run_dir_and_adapter_and_mismatched_resume_is_refuse
     assert finetune.main(["--task", "coco", "--lora_r", "16"], layout=layout) == 0
     run = layout.outputs / "coco-structlora-r16-s0-smoke"
     assert sorted(p.name for p in layout.outputs.iterdir()) == [run.name]
-    assert json.loads((run / "structlora" / "structlora_config.json").read_text())["r"] == 16
+    assert json.loads((run / "structlora" / "structlora_config.json").read_text())["config"]["r"] == 16
     assert json.loads((run / "run.json").read_text())["config"]["ModelArguments"]["lora_r"] == 16
     from safetensors.torch import load_file
 
@@ -154,3 +154,19 @@ def test_rank_flag_gives_r16_run_dir_and_adapter_and_mismatched_resume_is_refuse
     err = capfd.readouterr()
     assert "refusing to resume" in err.err and "method: 'structlora' -> 'lora'" in err.err
     assert "lora_r: 16 -> 8" in err.err and "llava_structlora.train" not in err.out
+
+
+def test_mix_recipe_reads_the_three_tasks_with_its_ratios(monkeypatch):
+    """--task mix (configs/mix_smoke.yaml): one mixture of the three tasks' files, equal thirds, own run name."""
+    from llava_structlora.train.config import parse_args
+
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    layout = RepoLayout(ROOT)
+    _, d, _, t = parse_args(finetune.train_argv(layout, "mix", "smoke", []), check_paths=False, with_deepspeed=False)
+    assert d.task == "mix" and d.data_ratios == "1,1,1"
+    assert d.data_path.split(",") == [str(layout.data("smoke") / k / "llava_train.json") for k in ("coco", "vqav2", "gqa")]
+    assert t.output_dir == str(layout.outputs / "mix-structlora-r8-s0-smoke")
+    monkeypatch.setenv("DATA_ROOT", "/elsewhere")
+    _, d, _, _ = parse_args(finetune.train_argv(layout, "mix", "smoke", []), check_paths=False, with_deepspeed=False)
+    assert d.data_path.split(",")[2] == "/elsewhere/gqa/llava_train.json"

@@ -36,6 +36,9 @@ def probe(model_dir: str, adapter: str | None) -> tuple[dict, dict]:
     model.eval()
     processor = AutoProcessor.from_pretrained(model_dir)
     report["tokenizer"] = type(processor.tokenizer).__name__
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What shape is it?"}]}]
+    report["chat"] = (processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+                      if getattr(processor, "chat_template", None) else None)
     size = processor.image_processor.crop_size["height"]
     image = Image.fromarray((np.random.RandomState(0).rand(size, size, 3) * 255).astype("uint8"))
     enc = processor(images=image, text=PROMPT, return_tensors="pt")

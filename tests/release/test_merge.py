@@ -61,6 +61,12 @@ def test_merged_model_loads_stock_and_generates_like_base_plus_adapter(smoke_run
     assert len(shards) >= 2 and (merged / "model.safetensors.index.json").exists()
     assert (merged / "processor_config.json").exists() or (merged / "preprocessor_config.json").exists()
     assert (merged / "tokenizer.json").exists() or (merged / "tokenizer.model").exists()
+    from transformers import AutoProcessor
+
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "describe it"}]}]
+    assert json.loads((merged / "merge_info.json").read_text())["conv_template"] == "vicuna_v1_nosys"
+    prompt = AutoProcessor.from_pretrained(merged).apply_chat_template(msgs, add_generation_prompt=True)
+    assert prompt == "USER: <image>\ndescribe it ASSISTANT:"  # the run's format, generated chat template
     data = smoke_world["data"] / "coco"
     common = ["--questions", str(data / "val_questions.jsonl"),
               "--images", str((data / json.loads((data / "manifest.json").read_text())["image_folder"]).resolve()),

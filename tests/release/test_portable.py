@@ -156,6 +156,7 @@ def test_release_and_merged_model_load_identically_under_transformers4(smoke_run
         for rep in (rep4, rep5):
             assert not rep[name]["missing_keys"] and not rep[name]["unexpected_keys"], (name, rep[name])
         assert torch.equal(t4[f"{name}.ids"], t5[f"{name}.ids"]), name
+        assert rep4[name]["chat"] == rep5[name]["chat"], name  # the chat template reads the same under v4
         assert float((t4[f"{name}.pix"] - t5[f"{name}.pix"]).abs().max()) <= 1e-6, name
         diff = float((t4[f"{name}.logits"] - t5[f"{name}.logits"]).abs().max())
         assert diff <= 1e-4, (name, diff)
@@ -163,6 +164,7 @@ def test_release_and_merged_model_load_identically_under_transformers4(smoke_run
         assert rep4[name]["lora"].keys() == rep5[name]["lora"].keys() and rep4[name]["lora"], name
         assert all(abs(rep4[name]["lora"][k] - v) <= 1e-5 for k, v in rep5[name]["lora"].items()), name
     assert any("vision_tower" in k for k in rep4["vision"]["lora"])
+    assert rep4["merged"]["chat"] and rep4["release"]["chat"]  # merged model and release carry chat templates
     # the checks are not vacuous: the v5 spelling loses the vision LoRA / the vision tower under v4
     assert set(rep4["v5adapter"]["lora"]) < set(rep5["v5adapter"]["lora"])
     assert float((t4["v5adapter.logits"] - t5["v5adapter.logits"]).abs().max()) > 1e-3

@@ -33,6 +33,13 @@ def test_release_folder_contents(release, smoke_run, smoke_world):
             "SHA256SUMS", "PUSH.md"} <= names
     cfg = json.loads((release / "adapter_config.json").read_text())
     assert cfg["base_model_name_or_path"] == str(smoke_world["base"].resolve())
+    from transformers import AutoProcessor
+
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "describe it"}]}]
+    processor = AutoProcessor.from_pretrained(release)  # the release carries the processor + chat templates
+    assert processor.apply_chat_template(msgs, add_generation_prompt=True) == "USER: <image>\ndescribe it ASSISTANT:"
+    assert processor.apply_chat_template(msgs, chat_template="vicuna_v1", add_generation_prompt=True).startswith(
+        "A chat between a curious user")
     card = (release / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: peft\n") and f"base_model: {smoke_world['base'].resolve()}" in card
     for section in ("## Method", "## How to load", "## Training configuration", "## Data", "## Evaluation",
@@ -40,6 +47,7 @@ def test_release_folder_contents(release, smoke_run, smoke_world):
         assert section in card, section
     snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1).strip().splitlines()
     assert len(snippet) == 5 and "PeftModel.from_pretrained" in snippet[3]
+    assert "conversation format `vicuna_v1_nosys`" in card
     cider = json.loads((smoke_run / "metrics.json").read_text())["CIDEr"]
     assert f"| CIDEr | {cider:.4g} |" in card  # from metrics.json, not typed
     assert run_cmd(["sha256sum", "-c", "SHA256SUMS"], cwd=str(release)).returncode == 0

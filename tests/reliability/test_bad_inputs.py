@@ -113,18 +113,24 @@ def test_image_record_without_image_token_stays_consistent(tmp_path, corpus, pro
         assert sum(ds.skipped.values()) == 1
 
 
-def test_multiple_image_tokens_collapse_to_one_image(tmp_path, corpus, processor):
-    recs = [record("multi", corpus["good"].name, question="<image>\nwhat <image> shape is <image> it?")]
-    item = _dataset(tmp_path, corpus, processor, recs)[0]
-    assert _n_image_tokens(item, processor) == num_image_tokens(processor)
+def test_multiple_image_tokens_are_a_counted_skip(tmp_path, corpus, processor, caplog):
+    """Issue 15: exactly one <image> in the first human turn; several are a named, counted skip."""
+    recs = [record("multi", corpus["good"].name, question="<image>\nwhat <image> shape is <image> it?"),
+            record("next", corpus["good"].name)]
+    ds = _dataset(tmp_path, corpus, processor, recs)
+    assert len(ds) == 1 and ds.skipped == {"bad image token": 1} and "record multi (index 0)" in caplog.text
+    assert _n_image_tokens(ds[0], processor) == num_image_tokens(processor)
 
 
 def test_over_length_conversation_is_truncated_and_counted(tmp_path, corpus, processor, caplog):
     long_answer = " ".join(["a red circle"] * 60)
-    ds = _dataset(tmp_path, corpus, processor, [record("long", corpus["good"].name, answer=long_answer)],
-                  model_max_length=40)
+    recs = [record("long", corpus["good"].name, answer=long_answer)]
+    full = _dataset(tmp_path, corpus, processor, recs, model_max_length=4096)[0]
+    first_target = int((full["labels"] != -100).nonzero()[0])  # prompt length: keep a few answer tokens
+    cap = first_target + 5
+    ds = _dataset(tmp_path, corpus, processor, recs, model_max_length=cap)
     item = ds[0]
-    assert len(item["input_ids"]) == 40 and ds.truncated == 1 and "long" in caplog.text
+    assert len(item["input_ids"]) == cap and ds.truncated == 1 and "long" in caplog.text
     assert _n_image_tokens(item, processor) == num_image_tokens(processor)  # image tokens never cut
 
 

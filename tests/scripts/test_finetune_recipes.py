@@ -150,3 +150,26 @@ def test_bad_config_fails_before_launch(tmp_path, extra, env, needle):
     assert proc.returncode == 2
     assert "configuration error" in proc.stderr and needle in proc.stderr
     assert "deepspeed" not in proc.stdout and not out.exists()
+
+
+def check_mix_deliverables(out: Path, stdout: str) -> None:
+    """The mixed recipe: one mixture of the three tasks in equal thirds, validated on each task's scorer."""
+    run = json.loads((out / "run.json").read_text())
+    mix = run["data_mix"]
+    assert [Path(m["path"]).parent.name for m in mix] == ["coco", "vqav2", "gqa"]
+    samples = [m["samples"] for m in mix]
+    assert sum(samples) == sum(m["records"] for m in mix) and max(samples) - min(samples) <= 1
+    for which, name in (("adapter", "metrics.json"), ("base", "metrics_base.json")):
+        metrics = json.loads((out / name).read_text())
+        assert metrics["which"] == which and metrics["task"] == "mix"
+        assert set(metrics["tasks"]) == {"coco", "vqav2", "gqa"}
+        assert {"official", "llava"} == set(metrics["tasks"]["vqav2"]["protocols"])
+    for line in ("coco val CIDEr: adapter", "vqav2 val overall: adapter", "gqa val accuracy: adapter"):
+        assert line in stdout, line
+
+
+def test_smoke_mix_recipe(tmp_path, smoke_snapshot):
+    proc, secs = _run("mix", tmp_path / "run", **smoke_snapshot)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    print(f"[timing] SMOKE=1 finetune_mix.sh: {secs:.1f} s")
+    check_mix_deliverables(tmp_path / "run", proc.stdout)

@@ -24,8 +24,8 @@ def test_setup_first_run_under_pipefail(tmp_path):
     for name in ("setup.sh", "check_env.py"):
         shutil.copy(ROOT / "scripts" / name, repo / "scripts" / name)
     (repo / "requirements.txt").write_text("tqdm==4.70.1\n")  # small, from the local package index
-    (repo / "scripts" / "recipe.sh").write_text(
-        "#!/usr/bin/env bash\n" + RECIPE_HEAD + '"$PYTHON" -c "import tqdm; print(\'first run ok\', tqdm.__version__)"\n')
+    body = '"$PYTHON" -c "import tqdm; print(\'first run ok\', tqdm.__version__)"\n'
+    (repo / "scripts" / "recipe.sh").write_text("#!/usr/bin/env bash\n" + RECIPE_HEAD + body)
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHON")}
     env.update(PATH="/usr/bin:/bin", PYTHON=SYSTEM_PYTHON)
     check = subprocess.run([SYSTEM_PYTHON, "scripts/check_env.py", "requirements.txt"], cwd=repo, env=env)

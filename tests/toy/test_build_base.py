@@ -22,10 +22,18 @@ def test_smoke_base_builds_loads_with_stock_classes_and_is_cached(data_root, tmp
     with torch.no_grad():
         gen = model.generate(**inputs, max_new_tokens=3, do_sample=False)
     assert gen.shape[1] > inputs["input_ids"].shape[1]
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what color is the circle?"}]}]
+    assert processor.apply_chat_template(msgs, add_generation_prompt=True) == prompt  # trained format by default
     # cached: same inputs -> untouched; changed data -> rebuilt
     mtime = (out / "model.safetensors").stat().st_mtime_ns
+    import shutil
+
+    (out / "chat_template.jinja").unlink()  # a base built before the templates existed
+    shutil.rmtree(out / "additional_chat_templates")
     build_base(data_root, out, preset="smoke")
     assert (out / "model.safetensors").stat().st_mtime_ns == mtime
+    assert AutoProcessor.from_pretrained(out).apply_chat_template(msgs, add_generation_prompt=True) == prompt
+    assert (out / "additional_chat_templates" / "vicuna_v1.jinja").is_file()
     pre = data_root / "pretrain" / "llava_train.json"
     recs = json.loads(pre.read_text())
     pre.write_text(json.dumps(recs[:-1]))

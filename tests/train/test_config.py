@@ -36,6 +36,7 @@ def test_yaml_then_cli_override(tmp_path):
     (["--filter", "magic"], "filter"),
     (["--coordinator", "gcn"], "coordinator"),
     (["--bogus", "1"], "unknown arguments"),
+    (["--conv_template", "plain"], "vicuna_v1_nosys"),
 ])
 def test_bad_values_name_the_field(argv, needle):
     with pytest.raises(ConfigError, match=None) as e:
@@ -71,15 +72,34 @@ def test_paths_checked(tmp_path):
                    with_deepspeed=False)
 
 
+def _meta_base(path):
+    """A base dir whose config.json is a (tiny) Llava config plus a weights file: enough for the
+    pre-build checks (weights present, targets matched on the meta device)."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+
+    text = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=4, vocab_size=64)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=32, patch_size=8)
+    path.mkdir()
+    LlavaConfig(text_config=text, vision_config=vision, image_token_index=63).to_json_file(path / "config.json")
+    (path / "model.safetensors").write_bytes(b"")
+    return path
+
+
 def test_structlora_refuses_zero3_before_launch(tmp_path):
-    (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "config.json").write_text("{}")
+    _meta_base(tmp_path / "m")
     (tmp_path / "d.json").write_text("[]")
     base = ["--output_dir", str(tmp_path), "--model_name_or_path", str(tmp_path / "m"), "--data_path",
             str(tmp_path / "d.json"), "--deepspeed", "zero_configs/zero3.json"]
     with pytest.raises(ConfigError, match="ZeRO-3"):
         parse_args(base, with_deepspeed=False)
     parse_args(base + ["--method", "lora"], with_deepspeed=False)  # baselines may use ZeRO-3
+
+
+def test_conv_template_default_and_choice():
+    assert _parse()[1].conv_template == "vicuna_v1_nosys"  # what the toy base is trained with
+    assert _parse("--conv_template", "vicuna_v1")[1].conv_template == "vicuna_v1"
 
 
 def _other_value(name: str, default):

@@ -110,3 +110,18 @@ def test_structlora_state_merges_like_its_export(runs, next_base):
     # the export is lossless (relative_error 0); unmerged PEFT sums in another order: fp32 rounding only
     assert json.loads((run_dir / "adapter" / "structlora_export.json").read_text())["relative_error"] == 0.0
     assert (peft - live).abs().max() <= TOL * max(1.0, float(live.abs().max()))
+
+
+def test_merge_refuses_a_llava_1_5_base_with_the_same_towers(runs, next_base, tmp_path):
+    """Shapes alone cannot tell v1.5 from v1.6 (same towers): the recorded base's model_type does."""
+    from transformers import AutoConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    from llava_structlora.merge import BaseMismatchError, merge_run
+
+    nxt = AutoConfig.from_pretrained(next_base["base"])
+    cfg = LlavaConfig(vision_config=nxt.vision_config.to_dict(), text_config=nxt.text_config.to_dict(),
+                      image_token_index=nxt.image_token_id, vision_feature_layer=nxt.vision_feature_layer,
+                      vision_feature_select_strategy=nxt.vision_feature_select_strategy)
+    LlavaForConditionalGeneration(cfg).save_pretrained(tmp_path / "llava15")
+    with pytest.raises(BaseMismatchError, match="model_type"):
+        merge_run(runs["lora"], tmp_path / "merged", base=tmp_path / "llava15")

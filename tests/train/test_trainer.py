@@ -137,9 +137,10 @@ def test_adalora_allocates_ranks_without_deepspeed(base, request, tmp_path, fake
 
 
 def test_coordinator_graph_round_trips_through_checkpoints(tiny_base, tmp_path):
-    """Refreshed similarity edges live in no state dict: checkpoints carry them (structlora_graph.json)."""
-    from llava_structlora.structlora import StructLoRAGraph, get_controller
-    from llava_structlora.train.trainer import restore_graph, save_graph
+    """Refreshed similarity edges live in no state dict: checkpoints carry them (save_structlora's one graph
+    serialization, StructLoRAGraph.to_json), and a DeepSpeed resume restores them from there."""
+    from llava_structlora.structlora import StructLoRAGraph, get_controller, save_structlora
+    from llava_structlora.train.specs import get_spec
 
     _, _, s, t = parse_args(["--output_dir", str(tmp_path), "--model_name_or_path", str(tiny_base)], check_paths=False)
     m, _, _, _ = parse_args(["--output_dir", str(tmp_path)], check_paths=False)
@@ -148,8 +149,8 @@ def test_coordinator_graph_round_trips_through_checkpoints(tiny_base, tmp_path):
     ctrl = get_controller(trained)
     kept = ctrl.graph.edges[::2]  # stands in for a refresh that changed the edges
     ctrl.set_graph(StructLoRAGraph(nodes=ctrl.nodes, edges=kept))
-    save_graph(trained, tmp_path / "g.json")
+    save_structlora(trained, tmp_path / "ckpt")
     assert get_controller(fresh).graph.edges != kept
-    restore_graph(fresh, tmp_path / "g.json")
+    get_spec("structlora").after_deepspeed_resume(fresh, tmp_path / "ckpt")
     assert get_controller(fresh).graph.edges == kept
     assert torch.equal(get_controller(fresh).adj, ctrl.adj)

@@ -1,0 +1,141 @@
+"""What every table must show before it is read (issue 11): can it tell, and did anything move?
+
+- the LoRA-vs-base margin per endpoint in paired-std units (experiments.base_margin; bar 10x);
+- the minimum detectable effect of its comparisons (report.claims, 80 % power, paired, Holm's alpha/m);
+- the median |change of the eval gates| of each StructLoRA row (did the filter do anything?).
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from .report import per_seed
+from .suite import SuiteConfig
+from .tables import Table
+
+
+def plain_lora_row(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The table's LoRA r=8 full-data row without overrides (the testbed reference), if it has one."""
+    for row in result["rows"].values():
+        v = row["variant"]
+        if v.method == "lora" and not v.overrides and v.rank == 8 and v.data_fraction == 1.0:
+            return row
+    return None
+
+
+def gate_moves(run: dict[str, Any]) -> dict[str, float] | None:
+    """The what-moved summary of one StructLoRA run: |delta eval gate| median/mean, |delta gate parameter|
+    median (its own units: log alpha for hard concrete), and the fraction of directions open at the end."""
+    moved = run.get("what_moved") or {}
+    delta = moved.get("eval_gate_delta") or {}
+    if delta.get("median_abs") is None:
+        return None
+    params = moved.get("gate_param_delta") or {}
+    first = next(iter(params.values()), {})
+    return {"median_abs_delta_eval_gate": float(delta["median_abs"]),
+            "mean_abs_delta_eval_gate": delta.get("mean_abs"), "median_abs_delta_gate_param": first.get("median_abs"),
+            "open_fraction_end": (moved.get("open_fraction") or {}).get("final")}
+
+
+def gate_shift(run: dict[str, Any]) -> tuple[float | None, str]:
+    """Median |eval gate at the end - eval gate at init| over every gate of one run, and its source.
+
+    Prefers the what-moved record (exact init); else the first vs the last diagnostics record (the first
+    is logged after `diagnostics_steps` steps, so it underestimates the movement)."""
+    moves = gate_moves(run)
+    if moves is not None:
+        return moves["median_abs_delta_eval_gate"], "what-moved record"
+    moved = run.get("what_moved") or {}
+    init, end = moved.get("eval_gates_init"), moved.get("eval_gates_end")
+    src = "what-moved record"
+    if not (init and end):
+        diag = run.get("structlora_diagnostics") or {}
+        init, end = diag.get("first_gate_values"), diag.get("gate_values")
+        src = f"diagnostics step {diag.get('first_step')} -> end"
+    if not (init and end):
+        return None, "no gate record"
+    deltas = [abs(b - a) for name in end if name in init for a, b in zip(init[name], end[name])]
+    return (statistics.median(deltas) if deltas else None), src
+
+
+def row_gate_shift(row: dict[str, Any], task: str) -> tuple[float | None, str, dict[str, float]]:
+    """Median over seeds of the per-run median |delta eval gate| (+ the medians of the other what-moved numbers)."""
+    vals, srcs, more = [], set(), {}
+    for run in row["tasks"][task]["runs"].values():
+        v, src = gate_shift(run)
+        if v is not None:
+            vals.append(v)
+            srcs.add(src)
+        for k, x in (gate_moves(run) or {}).items():
+            if x is not None:
+                more.setdefault(k, []).append(x)
+    extra = {k: statistics.median(xs) for k, xs in more.items()}
+    return (statistics.median(vals) if vals else None), ", ".join(sorted(srcs)), extra
+
+
+def table_extras(table: Table, result: dict[str, Any], suite: SuiteConfig,
+                 claim_rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """Markdown paragraph + JSON data: margins, MDEs, gate movement."""
+    from .base_margin import base_score, margin, margin_markdown
+
+    lora = plain_lora_row(result)
+    margins = {}
+    if lora is not None:
+        for task in result["tasks"]:
+            if task in lora["tasks"] and lora["tasks"][task]["runs"]:
+                margins[task] = margin(per_seed(lora, task, "score"), base_score(suite, task))
+    gates = {}
+    for label, row in result["rows"].items():
+        if row["variant"].method == "structlora":
+            for task in row["tasks"]:
+                if row["tasks"][task].get("runs"):
+                    v, src, extra = row_gate_shift(row, task)
+                    gates.setdefault(label, {})[task] = {**extra, "median_abs_delta_eval_gate": v, "source": src}
+    mdes = {f"{c['a']} vs {c['b']} ({c['task']}, {c['quantity']})": c["mde"] for c in claim_rows}
+    lines = [margin_markdown(margins)]
+    if claim_rows:
+        m = claim_rows[0]["holm_m"]
+        score = [c["mde"] for c in claim_rows if c["quantity"] == "score" and c["mde"] == c["mde"]]
+        if score:
+            lines.append(f"MDE of the score comparisons (80 % power, paired, α = 0.05/{m}): "
+                         f"{min(score):.3g} to {max(score):.3g} (per claim below).")
+    if gates:
+        lines.append(gate_markdown(gates))
+    data = {"margins": margins, "gate_shift": gates, "mde": mdes}
+    if table.name in MECHANICAL_TABLES:
+        from .mechanical import mechanical_cos_adj, mechanical_markdown
+
+        data["mechanical_cos_adj"] = mechanical_cos_adj(suite.base_dir, suite.seeds_for(table.headline))
+        trained = {}
+        for label, row in result["rows"].items():
+            task = result["tasks"][0]
+            if task in row["tasks"] and row["tasks"][task].get("runs"):
+                vals = [v for v in per_seed(row, task, "cos_adj").values() if v == v]
+                if vals:
+                    trained[label] = statistics.mean(vals)
+        lines.append(mechanical_markdown(data["mechanical_cos_adj"], trained))
+    return "\n\n".join(lines), data
+
+
+MECHANICAL_TABLES = ("regularizers", "ablation")
+
+
+def gate_markdown(gates: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """One line: per StructLoRA row, what its gates did (medians over seeds)."""
+    def cell(g: dict[str, Any]) -> str:
+        if g["median_abs_delta_eval_gate"] is None:
+            return "n/a"
+        out = f"{g['median_abs_delta_eval_gate']:.3g}"
+        if g.get("mean_abs_delta_eval_gate") is not None:
+            out += f" (mean {g['mean_abs_delta_eval_gate']:.3g}"
+            if g.get("median_abs_delta_gate_param") is not None:
+                out += f"; |Δ gate param| {g['median_abs_delta_gate_param']:.3g}"
+            if g.get("open_fraction_end") is not None:
+                out += f"; open at end {g['open_fraction_end']:.2f}"
+            out += ")"
+        return out
+
+    cells = [f"{lab}: {t} {cell(g)}" for lab, ts in gates.items() for t, g in ts.items()]
+    srcs = sorted({g["source"] for ts in gates.values() for g in ts.values()})
+    return ("Gate movement, init → end, median over seeds (|Δ eval gate| median (mean; |Δ gate parameter| in its "
+            "own units; fraction of directions open at the end); " + "; ".join(srcs) + "): " + "; ".join(cells) + ".")
