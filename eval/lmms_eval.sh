@@ -35,7 +35,7 @@ stamp="$OUT/.started"; mkdir -p "$OUT/results"; touch "$stamp"
   --model_args "pretrained=$MODEL_DIR,device=$DEVICE,device_map=$DEVICE,dtype=${DTYPE:-float32}" \
   --tasks "$names" --include_path "$OUT/tasks" --batch_size 1 --log_samples \
   --output_path "$OUT/results" "$@")
-results="$(find "$OUT/results" -name '*results*.json' -newer "$stamp" | sort | tail -n 1)"
+results="$(find "$OUT/results" -name '*_results.json' -not -path '*/submissions/*' -newer "$stamp" | sort | tail -n 1)"
 if [ -z "$results" ]; then
   echo "error: lmms-eval wrote no results file under $OUT/results (it can exit 0 after a failure): read its log above" >&2
   exit 1

@@ -24,25 +24,36 @@ def _newest(paths: list[Path], what: str) -> Path:
     return max(paths, key=lambda p: p.stat().st_mtime)
 
 
-def lmms_samples(results_dir: Path, task: str) -> dict[str, dict]:
+def exported_ids(tasks_dir: Path, name: str, split: str) -> list[str]:
+    """Question ids of the exported split in row order (lmms-eval's doc_id is the row index)."""
+    import datasets
+
+    ds = datasets.load_from_disk(str(tasks_dir / name / "data"))[split]
+    return [str(q) for q in ds["id" if "id" in ds.column_names else "question_id"]]  # coco: our id = image id
+
+
+def lmms_samples(results_dir: Path, task: str, ids: list[str]) -> dict[str, dict]:
     """question_id -> logged sample of lmms-eval's newest ``*_samples_<task>.jsonl``."""
     path = _newest(list(results_dir.rglob(f"*_samples_{task}.jsonl")), f"samples file for {task} in {results_dir}")
     out = {}
     for line in path.read_text().splitlines():
         if line.strip():
             rec = json.loads(line)
-            out[str(rec["doc"]["question_id"])] = rec
+            out[ids[int(rec["doc_id"])]] = rec
     return out
 
 
 def lmms_scores(results_dir: Path) -> dict[str, dict]:
-    path = _newest(list(results_dir.rglob("*_results.json")), f"results file in {results_dir}")
+    found = [p for p in results_dir.rglob("*_results.json") if "submissions" not in p.parts]  # coco writes one
+    path = _newest(found, f"results file in {results_dir}")
     return json.loads(path.read_text())["results"]
 
 
 def _answer(rec: dict) -> str:
-    resp = rec["filtered_resps"][0]
-    return resp[0] if isinstance(resp, list) else resp
+    resp = rec["filtered_resps"]  # a string (0.7.3) or a list of them
+    while isinstance(resp, list):
+        resp = resp[0]
+    return resp
 
 
 def our_answers(eval_dir: Path) -> dict[str, str]:
@@ -67,8 +78,10 @@ def our_question_scores(task: str, data_root: Path, split: str, answers: dict[st
             for q, a in answers.items()}
 
 
-def task_agreement(task: str, name: str, split: str, lmms_dir: Path, eval_dir: Path, data_root: Path) -> dict:
-    samples, ours = lmms_samples(lmms_dir, name), our_answers(eval_dir)
+def task_agreement(task: str, name: str, split: str, lmms_dir: Path, tasks_dir: Path, eval_dir: Path,
+                   data_root: Path) -> dict:
+    samples = lmms_samples(lmms_dir, name, exported_ids(tasks_dir, name, split))
+    ours = our_answers(eval_dir)
     common = sorted(set(samples) & set(ours))
     same = [q for q in common if _answer(samples[q]) == ours[q]]
     out: dict[str, Any] = {"task": name, "n_lmms": len(samples), "n_ours": len(ours), "n_common": len(common),
@@ -122,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.ours:
         task, _, d = spec.partition("=")
         info = infos[task]
-        rows.append(task_agreement(task, info["task"], info["split"], Path(args.lmms), Path(d), Path(args.data_root)))
+        rows.append(task_agreement(task, info["task"], info["split"], Path(args.lmms), Path(args.tasks), Path(d),
+                                   Path(args.data_root)))
     print(json.dumps(rows, indent=1))
     print(markdown(rows))
     if args.record:
