@@ -19,12 +19,14 @@ regexes that match both spellings. Every rewrite is idempotent and done with ato
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
 from llava_structlora.utils.io import atomic_save_safetensors, atomic_write_json
 
+logger = logging.getLogger(__name__)
 # The versions a release is tested to load under (tests/release/test_portable.py).
 SUPPORTED_TRANSFORMERS = ("4.57", "5.23")
 # Children of a CLIP/SigLIP ``*VisionModel.vision_model``: a key that has one of them right after
@@ -146,15 +148,31 @@ def make_portable(folder: str | Path, tokenizer_class: str | None = None) -> dic
 
 
 def make_tokenizer_portable(folder: str | Path, tokenizer_class: str | None = None) -> bool:
-    """tokenizer_config.json of `folder` made v4-readable; checked to keep the token ids (True if changed)."""
+    """tokenizer_config.json of `folder` made v4-readable, keeping the token ids (True if changed).
+
+    Tries the full rewrite first; when dropping ``add_prefix_space`` would change what the running
+    transformers tokenizes, keeps it and names ``PreTrainedTokenizerFast`` (tokenizer.json as is)
+    instead. A rewrite that changes the ids is never kept.
+    """
     folder = Path(folder)
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return False
+    original = json.loads(path.read_text())
     before = _probe_tokenizer(folder)
-    changed = _rewrite_json(folder / "tokenizer_config.json", lambda c: portable_tokenizer_config(c, tokenizer_class))
-    after = _probe_tokenizer(folder)
-    if before != after:
-        raise RuntimeError(f"{folder}: making tokenizer_config.json transformers-4 readable changed the "
-                           f"tokenization ({before} -> {after}); please report this")
-    return changed
+    full = portable_tokenizer_config(original, tokenizer_class)
+    keep = {**portable_tokenizer_config(original, TOKENIZER_FALLBACK), "tokenizer_class": TOKENIZER_FALLBACK}
+    if "add_prefix_space" in original:
+        keep["add_prefix_space"] = original["add_prefix_space"]
+    for candidate in (full, keep):
+        if candidate == original:
+            return False
+        atomic_write_json(path, candidate)
+        if _probe_tokenizer(folder) == before:
+            return True
+    atomic_write_json(path, original)  # transformers 5 keeps working; a v4 load of this tokenizer may not
+    logger.warning("%s: no transformers-4 readable tokenizer_config.json keeps the token ids; left unchanged", folder)
+    return False
 
 
 PROBE_TEXTS = ("USER: <image>\nWhat color is the circle? ASSISTANT: Red.", "a photo of 3 dogs, 12 cats")

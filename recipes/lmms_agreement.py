@@ -1,6 +1,6 @@
 """Compare an lmms-eval run (eval/lmms_eval.sh) with our evaluator, question by question.
 
-    python -m llava_structlora.evaluation.lmms_agreement --lmms OUT/results --tasks OUT/tasks \
+    python -m recipes.lmms_agreement --lmms OUT/results --tasks OUT/tasks \
         --ours vqav2=EVAL_DIR gqa=EVAL_DIR coco=EVAL_DIR --data_root DATA_ROOT [--record NAME]
 
 For every task: how many answers are identical strings, the per-question scores of lmms-eval
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data_root", required=True)
     ap.add_argument("--record", help="record_result name (docs/results/NAME.json)")
     ap.add_argument("--title", default="lmms-eval vs our evaluator")
+    ap.add_argument("--note", default="", help="a line shown under the table (what model, what caveat)")
     args = ap.parse_args(argv)
     infos = {i["ours"]: i for i in json.loads((Path(args.tasks) / "tasks.json").read_text())}
     rows = []
@@ -140,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(rows, indent=1))
     print(markdown(rows))
     if args.record:
-        from llava_structlora.utils.results import record_result
+        from recipes.results import record_result
 
-        record_result(args.record, args.title, {"tasks": rows}, markdown(rows))
+        body = markdown(rows) + (f"\n\n{args.note}" if args.note else "")
+        record_result(args.record, args.title, {"tasks": rows, "note": args.note}, body)
     return 0
 
 
