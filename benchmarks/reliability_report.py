@@ -1,10 +1,11 @@
-"""Run the reliability suite and record its outcome in docs/RESULTS.md (issue 7, reliability report).
+"""Run the reliability suite and record its outcome in docs/RESULTS.md (issues 7 and 15).
 
     python benchmarks/reliability_report.py [--no-slow] [--no-record]
 
-Runs ``pytest tests/reliability`` with a JUnit XML report and turns it into one table row per
-test (outcome, seconds, first line of the failure), so the report in RESULTS.md is generated
-from a real run, never typed. Open findings are explained in docs/notes/issue7_requests.md.
+Runs ``pytest tests/reliability`` with a JUnit XML report and turns it into a table of the failure
+classes the suite covers (cases per class and their outcomes) followed by one row per test
+(outcome, seconds, first line of the failure), so the report in RESULTS.md is generated from a
+real run, never typed. Open findings are explained in docs/notes/issue7_requests.md.
 """
 from __future__ import annotations
 
@@ -18,6 +19,20 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# Test module -> the failure class it covers (issue 15's classes plus issue 7's corpus).
+CLASSES = {
+    "test_data_loss": "Data loss refused (merge/release/builders/converters never replace foreign data)",
+    "test_resume_payload": "Untrusted code: resume never unpickles code",
+    "test_untrusted_files": "Untrusted code: adapters and StructLoRA dirs (pickle refused, missing files named)",
+    "test_record_schema": "Training-record schema: counted, named skips; encodings and nesting",
+    "test_bad_inputs": "Bad-input corpus: images, JSON files, converters, configs, scorer ids",
+    "test_early_validation": "Early validation: refused before any model is built",
+    "test_error_boundary": "One error boundary per entry point: exit 2, file and record named, no traceback",
+    "test_atomic_writes": "Atomic writes under kill -9",
+    "test_crash_resume": "Crash + resume: kill -9 then resume gives the identical result",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,16 +66,30 @@ def run_suite(no_slow: bool) -> tuple[list[dict], int, float]:
         rows = []
         for case in ET.parse(xml).getroot().iter("testcase"):
             status, msg = outcome(case)
-            rows.append({"test": f"{case.get('classname', '').split('.')[-1]}::{case.get('name')}",
+            module = case.get("classname", "").split(".")[-1]
+            rows.append({"test": f"{module}::{case.get('name')}", "class": CLASSES.get(module, module),
                          "outcome": status, "seconds": float(case.get("time", 0)), "message": msg})
     return rows, rc, wall
+
+
+def class_table(rows: list[dict]) -> list[str]:
+    """One line per failure class: how many cases, and how they came out."""
+    lines = ["| class | cases | passed | failed / error | skipped |", "|---|---|---|---|---|"]
+    order = list(CLASSES.values()) + sorted({r["class"] for r in rows} - set(CLASSES.values()))
+    for cls in order:
+        got = Counter(r["outcome"] for r in rows if r["class"] == cls)
+        if got:
+            lines.append(f"| {cls} | {sum(got.values())} | {got['passed']} | {got['failed'] + got['error']} | "
+                         f"{got['skipped'] + got['xfail']} |")
+    return lines
 
 
 def markdown(rows: list[dict], wall: float) -> str:
     counts = Counter(r["outcome"] for r in rows)
     lines = [f"{len(rows)} tests in {wall:.0f} s: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) +
              ". Open findings and the fixes asked for: `docs/notes/issue7_requests.md`; what each test "
-             "covers: `docs/benchmarks.md`.", "", "| test | outcome | s | message |", "|---|---|---|---|"]
+             "covers: `docs/benchmarks.md`.", "", *class_table(rows), "",
+             "| test | outcome | s | message |", "|---|---|---|---|"]
     for r in rows:
         msg = r["message"].replace("|", "\\|")
         lines.append(f"| `{r['test']}` | {r['outcome']} | {r['seconds']:.1f} | {msg} |")
@@ -76,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(REPO))
         from recipes.results import record_result
 
-        record_result("reliability", "Reliability: bad-input corpus, untrusted files, atomic writes, crash/resume",
+        record_result("reliability", "Reliability: data loss, untrusted code, record schema, early validation, "
+                      "error boundaries, bad inputs, atomic writes, crash/resume",
                       {"rows": rows, "pytest_exit_code": rc, "wall_s": wall}, md)
     return 0
 

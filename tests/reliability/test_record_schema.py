@@ -143,7 +143,8 @@ def test_utf16_and_utf32_files_are_named_errors(encoding, tmp_path, corpus, proc
         LazySupervisedDataset(path, processor, image_folder=corpus["good"].parent)
 
 
-@pytest.mark.parametrize("payload", [b"[" * 100_000, b'[{"id": "a", "x": ' + b'{"k": ' * 5000 + b"1" + b"}" * 5000 + b"}]",
+@pytest.mark.parametrize("payload", [b"[" * 100_000,
+                                     b'[{"id": "a", "x": ' + b'{"k": ' * 5000 + b"1" + b"}" * 5000 + b"}]",
                                      b'[{"conversations": [' + b"[" * 3000 + b"]" * 3000 + b"]}]"])
 def test_deeply_nested_json_is_refused_before_parsing(payload, tmp_path, corpus, processor):
     """ijson's memory grows with the square of the depth (100k levels would take tens of GB)."""
