@@ -178,14 +178,20 @@ class StructLoRASpec(MethodSpec):
         return run.adapter
 
     def finish(self, trainer, run, plots):
+        from llava_structlora.structlora import structlora_moved
+        from llava_structlora.utils.io import atomic_write_json
+
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        moved = structlora_moved(model)   # issue 11: eval-gate histograms, open directions, update norms
+        atomic_write_json(run.path / "moved.json", moved)
         if plots:
             from llava_structlora.structlora import structlora_diagnostics
 
             from .plots import write_plots
 
-            final = structlora_diagnostics(trainer.accelerator.unwrap_model(trainer.model), with_cosine_matrix=True)
-            write_plots(run.diagnostics, final, run.plots)
-        return {"structlora": str(run.structlora)}
+            final = structlora_diagnostics(model, with_cosine_matrix=True)
+            write_plots(run.diagnostics, final, run.plots, moved=moved)
+        return {"structlora": str(run.structlora), "moved": str(run.path / "moved.json")}
 
 
 class PeftLoraSpec(MethodSpec):
