@@ -118,7 +118,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (
           paper={"filter=ib": "strongest", "filter=topk_norm": "moderate", "filter=random": "weakest"},
           claim="IB > top-k norm > random (paper: Figure 2, no numbers)"),
     Table("defaults", "StructLoRA knobs on validation (COCO captions): the evidence for the shipped defaults",
-          ("coco",), (STRUCT, LAMBDA0) + tuple(
+          ("coco",), (Variant("StructLoRA", "structlora", headline=True),
+                      Variant(LAMBDA0.label, "structlora", LAMBDA0.overrides, "structlora", headline=True)) + tuple(
               Variant(f"{k}={v}", "structlora", ((k, v),), "structlora")
               for k, v in (("lambda_ib", 1e-4), ("lambda_ib", 1e-2), ("gate_lr_mult", 10.0), ("gate_lr_mult", 1000.0),
                            ("modulation", "normalized"), ("gate_noise", "none"), ("smooth_edges", "same_shape"))),

@@ -7,6 +7,7 @@
 ``LlavaForConditionalGeneration`` / ``LlavaNextForConditionalGeneration``) loads with no project code:
 ``config.json``, ``generation_config.json``, safetensors shards (+ index) and the base's processor, whose
 default chat template is the conversation format the run trained with (``run.json`` ``conv_template``).
+Weights and tokenizer files use a layout that transformers 4.57 and 5.x both read (see portable.py).
 
 Merging LoRA into LLaVA is where users get garbled outputs: almost always a wrong base (another
 LLaVA size, a v1.5 adapter on a v1.6 base, a re-pretrained toy base). We therefore compare the
@@ -151,6 +152,8 @@ def shape_diff(adapter_dir: Path, base_config: dict[str, Any]) -> list[str]:
 
     from llava_structlora.modeling import base_model_class
 
+    from llava_structlora.portable import v5_key
+
     cfg = AutoConfig.for_model(**base_config) if "model_type" in base_config else base_config
     with torch.device("meta"):
         model = base_model_class(cfg)(cfg)
@@ -160,13 +163,13 @@ def shape_diff(adapter_dir: Path, base_config: dict[str, Any]) -> list[str]:
     for key, shape in sorted(adapter_shapes(adapter_dir).items()):
         m = _LORA_KEY.match(key)
         if m is None:  # modules_to_save (e.g. a fully trained projector): compare with the base parameter
-            name = re.sub(r"^base_model\.model\.", "", key).replace(".modules_to_save.default", "")
+            name = v5_key(re.sub(r"^base_model\.model\.", "", key).replace(".modules_to_save.default", ""))
             if name in params and params[name] != shape:
                 diffs.append(f"{name}: adapter holds {shape}, base has {params[name]}")
             elif name not in params:
                 diffs.append(f"{name}: in the adapter but not a parameter of this base")
             continue
-        mod = modules.get(m.group("module"))
+        mod = modules.get(v5_key(m.group("module")))  # releases store the transformers-4 spelling
         if mod is None or not hasattr(mod, "in_features"):
             diffs.append(f"{m.group('module')}: adapted in the run, no such linear layer in this base")
             continue
@@ -228,12 +231,13 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None 
     `out_dir` is checked first (utils.io.check_output_dir): never the run, the base or a folder of
     the user's; a previous merged model only with `overwrite`.
     """
-    from peft import PeftModel
     from transformers import AutoProcessor
 
     from llava_structlora.data.chat_template import attach_chat_templates
     from llava_structlora.modeling import load_base_model
+    from llava_structlora.portable import SUPPORTED_TRANSFORMERS, base_tokenizer_class, make_portable
     from llava_structlora.utils.io import atomic_directory, check_output_dir
+    from llava_structlora.utils.strict_load import peft_from_pretrained_strict
 
     run_dir = Path(run_dir)
     base = base or recorded_base(run_dir)
@@ -246,16 +250,18 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None 
     check_not_quantized(base)
     dtype = dtype or default_merge_dtype(run_dir)
     model = load_base_model(base, dtype=dtype)  # never quantized: bits is not passed
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    merged = peft_from_pretrained_strict(model, adapter).merge_and_unload()
     merged.eval()
     conv_template = recorded_conv_template(run_dir)
     processor = attach_chat_templates(AutoProcessor.from_pretrained(str(base)), conv_template)
     with atomic_directory(out_dir, kind=MERGE_KIND, overwrite=overwrite, protected=protected) as tmp:
         merged.save_pretrained(tmp, max_shard_size=max_shard_size)
         processor.save_pretrained(tmp)
+        portable = make_portable(tmp, tokenizer_class=base_tokenizer_class(base))  # loads under v4 and v5
         (tmp / "merge_info.json").write_text(json.dumps(
             {"base": str(base), "adapter": str(adapter.resolve()), "dtype": dtype,
-             "max_shard_size": max_shard_size, "conv_template": conv_template}, indent=2) + "\n")
+             "max_shard_size": max_shard_size, "conv_template": conv_template, "portable": portable,
+             "transformers": list(SUPPORTED_TRANSFORMERS)}, indent=2) + "\n")
     logger.info("merged %s into %s -> %s", adapter, base, out_dir)
     return Path(out_dir)
 

@@ -50,7 +50,21 @@ def _flatten(obj: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, Any]
 def _targets(tm: Any) -> str:
     if isinstance(tm, list):
         return f"{len(tm)} modules (`{tm[0]}`, ..., `{tm[-1]}`)" if len(tm) > 2 else f"`{tm}`"
+    if isinstance(tm, str) and len(tm) > 160:
+        return f"regex `{tm[:150]}...` ({tm.count('|') + 1} alternatives; full text in adapter_config.json)"
     return f"`{tm}`"
+
+
+def compatibility_section() -> list[str]:
+    """Which transformers versions the release is tested under (portable.py, tests/release/test_portable.py)."""
+    from llava_structlora.portable import SUPPORTED_TRANSFORMERS
+
+    versions = " and ".join(f"{v}.x" for v in SUPPORTED_TRANSFORMERS)
+    return ["## Compatibility", "",
+            f"Tested to load with identical logits under transformers {versions} (PEFT 0.21). The adapter's weight "
+            "keys use the transformers-4 module names (`vision_tower.vision_model...`, which transformers 5 "
+            "converts on load) and its `target_modules` match both spellings, so the vision-tower factors "
+            "attach under either version.", ""]
 
 
 def _fmt(v: Any) -> str:
@@ -133,7 +147,8 @@ def render_model_card(base: str, run: dict[str, Any], metrics: dict[str, Any], a
     ]
     if export_note.strip():
         body += ["", "<details><summary>export notes</summary>", "", export_note.strip(), "", "</details>"]
-    body += ["", "## Training configuration", "", "Summary of `run.json` (the full record is in this folder):", ""]
+    body += [""] + compatibility_section()
+    body += ["## Training configuration", "", "Summary of `run.json` (the full record is in this folder):", ""]
     body += config_table(run)
     body += ["", "## Data", "",
              f"Task: `{task or 'not recorded'}`; training data: `{data or 'not recorded'}`.",

@@ -8,7 +8,9 @@ into its final dtype, so peak host memory is about the weights in that dtype, ne
 (2) pick the model class from the checkpoint's ``config.model_type`` through
 ``AutoModelForImageTextToText`` (LLaVA-1.5 ``llava`` and LLaVA-NeXT ``llava_next`` both load), (3)
 fail early and clearly when an attention backend or bitsandbytes is missing, (4) quantize (QLoRA)
-only when asked, so a merge can never write into quantized storage by accident.
+only when asked, so a merge can never write into quantized storage by accident, (5) refuse a
+checkpoint that leaves tensors re-initialised or unused (utils/strict_load.py), which transformers
+only warns about.
 
 Precision: only the *base* takes ``dtype``. Adapter parameters are created in fp32 by their owners
 (StructLoRA factors, gates and coordinator in ``structlora/``; PEFT casts bf16/fp16 adapters to fp32
@@ -133,6 +135,8 @@ def load_base_model(path: str | Path, *, dtype: str | torch.dtype, attn_implemen
     DeepSpeed ZeRO-3 transformers partitions them as they load (``zero.Init``), so no rank holds
     the full model. ``attn_implementation=None`` keeps transformers' default (sdpa when available).
     """
+    from llava_structlora.utils.strict_load import from_pretrained_strict
+
     torch_dtype = resolve_dtype(dtype)
     check_attn_implementation(attn_implementation)
     check_bits(bits)
@@ -146,7 +150,7 @@ def load_base_model(path: str | Path, *, dtype: str | torch.dtype, attn_implemen
     device_map = device_map if device_map is not None else default_device_map(bits)
     if device_map is not None:
         kwargs["device_map"] = device_map
-    model = cls.from_pretrained(str(path), **kwargs)
+    model = from_pretrained_strict(cls, path, **kwargs)  # a re-initialised tensor is an error
     logger.info("loaded %s as %s (dtype %s, attention %s, bits %s)", path, cls.__name__, torch_dtype,
                 getattr(model.config, "_attn_implementation", attn_implementation), bits)
     return model

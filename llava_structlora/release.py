@@ -7,6 +7,7 @@
 - ``adapter_config.json`` + ``adapter_model.safetensors``: the run's stock PEFT adapter, with
   ``base_model_name_or_path`` rewritten to the base users should load (the hub id for a real
   LLaVA-1.5 base, recognised from its architecture; the local base path for shapes-world runs),
+  keyed so that it attaches to a transformers 4.57 and a 5.x base alike (portable.py),
 - the base's processor files (when the base is at hand) with the chat templates of
   ``llava_structlora.data.chat_template``, default = the run's conversation format, so that
   ``AutoProcessor.from_pretrained(OUT_DIR).apply_chat_template(...)`` prompts as the run trained,
@@ -33,6 +34,7 @@ from llava_structlora.merge import (
 from llava_structlora.utils.errors import entry_point
 from llava_structlora.utils.jsonio import read_json
 from llava_structlora.model_card import render_model_card, render_push_doc
+from llava_structlora.portable import base_tokenizer_class, make_adapter_portable, make_tokenizer_portable
 from llava_structlora.utils.io import (atomic_directory, atomic_write_json, atomic_write_text, check_output_dir,
                                        read_optional_json, sha256_file)
 
@@ -101,6 +103,7 @@ def write_processor(folder: Path, local_base: str | None, conv_template: str) ->
     from transformers import AutoProcessor
 
     attach_chat_templates(AutoProcessor.from_pretrained(local_base), conv_template).save_pretrained(folder)
+    make_tokenizer_portable(folder, base_tokenizer_class(local_base))  # transformers 4.57 reads it too
     return True
 
 
@@ -127,6 +130,8 @@ def build_release(run_dir: str | Path, out_dir: str | Path, base_id: str | None 
     with atomic_directory(out_dir, kind=RELEASE_KIND, overwrite=overwrite, protected=protected) as tmp:
         atomic_write_json(tmp / "adapter_config.json", adapter_cfg)
         shutil.copy2(adapter / "adapter_model.safetensors", tmp / "adapter_model.safetensors")
+        make_adapter_portable(tmp)  # v4 key names, targets that match v4 and v5 module names
+        adapter_cfg = json.loads((tmp / "adapter_config.json").read_text())
         if run:
             atomic_write_json(tmp / "run.json", run)
         if metrics:

@@ -23,8 +23,8 @@ string (tested).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 IMAGE_TOKEN = "<image>"
 IGNORE_INDEX = -100

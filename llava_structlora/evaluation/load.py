@@ -80,6 +80,8 @@ def load_model(base: str | Path, adapter: str | Path | None = None, dtype: str |
     """(model in eval mode with any adapter merged, processor); the base loads directly in `dtype`."""
     from transformers import AutoProcessor
 
+    from llava_structlora.utils.strict_load import peft_from_pretrained_strict
+
     kind, apath = adapter_kind(adapter)
     weights = apath if kind == "merged" else Path(base)
     if not _is_full_model(weights):
@@ -91,9 +93,7 @@ def load_model(base: str | Path, adapter: str | Path | None = None, dtype: str |
         raise ModelLoadError(f"base {weights} is stored quantized (4/8-bit): an adapter merged into quantized "
                              "storage is rounded away; evaluate with the original bf16/fp16 base")
     if kind == "peft":
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, apath).merge_and_unload()
+        model = peft_from_pretrained_strict(model, apath).merge_and_unload()
     elif kind == "structlora":
         model = _merge_structlora(model, apath)
     logger.info("loaded %s (adapter: %s %s)", weights, kind, apath or "")

@@ -65,7 +65,7 @@ class StructLoRAConfig:
     gate_init: float = _f(1.0, "Evaluation gate at init, in (0, 1]; 1 = an untrained adapter merges to plain LoRA "
                                "(gumbel: eval gate is 1 iff gate_init > 0.5; see docs).")
     gate_noise: str = _f("sample", "sample: stochastic gates in training (paper) | none: the eval gate in training.")
-    gate_lr_mult: float = _f(100.0, "Gate parameters' lr = learning_rate x this (no weight decay).")
+    gate_lr_mult: float = _f(300.0, "Gate parameters' lr = learning_rate x this (no weight decay).")
     lambda_ib: float = _f(1e-3, "IB strength PER GATE: the regularizer is lambda_ib x the sum over all gates, so the "
                                 "pressure on one gate does not depend on the number of layers or on r.")
     ib_warmup_steps: float = _f(0.0, "Linear warm-up of lambda_ib: >= 1 steps, < 1 fraction of the run, 0 none.")

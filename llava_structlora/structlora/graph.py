@@ -61,9 +61,12 @@ def describe_nodes(names: list[str], shapes: list[tuple[int, int]], tower_layers
         layer = int(m.group(1)) if m else 0
         rows.append((("vision", "language", "other").index(tower), layer, name.rsplit(".", 1)[-1], name, shape, tower))
     rows.sort()
+    seen: dict[str, int] = {}   # towers of unknown depth (no model config): deepest adapted layer + 1
+    for _, layer, _, _, _, tower in rows:
+        seen[tower] = max(seen.get(tower, 0), layer + 1)
     nodes = []
     for i, (_, layer, proj, name, shape, tower) in enumerate(rows):
-        n_layers = max(tower_layers.get(tower, layer + 1), 1)
+        n_layers = max(tower_layers.get(tower, seen[tower]), 1)
         nodes.append(Node(i, name, tower, proj, layer, layer / max(n_layers - 1, 1), tuple(shape)))
     return nodes
 

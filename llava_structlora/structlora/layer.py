@@ -83,8 +83,9 @@ class StructLoRALinear(nn.Module):
             plan = self._plan_fn(self)
         A = self.lora_A
         x = x.to(A.dtype)
-        if plan is None:  # plain LoRA, same ops as peft.tuners.lora.Linear.forward
-            return result + F.linear(F.linear(self.lora_dropout(x), A), self.lora_B) * self.scale
+        if plan is None:  # plain LoRA, same ops as peft.tuners.lora.Linear.forward (incl. its cast back)
+            out = result + F.linear(F.linear(self.lora_dropout(x), A), self.lora_B) * self.scale
+            return out.to(result.dtype)
         terms, coef = plan
         A_cat, B_cat = stacked_factors(terms)
         h = F.linear(self.lora_dropout(x), A_cat)

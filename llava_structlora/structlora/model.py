@@ -68,7 +68,8 @@ def apply_structlora(model: nn.Module, config: Optional[StructLoRAConfig] = None
     names = resolve_target_modules(model, cfg)
     for p in model.parameters():
         p.requires_grad_(False)
-    shapes = [tuple(model.get_submodule(n).weight.shape) for n in names]
+    # (out, in) from the module: a ZeRO-3-partitioned or 4-bit-packed weight's .shape is not the layer's shape
+    shapes = [(model.get_submodule(n).out_features, model.get_submodule(n).in_features) for n in names]
     towers = _tower_layers(model)
     nodes = describe_nodes(names, shapes, towers)
     layers = []

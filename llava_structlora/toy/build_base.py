@@ -22,6 +22,7 @@ import torch
 
 from llava_structlora.data.chat_template import attach_chat_templates
 from llava_structlora.data.conversation import DEFAULT_CONV_TEMPLATE
+from llava_structlora.portable import make_portable
 from llava_structlora.utils.errors import run_main
 from llava_structlora.utils.io import (atomic_directory, atomic_write_bytes, atomic_write_json, check_rebuildable,
                                        hash_jsonable, sha256_file)
@@ -32,6 +33,7 @@ logger = logging.getLogger("llava_structlora.toy.build_base")
 STAMP = "build_stamp.json"
 BUILD_VERSION = 4  # bump when the build code changes what it produces
 TASKS = ("pretrain", "coco", "vqav2", "gqa")
+TOKENIZER_CLASS = "LlamaTokenizer"  # what toy/tokenizer.py builds; v4 reads it as LlamaTokenizerFast
 
 
 def input_files(data_root: Path) -> list[Path]:
@@ -145,12 +147,14 @@ def build_base(data_root: str | Path, out: str | Path, preset: str = "default", 
     files = input_files(data_root)
     key = build_key(p, files)
     if not force and is_current(out, key):
+        make_portable(out, tokenizer_class=TOKENIZER_CLASS)  # idempotent; bases built before portable.py
         logger.info("%s is up to date (key %s)", out, key)
         add_missing_chat_templates(out)
         return out
     torch.set_num_threads(p.threads)
     with atomic_directory(out) as tmp:
         info = train_base(data_root, p, tmp, files)
+        make_portable(tmp, tokenizer_class=TOKENIZER_CLASS)  # loads under transformers 4.57 and 5.x
         atomic_write_json(tmp / STAMP, {"key": key, "preset": p.to_dict(), "data_root": str(data_root.resolve()),
                                          "inputs": [str(f) for f in files], **info})
     logger.info("built %s in %.1f s: %s", out, info["times"]["total_s"], info)

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import torch
 
+from llava_structlora.portable import base_tokenizer_class, make_portable
 from llava_structlora.utils.io import atomic_directory, atomic_write_json, hash_jsonable, sha256_file
+from llava_structlora.utils.strict_load import from_pretrained_strict
 
 logger = logging.getLogger("llava_structlora.toy.build_next")
 STAMP = "build_stamp.json"
@@ -79,7 +81,7 @@ def convert(base_dir: Path, out_dir: Path, seed: int = 0) -> dict:
 
     from llava_structlora.data import num_image_tokens
 
-    base = LlavaForConditionalGeneration.from_pretrained(str(base_dir), dtype=torch.float32)
+    base = from_pretrained_strict(LlavaForConditionalGeneration, base_dir, dtype=torch.float32)
     base_proc = AutoProcessor.from_pretrained(str(base_dir))
     pinpoints = scaled_pinpoints(base.config.vision_config.image_size)
     proc = next_processor(base_proc, pinpoints)
@@ -95,6 +97,7 @@ def convert(base_dir: Path, out_dir: Path, seed: int = 0) -> dict:
     model.generation_config = base.generation_config
     model.save_pretrained(out_dir)
     proc.save_pretrained(out_dir)
+    make_portable(out_dir, tokenizer_class=base_tokenizer_class(base_dir))  # transformers 4.57 reads it too
     return {"pinpoints": pinpoints, "max_image_tokens": n_max, "model_max_length": proc.tokenizer.model_max_length,
             "n_params": sum(p.numel() for p in model.parameters())}
 

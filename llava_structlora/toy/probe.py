@@ -127,8 +127,10 @@ def probe_coco(model, processor, data_root: Path, n: int) -> dict:
 def probe(base: str | Path, data_root: str | Path, n: int = 500) -> dict:
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+    from llava_structlora.utils.strict_load import from_pretrained_strict
+
     data_root = Path(data_root)
-    model = LlavaForConditionalGeneration.from_pretrained(base).eval()
+    model = from_pretrained_strict(LlavaForConditionalGeneration, base).eval()
     processor = AutoProcessor.from_pretrained(base)
     report = {"pretrain": probe_pretrain(model, processor, data_root, n)}
     for task in ("vqav2", "gqa"):

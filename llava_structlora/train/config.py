@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import transformers
-import yaml
 
 from llava_structlora.data.conversation import CONV_TEMPLATES, DEFAULT_CONV_TEMPLATE, conv_system
 from llava_structlora.structlora.config import TARGET_PRESETS, StructLoRAConfig
 
+from .argv import pop_option, read_yaml, split_config_flag, to_tokens
 from .errors import ConfigError
 from .specs import METHODS, get_spec
 
@@ -161,42 +161,6 @@ class TrainingArguments(transformers.TrainingArguments):
 ALL_ARGS = (ModelArguments, DataArguments, StructLoRAArguments, TrainingArguments)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read YAML config ({e})") from e
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of option: value, got {type(data).__name__}")
-    return data
-
-
-def _to_tokens(values: Mapping[str, Any], known: Optional[set[str]] = None, src: str = "") -> list[str]:
-    """CLI tokens for option: value pairs (None values are skipped; later tokens override earlier ones)."""
-    argv: list[str] = []
-    for key, value in values.items():
-        if known is not None and key not in known:
-            raise ConfigError(f"{src}: unknown option {key!r}")
-        if value is None:
-            continue
-        if isinstance(value, dict):
-            argv += [f"--{key}", json.dumps(value)]
-        elif isinstance(value, (list, tuple)):
-            argv += [f"--{key}", *[str(v) for v in value]]
-        else:
-            argv += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
-    return argv
-
-
-def _split_config_flag(argv: Sequence[str]) -> tuple[Optional[Path], list[str]]:
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    ns, rest = pre.parse_known_args(list(argv))
-    return (Path(ns.config) if ns.config else None), rest
-
-
 def _parser() -> transformers.HfArgumentParser:
     return transformers.HfArgumentParser(ALL_ARGS, exit_on_error=False)
 
@@ -215,13 +179,13 @@ def compose_argv(cli: Sequence[str], config: Optional[Path] = None, defaults: Op
         defaults: option -> value the launcher fills in when the YAML does not set it (paths, resume=auto).
         overrides: option -> value that beat everything (environment variables that are set); None = skip.
     """
-    cli_config, rest = _split_config_flag(cli)
+    cli_config, rest = split_config_flag(cli)
     config = cli_config or config
-    yaml_keys = set(_read_yaml(config)) if config is not None and config.is_file() else set()
+    yaml_keys = set(read_yaml(config)) if config is not None and config.is_file() else set()
     known = _known_options(_parser())
     low = {k: v for k, v in (defaults or {}).items() if k not in yaml_keys and k not in (overrides or {})}
-    return ((["--config", str(config)] if config else []) + _to_tokens(low, known, "defaults") + rest
-            + _to_tokens(overrides or {}, known, "overrides"))
+    return ((["--config", str(config)] if config else []) + to_tokens(low, known, "defaults") + rest
+            + to_tokens(overrides or {}, known, "overrides"))
 
 
 def parse_args(argv: Sequence[str], check_paths: bool = True, with_deepspeed: bool = True):
@@ -234,13 +198,13 @@ def parse_args(argv: Sequence[str], check_paths: bool = True, with_deepspeed: bo
             validate without initializing torch.distributed (the file is still checked).
     """
     parser = _parser()
-    cfg_path, rest = _split_config_flag(argv)
+    cfg_path, rest = split_config_flag(argv)
     src = f"config {cfg_path}" if cfg_path else "command line"
     if cfg_path is not None and not cfg_path.is_file():
         raise ConfigError(f"--config {cfg_path}: file not found")
-    yaml_tokens = _to_tokens(_read_yaml(cfg_path), _known_options(parser), str(cfg_path)) if cfg_path else []
+    yaml_tokens = to_tokens(read_yaml(cfg_path), _known_options(parser), str(cfg_path)) if cfg_path else []
     tokens = yaml_tokens + rest
-    ds_file = _pop_option(tokens, "deepspeed") if not with_deepspeed else None
+    ds_file = pop_option(tokens, "deepspeed") if not with_deepspeed else None
     try:
         margs, dargs, sargs, targs, remaining = parser.parse_args_into_dataclasses(
             args=tokens, return_remaining_strings=True)
@@ -252,20 +216,6 @@ def parse_args(argv: Sequence[str], check_paths: bool = True, with_deepspeed: bo
         targs.deepspeed = ds_file  # kept for the launcher; checked below, not initialized
     validate(margs, dargs, sargs, targs, check_paths=check_paths)
     return margs, dargs, sargs, targs
-
-
-def _pop_option(tokens: list[str], name: str) -> Optional[str]:
-    """Remove every `--name value` from tokens, returning the last value."""
-    value, i = None, 0
-    while i < len(tokens):
-        if tokens[i] == f"--{name}" and i + 1 < len(tokens):
-            value = tokens[i + 1]
-            del tokens[i:i + 2]
-        elif tokens[i].startswith(f"--{name}="):
-            value = tokens.pop(i).split("=", 1)[1]
-        else:
-            i += 1
-    return value
 
 
 def _check_finite(obj: Any) -> None:
@@ -305,9 +255,10 @@ def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArgum
         raise ConfigError(f"diagnostics_steps={targs.diagnostics_steps}: must be a positive int")
     if not targs.output_dir:
         raise ConfigError("output_dir is required")
-    spec.check(margs, targs, _zero_stage(targs.deepspeed) if check_paths else None)  # method-specific limits
+    stage = _zero_stage(targs.deepspeed) if check_paths else None
+    spec.check(margs, targs, stage)  # method-specific limits
     _validate_sizes(dargs, targs)
-    _validate_memory_knobs(margs, targs)
+    _validate_memory_knobs(margs, stage)
     if check_paths:
         _validate_paths(margs, dargs, targs)
         check_base_and_targets(margs, sargs, targs.seed)
@@ -367,15 +318,20 @@ def _example_linear(model: Any) -> str:
     return next((n for n, m in model.named_modules() if isinstance(m, nn.Linear) and "layers." in n), "")
 
 
-def _validate_memory_knobs(margs: ModelArguments, targs: TrainingArguments) -> None:
-    """Attention backend, QLoRA and checkpointing: refused here, before any model is loaded."""
+def _validate_memory_knobs(margs: ModelArguments, zero_stage: Optional[int]) -> None:
+    """Attention backend and QLoRA (and QLoRA under ZeRO-3): refused here, before any model is loaded."""
     from llava_structlora.modeling import ModelLoadError, check_attn_implementation, check_bits
+
+    from .zero3 import zero3_refusal
 
     try:
         check_attn_implementation(margs.attn_implementation)
         check_bits(margs.bits)
     except ModelLoadError as e:
         raise ConfigError(str(e)) from e
+    refusal = zero3_refusal(margs.bits) if zero_stage == 3 else None
+    if refusal:
+        raise ConfigError(refusal)
 
 
 def _validate_paths(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments) -> None:

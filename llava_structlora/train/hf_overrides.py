@@ -12,6 +12,9 @@ re-signs one fails there, not silently in a run. What each one is for:
 - ``_load_optimizer_and_scheduler``, ``_load_rng_state``: the stock loads, with weights_only pickles.
 - ``_prepare_for_training``: a DeepSpeed resume loads non-strictly (its checkpoints hold only trainable
   tensors), with weights_only pickles; then the spec restores what DeepSpeed does not hold (the graph).
+  Under ZeRO-3 the trainable tensors are then kept whole on every rank (zero3.py), with or without resume.
+- ``save_model`` (public): under ZeRO-3 a spec owning its checkpoint weights saves them directly; the stock
+  path would first gather the whole (7B) base on rank 0 (zero3.py keeps the adapter whole on every rank).
 - ``_save_checkpoint``: stock checkpoint, then (after every rank wrote its shard) a COMPLETE marker, then
   rotation of complete checkpoints only.
 
@@ -34,7 +37,7 @@ from .safe_resume import weights_only_loads
 logger = logging.getLogger(__name__)
 TARGET_TRANSFORMERS = "5.23.0"
 OVERRIDDEN = ("_save", "_load_from_checkpoint", "_save_optimizer_and_scheduler", "_load_optimizer_and_scheduler",
-              "_load_rng_state", "_prepare_for_training", "_save_checkpoint")
+              "_load_rng_state", "_prepare_for_training", "_save_checkpoint", "save_model")
 
 
 def _barrier() -> None:
@@ -76,9 +79,25 @@ class TrainerOverrides:
         with weights_only_loads():
             return super()._load_rng_state(checkpoint)
 
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
+        from .zero3 import check_whole, engine_is_zero3
+
+        if self.spec.owns_checkpoint_weights and self.is_deepspeed_enabled and engine_is_zero3(self.model_wrapped):
+            check_whole(self.model_wrapped.module, "at save time")
+            return self._save(output_dir)
+        return super().save_model(output_dir, _internal_call)
+
+    def _persist_if_zero3(self) -> None:
+        from .zero3 import engine_is_zero3, persist_trainable_parameters
+
+        if self.is_deepspeed_enabled and engine_is_zero3(self.model_wrapped):
+            persist_trainable_parameters(self.model_wrapped)  # collective: every rank runs this
+
     def _prepare_for_training(self, max_steps, train_dataloader, resume_from_checkpoint):
         if resume_from_checkpoint is None:
-            return super()._prepare_for_training(max_steps, train_dataloader, None)
+            out = super()._prepare_for_training(max_steps, train_dataloader, None)
+            self._persist_if_zero3()
+            return out
         if not self.is_deepspeed_enabled:
             with weights_only_loads():
                 return super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
@@ -89,6 +108,7 @@ class TrainerOverrides:
                 load_lr_scheduler_states=True)
         if load_path is None:
             raise RuntimeError(f"DeepSpeed could not resume from {resume_from_checkpoint}")
+        self._persist_if_zero3()  # after the load: gathers the resumed values
         self._load_optimizer_and_scheduler(resume_from_checkpoint)
         self.spec.after_deepspeed_resume(self.accelerator.unwrap_model(self.model), Path(resume_from_checkpoint))
         logger.info("resumed DeepSpeed state from %s", load_path)

@@ -58,7 +58,11 @@ def add_projector_to_adapter(model, adapter_dir: Path) -> None:
 
 def export_adapter(trainer, method: str, out_dir: Path) -> Path:
     """Write the run's deliverable atomically through the method's spec; returns its dir."""
+    from .zero3 import check_whole, engine_is_zero3
+
     model = trainer.accelerator.unwrap_model(trainer.model)
+    if trainer.is_deepspeed_enabled and engine_is_zero3(trainer.model_wrapped):
+        check_whole(model, "at export")  # an export must never write empty ZeRO-3 partitions
     return get_spec(method).export(model, RunDir(out_dir))
 
 

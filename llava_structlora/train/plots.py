@@ -76,8 +76,32 @@ def plot_drift(records: list[dict[str, Any]], path: Path) -> Path:
     return _save(plt, fig, path)
 
 
-def write_plots(diag_path: Path, final: dict[str, Any], out_dir: Path) -> list[Path]:
-    """All three PNGs (a plot whose inputs are missing is skipped with a log line)."""
+def plot_moved(moved: dict[str, Any], path: Path) -> Path:
+    """Eval-gate histogram at init vs end, and open directions + update norm per layer (structlora_moved)."""
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    hist = moved["eval_gate_hist"]
+    centers = [(a + b) / 2 for a, b in zip(hist["init"]["edges"], hist["init"]["edges"][1:])]
+    for key, off in (("init", -0.02), ("final", 0.02)):
+        ax1.bar([c + off for c in centers], hist[key]["counts"], width=0.04, label=key)
+    ax1.set_xlabel("evaluation gate")
+    ax1.set_ylabel("directions")
+    ax1.legend(fontsize=8)
+    ax1.set_title("eval gates at init and at the end")
+    names = list(moved["open_directions"]["final"])
+    ax2.bar(range(len(names)), [moved["open_directions"]["final"][n] for n in names], label="open directions")
+    ax2.set_xticks(range(len(names)), [_short(n) for n in names], rotation=90, fontsize=6)
+    ax2.set_ylabel("open directions")
+    ax3 = ax2.twinx()
+    ax3.plot(range(len(names)), [moved["update_norms"]["final"][n] for n in names], "o-", color="tab:red")
+    ax3.set_ylabel("||dW|| (final update)")
+    ax2.set_title("per layer at the end")
+    return _save(plt, fig, path)
+
+
+def write_plots(diag_path: Path, final: dict[str, Any], out_dir: Path,
+                moved: dict[str, Any] | None = None) -> list[Path]:
+    """All PNGs (a plot whose inputs are missing is skipped with a log line)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     records = read_diagnostics(diag_path)
@@ -90,4 +114,6 @@ def write_plots(diag_path: Path, final: dict[str, Any], out_dir: Path) -> list[P
     if final.get("cosine_matrix"):
         written.append(plot_cosine(final["cosine_matrix"], list(final.get("update_norms", {})),
                                    out_dir / "cosine_heatmap.png"))
+    if moved and moved.get("eval_gate_hist"):
+        written.append(plot_moved(moved, out_dir / "gates_moved.png"))
     return written

@@ -97,9 +97,7 @@ class StructLoRASpec(MethodSpec):
     owns_checkpoint_weights = True
 
     def check(self, margs: Any, targs: Any, zero_stage: Optional[int] = None) -> None:
-        if zero_stage == 3:
-            raise ConfigError(f"deepspeed={targs.deepspeed}: ZeRO-3 partitions the adapter factors that StructLoRA's "
-                              "coordinator reads across layers; use zero2.json or zero2_offload.json")
+        # ZeRO-3 is fine: train/zero3.py keeps the factors the coordinator reads across layers whole on every rank
         kwargs = targs.activation_checkpointing_kwargs or {}
         if targs.activation_checkpointing and kwargs.get("use_reentrant", False):
             raise ConfigError("gradient_checkpointing_kwargs use_reentrant=true: StructLoRA needs non-reentrant "
@@ -180,14 +178,20 @@ class StructLoRASpec(MethodSpec):
         return run.adapter
 
     def finish(self, trainer, run, plots):
+        from llava_structlora.structlora import structlora_moved
+        from llava_structlora.utils.io import atomic_write_json
+
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        moved = structlora_moved(model)   # issue 11: eval-gate histograms, open directions, update norms
+        atomic_write_json(run.path / "moved.json", moved)
         if plots:
             from llava_structlora.structlora import structlora_diagnostics
 
             from .plots import write_plots
 
-            final = structlora_diagnostics(trainer.accelerator.unwrap_model(trainer.model), with_cosine_matrix=True)
-            write_plots(run.diagnostics, final, run.plots)
-        return {"structlora": str(run.structlora)}
+            final = structlora_diagnostics(model, with_cosine_matrix=True)
+            write_plots(run.diagnostics, final, run.plots, moved=moved)
+        return {"structlora": str(run.structlora), "moved": str(run.path / "moved.json")}
 
 
 class PeftLoraSpec(MethodSpec):
@@ -266,6 +270,10 @@ class FullSpec(MethodSpec):
     def check(self, margs, targs, zero_stage=None):
         if margs.bits is not None:
             raise ConfigError(f"bits={margs.bits}: a quantized base cannot be fully fine-tuned; use an adapter method")
+        if zero_stage == 3:
+            raise ConfigError(f"deepspeed={targs.deepspeed}: method=full with ZeRO-3: the end-of-run export reads "
+                              "whole weights on rank 0, which ZeRO-3 partitions; use zero_configs/zero2.json or "
+                              "zero2_offload.json")
 
     def build(self, model, margs, sargs, seed, total_steps):
         from .methods import enable_full

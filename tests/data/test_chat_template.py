@@ -4,8 +4,15 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from llava_structlora.data import (CONV_TEMPLATES, DEFAULT_CONV_TEMPLATE, VICUNA_SYSTEM, attach_chat_templates,
-                                   conv_system, encode_conversation, encode_prompt)
+from llava_structlora.data import (
+    CONV_TEMPLATES,
+    DEFAULT_CONV_TEMPLATE,
+    VICUNA_SYSTEM,
+    attach_chat_templates,
+    conv_system,
+    encode_conversation,
+    encode_prompt,
+)
 from llava_structlora.data.chat_template import jinja_chat_template
 
 IMG = Image.new("RGB", (64, 48), (200, 30, 30))

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llava_structlora.data.mixing import (DataMixError, MixedDataset, build_mixture, mixture_index, parse_sources,
-                                          quotas)
+from llava_structlora.data.mixing import DataMixError, MixedDataset, build_mixture, mixture_index, parse_sources, quotas
 
 ROOT = Path(__file__).resolve().parents[2]
 

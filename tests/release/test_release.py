@@ -113,6 +113,7 @@ def test_llava_7b_meta_release_config(tmp_path):
     from transformers import LlavaForConditionalGeneration
 
     from llava_structlora.merge import adapter_shapes, shape_diff
+    from llava_structlora.portable import BOTH_TOWER_RX, v4_key
     from llava_structlora.release import build_release
     from llava_structlora.structlora import StructLoRAConfig, apply_structlora, export_peft_adapter, get_controller
 
@@ -133,8 +134,11 @@ def test_llava_7b_meta_release_config(tmp_path):
     # CLIP layer 23 is above vision_feature_layer=-2 (dead): not adapted, not exported
     expected = {f"model.vision_tower.encoder.layers.{i}.self_attn.{p}" for i in range(23) for p in ("q_proj", "v_proj")}
     expected |= {f"model.language_model.layers.{i}.self_attn.{p}" for i in range(32) for p in ("q_proj", "v_proj")}
-    assert set(acfg["target_modules"]) == expected and len(expected) == 110
-    ranks = {re.sub(r"\\(.)", r"\1", k): v for k, v in acfg["rank_pattern"].items()}
+    assert len(expected) == 110  # target_modules: one regex matching the v4 and v5 spelling (portable.py)
+    v4_names = {v4_key(n) for n in expected}
+    assert all(re.fullmatch(acfg["target_modules"], n) for n in expected | v4_names)
+    ranks = {re.sub(r"\\(.)", r"\1", k.replace(BOTH_TOWER_RX, "vision_tower.")): v
+             for k, v in acfg["rank_pattern"].items()}
     assert set(ranks) == expected and all(8 <= r <= 8 * (1 + 8) for r in ranks.values())
     # stock PEFT reads that config into LoRA layers of exactly the exported shapes, on a fresh 7B
     with torch.device("meta"):
@@ -145,7 +149,8 @@ def test_llava_7b_meta_release_config(tmp_path):
     shapes = adapter_shapes(rel)
     assert set(injected) == expected
     for name, (a, b) in injected.items():
-        assert shapes[f"base_model.model.{name}.lora_A.weight"] == a and shapes[f"base_model.model.{name}.lora_B.weight"] == b
+        key = f"base_model.model.{v4_key(name)}"
+        assert shapes[f"{key}.lora_A.weight"] == a and shapes[f"{key}.lora_B.weight"] == b
     assert shape_diff(rel, cfg7.to_dict()) == []
     cfg13 = llava_7b_config(hidden=5120, layers=40, heads=40, ffn=13824)  # a 7B adapter on a 13B base
     assert any("base layer is 5120x5120" in d for d in shape_diff(rel, cfg13.to_dict()))

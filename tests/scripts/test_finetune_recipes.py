@@ -65,8 +65,10 @@ def _check_deliverables(out: Path, proc, secs: float, task: str, key: str) -> No
     assert run["world_size"] == 2 and run["deepspeed"].endswith("zero2.json") and run["global_step"] == 6
     assert run["git"]["commit"] is None or len(run["git"]["commit"]) == 40
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "structlora").is_dir()
-    for png in ("gate_map.png", "cosine_heatmap.png", "drift_energy.png"):
+    for png in ("gate_map.png", "cosine_heatmap.png", "drift_energy.png", "gates_moved.png"):
         assert (out / "plots" / png).stat().st_size > 1000
+    moved = json.loads((out / "moved.json").read_text())   # issue 11: what the run moved
+    assert moved["eval_gate_hist"]["init"]["counts"] and moved["gate_param_delta"]["log_alpha"]["median_abs"] > 0
     assert list((out / "runs").rglob("events.out.tfevents*")), "TensorBoard logs by default"
     adapter, base = (json.loads((out / n).read_text()) for n in ("metrics.json", "metrics_base.json"))
     assert adapter["which"] == "adapter" and base["which"] == "base" and isinstance(adapter[key], float)

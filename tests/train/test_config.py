@@ -87,14 +87,15 @@ def _meta_base(path):
     return path
 
 
-def test_structlora_refuses_zero3_before_launch(tmp_path):
+def test_zero3_accepts_adapters_and_refuses_full_before_launch(tmp_path):
     _meta_base(tmp_path / "m")
     (tmp_path / "d.json").write_text("[]")
     base = ["--output_dir", str(tmp_path), "--model_name_or_path", str(tmp_path / "m"), "--data_path",
             str(tmp_path / "d.json"), "--deepspeed", "zero_configs/zero3.json"]
-    with pytest.raises(ConfigError, match="ZeRO-3"):
-        parse_args(base, with_deepspeed=False)
-    parse_args(base + ["--method", "lora"], with_deepspeed=False)  # baselines may use ZeRO-3
+    parse_args(base, with_deepspeed=False)  # StructLoRA runs under ZeRO-3 (train/zero3.py)
+    parse_args(base + ["--method", "lora"], with_deepspeed=False)
+    with pytest.raises(ConfigError, match="method=full with ZeRO-3.*zero2"):
+        parse_args(base + ["--method", "full"], with_deepspeed=False)
 
 
 def test_conv_template_default_and_choice():

@@ -73,3 +73,10 @@ def test_checkpointing_is_non_reentrant_and_reentrant_is_refused_for_structlora(
               '{"use_reentrant": true}')
     _args(tiny_base, "--method", "lora", "--gradient_checkpointing", "true", "--gradient_checkpointing_kwargs",
           '{"use_reentrant": true}')  # PEFT LoRA works with reentrant checkpointing (input grads enabled)
+
+
+def test_zero3_refusals_name_the_part_that_cannot_work():
+    from llava_structlora.train.zero3 import zero3_refusal
+
+    assert zero3_refusal(None) is None
+    assert "bitsandbytes" in zero3_refusal(4) and "zero2" in zero3_refusal(8)

@@ -1,0 +1,228 @@
+"""Write model folders and PEFT adapters that load the same under transformers 4.57 and 5.x.
+
+transformers 5 ``save_pretrained`` writes three things that transformers 4.57 misreads:
+
+- **weights**: the CLIP/SigLIP tower's keys lose their ``vision_model.`` level
+  (``vision_tower.encoder...`` instead of ``vision_tower.vision_model.encoder...``). v4 does not
+  know that name and silently re-initialises every vision-tower tensor. v5 reads both names
+  through its checkpoint conversion mapping, so we store the v4 names.
+- **tokenizer_config.json**: ``tokenizer_class: TokenizersBackend`` (a class v4 lacks),
+  ``extra_special_tokens`` as a list (v4 wants a dict) and ``add_prefix_space`` (v4's fast Llama
+  tokenizer then insists on converting from a sentencepiece file that is not there).
+- **config.json**: RoPE settings only in ``rope_parameters``; v4 reads ``rope_theta``/``rope_scaling``.
+
+A PEFT adapter saved under v5 names its vision-tower modules the v5 way; on a v4 base those LoRA
+factors match nothing and are dropped without an error. ``make_adapter_portable`` stores v4 keys
+(v5 PEFT converts them on load) and rewrites ``target_modules`` / rank and alpha patterns into
+regexes that match both spellings. Every rewrite is idempotent and done with atomic writes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from llava_structlora.utils.io import atomic_save_safetensors, atomic_write_json
+
+logger = logging.getLogger(__name__)
+# The versions a release is tested to load under (tests/release/test_portable.py).
+SUPPORTED_TRANSFORMERS = ("4.57", "5.23")
+# Children of a CLIP/SigLIP ``*VisionModel.vision_model``: a key that has one of them right after
+# ``vision_tower.`` is in v5 form.
+_TOWER_CHILDREN = r"(?:embeddings|encoder|pre_layrnorm|post_layernorm|head)"
+_V5_TOWER_KEY = re.compile(rf"(^|\.)vision_tower\.(?={_TOWER_CHILDREN}\.)")
+_V5_TOWER_RX = re.compile(rf"vision_tower\\\.(?={_TOWER_CHILDREN}\\\.)")
+BOTH_TOWER_RX = r"vision_tower\.(?:vision_model\.)?"
+TOKENIZER_FALLBACK = "PreTrainedTokenizerFast"  # v4's class for "a tokenizer.json, nothing else"
+NAMED_SPECIAL = ("image_token", "video_token", "boi_token", "eoi_token")
+
+
+def v4_key(key: str) -> str:
+    """A state-dict / module name in the spelling transformers 4 uses (idempotent)."""
+    return _V5_TOWER_KEY.sub(r"\1vision_tower.vision_model.", key)
+
+
+def v5_key(key: str) -> str:
+    """The inverse of `v4_key`: the module name a transformers-5 model uses."""
+    return key.replace("vision_tower.vision_model.", "vision_tower.")
+
+
+def both_versions_regex(pattern: str) -> str:
+    """A regex over module names, widened so that it matches the v4 and the v5 tower spelling."""
+    return _V5_TOWER_RX.sub(lambda _: BOTH_TOWER_RX, pattern)
+
+
+# ---------------------------------------------------------------------------- weights
+def _weight_files(folder: Path, stem: str) -> list[Path]:
+    index = folder / f"{stem}.safetensors.index.json"
+    if index.is_file():
+        return sorted({folder / f for f in json.loads(index.read_text())["weight_map"].values()})
+    single = folder / f"{stem}.safetensors"
+    return [single] if single.is_file() else []
+
+
+def rename_safetensors(path: Path, rename) -> int:
+    """Rewrite one safetensors file with `rename` applied to every key; returns #keys changed."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        keys, meta = list(f.keys()), f.metadata()
+    changed = sum(rename(k) != k for k in keys)
+    if changed:
+        tensors = load_file(str(path))
+        new = {rename(k): v for k, v in tensors.items()}
+        if len(new) != len(tensors):
+            raise ValueError(f"{path}: renaming the keys to the transformers-4 spelling makes two of them collide")
+        atomic_save_safetensors(new, path, metadata=meta or {"format": "pt"})
+    return changed
+
+
+def portable_weights(folder: Path, stem: str = "model") -> int:
+    """v4 key names in every weight file of `folder` (and its index); returns #keys renamed."""
+    files = _weight_files(folder, stem)
+    if not files:
+        raise FileNotFoundError(f"{folder}: no {stem}.safetensors or {stem}.safetensors.index.json")
+    changed = sum(rename_safetensors(p, v4_key) for p in files)
+    index = folder / f"{stem}.safetensors.index.json"
+    if index.is_file():
+        data = json.loads(index.read_text())
+        data["weight_map"] = {v4_key(k): v for k, v in data["weight_map"].items()}
+        atomic_write_json(index, data)
+    return changed
+
+
+# ---------------------------------------------------------------------------- tokenizer + config
+def portable_tokenizer_config(cfg: dict[str, Any], tokenizer_class: str | None = None) -> dict[str, Any]:
+    """tokenizer_config.json fields that v4 reads as v5 meant them (tokenizer.json stays authoritative)."""
+    out = dict(cfg)
+    if out.get("tokenizer_class") in (None, "TokenizersBackend"):
+        out["tokenizer_class"] = tokenizer_class or TOKENIZER_FALLBACK
+    out.pop("add_prefix_space", None)  # v4 LlamaTokenizerFast: not None => rebuild from a sentencepiece file
+    extra = out.get("extra_special_tokens")
+    if not isinstance(extra, dict):
+        named = {k: out.pop(k) for k in NAMED_SPECIAL if isinstance(out.get(k), str)}
+        if extra:
+            out["additional_special_tokens"] = list(extra)
+        out["extra_special_tokens"] = named
+    return out
+
+
+def portable_model_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """config.json with the v4 RoPE fields next to v5's ``rope_parameters`` (top level and sub-configs)."""
+    out = dict(cfg)
+    rope = out.get("rope_parameters")
+    if isinstance(rope, dict) and "rope_theta" in rope:
+        out.setdefault("rope_theta", rope["rope_theta"])
+        if rope.get("rope_type", "default") != "default":
+            out.setdefault("rope_scaling", {k: v for k, v in rope.items() if k != "rope_theta"})
+    for key, val in cfg.items():
+        if key.endswith("_config") and isinstance(val, dict):
+            out[key] = portable_model_config(val)
+    return out
+
+
+def _rewrite_json(path: Path, fn) -> bool:
+    if not path.is_file():
+        return False
+    old = json.loads(path.read_text())
+    new = fn(old)
+    if new != old:
+        atomic_write_json(path, new)
+    return new != old
+
+
+def make_portable(folder: str | Path, tokenizer_class: str | None = None) -> dict[str, Any]:
+    """Rewrite a ``save_pretrained`` model (+ processor) folder in place; returns what changed.
+
+    `tokenizer_class`: what to write where v5 wrote ``TokenizersBackend`` (pass the base's own
+    ``tokenizer_class``; default ``PreTrainedTokenizerFast``). The tokenization is checked to be
+    unchanged under the running transformers.
+    """
+    folder = Path(folder)
+    return {"renamed_keys": portable_weights(folder),
+            "config": _rewrite_json(folder / "config.json", portable_model_config),
+            "tokenizer_config": make_tokenizer_portable(folder, tokenizer_class)}
+
+
+def make_tokenizer_portable(folder: str | Path, tokenizer_class: str | None = None) -> bool:
+    """tokenizer_config.json of `folder` made v4-readable, keeping the token ids (True if changed).
+
+    Tries the full rewrite first; when dropping ``add_prefix_space`` would change what the running
+    transformers tokenizes, keeps it and names ``PreTrainedTokenizerFast`` (tokenizer.json as is)
+    instead. A rewrite that changes the ids is never kept.
+    """
+    folder = Path(folder)
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return False
+    original = json.loads(path.read_text())
+    before = _probe_tokenizer(folder)
+    full = portable_tokenizer_config(original, tokenizer_class)
+    keep = {**portable_tokenizer_config(original, TOKENIZER_FALLBACK), "tokenizer_class": TOKENIZER_FALLBACK}
+    if "add_prefix_space" in original:
+        keep["add_prefix_space"] = original["add_prefix_space"]
+    for candidate in (full, keep):
+        if candidate == original:
+            return False
+        atomic_write_json(path, candidate)
+        if _probe_tokenizer(folder) == before:
+            return True
+    atomic_write_json(path, original)  # transformers 5 keeps working; a v4 load of this tokenizer may not
+    logger.warning("%s: no transformers-4 readable tokenizer_config.json keeps the token ids; left unchanged", folder)
+    return False
+
+
+PROBE_TEXTS = ("USER: <image>\nWhat color is the circle? ASSISTANT: Red.", "a photo of 3 dogs, 12 cats")
+
+
+def _probe_tokenizer(folder: Path) -> list[list[int]] | None:
+    if not (folder / "tokenizer_config.json").is_file():
+        return None
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    return [tok(t)["input_ids"] for t in PROBE_TEXTS]
+
+
+def base_tokenizer_class(base: str | Path) -> str | None:
+    """``tokenizer_class`` of a base folder's tokenizer_config.json (None if absent or v5-only)."""
+    cfg = Path(base) / "tokenizer_config.json"
+    name = json.loads(cfg.read_text()).get("tokenizer_class") if cfg.is_file() else None
+    return None if name == "TokenizersBackend" else name
+
+
+# ---------------------------------------------------------------------------- PEFT adapters
+def portable_targets(target_modules: Any) -> Any:
+    """``target_modules`` that select the same modules on a v4 and a v5 model."""
+    if isinstance(target_modules, str):
+        return both_versions_regex(target_modules)
+    if not isinstance(target_modules, (list, tuple, set)):
+        return target_modules
+    names = sorted(target_modules)
+    escaped = [both_versions_regex(re.escape(n)) for n in names]
+    if escaped == [re.escape(n) for n in names]:
+        return names  # no tower module: PEFT's suffix matching is spelling-independent already
+    # PEFT matches a list entry t when `key == t or key.endswith("." + t)`: the same as this fullmatch.
+    return r"(?:.*\.)?(?:" + "|".join(escaped) + ")"
+
+
+def portable_adapter_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    out = dict(cfg)
+    out["target_modules"] = portable_targets(cfg.get("target_modules"))
+    for key in ("rank_pattern", "alpha_pattern"):
+        if isinstance(cfg.get(key), dict):
+            out[key] = {both_versions_regex(k): v for k, v in cfg[key].items()}
+    return out
+
+
+def make_adapter_portable(folder: str | Path) -> dict[str, Any]:
+    """Rewrite a PEFT adapter folder in place (v4 weight keys, both-spelling target regexes)."""
+    folder = Path(folder)
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{folder}: no adapter_model.safetensors")
+    return {"renamed_keys": rename_safetensors(weights, v4_key),
+            "config": _rewrite_json(folder / "adapter_config.json", portable_adapter_config)}

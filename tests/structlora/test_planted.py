@@ -1,0 +1,62 @@
+"""Planted problems (issue 11): the IB filter and the coordinator on problems whose answer is known.
+
+Deterministic (fixed seeds), CPU, a few seconds per run. The numbers behind the thresholds are recorded by
+experiments/planted.py (docs/results/planted_problems.json); the thresholds test the measured behaviour.
+"""
+from __future__ import annotations
+
+import pytest
+
+from llava_structlora.structlora import StructLoRAConfig
+from llava_structlora.structlora.planted import (CoordinatorProblem, FilterProblem, Schedule, run_coordinator,
+                                                 run_filter)
+
+FILTER = FilterProblem()
+
+
+# The IB strength at which the filter separates the planted directions (gate_lr_mult at its default, 300).
+SEPARATING_LAMBDA = 1e-2
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_ib_filter_closes_nuisance_directions_and_keeps_true_ones(seed):
+    """Recipe schedule (lr 2e-4, 250 steps), default gate_lr_mult: the k true directions of every layer stay
+    open, most of the r - k noise-only directions close."""
+    res = run_filter(FILTER, StructLoRAConfig(lambda_ib=SEPARATING_LAMBDA), Schedule(), seed)
+    assert res["true_kept"] == 1.0, res["eval_gate_final"]
+    assert res["nuisance_closed"] >= 0.75, res["eval_gate_final"]
+    assert res["median_abs_param_delta"] > 1.0          # log_alpha units
+
+
+def test_default_lambda_moves_the_gates_but_closes_no_planted_nuisance_direction():
+    """FINDING (docs/structlora.md): the shipped lambda_ib=1e-3 was kept because 1e-2 closed 65 % of the real
+    recipe's directions and cost 29 CIDEr; at 1e-3 the gates move (well above the old setup) but on this
+    problem the noise-fitting gain of a nuisance direction outweighs the IB price, so none closes."""
+    res = run_filter(FILTER, StructLoRAConfig(), Schedule(), 1)
+    assert res["true_kept"] == 1.0 and res["median_abs_param_delta"] > 0.5
+    assert res["nuisance_closed"] < 0.25
+
+
+def test_old_optimizer_setup_leaves_the_gates_in_place():
+    """Pre-issue-11 setup: gates in the weight-decay group at the LoRA lr, old init (eval gate 0.674), IB
+    averaged over layers. Same problem, same schedule: the gates do not move, nothing closes."""
+    old = StructLoRAConfig(gate_init=0.674, lambda_ib=1e-3 / FILTER.n_layers)
+    res = run_filter(FILTER, old, Schedule(old_optimizer=True), 1)
+    assert res["median_abs_param_delta"] < 0.05
+    assert res["median_abs_eval_gate_delta"] < 0.02
+    assert res["nuisance_closed"] == 0.0
+
+
+COORD = CoordinatorProblem()
+# Each method at the best lr of a grid {3e-3, 1e-2, 3e-2, 1e-1} measured on seeds 0-3 (experiments/planted.py);
+# the assertion runs on seeds never used for that choice.
+LORA_LR, COORD_LR = 3e-2, 1e-2
+
+
+def test_coordinator_beats_lora_on_smooth_depth_updates_with_little_data():
+    lora_cfg = StructLoRAConfig(filter="none", coordinator="none")
+    coord_cfg = StructLoRAConfig(filter="none")
+    for seed in (10, 11, 12):
+        lora = run_coordinator(COORD, lora_cfg, Schedule(lr=LORA_LR, steps=150), seed)
+        coord = run_coordinator(COORD, coord_cfg, Schedule(lr=COORD_LR, steps=150), seed)
+        assert coord["rel_update_error"] < lora["rel_update_error"], (seed, coord, lora)
