@@ -47,4 +47,6 @@ def test_smoke_base_builds_loads_with_stock_classes_and_is_cached(data_root, tmp
 
 def test_missing_pretrain_json_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="pretrain/llava_train.json"):
-        build_base(tmp_path, tmp_path / "base", preset="smoke")
+        # the base is written beside the data root, never inside it (the builders refuse that)
+        (tmp_path / "data").mkdir()
+        build_base(tmp_path / "data", tmp_path / "base", preset="smoke")
