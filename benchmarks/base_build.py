@@ -6,6 +6,7 @@ Each preset is built from scratch into a temp dir (no cache), timed by wall cloc
 base is then probed (accuracy per question type vs the image-shuffled and majority-answer
 references, and the untuned downstream scores) and everything is recorded in docs/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="base_build_") as tmp:
         for preset in args.presets:
             data, base = Path(tmp) / f"data-{preset}", Path(tmp) / f"base-{preset}"
-            times[preset] = {"data_s": timed(build_default, data, preset=preset),
-                             "base_s": timed(build_base, data, base, preset=preset, force=True)}
+            times[preset] = {
+                "data_s": timed(build_default, data, preset=preset),
+                "base_s": timed(build_base, data, base, preset=preset, force=True),
+            }
             print(preset, times[preset], flush=True)
             if preset == "default":
                 report = probe(base, data, n=args.probe_n)

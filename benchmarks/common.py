@@ -11,17 +11,17 @@ must agree on what "a training step" and "peak memory" mean:
   allocations made during the step, read from ``torch.profiler``'s memory events. This is exact
   and deterministic, unlike RSS on a machine shared with other jobs.
 """
+
 from __future__ import annotations
 
 import argparse
-
 import copy
 import os
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,7 +42,9 @@ def add_common_args(p: argparse.ArgumentParser, quick_help: str = "CI-size smoke
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default per benchmark)")
-    p.add_argument("--no-record", action="store_true", help="print only; do not write docs/results (--quick never writes)")
+    p.add_argument(
+        "--no-record", action="store_true", help="print only; do not write docs/results (--quick never writes)"
+    )
 
 
 def setup_threads(threads: int) -> None:
@@ -73,13 +75,13 @@ class StackShape:
         return (self.image_size // self.patch_size) ** 2  # CLS dropped ("default" strategy)
 
 
-def realistic_shape(vision_layers: int = 2, text_layers: int = 2, image_size: int = 112,
-                    vocab_size: int = 4096) -> StackShape:
+def realistic_shape(
+    vision_layers: int = 2, text_layers: int = 2, image_size: int = 112, vocab_size: int = 4096
+) -> StackShape:
     """LLaVA-1.5-7B layer widths (CLIP ViT-L/14: 1024/4096/16 heads; Llama-7B: 4096/11008/32
     heads) with few layers, a small image (112 px -> 64 image tokens) and a small vocabulary so
     that the per-layer cost dominates the step as it does in the 32-layer model."""
-    return StackShape(1024, 4096, 16, vision_layers, 4096, 11008, 32, text_layers,
-                      image_size, 14, vocab_size)
+    return StackShape(1024, 4096, 16, vision_layers, 4096, 11008, 32, text_layers, image_size, 14, vocab_size)
 
 
 def tiny_shape(vision_layers: int = 2, text_layers: int = 3) -> StackShape:
@@ -91,16 +93,35 @@ def build_llava(shape: StackShape, seed: int = 0) -> nn.Module:
     """Random-init stock LlavaForConditionalGeneration of ``shape`` (fp32, eval-free, CPU)."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    vision = CLIPVisionConfig(hidden_size=shape.vision_hidden, intermediate_size=shape.vision_ffn,
-                              num_hidden_layers=shape.vision_layers, num_attention_heads=shape.vision_heads,
-                              image_size=shape.image_size, patch_size=shape.patch_size)
-    text = LlamaConfig(vocab_size=shape.vocab_size, hidden_size=shape.text_hidden,
-                       intermediate_size=shape.text_ffn, num_hidden_layers=shape.text_layers,
-                       num_attention_heads=shape.text_heads, num_key_value_heads=shape.text_heads,
-                       max_position_embeddings=1024, pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_id=shape.vocab_size - 1,
-                      vision_feature_select_strategy="default", vision_feature_layer=-1,
-                      image_seq_length=shape.image_tokens, pad_token_id=0)
+    vision = CLIPVisionConfig(
+        hidden_size=shape.vision_hidden,
+        intermediate_size=shape.vision_ffn,
+        num_hidden_layers=shape.vision_layers,
+        num_attention_heads=shape.vision_heads,
+        image_size=shape.image_size,
+        patch_size=shape.patch_size,
+    )
+    text = LlamaConfig(
+        vocab_size=shape.vocab_size,
+        hidden_size=shape.text_hidden,
+        intermediate_size=shape.text_ffn,
+        num_hidden_layers=shape.text_layers,
+        num_attention_heads=shape.text_heads,
+        num_key_value_heads=shape.text_heads,
+        max_position_embeddings=1024,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    cfg = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=shape.vocab_size - 1,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        image_seq_length=shape.image_tokens,
+        pad_token_id=0,
+    )
     torch.manual_seed(seed)
     return LlavaForConditionalGeneration(cfg).float()
 
@@ -134,15 +155,15 @@ def make_batch(model: nn.Module, batch_size: int, text_len: int, seed: int = 0) 
 
 
 # ----------------------------------------------------------------------------- adapters
-def apply_method(model: nn.Module, method: str, r: int = 8, alpha: float = 16.0, seed: int = 0,
-                 **structlora_kw: Any) -> nn.Module:
+def apply_method(
+    model: nn.Module, method: str, r: int = 8, alpha: float = 16.0, seed: int = 0, **structlora_kw: Any
+) -> nn.Module:
     """PEFT LoRA or StructLoRA on the same q/v targets with the same rank/alpha/seed."""
     torch.manual_seed(seed)
     if method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0,
-                                                target_modules=LORA_QV_REGEX))
+        return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=LORA_QV_REGEX))
     if method == "structlora":
         from llava_structlora.structlora import StructLoRAConfig, apply_structlora
 
@@ -155,7 +176,7 @@ def adapted_count(model: nn.Module) -> int:
     n = 0
     for m in model.modules():
         name = type(m).__name__
-        if name == "StructLoRALinear" or (hasattr(m, "lora_A") and isinstance(getattr(m, "lora_A"), nn.ModuleDict)):
+        if name == "StructLoRALinear" or (hasattr(m, "lora_A") and isinstance(m.lora_A, nn.ModuleDict)):
             n += 1
     return n
 
@@ -187,12 +208,16 @@ class Stepper:
         return float(loss.detach())
 
 
-def make_pair(base: nn.Module, r: int, alpha: float, seed: int, lr: float = 1e-4,
-              **structlora_kw: Any) -> dict[str, Stepper]:
+def make_pair(
+    base: nn.Module, r: int, alpha: float, seed: int, lr: float = 1e-4, **structlora_kw: Any
+) -> dict[str, Stepper]:
     """Two independent copies of ``base`` (identical weights), one per method."""
-    return {m: Stepper(apply_method(copy.deepcopy(base), m, r, alpha, seed,
-                                    **(structlora_kw if m == "structlora" else {})), m, lr)
-            for m in METHODS}
+    return {
+        m: Stepper(
+            apply_method(copy.deepcopy(base), m, r, alpha, seed, **(structlora_kw if m == "structlora" else {})), m, lr
+        )
+        for m in METHODS
+    }
 
 
 # ----------------------------------------------------------------------------- measurement
@@ -232,8 +257,7 @@ def step_peak_bytes(stepper: Stepper, batch: dict[str, torch.Tensor]) -> dict[st
         cur += e.nbytes()
         peak = max(peak, cur)
     base = sum(before.values())
-    return {**before, "step_peak": peak, "total_peak": base + peak,
-            "non_frozen_peak": base - before["frozen"] + peak}
+    return {**before, "step_peak": peak, "total_peak": base + peak, "non_frozen_peak": base - before["frozen"] + peak}
 
 
 def time_steps(step: Callable[[], Any], n: int) -> float:
@@ -253,7 +277,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, inner: int, war
             fns[name]()
     out: dict[str, list[float]] = {n: [] for n in names}
     for rep in range(repeats):
-        for name in (names if rep % 2 == 0 else names[::-1]):
+        for name in names if rep % 2 == 0 else names[::-1]:
             out[name].append(time_steps(fns[name], inner))
     return out
 
@@ -261,8 +285,12 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, inner: int, war
 def paired_ratio(num: list[float], den: list[float]) -> dict[str, float]:
     """Median of the per-repeat ratios (robust to drifting load) + the ratio of medians."""
     ratios = [a / b for a, b in zip(num, den)]
-    return {"median_ratio": statistics.median(ratios), "ratio_of_medians": statistics.median(num) / statistics.median(den),
-            "min_ratio": min(ratios), "max_ratio": max(ratios)}
+    return {
+        "median_ratio": statistics.median(ratios),
+        "ratio_of_medians": statistics.median(num) / statistics.median(den),
+        "min_ratio": min(ratios),
+        "max_ratio": max(ratios),
+    }
 
 
 def fmt_mb(n: float) -> str:

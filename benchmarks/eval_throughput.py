@@ -8,6 +8,7 @@ The two are timed alternately `--repeats` times after a warm-up and the median i
 that load from other processes on a shared CPU hits both alike. Also checks the answers agree.
 Prints one JSON object (and a markdown row for docs/RESULTS.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     spec = TASKS[args.task]
     split, max_new = args.split or spec.default_split, args.max_new_tokens or spec.max_new_tokens
     qfile = spec.questions_jsonl(Path(args.data_root), split)
-    questions = load_questions(qfile, resolve_image_folder(qfile))[:args.n]
+    questions = load_questions(qfile, resolve_image_folder(qfile))[: args.n]
     model, processor = load_model(args.model, args.adapter)
-    timed_run(model, processor, questions[:args.batch_size], args.batch_size, max_new)  # warm-up
+    timed_run(model, processor, questions[: args.batch_size], args.batch_size, max_new)  # warm-up
     batched, single, agree = [], [], None
     for _ in range(args.repeats):
         tb, ab = timed_run(model, processor, questions, args.batch_size, max_new)
@@ -69,22 +70,36 @@ def main(argv: list[str] | None = None) -> int:
         agree = sum(ab[k] == as_[k] for k in ab) if agree is None else agree
     n = len(questions)
     tb, ts = statistics.median(batched), statistics.median(single)
-    stamp = Path(args.model) / "build_stamp.json"   # toy bases record their preset and build key
+    stamp = Path(args.model) / "build_stamp.json"  # toy bases record their preset and build key
     meta = json.loads(stamp.read_text()) if stamp.is_file() else {}
-    out = {"task": args.task, "split": split, "model": args.model, "n": n,
-           "model_preset": (meta.get("preset") or {}).get("name"), "model_build_key": meta.get("key"),
-           "n_params": sum(p.numel() for p in model.parameters()), "batch_size": args.batch_size,
-           "max_new_tokens": max_new, "threads": args.threads, "repeats": args.repeats,
-           "batched_items_per_s": round(n / tb, 2), "batch1_items_per_s": round(n / ts, 2),
-           "speedup": round(ts / tb, 2), "answers_equal": f"{agree}/{n}",
-           "batched_s": [round(x, 3) for x in batched], "batch1_s": [round(x, 3) for x in single]}
+    out = {
+        "task": args.task,
+        "split": split,
+        "model": args.model,
+        "n": n,
+        "model_preset": (meta.get("preset") or {}).get("name"),
+        "model_build_key": meta.get("key"),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "batch_size": args.batch_size,
+        "max_new_tokens": max_new,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "batched_items_per_s": round(n / tb, 2),
+        "batch1_items_per_s": round(n / ts, 2),
+        "speedup": round(ts / tb, 2),
+        "answers_equal": f"{agree}/{n}",
+        "batched_s": [round(x, 3) for x in batched],
+        "batch1_s": [round(x, 3) for x in single],
+    }
     print(json.dumps(out))
-    table = ("| task / split | model | n | batch | batch-1 items/s | batched items/s | speedup | answers equal |\n"
-             "|---|---|---|---|---|---|---|---|\n"
-             f"| {args.task} {split} | {Path(args.model).name} | {n} | {args.batch_size} "
-             f"| {out['batch1_items_per_s']} | {out['batched_items_per_s']} | {out['speedup']}x "
-             f"| {out['answers_equal']} |\n\nMedian of {args.repeats} alternating timings, {args.threads} threads, "
-             f"max_new_tokens {max_new}; both paths are `generate_to_file` (batch-1 = batch_size 1).")
+    table = (
+        "| task / split | model | n | batch | batch-1 items/s | batched items/s | speedup | answers equal |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+        f"| {args.task} {split} | {Path(args.model).name} | {n} | {args.batch_size} "
+        f"| {out['batch1_items_per_s']} | {out['batched_items_per_s']} | {out['speedup']}x "
+        f"| {out['answers_equal']} |\n\nMedian of {args.repeats} alternating timings, {args.threads} threads, "
+        f"max_new_tokens {max_new}; both paths are `generate_to_file` (batch-1 = batch_size 1)."
+    )
     print(table, file=sys.stderr)
     if args.record:
         from recipes.results import record_result

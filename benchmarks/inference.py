@@ -1,4 +1,4 @@
-"""Inference cost of a merged StructLoRA model and its exactness (issue 7, item 2).
+"""Inference cost of a merged StructLoRA model and its exactness.
 
     python benchmarks/inference.py [--quick] [--stacks tiny,realistic]
 
@@ -12,6 +12,7 @@ smoothing weights and gate modulation are non-trivial, then measure side by side
   Also the exported stock-PEFT adapter loaded with ``PeftModel.from_pretrained`` (tiny stack).
 - for information, the unmerged adapted model's latency ratio (what merging saves).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
+    Stepper,
     add_common_args,
-    Stepper, apply_method, build_llava, interleaved, load_tiny_base, make_batch, paired_ratio,
-    realistic_shape, setup_threads,
+    apply_method,
+    build_llava,
+    interleaved,
+    load_tiny_base,
+    make_batch,
+    paired_ratio,
+    realistic_shape,
+    setup_threads,
 )
 
 
@@ -84,16 +92,18 @@ def max_weight_change(merged: torch.nn.Module, base: torch.nn.Module) -> float:
     return float(max((pm - pb).abs().max() for pm, pb in zip(merged.parameters(), base.parameters())))
 
 
-def latency(models: dict[str, torch.nn.Module], batch: dict, repeats: int, inner: int,
-            gen_tokens: int = 0) -> dict[str, list[float]]:
+def latency(
+    models: dict[str, torch.nn.Module], batch: dict, repeats: int, inner: int, gen_tokens: int = 0
+) -> dict[str, list[float]]:
     """Interleaved per-call seconds of a no-grad forward (or greedy generate) of each model."""
     inputs = {k: v for k, v in batch.items() if k != "labels"}
 
     def call(m):
         with torch.no_grad():
             if gen_tokens:
-                return m.generate(**inputs, max_new_tokens=gen_tokens, min_new_tokens=gen_tokens,
-                                  do_sample=False, pad_token_id=0)
+                return m.generate(
+                    **inputs, max_new_tokens=gen_tokens, min_new_tokens=gen_tokens, do_sample=False, pad_token_id=0
+                )
             return m(**inputs)
 
     return interleaved({n: (lambda m=m: call(m)) for n, m in models.items()}, repeats, inner, warmup=2)
@@ -106,18 +116,27 @@ def run_stack(name: str, args: argparse.Namespace) -> dict:
     else:
         shape = realistic_shape(1 if args.quick else 2, 1 if args.quick else 2, image_size=56 if args.quick else 112)
         base, desc = build_llava(shape, args.seed), f"random LLaVA-shaped {shape}"
-        shapes, gen, reps, inner = [(1, 32)] if args.quick else [(1, 32), (4, 32)], 0, args.repeats or (3 if args.quick else 9), 1
+        shapes, gen, reps, inner = (
+            [(1, 32)] if args.quick else [(1, 32), (4, 32)],
+            0,
+            args.repeats or (3 if args.quick else 9),
+            1,
+        )
     base.eval()
     train_batch = make_batch(base, 2, 16, args.seed)
     adapted = trained_structlora(base, args.rank, args.seed, train_batch)
     merged = merged_copy(adapted, base)
     eval_batch = make_batch(base, 2, 24, args.seed + 1)
     ref = logits(adapted, eval_batch)
-    out = {"model": desc, "max_logit_diff_merged": float((logits(merged, eval_batch) - ref).abs().max()),
-           "merged_class": type(merged).__name__,
-           "merged_params_equal_base": sum(p.numel() for p in merged.parameters()) == sum(p.numel() for p in base.parameters()),
-           "max_update_norm": max_weight_change(merged, base),
-           "latency": {}}
+    out = {
+        "model": desc,
+        "max_logit_diff_merged": float((logits(merged, eval_batch) - ref).abs().max()),
+        "merged_class": type(merged).__name__,
+        "merged_params_equal_base": sum(p.numel() for p in merged.parameters())
+        == sum(p.numel() for p in base.parameters()),
+        "max_update_norm": max_weight_change(merged, base),
+        "latency": {},
+    }
     if name == "tiny":
         out["max_logit_diff_peft_export"] = peft_roundtrip_diff(adapted, base, eval_batch, ref)
     runs = [(f"forward b{b}", make_batch(base, b, t, args.seed + 2), 0) for b, t in shapes]
@@ -125,30 +144,47 @@ def run_stack(name: str, args: argparse.Namespace) -> dict:
         runs.append((f"generate {gen} tok b1", make_batch(base, 1, 16, args.seed + 3), gen))
     for label, batch, g in runs:
         t = latency({"base": base, "merged": merged, "unmerged": adapted}, batch, reps, inner if not g else 1, g)
-        out["latency"][label] = {"s": {k: statistics.median(v) for k, v in t.items()}, "all": t,
-                                 "merged_over_base": paired_ratio(t["merged"], t["base"]),
-                                 "unmerged_over_base": paired_ratio(t["unmerged"], t["base"])}
+        out["latency"][label] = {
+            "s": {k: statistics.median(v) for k, v in t.items()},
+            "all": t,
+            "merged_over_base": paired_ratio(t["merged"], t["base"]),
+            "unmerged_over_base": paired_ratio(t["unmerged"], t["base"]),
+        }
     return out
 
 
 def markdown(results: dict[str, dict]) -> str:
-    lines = ["| stack | measurement | base (ms) | merged (ms) | **merged / base** (median, min-max) | unmerged / base |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| stack | measurement | base (ms) | merged (ms) | **merged / base** (median, min-max) | unmerged / base |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         for label, l in r["latency"].items():
             mb, ub = l["merged_over_base"], l["unmerged_over_base"]
-            lines.append(f"| {name} | {label} | {1e3 * l['s']['base']:.2f} | {1e3 * l['s']['merged']:.2f} "
-                         f"| **{mb['median_ratio']:.3f}** ({mb['min_ratio']:.3f}-{mb['max_ratio']:.3f}) "
-                         f"| {ub['median_ratio']:.3f} |")
-    lines += ["", "| stack | max abs logit diff merged vs unmerged (fp32) | stock-PEFT export vs unmerged | "
-              "max weight change merged vs base | merged model class |", "|---|---|---|---|---|"]
+            lines.append(
+                f"| {name} | {label} | {1e3 * l['s']['base']:.2f} | {1e3 * l['s']['merged']:.2f} "
+                f"| **{mb['median_ratio']:.3f}** ({mb['min_ratio']:.3f}-{mb['max_ratio']:.3f}) "
+                f"| {ub['median_ratio']:.3f} |"
+            )
+    lines += [
+        "",
+        "| stack | max abs logit diff merged vs unmerged (fp32) | stock-PEFT export vs unmerged | "
+        "max weight change merged vs base | merged model class |",
+        "|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         pe = r.get("max_logit_diff_peft_export")
-        lines.append(f"| {name} | **{r['max_logit_diff_merged']:.2e}** | {'-' if pe is None else f'{pe:.2e}'} "
-                     f"| {r['max_update_norm']:.2e} | {r['merged_class']} |")
-    lines += ["", "Goals: merged/base latency 1.00 +- 0.02; logit diff <= 1e-4. Adapters trained 3 steps at lr 2e-2 "
-              "(non-trivial gates and smoothing) before merging. Models: " +
-              "; ".join(f"{n}: {r['model']}" for n, r in results.items()) + "."]
+        lines.append(
+            f"| {name} | **{r['max_logit_diff_merged']:.2e}** | {'-' if pe is None else f'{pe:.2e}'} "
+            f"| {r['max_update_norm']:.2e} | {r['merged_class']} |"
+        )
+    lines += [
+        "",
+        "Goals: merged/base latency 1.00 +- 0.02; logit diff <= 1e-4. Adapters trained 3 steps at lr 2e-2 "
+        "(non-trivial gates and smoothing) before merging. Models: "
+        + "; ".join(f"{n}: {r['model']}" for n, r in results.items())
+        + ".",
+    ]
     return "\n".join(lines)
 
 
@@ -162,8 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.no_record or args.quick):
         from recipes.results import record_result
 
-        record_result("inference_merged", "Inference: merged StructLoRA vs base (latency) and merge exactness",
-                      {"args": vars(args), "results": results, "wall_s": time.time() - t0}, md, seeds=[args.seed])
+        record_result(
+            "inference_merged",
+            "Inference: merged StructLoRA vs base (latency) and merge exactness",
+            {"args": vars(args), "results": results, "wall_s": time.time() - t0},
+            md,
+            seeds=[args.seed],
+        )
     return 0
 
 

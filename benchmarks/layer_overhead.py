@@ -5,11 +5,13 @@ coordinator="none"`` (op-for-op PEFT LoRA), StructLoRA = the configured variant 
 hard-concrete gates + 1-layer GAT coordinator + hybrid graph). Timings are interleaved (the order
 alternates every repeat) and the median is reported, so drifting load on a shared machine hits
 both alike; on CPU the clock is the process's CPU time by default (``--clock wall`` for wall time).
-The FLOP ratio of one forward + backward (``FlopCounterMode``) is printed as a load-independent check. Each block has q/k/v/o projections (q, v adapted, as in the paper) and optionally a
+The FLOP ratio of one forward + backward (``FlopCounterMode``) is printed as a load-independent check.
+Each block has q/k/v/o projections (q, v adapted, as in the paper) and optionally a
 LLaMA MLP; the coordinator runs once per forward of the whole stack, as in training.
 
     python benchmarks/layer_overhead.py --width 4096 --blocks 8 --tokens 64 --repeats 7
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +38,17 @@ class _Block(nn.Module):
     def __init__(self, d: int, mlp: int) -> None:
         super().__init__()
         self.self_attn = _Attn(d)
-        self.mlp = nn.ModuleDict({"gate_proj": nn.Linear(d, mlp, bias=False), "up_proj": nn.Linear(d, mlp, bias=False),
-                                  "down_proj": nn.Linear(mlp, d, bias=False)}) if mlp else None
+        self.mlp = (
+            nn.ModuleDict(
+                {
+                    "gate_proj": nn.Linear(d, mlp, bias=False),
+                    "up_proj": nn.Linear(d, mlp, bias=False),
+                    "down_proj": nn.Linear(mlp, d, bias=False),
+                }
+            )
+            if mlp
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.self_attn
@@ -70,7 +81,7 @@ def build(args, cfg: StructLoRAConfig, device, dtype) -> nn.Module:
     torch.manual_seed(0)
     model = Stack(args.width, args.blocks, args.mlp).to(device=device, dtype=dtype)
     model = apply_structlora(model, cfg)
-    with torch.no_grad():   # non-zero B so every path (incl. the coordinator's) does real work
+    with torch.no_grad():  # non-zero B so every path (incl. the coordinator's) does real work
         for layer in get_controller(model).layers:
             layer.lora_B.normal_(std=1e-3)
     return model.train()
@@ -115,8 +126,12 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=1, help="torch threads on CPU (0 = leave as is)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    p.add_argument("--clock", default="auto", choices=["auto", "wall", "cpu"],
-                   help="auto: process CPU time on CPU (robust on shared machines), wall time on CUDA")
+    p.add_argument(
+        "--clock",
+        default="auto",
+        choices=["auto", "wall", "cpu"],
+        help="auto: process CPU time on CPU (robust on shared machines), wall time on CUDA",
+    )
     p.add_argument("--record", action="store_true", help="write docs/results/layer_overhead.json (+ RESULTS.md)")
     args = p.parse_args(argv)
     if args.threads:
@@ -125,7 +140,9 @@ def main(argv=None) -> dict:
     clock = args.clock if args.clock != "auto" else ("wall" if device.type == "cuda" else "cpu")
     variants = {
         "lora": build(args, StructLoRAConfig(r=args.r, filter="none", coordinator="none"), device, dtype),
-        "structlora": build(args, StructLoRAConfig(r=args.r, coordinator=args.coordinator, graph=args.graph), device, dtype),
+        "structlora": build(
+            args, StructLoRAConfig(r=args.r, coordinator=args.coordinator, graph=args.graph), device, dtype
+        ),
     }
     ctrl = get_controller(variants["structlora"])
     ranks = [args.r * c for c in ctrl.counts]
@@ -141,19 +158,32 @@ def main(argv=None) -> dict:
     best = {k: min(v) for k, v in times.items()}
     pair = statistics.median(s / l for s, l in zip(times["structlora"], times["lora"]))
     fl = {k: flops(m, x) for k, m in variants.items()}
-    res = {"lora_s": med["lora"], "structlora_s": med["structlora"], "ratio": med["structlora"] / med["lora"],
-           "paired_ratio": pair, "min_ratio": best["structlora"] / best["lora"],
-           "flop_ratio": fl["structlora"] / fl["lora"],
-           "mean_stacked_rank": sum(ranks) / len(ranks), "edges": ctrl.graph.kinds()}
+    res = {
+        "lora_s": med["lora"],
+        "structlora_s": med["structlora"],
+        "ratio": med["structlora"] / med["lora"],
+        "paired_ratio": pair,
+        "min_ratio": best["structlora"] / best["lora"],
+        "flop_ratio": fl["structlora"] / fl["lora"],
+        "mean_stacked_rank": sum(ranks) / len(ranks),
+        "edges": ctrl.graph.kinds(),
+    }
     res["clock"] = clock
-    print(f"device={device} dtype={args.dtype} width={args.width} blocks={args.blocks} mlp={args.mlp} "
-          f"tokens={args.tokens} r={args.r} repeats={args.repeats} threads={torch.get_num_threads()} clock={clock}")
+    print(
+        f"device={device} dtype={args.dtype} width={args.width} blocks={args.blocks} mlp={args.mlp} "
+        f"tokens={args.tokens} r={args.r} repeats={args.repeats} threads={torch.get_num_threads()} clock={clock}"
+    )
     print(f"graph edges {res['edges']}; stacked rank per layer: mean {res['mean_stacked_rank']:.1f}, max {max(ranks)}")
-    print(f"fwd+bwd median ({clock} time): LoRA {med['lora'] * 1e3:.1f} ms | StructLoRA {med['structlora'] * 1e3:.1f} ms | "
-          f"StructLoRA/LoRA = {res['ratio']:.3f} (median of paired ratios {pair:.3f}; ratio of minima "
-          f"{res['min_ratio']:.3f})")
-    print(f"fwd+bwd FLOPs: LoRA {fl['lora'] / 1e9:.2f} G | StructLoRA {fl['structlora'] / 1e9:.2f} G | "
-          f"ratio {res['flop_ratio']:.4f}")
+    print(
+        f"fwd+bwd median ({clock} time): LoRA {med['lora'] * 1e3:.1f} ms | "
+        f"StructLoRA {med['structlora'] * 1e3:.1f} ms | "
+        f"StructLoRA/LoRA = {res['ratio']:.3f} (median of paired ratios {pair:.3f}; ratio of minima "
+        f"{res['min_ratio']:.3f})"
+    )
+    print(
+        f"fwd+bwd FLOPs: LoRA {fl['lora'] / 1e9:.2f} G | StructLoRA {fl['structlora'] / 1e9:.2f} G | "
+        f"ratio {res['flop_ratio']:.4f}"
+    )
     if args.record:
         record(args, res, str(device))
     return res
@@ -163,17 +193,28 @@ def record(args: argparse.Namespace, res: dict, device: str) -> None:
     """One row per run; the command line is in the record."""
     from recipes.results import record_result
 
-    md = "\n".join([
-        "| stack | tokens | clock | LoRA fwd+bwd | StructLoRA fwd+bwd | StructLoRA / LoRA (median; paired) | FLOP ratio | mean stacked rank |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {args.blocks} blocks x {args.width} wide{f', MLP {args.mlp}' if args.mlp else ''} ({device}, {args.dtype}) | "
-        f"{args.tokens} | {res['clock']} | {res['lora_s'] * 1e3:.1f} ms | {res['structlora_s'] * 1e3:.1f} ms | "
-        f"{res['ratio']:.3f}; {res['paired_ratio']:.3f} | {res['flop_ratio']:.4f} | {res['mean_stacked_rank']:.1f} |",
-    ])
-    md += (f"\n\nInterleaved repeats ({args.repeats}, after {args.warmup} warm-up), r={args.r}, coordinator "
-           f"{args.coordinator}, graph {args.graph}; goal <= 1.03x at 4096 width (paper: 1.06x).")
-    record_result("layer_overhead", "Micro-benchmark: StructLoRA vs LoRA layer stack, forward + backward",
-                  {k: v for k, v in res.items()}, md)
+    md = "\n".join(
+        [
+            "| stack | tokens | clock | LoRA fwd+bwd | StructLoRA fwd+bwd | StructLoRA / LoRA (median; paired) "
+            "| FLOP ratio | mean stacked rank |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {args.blocks} blocks x {args.width} wide{f', MLP {args.mlp}' if args.mlp else ''} "
+            f"({device}, {args.dtype}) | "
+            f"{args.tokens} | {res['clock']} | {res['lora_s'] * 1e3:.1f} ms | {res['structlora_s'] * 1e3:.1f} ms | "
+            f"{res['ratio']:.3f}; {res['paired_ratio']:.3f} | {res['flop_ratio']:.4f} | "
+            f"{res['mean_stacked_rank']:.1f} |",
+        ]
+    )
+    md += (
+        f"\n\nInterleaved repeats ({args.repeats}, after {args.warmup} warm-up), r={args.r}, coordinator "
+        f"{args.coordinator}, graph {args.graph}; goal <= 1.03x at 4096 width (paper: 1.06x)."
+    )
+    record_result(
+        "layer_overhead",
+        "Micro-benchmark: StructLoRA vs LoRA layer stack, forward + backward",
+        {k: v for k, v in res.items()},
+        md,
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Peak host memory (RSS) of loading the base: today's fp32 path vs load_base_model in bf16 (issue 12).
+"""Peak host memory (RSS) of loading the base: today's fp32 path vs load_base_model in bf16.
 
     python benchmarks/load_memory.py [--text-layers 2] [--vision-layers 4] [--full-7b] [--record]
 
@@ -11,9 +11,10 @@ Each path loads in a fresh child process, so every peak is its own. We report, p
 before loading (the fixed overhead: Python, torch, transformers), the peak RSS during the load
 (``VmHWM`` after resetting it through /proc/self/clear_refs), and the peak of the *anonymous* RSS
 (``RssAnon``, sampled every 5 ms: the tensors we own; file-backed pages of the mmapped safetensors
-shards are page cache the kernel can drop). Goal (issue 12): peak - overhead <= 1.25 x bf16 weight bytes.
+shards are page cache the kernel can drop). Goal: peak - overhead <= 1.25 x bf16 weight bytes.
 The training paths (`--method structlora` with `--bf16`) also apply StructLoRA in the child.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,10 @@ def _load(path: str, model_dir: str):
     from llava_structlora.train.config import parse_args
     from llava_structlora.train.methods import base_load_dtype, build_model
 
-    m, _, s, t = parse_args(["--output_dir", "/tmp/unused", "--model_name_or_path", model_dir, "--bf16", "true",
-                             "--use_cpu", "true"], check_paths=False)
+    m, _, s, t = parse_args(
+        ["--output_dir", "/tmp/unused", "--model_name_or_path", model_dir, "--bf16", "true", "--use_cpu", "true"],
+        check_paths=False,
+    )
     return build_model(m, s, t.seed, total_steps=100, dtype=base_load_dtype(m, t))
 
 
@@ -99,9 +102,16 @@ def child(path: str, model_dir: str) -> dict:
     dtypes: dict[str, int] = {}
     for p in model.parameters():
         dtypes[str(p.dtype)] = dtypes.get(str(p.dtype), 0) + p.numel() * p.element_size()
-    return {"path": path, "rss_before": before["VmRSS"], "anon_before": before["RssAnon"], "peak_rss": after["VmHWM"],
-            "peak_rss_anon": sampler.peak["RssAnon"], "rss_after": after["VmRSS"], "load_s": round(secs, 1),
-            "param_bytes_by_dtype": dtypes}
+    return {
+        "path": path,
+        "rss_before": before["VmRSS"],
+        "anon_before": before["RssAnon"],
+        "peak_rss": after["VmHWM"],
+        "peak_rss_anon": sampler.peak["RssAnon"],
+        "rss_after": after["VmRSS"],
+        "load_s": round(secs, 1),
+        "param_bytes_by_dtype": dtypes,
+    }
 
 
 def build_slice(out: Path, text_layers: int, vision_layers: int) -> Path:
@@ -148,8 +158,12 @@ def _mem_available() -> int:
 def measure(model_dir: Path) -> list[dict]:
     rows = []
     for path in PATHS:
-        proc = subprocess.run([sys.executable, __file__, "--child", path, "--model", str(model_dir)],
-                              capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", path, "--model", str(model_dir)],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, OMP_NUM_THREADS="1"),
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"{path} failed:\n{proc.stderr[-3000:]}")
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -157,16 +171,22 @@ def measure(model_dir: Path) -> list[dict]:
 
 
 def table(rows: list[dict], bf16_bytes: int, label: str) -> str:
-    gib = 2 ** 30
-    lines = [f"**{label}**: {bf16_bytes / gib:.2f} GiB of weights in bf16. Overhead = RSS before the load "
-             "(Python + torch + transformers). Goal: peak - overhead <= 1.25 x bf16 bytes.", "",
-             "| path | overhead GiB | peak RSS GiB | (peak - overhead) / bf16 bytes | peak anon RSS GiB "
-             "| (anon peak - anon before) / bf16 bytes | load s |", "|---|---|---|---|---|---|---|"]
+    gib = 2**30
+    lines = [
+        f"**{label}**: {bf16_bytes / gib:.2f} GiB of weights in bf16. Overhead = RSS before the load "
+        "(Python + torch + transformers). Goal: peak - overhead <= 1.25 x bf16 bytes.",
+        "",
+        "| path | overhead GiB | peak RSS GiB | (peak - overhead) / bf16 bytes | peak anon RSS GiB "
+        "| (anon peak - anon before) / bf16 bytes | load s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         extra = (r["peak_rss"] - r["rss_before"]) / bf16_bytes
         anon = (r["peak_rss_anon"] - r["anon_before"]) / bf16_bytes
-        lines.append(f"| {PATHS[r['path']]} | {r['rss_before'] / gib:.2f} | {r['peak_rss'] / gib:.2f} | "
-                     f"{extra:.2f} | {r['peak_rss_anon'] / gib:.2f} | {anon:.2f} | {r['load_s']} |")
+        lines.append(
+            f"| {PATHS[r['path']]} | {r['rss_before'] / gib:.2f} | {r['peak_rss'] / gib:.2f} | "
+            f"{extra:.2f} | {r['peak_rss_anon'] / gib:.2f} | {anon:.2f} | {r['load_s']} |"
+        )
     return "\n".join(lines)
 
 
@@ -197,21 +217,34 @@ def main(argv: list[str] | None = None) -> int:
     bf16_bytes = numel * 2
     if _mem_available() < 2.5 * bf16_bytes:
         need = 2 * bf16_bytes / 2**30
-        print(f"refusing: {_mem_available() / 2**30:.1f} GiB available, the fp32 path needs ~{need:.1f} GiB plus "
-              "headroom (shared machine)", file=sys.stderr)
+        print(
+            f"refusing: {_mem_available() / 2**30:.1f} GiB available, the fp32 path needs ~{need:.1f} GiB plus "
+            "headroom (shared machine)",
+            file=sys.stderr,
+        )
         return 3
     rows = measure(model_dir)
-    label = (f"LLaVA-1.5-7B widths, {text_layers} LM + {vision_layers} vision layers, {numel / 1e9:.2f} B "
-             f"parameters, fp16 safetensors shards of 500 MB")
+    label = (
+        f"LLaVA-1.5-7B widths, {text_layers} LM + {vision_layers} vision layers, {numel / 1e9:.2f} B "
+        f"parameters, fp16 safetensors shards of 500 MB"
+    )
     md = table(rows, bf16_bytes, label)
     print(md)
     if args.record:
         from recipes.results import record_result
 
-        record_result("load_memory" + ("_full7b" if args.full_7b else ""),
-                      "Host memory while loading the base: fp32 (old) vs bf16 load_base_model (new)",
-                      {"text_layers": text_layers, "vision_layers": vision_layers, "numel": numel,
-                       "bf16_bytes": bf16_bytes, "rows": rows}, md)
+        record_result(
+            "load_memory" + ("_full7b" if args.full_7b else ""),
+            "Host memory while loading the base: fp32 (old) vs bf16 load_base_model (new)",
+            {
+                "text_layers": text_layers,
+                "vision_layers": vision_layers,
+                "numel": numel,
+                "bf16_bytes": bf16_bytes,
+                "rows": rows,
+            },
+            md,
+        )
     return 0
 
 

@@ -5,12 +5,14 @@ module wraps the functions that only StructLoRA (or only PEFT LoRA) runs in labe
 scopes for the duration of one profiled step, then restores them. The table then names the
 file/function that carries any extra cost (CPU total, inclusive of children).
 """
+
 from __future__ import annotations
 
 import functools
 import importlib
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from torch.profiler import ProfilerActivity, profile, record_function
 
@@ -57,6 +59,7 @@ def labelled_scopes() -> Iterator[None]:
             def inner(*a, **k):
                 with record_function(label):
                     return f(*a, **k)
+
             return inner
 
         saved.append((owner, attr, fn))
@@ -76,9 +79,14 @@ def profile_step(stepper, batch: dict, rows: int = 20) -> str:
     events = prof.key_averages()
     total_us = sum(e.self_cpu_time_total for e in events)
     scoped = sorted((e for e in events if ".py:" in e.key), key=lambda e: -e.cpu_time_total)
-    lines = [f"step total (self CPU, all ops): {total_us / 1e3:.1f} ms",
-             "| scope (file:function) | calls | CPU total (ms, incl. children) | share of step |", "|---|---|---|---|"]
-    lines += [f"| {e.key} | {e.count} | {e.cpu_time_total / 1e3:.2f} | {100 * e.cpu_time_total / max(total_us, 1):.1f}% |"
-              for e in scoped]
+    lines = [
+        f"step total (self CPU, all ops): {total_us / 1e3:.1f} ms",
+        "| scope (file:function) | calls | CPU total (ms, incl. children) | share of step |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {e.key} | {e.count} | {e.cpu_time_total / 1e3:.2f} | {100 * e.cpu_time_total / max(total_us, 1):.1f}% |"
+        for e in scoped
+    ]
     lines += ["", events.table(sort_by="self_cpu_time_total", row_limit=rows)]
     return "\n".join(lines)

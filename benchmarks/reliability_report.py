@@ -7,6 +7,7 @@ classes the suite covers (cases per class and their outcomes) followed by one ro
 (outcome, seconds, first line of the failure), so the report in RESULTS.md is generated from a
 real run, never typed. Open findings are explained in docs/notes/issue7_requests.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-# Test module -> the failure class it covers (issue 15's classes plus issue 7's corpus).
+# Test module -> the failure class it covers (the failure classes plus the original bad-input corpus).
 CLASSES = {
     "test_data_loss": "Data loss refused (merge/release/builders/converters never replace foreign data)",
     "test_resume_payload": "Untrusted code: resume never unpickles code",
@@ -58,8 +59,18 @@ def outcome(case: ET.Element) -> tuple[str, str]:
 def run_suite(no_slow: bool) -> tuple[list[dict], int, float]:
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "junit.xml"
-        cmd = [sys.executable, "-m", "pytest", "tests/reliability", "-q", "-p", "no:cacheprovider",
-               f"--junitxml={xml}", "-o", "junit_family=xunit1"] + (["-m", "not slow"] if no_slow else [])
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/reliability",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={xml}",
+            "-o",
+            "junit_family=xunit1",
+        ] + (["-m", "not slow"] if no_slow else [])
         t0 = time.time()
         rc = subprocess.run(cmd, cwd=REPO).returncode
         wall = time.time() - t0
@@ -67,8 +78,15 @@ def run_suite(no_slow: bool) -> tuple[list[dict], int, float]:
         for case in ET.parse(xml).getroot().iter("testcase"):
             status, msg = outcome(case)
             module = case.get("classname", "").split(".")[-1]
-            rows.append({"test": f"{module}::{case.get('name')}", "class": CLASSES.get(module, module),
-                         "outcome": status, "seconds": float(case.get("time", 0)), "message": msg})
+            rows.append(
+                {
+                    "test": f"{module}::{case.get('name')}",
+                    "class": CLASSES.get(module, module),
+                    "outcome": status,
+                    "seconds": float(case.get("time", 0)),
+                    "message": msg,
+                }
+            )
     return rows, rc, wall
 
 
@@ -79,17 +97,26 @@ def class_table(rows: list[dict]) -> list[str]:
     for cls in order:
         got = Counter(r["outcome"] for r in rows if r["class"] == cls)
         if got:
-            lines.append(f"| {cls} | {sum(got.values())} | {got['passed']} | {got['failed'] + got['error']} | "
-                         f"{got['skipped'] + got['xfail']} |")
+            lines.append(
+                f"| {cls} | {sum(got.values())} | {got['passed']} | {got['failed'] + got['error']} | "
+                f"{got['skipped'] + got['xfail']} |"
+            )
     return lines
 
 
 def markdown(rows: list[dict], wall: float) -> str:
     counts = Counter(r["outcome"] for r in rows)
-    lines = [f"{len(rows)} tests in {wall:.0f} s: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) +
-             ". Open findings and the fixes asked for: `docs/notes/issue7_requests.md`; what each test "
-             "covers: `docs/benchmarks.md`.", "", *class_table(rows), "",
-             "| test | outcome | s | message |", "|---|---|---|---|"]
+    lines = [
+        f"{len(rows)} tests in {wall:.0f} s: "
+        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        + ". Open findings and the fixes asked for: `docs/notes/issue7_requests.md`; what each test "
+        "covers: `docs/benchmarks.md`.",
+        "",
+        *class_table(rows),
+        "",
+        "| test | outcome | s | message |",
+        "|---|---|---|---|",
+    ]
     for r in rows:
         msg = r["message"].replace("|", "\\|")
         lines.append(f"| `{r['test']}` | {r['outcome']} | {r['seconds']:.1f} | {msg} |")
@@ -105,9 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(REPO))
         from recipes.results import record_result
 
-        record_result("reliability", "Reliability: data loss, untrusted code, record schema, early validation, "
-                      "error boundaries, bad inputs, atomic writes, crash/resume",
-                      {"rows": rows, "pytest_exit_code": rc, "wall_s": wall}, md)
+        record_result(
+            "reliability",
+            "Reliability: data loss, untrusted code, record schema, early validation, "
+            "error boundaries, bad inputs, atomic writes, crash/resume",
+            {"rows": rows, "pytest_exit_code": rc, "wall_s": wall},
+            md,
+        )
     return 0
 
 

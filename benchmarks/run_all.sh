@@ -25,7 +25,7 @@ run benchmarks/gpu_7b.py   # prints SKIPPED and exits 0 without a CUDA GPU
 if [ ${#QUICK[@]} -eq 0 ]; then run benchmarks/arch_meta.py --record; else run benchmarks/arch_meta.py; fi
 # the reliability suite's outcome as a RESULTS.md section (full mode only: it includes the crash tests)
 [ ${#QUICK[@]} -eq 0 ] && run benchmarks/reliability_report.py
-# Benchmarks owned by other issues, when present (layer micro-benchmark: issue 3; eval throughput: issue 6).
+# Benchmarks owned by other issues, when present (layer micro-benchmark; eval throughput).
 for extra in benchmarks/layer_overhead.py benchmarks/eval_throughput.py; do
   if [ -f "$extra" ]; then
     if [ ${#QUICK[@]} -gt 0 ] && grep -q -- "--quick" "$extra"; then run "$extra" --quick

@@ -1,4 +1,4 @@
-"""Training step time and peak memory: StructLoRA vs PEFT LoRA, side by side (issue 7, item 1).
+"""Training step time and peak memory: StructLoRA vs PEFT LoRA, side by side.
 
     python benchmarks/train_overhead.py [--quick] [--stacks tiny,realistic] [--profile]
 
@@ -10,6 +10,7 @@ layers) with a few layers so that it fits 2 cores. Goal at realistic width: <= 1
 <= +2% peak memory (paper: 1.06x, +4.2%). ``--profile`` adds a torch.profiler table of the
 StructLoRA step (top ops with their Python call sites) to say where any extra cost comes from.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,12 +24,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.profiling import profile_step  # noqa: E402
 from benchmarks.common import (  # noqa: E402
+    adapted_count,
     add_common_args,
-    adapted_count, build_llava, fmt_mb, interleaved, load_tiny_base, make_batch, make_pair,
-    paired_ratio, realistic_shape, setup_threads, step_peak_bytes, time_steps,
+    build_llava,
+    fmt_mb,
+    interleaved,
+    load_tiny_base,
+    make_batch,
+    make_pair,
+    paired_ratio,
+    realistic_shape,
+    setup_threads,
+    step_peak_bytes,
+    time_steps,
 )
+from benchmarks.profiling import profile_step  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,14 +58,28 @@ def stack_settings(name: str, args: argparse.Namespace) -> dict:
     """Model + batch + repeat counts per stack (quick = CI-size)."""
     if name == "tiny":
         model, desc = load_tiny_base(args.preset, args.seed)
-        return {"model": model, "desc": desc, "batch": 8, "text_len": 32,
-                "repeats": args.repeats or (3 if args.quick else 15), "inner": 2 if args.quick else 5}
+        return {
+            "model": model,
+            "desc": desc,
+            "batch": 8,
+            "text_len": 32,
+            "repeats": args.repeats or (3 if args.quick else 15),
+            "inner": 2 if args.quick else 5,
+        }
     if name == "realistic":
-        shape = realistic_shape(1 if args.quick else args.vision_layers, 1 if args.quick else args.text_layers,
-                                image_size=56 if args.quick else 112)
-        return {"model": build_llava(shape, args.seed), "desc": f"random LLaVA-shaped {shape}",
-                "batch": 1, "text_len": 16 if args.quick else 32,
-                "repeats": args.repeats or (3 if args.quick else 9), "inner": 1 if args.quick else 2}
+        shape = realistic_shape(
+            1 if args.quick else args.vision_layers,
+            1 if args.quick else args.text_layers,
+            image_size=56 if args.quick else 112,
+        )
+        return {
+            "model": build_llava(shape, args.seed),
+            "desc": f"random LLaVA-shaped {shape}",
+            "batch": 1,
+            "text_len": 16 if args.quick else 32,
+            "repeats": args.repeats or (3 if args.quick else 9),
+            "inner": 1 if args.quick else 2,
+        }
     raise SystemExit(f"unknown stack {name!r}; expected tiny or realistic")
 
 
@@ -75,11 +100,14 @@ def breakdown(stepper, batch: dict, n: int) -> dict[str, float]:
 
     with torch.no_grad():
         t_reg = time_steps(lambda: reg(stepper.model), n)
-    return {"on_step_s": time_steps(hook, n), "regularizer_s": t_reg,
-            "coordinator_plan_s": time_steps(lambda: ctrl.plans(ctrl.state(True)), n),
-            # similarity-graph rebuild, run by on_step every graph_refresh_steps (amortized)
-            "graph_refresh_s": time_steps(ctrl.refresh_graph, n),
-            "graph_refresh_steps": ctrl.cfg.graph_refresh_steps}
+    return {
+        "on_step_s": time_steps(hook, n),
+        "regularizer_s": t_reg,
+        "coordinator_plan_s": time_steps(lambda: ctrl.plans(ctrl.state(True)), n),
+        # similarity-graph rebuild, run by on_step every graph_refresh_steps (amortized)
+        "graph_refresh_s": time_steps(ctrl.refresh_graph, n),
+        "graph_refresh_steps": ctrl.cfg.graph_refresh_steps,
+    }
 
 
 def run_stack(name: str, args: argparse.Namespace) -> dict:
@@ -91,18 +119,25 @@ def run_stack(name: str, args: argparse.Namespace) -> dict:
     if len(set(counts.values())) != 1:
         raise RuntimeError(f"methods adapt different module counts: {counts}")
     mem = {m: step_peak_bytes(st, batch) for m, st in pair.items()}
-    times = interleaved({m: (lambda st=st: st(batch)) for m, st in pair.items()},
-                        repeats=s["repeats"], inner=s["inner"])
+    times = interleaved(
+        {m: (lambda st=st: st(batch)) for m, st in pair.items()}, repeats=s["repeats"], inner=s["inner"]
+    )
     res = {
-        "model": s["desc"], "batch": s["batch"], "seq_len": int(batch["input_ids"].shape[1]),
-        "adapted_modules": counts["lora"], "repeats": s["repeats"], "inner": s["inner"],
-        "step_s": {m: statistics.median(v) for m, v in times.items()}, "step_s_all": times,
+        "model": s["desc"],
+        "batch": s["batch"],
+        "seq_len": int(batch["input_ids"].shape[1]),
+        "adapted_modules": counts["lora"],
+        "repeats": s["repeats"],
+        "inner": s["inner"],
+        "step_s": {m: statistics.median(v) for m, v in times.items()},
+        "step_s_all": times,
         "time": paired_ratio(times["structlora"], times["lora"]),
         "memory_bytes": mem,
         "memory_ratio_total": mem["structlora"]["total_peak"] / mem["lora"]["total_peak"],
         "memory_ratio_non_frozen": mem["structlora"]["non_frozen_peak"] / mem["lora"]["non_frozen_peak"],
-        "trainable_params": {m: sum(p.numel() for p in st.model.parameters() if p.requires_grad)
-                             for m, st in pair.items()},
+        "trainable_params": {
+            m: sum(p.numel() for p in st.model.parameters() if p.requires_grad) for m, st in pair.items()
+        },
         "breakdown_structlora": breakdown(pair["structlora"], batch, 3),
     }
     if args.profile:
@@ -112,26 +147,36 @@ def run_stack(name: str, args: argparse.Namespace) -> dict:
 
 
 def markdown(results: dict[str, dict]) -> str:
-    lines = ["| stack | adapted | batch x seq | LoRA step (s) | StructLoRA step (s) | time ratio (median, min-max) "
-             "| peak mem LoRA (MiB) | peak mem StructLoRA (MiB) | mem ratio total | mem ratio w/o frozen weights "
-             "| StructLoRA on_step + plan + regularizer (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| stack | adapted | batch x seq | LoRA step (s) | StructLoRA step (s) | time ratio (median, min-max) "
+        "| peak mem LoRA (MiB) | peak mem StructLoRA (MiB) | mem ratio total | mem ratio w/o frozen weights "
+        "| StructLoRA on_step + plan + regularizer (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         t, m, b = r["time"], r["memory_bytes"], r["breakdown_structlora"]
         lines.append(
             f"| {name} | {r['adapted_modules']} | {r['batch']} x {r['seq_len']} | {r['step_s']['lora']:.4f} "
-            f"| {r['step_s']['structlora']:.4f} | **{t['median_ratio']:.3f}x** ({t['min_ratio']:.3f}-{t['max_ratio']:.3f}) "
+            f"| {r['step_s']['structlora']:.4f} | **{t['median_ratio']:.3f}x** "
+            f"({t['min_ratio']:.3f}-{t['max_ratio']:.3f}) "
             f"| {fmt_mb(m['lora']['total_peak'])} | {fmt_mb(m['structlora']['total_peak'])} "
             f"| **{r['memory_ratio_total']:.4f}** | {r['memory_ratio_non_frozen']:.4f} "
-            f"| {b.get('on_step_s', 0):.4f} + {b.get('coordinator_plan_s', 0):.4f} + {b.get('regularizer_s', 0):.4f} |")
+            f"| {b.get('on_step_s', 0):.4f} + {b.get('coordinator_plan_s', 0):.4f} + {b.get('regularizer_s', 0):.4f} |"
+        )
     for name, r in results.items():
         b = r["breakdown_structlora"]
         if b:
-            lines.append(f"\n{name}: similarity-graph refresh {1e3 * b['graph_refresh_s']:.1f} ms every "
-                         f"{b['graph_refresh_steps']} steps (amortized {1e3 * b['graph_refresh_s'] / b['graph_refresh_steps']:.3f} ms/step, "
-                         "not inside the timed steps).")
-    lines += ["", "Goal at realistic width: time ratio <= 1.03, total memory ratio <= 1.02 (paper: 1.06x, +4.2%). "
-              "Models: " + "; ".join(f"{n}: {r['model']}" for n, r in results.items()) + "."]
+            lines.append(
+                f"\n{name}: similarity-graph refresh {1e3 * b['graph_refresh_s']:.1f} ms every "
+                f"{b['graph_refresh_steps']} steps "
+                f"(amortized {1e3 * b['graph_refresh_s'] / b['graph_refresh_steps']:.3f} ms/step, "
+                "not inside the timed steps)."
+            )
+    lines += [
+        "",
+        "Goal at realistic width: time ratio <= 1.03, total memory ratio <= 1.02 (paper: 1.06x, +4.2%). "
+        "Models: " + "; ".join(f"{n}: {r['model']}" for n, r in results.items()) + ".",
+    ]
     return "\n".join(lines)
 
 
@@ -146,12 +191,19 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("profile_structlora", "profile_lora"):
             if key in r:
                 print(f"\n### {name}: {key}\n{r[key]}")
-    print(json.dumps({n: {"time": r["time"], "memory_ratio_total": r["memory_ratio_total"]} for n, r in results.items()}))
+    print(
+        json.dumps({n: {"time": r["time"], "memory_ratio_total": r["memory_ratio_total"]} for n, r in results.items()})
+    )
     if not (args.no_record or args.quick):  # smoke numbers never reach docs/RESULTS.md
         from recipes.results import record_result
 
-        record_result("train_overhead", "Training overhead: StructLoRA vs PEFT LoRA (step time, peak memory)",
-                      {"args": vars(args), "results": results, "wall_s": time.time() - t0}, md, seeds=[args.seed])
+        record_result(
+            "train_overhead",
+            "Training overhead: StructLoRA vs PEFT LoRA (step time, peak memory)",
+            {"args": vars(args), "results": results, "wall_s": time.time() - t0},
+            md,
+            seeds=[args.seed],
+        )
     return 0
 
 

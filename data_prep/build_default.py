@@ -15,6 +15,7 @@ Cached: a rerun whose stamp hash matches returns at once. Safe if interrupted: e
 built in a temp dir beside DATA_ROOT and renamed into place; a lock file serializes builds.
 The converters run with strict=True: our own data must never be skipped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,10 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from data_prep.coco import convert_coco
 from data_prep.gqa import convert_gqa
@@ -79,20 +81,41 @@ def convert_all(d: Path) -> dict[str, dict]:
     ann = raw / "coco" / "annotations"
     vq = raw / "vqav2"
     pre = raw / "pretrain"
-    m = {"coco": convert_coco([ann / "captions_train2014.json", ann / "captions_val2014.json"],
-                              karpathy=str(raw / "coco" / "dataset_coco.json"),
-                              images=str(raw / "images"), out=str(d / "coco"), **strict),
-         "vqav2": convert_vqav2([vq / f"v2_OpenEnded_mscoco_{s}_questions.json"
-                                 for s in ("train2014", "val2014", "test-dev2015")],
-                                [vq / f"v2_mscoco_{s}_annotations.json" for s in ("train2014", "val2014")],
-                                images=str(raw / "images"), out=str(d / "vqav2"), **strict),
-         "gqa": convert_gqa([raw / "gqa" / f"{s}_balanced_questions.json" for s in ("train", "val", "testdev")],
-                            images=str(raw / "gqa" / "images"), out=str(d / "gqa"), **strict),
-         "pretrain_captions": convert_coco([pre / "captions_train2014.json", pre / "captions_val2014.json"],
-                                           images=str(pre / "images"), out=str(d / "pretrain_captions"), **strict),
-         "pretrain_vqa": convert_vqav2([pre / f"v2_OpenEnded_mscoco_{s}_questions.json" for s in ("train2014", "val2014")],
-                                       [pre / f"v2_mscoco_{s}_annotations.json" for s in ("train2014", "val2014")],
-                                       images=str(pre / "images"), out=str(d / "pretrain_vqa"), **strict)}
+    m = {
+        "coco": convert_coco(
+            [ann / "captions_train2014.json", ann / "captions_val2014.json"],
+            karpathy=str(raw / "coco" / "dataset_coco.json"),
+            images=str(raw / "images"),
+            out=str(d / "coco"),
+            **strict,
+        ),
+        "vqav2": convert_vqav2(
+            [vq / f"v2_OpenEnded_mscoco_{s}_questions.json" for s in ("train2014", "val2014", "test-dev2015")],
+            [vq / f"v2_mscoco_{s}_annotations.json" for s in ("train2014", "val2014")],
+            images=str(raw / "images"),
+            out=str(d / "vqav2"),
+            **strict,
+        ),
+        "gqa": convert_gqa(
+            [raw / "gqa" / f"{s}_balanced_questions.json" for s in ("train", "val", "testdev")],
+            images=str(raw / "gqa" / "images"),
+            out=str(d / "gqa"),
+            **strict,
+        ),
+        "pretrain_captions": convert_coco(
+            [pre / "captions_train2014.json", pre / "captions_val2014.json"],
+            images=str(pre / "images"),
+            out=str(d / "pretrain_captions"),
+            **strict,
+        ),
+        "pretrain_vqa": convert_vqav2(
+            [pre / f"v2_OpenEnded_mscoco_{s}_questions.json" for s in ("train2014", "val2014")],
+            [pre / f"v2_mscoco_{s}_annotations.json" for s in ("train2014", "val2014")],
+            images=str(pre / "images"),
+            out=str(d / "pretrain_vqa"),
+            **strict,
+        ),
+    }
     return m
 
 
@@ -117,11 +140,15 @@ def merge_pretrain(d: Path, seed: int) -> dict:
     (out / "val_questions.jsonl").write_text("\n".join(lines) + "\n")
     for name in ("val_questions.json", "val_annotations.json"):
         shutil.copyfile(vqa / name, out / name)
-    manifest = {"task": "pretrain", "image_folder": mv["image_folder"],
-                "counts": {"train": len(records), "val": len(lines)},
-                "skipped": {"train": 0, "val": 0}, "reasons": {"train": {}, "val": {}},
-                "parts": {"captions": "../pretrain_captions", "vqa": "../pretrain_vqa"},
-                "train_records": {"captions": mc["counts"]["train"], "vqa": mv["counts"]["train"]}}
+    manifest = {
+        "task": "pretrain",
+        "image_folder": mv["image_folder"],
+        "counts": {"train": len(records), "val": len(lines)},
+        "skipped": {"train": 0, "val": 0},
+        "reasons": {"train": {}, "val": {}},
+        "parts": {"captions": "../pretrain_captions", "vqa": "../pretrain_vqa"},
+        "train_records": {"captions": mc["counts"]["train"], "vqa": mv["counts"]["train"]},
+    }
     (out / "image_folder.txt").write_text(mv["image_folder"] + "\n")
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
@@ -144,8 +171,7 @@ def fix_manifests(tmp: Path, final: Path) -> None:
         atomic_write_json(p, _retarget(m, str(tmp.resolve()), str(final.resolve())))
 
 
-def build_default(root: str | Path, preset: str | ShapesPreset = "default", seed: int = 0,
-                  force: bool = False) -> dict:
+def build_default(root: str | Path, preset: str | ShapesPreset = "default", seed: int = 0, force: bool = False) -> dict:
     """Build (or find cached) DATA_ROOT; returns the stamp. `preset` may be a ShapesPreset."""
     root = Path(root)
     p = preset if isinstance(preset, ShapesPreset) else resolve_preset(preset)
@@ -163,8 +189,12 @@ def build_default(root: str | Path, preset: str | ShapesPreset = "default", seed
             manifests = convert_all(tmp)
             manifests["pretrain"] = merge_pretrain(tmp, seed)
             fix_manifests(tmp, root)
-            stamp = {**key, "preset_name": p.name, "seconds": round(time.perf_counter() - t0, 2),
-                     "counts": {t: m["counts"] for t, m in manifests.items()}}
+            stamp = {
+                **key,
+                "preset_name": p.name,
+                "seconds": round(time.perf_counter() - t0, 2),
+                "counts": {t: m["counts"] for t, m in manifests.items()},
+            }
             atomic_write_json(tmp / STAMP, stamp)
     return {**stamp, "cached": False}
 

@@ -30,21 +30,40 @@ Outputs in `--out` (`image` paths are relative to `image_folder` of the manifest
 together); `--eval-limit` samples images of each eval split. Memory holds per-image ids, paths
 and caption counts, never the captions themselves (they are streamed twice).
 """
+
 from __future__ import annotations
 
 import argparse
 import re
 from collections import Counter
 from contextlib import ExitStack
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 
 from data_prep.common import (
+    CAPTION_PROMPT,
+    ConvertError,
+    ImageChecker,
+    JsonStreamWriter,
+    SkipLog,
+    add_common_args,
+    atomic_open,
+    check_sampling,
     check_task_dir,
-    CAPTION_PROMPT, ConvertError, ImageChecker, JsonStreamWriter, SkipLog, add_common_args,
-    atomic_open, check_sampling, common_kwargs, eval_question, field, portable_path,
-    iter_json, jsonl_line, llava_record, read_header, require_array, run_cli, select_subset,
-    write_manifest)
+    common_kwargs,
+    eval_question,
+    field,
+    iter_json,
+    jsonl_line,
+    llava_record,
+    portable_path,
+    read_header,
+    require_array,
+    run_cli,
+    select_subset,
+    write_manifest,
+)
 
 KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
 _FILE_SPLIT = re.compile(r"(train|val|test)")
@@ -54,6 +73,7 @@ _SUBTYPE = re.compile(r"^COCO_([a-z]+\d{4})_")
 @dataclass
 class Index:
     """What the first streaming pass learns; small (ints and paths), never the captions."""
+
     images: dict[int, tuple[str, str]] = dc_field(default_factory=dict)  # id -> (split, rel)
     order: dict[str, list[int]] = dc_field(default_factory=dict)
     dropped: set[int] = dc_field(default_factory=set)
@@ -80,13 +100,16 @@ def read_karpathy(path: Path) -> dict[int, str]:
 def _file_split(path: Path) -> str:
     m = _FILE_SPLIT.search(path.name)
     if m is None:
-        raise ConvertError(f"{path}: cannot tell train/val from the file name; "
-                           f"rename it (captions_<split>2014.json) or pass --karpathy")
+        raise ConvertError(
+            f"{path}: cannot tell train/val from the file name; "
+            f"rename it (captions_<split>2014.json) or pass --karpathy"
+        )
     return m.group(1)
 
 
-def _scan_images(paths: list[Path], karpathy: dict[int, str] | None, checker: ImageChecker,
-                 log: SkipLog, idx: Index) -> None:
+def _scan_images(
+    paths: list[Path], karpathy: dict[int, str] | None, checker: ImageChecker, log: SkipLog, idx: Index
+) -> None:
     for path in paths:
         fsplit = None if karpathy is not None else _file_split(path)
         n = 0
@@ -127,8 +150,9 @@ def _scan_captions(paths: list[Path], log: SkipLog, idx: Index) -> None:
             if iid in idx.dropped:
                 continue  # its image is already a counted skip
             if iid not in idx.images:
-                raise ConvertError(f"{path}: annotation id={aid}: image_id {iid} is not in "
-                                   f"'images' of any captions file")
+                raise ConvertError(
+                    f"{path}: annotation id={aid}: image_id {iid} is not in 'images' of any captions file"
+                )
             if not text.strip():
                 log.skip(idx.images[iid][0], "empty_caption", f"{path}: annotation id={aid}")
                 continue
@@ -185,10 +209,20 @@ def _write_eval(paths: list[Path], keep: dict[str, set[int]], idx: Index, out: P
     return n_refs
 
 
-def convert_coco(captions: list, *, images: str, out: str, karpathy: str | None = None,
-                 per: str = "caption", limit: int | None = None, fraction: float | None = None,
-                 eval_limit: int | None = None, seed: int = 0, check_images: str = "exists",
-                 strict: bool = False) -> dict:
+def convert_coco(
+    captions: list,
+    *,
+    images: str,
+    out: str,
+    karpathy: str | None = None,
+    per: str = "caption",
+    limit: int | None = None,
+    fraction: float | None = None,
+    eval_limit: int | None = None,
+    seed: int = 0,
+    check_images: str = "exists",
+    strict: bool = False,
+) -> dict:
     """Convert official COCO caption files; returns the written manifest."""
     if per not in ("caption", "image"):
         raise ConvertError(f"--per must be 'caption' or 'image', got {per!r}")
@@ -212,8 +246,9 @@ def convert_coco(captions: list, *, images: str, out: str, karpathy: str | None 
             else:
                 log.skip(split, "no_captions", f"image id={iid}")
         is_train = split == "train"
-        chosen = select_subset(cands, limit=limit if is_train else eval_limit,
-                               fraction=fraction if is_train else None, seed=seed)
+        chosen = select_subset(
+            cands, limit=limit if is_train else eval_limit, fraction=fraction if is_train else None, seed=seed
+        )
         keep[split] = set(cands) if chosen is None else chosen
     counts = {s: len(keep[s]) for s in split_names}
     files: dict[str, list[str]] = {}
@@ -224,19 +259,30 @@ def convert_coco(captions: list, *, images: str, out: str, karpathy: str | None 
     n_refs = _write_eval(paths, evals, idx, out_dir)
     for s in evals:
         files[s] = [f"{s}_questions.jsonl", f"{s}_annotations.json"]
-    sources = {"captions": [portable_path(p, out_dir) for p in paths],
-               "karpathy": portable_path(karpathy, out_dir) if karpathy else None}
+    sources = {
+        "captions": [portable_path(p, out_dir) for p in paths],
+        "karpathy": portable_path(karpathy, out_dir) if karpathy else None,
+    }
     splits = {}
     for s in split_names:
         is_train = s == "train"
         splits[s] = {
-            "count": counts[s], "images": len(keep[s]), **log.summary(s),
+            "count": counts[s],
+            "images": len(keep[s]),
+            **log.summary(s),
             "unit": f"{per} record" if is_train else "image",
             "references": n_refs[s] if not is_train else None,
-            "files": files.get(s, []), "sources": sources,
-            "options": {"per": per, "limit": limit if is_train else eval_limit,
-                        "fraction": fraction if is_train else None, "seed": seed,
-                        "check_images": check_images, "strict": strict}}
+            "files": files.get(s, []),
+            "sources": sources,
+            "options": {
+                "per": per,
+                "limit": limit if is_train else eval_limit,
+                "fraction": fraction if is_train else None,
+                "seed": seed,
+                "check_images": check_images,
+                "strict": strict,
+            },
+        }
     return write_manifest(out_dir, "coco", portable_path(images, out_dir), splits)
 
 
@@ -244,12 +290,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m data_prep.coco", description=__doc__.split("\n")[0])
     p.add_argument("--captions", nargs="+", required=True, help="official captions_*.json files")
     p.add_argument("--karpathy", default=None, help="Karpathy split file dataset_coco.json")
-    p.add_argument("--per", choices=("caption", "image"), default="caption",
-                   help="training records: one per caption (default) or per image")
+    p.add_argument(
+        "--per",
+        choices=("caption", "image"),
+        default="caption",
+        help="training records: one per caption (default) or per image",
+    )
     add_common_args(p)
     args = p.parse_args(argv)
-    return run_cli(convert_coco, {"captions": args.captions, "karpathy": args.karpathy,
-                                  "per": args.per, **common_kwargs(args)})
+    return run_cli(
+        convert_coco, {"captions": args.captions, "karpathy": args.karpathy, "per": args.per, **common_kwargs(args)}
+    )
 
 
 if __name__ == "__main__":

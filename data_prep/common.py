@@ -13,6 +13,7 @@ that the dataset and the scorers downstream can rely on one contract (docs/data.
   into errors. `select_subset`: deterministic, nested fraction/limit sampling.
 - `write_manifest`: `DATA_ROOT/<task>/manifest.json`, merged per split across runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,17 +22,15 @@ import logging
 import math
 import os
 import random
-import sys
-import tempfile
 from collections import Counter
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, TextIO
+from typing import Any, TextIO
 
 import ijson
 
 from llava_structlora.utils.errors import run_main
-from llava_structlora.utils.io import atomic_open, atomic_write_json, atomic_write_text
+from llava_structlora.utils.io import atomic_open, atomic_write_json, atomic_write_text  # noqa: F401 - the converters import atomic_open from here
 from llava_structlora.utils.jsonio import JsonInputError, open_json_stream, read_json
 
 logger = logging.getLogger("data_prep")
@@ -57,8 +56,11 @@ def _malformed(path: Path, f: Any, err: Exception) -> ConvertError:
             read_json(path)
         except JsonInputError as exact:  # names line and column (after a UTF-8 BOM, as an editor shows)
             text = str(exact)
-            where = (text.split(" is not valid JSON: ", 1)[-1] if " is not valid JSON: " in text
-                     else "not valid utf-8: " + text.split(" is not UTF-8 text: ", 1)[-1])
+            where = (
+                text.split(" is not valid JSON: ", 1)[-1]
+                if " is not valid JSON: " in text
+                else "not valid utf-8: " + text.split(" is not UTF-8 text: ", 1)[-1]
+            )
     detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return ConvertError(f"malformed JSON in {path}: {where} ({detail})")
 
@@ -105,8 +107,9 @@ def require_object(path: str | os.PathLike) -> None:
             try:
                 for _, event, _ in ijson.parse(f):
                     if event != "start_map":
-                        raise ConvertError(f"{path}: top-level JSON value must be an object "
-                                           f"keyed by question id, got {event}")
+                        raise ConvertError(
+                            f"{path}: top-level JSON value must be an object keyed by question id, got {event}"
+                        )
                     return
             except ijson.JSONError as err:
                 raise _malformed(Path(path), f, err) from None
@@ -132,8 +135,7 @@ def field(rec: Any, name: str, path: Path | str, where: str, types: tuple = (str
 class JsonStreamWriter:
     """Writes `[...]`, `{k: v, ...}` or `{**head, key: [...]}` one element at a time."""
 
-    def __init__(self, f: TextIO, kind: str = "list", head: dict | None = None,
-                 key: str | None = None) -> None:
+    def __init__(self, f: TextIO, kind: str = "list", head: dict | None = None, key: str | None = None) -> None:
         self.f, self.kind, self.n = f, kind, 0
         if key is not None:
             body = json.dumps(head or {}, ensure_ascii=False)[:-1]
@@ -167,9 +169,11 @@ def jsonl_line(obj: Any) -> str:
 # ----------------------------------------------------------------------------- records
 def llava_record(rec_id: str, image: str, question: str, answer: str) -> dict:
     """One LLaVA instruction record (image token first, as LLaVA-1.5's mixes)."""
-    return {"id": rec_id, "image": image, "conversations": [
-        {"from": "human", "value": f"<image>\n{question}"},
-        {"from": "gpt", "value": answer}]}
+    return {
+        "id": rec_id,
+        "image": image,
+        "conversations": [{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}],
+    }
 
 
 def eval_question(question_id: Any, image: str, text: str) -> dict:
@@ -215,6 +219,7 @@ class ImageChecker:
             return "missing_image"
         if self.mode == "full":
             from PIL import Image
+
             try:
                 with Image.open(path) as im:
                     im.verify()
@@ -257,13 +262,14 @@ class SkipLog:
         return sum(self.reasons.get(split, Counter()).values())
 
     def summary(self, split: str) -> dict[str, Any]:
-        return {"skipped": self.total(split),
-                "reasons": dict(sorted(self.reasons.get(split, Counter()).items())),
-                "examples": self.examples.get(split, {})}
+        return {
+            "skipped": self.total(split),
+            "reasons": dict(sorted(self.reasons.get(split, Counter()).items())),
+            "examples": self.examples.get(split, {}),
+        }
 
 
-def check_sampling(*, limit: int | None = None, fraction: float | None = None,
-                   eval_limit: int | None = None) -> None:
+def check_sampling(*, limit: int | None = None, fraction: float | None = None, eval_limit: int | None = None) -> None:
     """Validate sampling options up front (before minutes of streaming)."""
     if fraction is not None and not 0.0 < fraction <= 1.0:
         raise ConvertError(f"--fraction must be in (0, 1], got {fraction}")
@@ -272,8 +278,9 @@ def check_sampling(*, limit: int | None = None, fraction: float | None = None,
             raise ConvertError(f"{name} must be >= 0, got {value}")
 
 
-def select_subset(keys: Iterable, *, limit: int | None = None, fraction: float | None = None,
-                  seed: int = 0) -> set | None:
+def select_subset(
+    keys: Iterable, *, limit: int | None = None, fraction: float | None = None, seed: int = 0
+) -> set | None:
     """Keys kept by fraction/limit; None means keep all.
 
     Deterministic for a given key set and seed, whatever the input order: keys are sorted,
@@ -295,8 +302,14 @@ def select_subset(keys: Iterable, *, limit: int | None = None, fraction: float |
 
 # ----------------------------------------------------------------------------- output dir & image paths
 # Files a converter may write into its task dir (a foreign file of one of these names is never replaced).
-OUTPUT_PATTERNS = ("llava_train.json", "manifest.json", "image_folder.txt", "*_questions.jsonl",
-                   "*_questions.json", "*_annotations.json")
+OUTPUT_PATTERNS = (
+    "llava_train.json",
+    "manifest.json",
+    "image_folder.txt",
+    "*_questions.jsonl",
+    "*_questions.json",
+    "*_annotations.json",
+)
 
 
 def check_task_dir(out: str | os.PathLike, task: str, images: str | os.PathLike | None = None) -> Path:
@@ -309,8 +322,10 @@ def check_task_dir(out: str | os.PathLike, task: str, images: str | os.PathLike 
     if images is not None and Path(images).exists():
         img, out_r = Path(images).resolve(), out.resolve()
         if out_r == img or out_r in img.parents:
-            raise ConvertError(f"--out {out}: it {'is' if out_r == img else 'contains'} the image folder "
-                               f"{images}; write the task dir next to the images (e.g. DATA_ROOT/{task})")
+            raise ConvertError(
+                f"--out {out}: it {'is' if out_r == img else 'contains'} the image folder "
+                f"{images}; write the task dir next to the images (e.g. DATA_ROOT/{task})"
+            )
     if not out.is_dir():
         return out
     manifest = out / "manifest.json"
@@ -320,27 +335,29 @@ def check_task_dir(out: str | os.PathLike, task: str, images: str | os.PathLike 
         except (ValueError, AttributeError):
             found = None
         if found != task:
-            raise ConvertError(f"--out {out}: it holds {'a ' + repr(found) if found else 'an unreadable'} task's "
-                               f"output ({manifest}); refusing to replace it with {task!r} output. "
-                               f"Use --out DATA_ROOT/{task}")
+            raise ConvertError(
+                f"--out {out}: it holds {'a ' + repr(found) if found else 'an unreadable'} task's "
+                f"output ({manifest}); refusing to replace it with {task!r} output. "
+                f"Use --out DATA_ROOT/{task}"
+            )
         return out
     foreign = sorted(p.name for pat in OUTPUT_PATTERNS for p in out.glob(pat))
     if foreign:
-        raise ConvertError(f"--out {out}: {foreign[0]} exists but no manifest.json says a converter wrote it; "
-                           "refusing to replace it. Use an empty or new --out")
+        raise ConvertError(
+            f"--out {out}: {foreign[0]} exists but no manifest.json says a converter wrote it; "
+            "refusing to replace it. Use an empty or new --out"
+        )
     return out
 
 
 def leaves_root(rel: str) -> bool:
     """True when the relative image path `rel` is empty, absolute or climbs out with '..'."""
     parts = rel.replace("\\", "/").split("/")
-    return (not rel or rel.startswith(("/", "\\")) or ".." in parts or (len(rel) > 1 and rel[1] == ":")
-            or "\0" in rel)
+    return not rel or rel.startswith(("/", "\\")) or ".." in parts or (len(rel) > 1 and rel[1] == ":") or "\0" in rel
 
 
 # ----------------------------------------------------------------------------- manifest & CLI
-def write_manifest(out: str | os.PathLike, task: str, image_folder: str,
-                   splits: dict[str, dict[str, Any]]) -> dict:
+def write_manifest(out: str | os.PathLike, task: str, image_folder: str, splits: dict[str, dict[str, Any]]) -> dict:
     """Write `out/manifest.json` (+ `image_folder.txt`), replacing only the given splits.
 
     Each split entry holds at least `count`, `skipped`, `reasons`; top-level `counts`,
@@ -356,16 +373,18 @@ def write_manifest(out: str | os.PathLike, task: str, image_folder: str,
             old = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             old = {}
-    kept = {s: v for s, v in old.get("splits", {}).items()
-            if s not in splits and old.get("task") == task}
+    kept = {s: v for s, v in old.get("splits", {}).items() if s not in splits and old.get("task") == task}
     if kept and old.get("image_folder") != image_folder:
         raise ConvertError(
             f"{path}: splits {sorted(kept)} were converted with image_folder "
             f"{old.get('image_folder')!r}, this run uses {image_folder!r}; use one image folder "
-            f"per task dir or another --out")
+            f"per task dir or another --out"
+        )
     merged = {**kept, **splits}
     manifest = {
-        "task": task, "format_version": MANIFEST_VERSION, "image_folder": image_folder,
+        "task": task,
+        "format_version": MANIFEST_VERSION,
+        "image_folder": image_folder,
         "counts": {s: v["count"] for s, v in merged.items()},
         "skipped": {s: v["skipped"] for s, v in merged.items()},
         "reasons": {s: v["reasons"] for s, v in merged.items()},
@@ -379,20 +398,32 @@ def write_manifest(out: str | os.PathLike, task: str, image_folder: str,
 def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="image folder (see docs/data.md)")
     p.add_argument("--out", required=True, help="task output dir, e.g. DATA_ROOT/<task>")
-    p.add_argument("--fraction", type=float, default=None,
-                   help="keep this fraction of the TRAINING split (low-data tables)")
+    p.add_argument(
+        "--fraction", type=float, default=None, help="keep this fraction of the TRAINING split (low-data tables)"
+    )
     p.add_argument("--limit", type=int, default=None, help="cap on kept training units")
     p.add_argument("--eval-limit", type=int, default=None, help="cap on kept units per eval split")
     p.add_argument("--seed", type=int, default=0, help="sampling seed for --fraction/--limit")
-    p.add_argument("--check-images", choices=CHECK_MODES, default="exists",
-                   help="none | exists (default) | full (PIL verify + decode every image)")
+    p.add_argument(
+        "--check-images",
+        choices=CHECK_MODES,
+        default="exists",
+        help="none | exists (default) | full (PIL verify + decode every image)",
+    )
     p.add_argument("--strict", action="store_true", help="turn every skip into an error")
 
 
 def common_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"images": args.images, "out": args.out, "fraction": args.fraction,
-            "limit": args.limit, "eval_limit": args.eval_limit, "seed": args.seed,
-            "check_images": args.check_images, "strict": args.strict}
+    return {
+        "images": args.images,
+        "out": args.out,
+        "fraction": args.fraction,
+        "limit": args.limit,
+        "eval_limit": args.eval_limit,
+        "seed": args.seed,
+        "check_images": args.check_images,
+        "strict": args.strict,
+    }
 
 
 def run_cli(fn: Any, kwargs: dict[str, Any]) -> int:
@@ -403,6 +434,8 @@ def run_cli(fn: Any, kwargs: dict[str, Any]) -> int:
 
 def _summary(manifest: dict) -> int:
     for split in manifest["counts"]:
-        print(f"{manifest['task']}/{split}: {manifest['counts'][split]} records, "
-              f"{manifest['skipped'][split]} skipped {manifest['reasons'][split]}")
+        print(
+            f"{manifest['task']}/{split}: {manifest['counts'][split]} records, "
+            f"{manifest['skipped'][split]} skipped {manifest['reasons'][split]}"
+        )
     return 0

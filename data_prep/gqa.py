@@ -25,6 +25,7 @@ Outputs in `--out` (`image` paths are relative to `image_folder` of the manifest
 Splits train, val and testdev need answers (a record with an empty answer is skipped);
 test, challenge and submission have none. Memory holds only the list of valid ids.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,10 +34,27 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.common import (
-    ConvertError, check_task_dir, ImageChecker, JsonStreamWriter, SkipLog, add_common_args, atomic_open,
-    check_sampling, common_kwargs, eval_question, field, portable_path, iter_json,
-    jsonl_line, llava_record, require_object, run_cli, select_subset, short_answer_text,
-    write_manifest)
+    ConvertError,
+    ImageChecker,
+    JsonStreamWriter,
+    SkipLog,
+    add_common_args,
+    atomic_open,
+    check_sampling,
+    check_task_dir,
+    common_kwargs,
+    eval_question,
+    field,
+    iter_json,
+    jsonl_line,
+    llava_record,
+    portable_path,
+    require_object,
+    run_cli,
+    select_subset,
+    short_answer_text,
+    write_manifest,
+)
 
 SPLITS = ("train", "val", "testdev", "test", "challenge", "submission")
 WITH_ANSWERS = ("train", "val", "testdev")
@@ -50,8 +68,10 @@ def split_of(path: Path, split: str | None) -> str:
         return split
     m = _NAME.match(path.name)
     if m is None:
-        raise ConvertError(f"{path}: cannot infer the split from the file name (expected "
-                           f"<split>_balanced_questions.json); pass --split")
+        raise ConvertError(
+            f"{path}: cannot infer the split from the file name (expected "
+            f"<split>_balanced_questions.json); pass --split"
+        )
     return m.group(1)
 
 
@@ -108,10 +128,19 @@ def _write(path: Path, split: str, keep: set[str], out: Path) -> list[str]:
     return names
 
 
-def convert_gqa(questions: list, *, images: str, out: str, split: str | None = None,
-                limit: int | None = None, fraction: float | None = None,
-                eval_limit: int | None = None, seed: int = 0, check_images: str = "exists",
-                strict: bool = False) -> dict:
+def convert_gqa(
+    questions: list,
+    *,
+    images: str,
+    out: str,
+    split: str | None = None,
+    limit: int | None = None,
+    fraction: float | None = None,
+    eval_limit: int | None = None,
+    seed: int = 0,
+    check_images: str = "exists",
+    strict: bool = False,
+) -> dict:
     """Convert official GQA question files; returns the written manifest."""
     check_sampling(limit=limit, fraction=fraction, eval_limit=eval_limit)
     paths = [Path(q) for q in questions]
@@ -130,29 +159,35 @@ def convert_gqa(questions: list, *, images: str, out: str, split: str | None = N
             raise ConvertError(f"input file not found: {path}")
         valid = _valid_questions(path, name, checker, log)
         is_train = name == "train"
-        keep = select_subset(valid, limit=limit if is_train else eval_limit,
-                             fraction=fraction if is_train else None, seed=seed)
+        keep = select_subset(
+            valid, limit=limit if is_train else eval_limit, fraction=fraction if is_train else None, seed=seed
+        )
         keep = set(valid) if keep is None else keep
         splits[name] = {
-            "count": len(keep), "candidates": len(valid), **log.summary(name),
-            "files": _write(path, name, keep, out_dir), "unit": "question",
+            "count": len(keep),
+            "candidates": len(valid),
+            **log.summary(name),
+            "files": _write(path, name, keep, out_dir),
+            "unit": "question",
             "sources": {"questions": portable_path(path, out_dir)},
-            "options": {"limit": limit if is_train else eval_limit,
-                        "fraction": fraction if is_train else None, "seed": seed,
-                        "check_images": check_images, "strict": strict}}
+            "options": {
+                "limit": limit if is_train else eval_limit,
+                "fraction": fraction if is_train else None,
+                "seed": seed,
+                "check_images": check_images,
+                "strict": strict,
+            },
+        }
     return write_manifest(out_dir, "gqa", portable_path(images, out_dir), splits)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m data_prep.gqa", description=__doc__.split("\n")[0])
-    p.add_argument("--questions", nargs="+", required=True,
-                   help="official <split>_balanced_questions.json file(s)")
-    p.add_argument("--split", choices=SPLITS, default=None,
-                   help="split of a single file whose name does not say it")
+    p.add_argument("--questions", nargs="+", required=True, help="official <split>_balanced_questions.json file(s)")
+    p.add_argument("--split", choices=SPLITS, default=None, help="split of a single file whose name does not say it")
     add_common_args(p)
     args = p.parse_args(argv)
-    return run_cli(convert_gqa, {"questions": args.questions, "split": args.split,
-                                 **common_kwargs(args)})
+    return run_cli(convert_gqa, {"questions": args.questions, "split": args.split, **common_kwargs(args)})
 
 
 if __name__ == "__main__":

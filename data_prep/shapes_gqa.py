@@ -4,16 +4,28 @@
 Object references in programs are written "circle (o2)" (name + scene-local object id), the
 shape of the official "lawn (2300285)" arguments.
 """
+
 from __future__ import annotations
 
 import random
 from typing import Optional
 
 from data_prep.shapes_questions import (
-    QA, YES_NO, Family, absent_conjunction, unique_relation, verify_relation,
+    QA,
+    YES_NO,
+    Family,
+    absent_conjunction,
+    unique_relation,
+    verify_relation,
 )
 from data_prep.shapes_scene import (
-    COLORS, REL_PHRASE, SHAPES, Scene, holds, ref, unique_shape_objects,
+    COLORS,
+    REL_PHRASE,
+    SHAPES,
+    Scene,
+    holds,
+    ref,
+    unique_shape_objects,
 )
 
 
@@ -31,8 +43,18 @@ def g_query_color(rng: random.Random, scene: Scene) -> Optional[QA]:
         return None
     o = rng.choice(objs)
     prog = (("select", (), _oid(scene, o)), ("query", (0,), "color"))
-    return QA("queryColor", f"What color is the {o.shape}?", o.color, "other", "what color is the",
-              COLORS, f"The {o.shape} is {o.color}.", "query", "attr", prog)
+    return QA(
+        "queryColor",
+        f"What color is the {o.shape}?",
+        o.color,
+        "other",
+        "what color is the",
+        COLORS,
+        f"The {o.shape} is {o.color}.",
+        "query",
+        "attr",
+        prog,
+    )
 
 
 def g_rel_shape(rng: random.Random, scene: Scene) -> Optional[QA]:
@@ -41,10 +63,19 @@ def g_rel_shape(rng: random.Random, scene: Scene) -> Optional[QA]:
         return None
     a, rel, b = got
     rp, rb = REL_PHRASE[rel], ref(b, scene)
-    prog = (("select", (), _oid(scene, b)), ("relate", (0,), f"shape,{rp},s ({a.shape})"),
-            ("query", (1,), "name"))
-    return QA("relS", f"What shape is {rp} the {rb}?", a.shape, "other", "what shape is", SHAPES,
-              f"The shape {rp} the {rb} is a {a.shape}.", "query", "rel", prog)
+    prog = (("select", (), _oid(scene, b)), ("relate", (0,), f"shape,{rp},s ({a.shape})"), ("query", (1,), "name"))
+    return QA(
+        "relS",
+        f"What shape is {rp} the {rb}?",
+        a.shape,
+        "other",
+        "what shape is",
+        SHAPES,
+        f"The shape {rp} the {rb} is a {a.shape}.",
+        "query",
+        "rel",
+        prog,
+    )
 
 
 def g_rel_color(rng: random.Random, scene: Scene) -> Optional[QA]:
@@ -53,10 +84,19 @@ def g_rel_color(rng: random.Random, scene: Scene) -> Optional[QA]:
         return None
     a, rel, b = got
     rp, rb = REL_PHRASE[rel], ref(b, scene)
-    prog = (("select", (), _oid(scene, b)), ("relate", (0,), f"shape,{rp},s ({a.shape})"),
-            ("query", (1,), "color"))
-    return QA("relColor", f"What color is the shape {rp} the {rb}?", a.color, "other",
-              "what color is the", COLORS, f"The {a.shape} is {a.color}.", "query", "rel", prog)
+    prog = (("select", (), _oid(scene, b)), ("relate", (0,), f"shape,{rp},s ({a.shape})"), ("query", (1,), "color"))
+    return QA(
+        "relColor",
+        f"What color is the shape {rp} the {rb}?",
+        a.color,
+        "other",
+        "what color is the",
+        COLORS,
+        f"The {a.shape} is {a.color}.",
+        "query",
+        "rel",
+        prog,
+    )
 
 
 def g_verify_rel(rng: random.Random, scene: Scene) -> Optional[QA]:
@@ -68,8 +108,18 @@ def g_verify_rel(rng: random.Random, scene: Scene) -> Optional[QA]:
     truth = rel if want else next(r for r in ("left", "right", "above", "below") if holds(r, a, b))
     full = f"{'Yes' if want else 'No'}, the {ra} is {REL_PHRASE[truth]} the {rb}."
     prog = (("select", (), _oid(scene, a)), ("verify rel", (0,), f"{_oid(scene, b)},{REL_PHRASE[rel]},o"))
-    return QA("verifyRel", f"Is the {ra} {REL_PHRASE[rel]} the {rb}?", _yn(want), "yes/no", "is the",
-              YES_NO, full, "verify", "rel", prog)
+    return QA(
+        "verifyRel",
+        f"Is the {ra} {REL_PHRASE[rel]} the {rb}?",
+        _yn(want),
+        "yes/no",
+        "is the",
+        YES_NO,
+        full,
+        "verify",
+        "rel",
+        prog,
+    )
 
 
 def g_choose_attr(rng: random.Random, scene: Scene) -> Optional[QA]:
@@ -80,8 +130,18 @@ def g_choose_attr(rng: random.Random, scene: Scene) -> Optional[QA]:
     other = rng.choice([c for c in COLORS if c != o.color])
     c1, c2 = (o.color, other) if rng.random() < 0.5 else (other, o.color)
     prog = (("select", (), _oid(scene, o)), ("choose color", (0,), f"{c1}|{c2}"))
-    return QA("chooseAttr", f"Is the {o.shape} {c1} or {c2}?", o.color, "other", "is the", (c1, c2),
-              f"The {o.shape} is {o.color}.", "choose", "attr", prog)
+    return QA(
+        "chooseAttr",
+        f"Is the {o.shape} {c1} or {c2}?",
+        o.color,
+        "other",
+        "is the",
+        (c1, c2),
+        f"The {o.shape} is {o.color}.",
+        "choose",
+        "attr",
+        prog,
+    )
 
 
 def g_choose_rel(rng: random.Random, scene: Scene) -> Optional[QA]:
@@ -92,11 +152,15 @@ def g_choose_rel(rng: random.Random, scene: Scene) -> Optional[QA]:
     pair = rng.choice(axis)
     ans = pair[0] if holds(pair[0], a, b) else pair[1]
     ra, rb = ref(a, scene), ref(b, scene)
-    q = (f"Is the {ra} to the left or to the right of the {rb}?" if pair[0] == "left"
-         else f"Is the {ra} above or below the {rb}?")
+    q = (
+        f"Is the {ra} to the left or to the right of the {rb}?"
+        if pair[0] == "left"
+        else f"Is the {ra} above or below the {rb}?"
+    )
     prog = (("select", (), _oid(scene, b)), ("choose rel", (0,), f"{ra},{pair[0]}|{pair[1]},s"))
-    return QA("chooseRel", q, ans, "other", "is the", pair, f"The {ra} is {REL_PHRASE[ans]} the {rb}.",
-              "choose", "rel", prog)
+    return QA(
+        "chooseRel", q, ans, "other", "is the", pair, f"The {ra} is {REL_PHRASE[ans]} the {rb}.", "choose", "rel", prog
+    )
 
 
 def g_logic_or(rng: random.Random, scene: Scene) -> Optional[QA]:
@@ -106,11 +170,28 @@ def g_logic_or(rng: random.Random, scene: Scene) -> Optional[QA]:
     second = absent_conjunction(rng, scene)
     x, y = (first, second) if rng.random() < 0.5 else (second, first)
     nx, ny = f"{x[0]} {x[1]}", f"{y[0]} {y[1]}"
-    full = (f"Yes, there is a {first[0]} {first[1]}." if want else f"No, there is no {nx} or {ny}.")
-    prog = (("select", (), x[1]), ("filter color", (0,), x[0]), ("exist", (1,), "?"),
-            ("select", (), y[1]), ("filter color", (3,), y[0]), ("exist", (4,), "?"), ("or", (2, 5), ""))
-    return QA("logicOr", f"Is there a {nx} or a {ny}?", _yn(want), "yes/no", "is there a", YES_NO,
-              full, "logical", "obj", prog)
+    full = f"Yes, there is a {first[0]} {first[1]}." if want else f"No, there is no {nx} or {ny}."
+    prog = (
+        ("select", (), x[1]),
+        ("filter color", (0,), x[0]),
+        ("exist", (1,), "?"),
+        ("select", (), y[1]),
+        ("filter color", (3,), y[0]),
+        ("exist", (4,), "?"),
+        ("or", (2, 5), ""),
+    )
+    return QA(
+        "logicOr",
+        f"Is there a {nx} or a {ny}?",
+        _yn(want),
+        "yes/no",
+        "is there a",
+        YES_NO,
+        full,
+        "logical",
+        "obj",
+        prog,
+    )
 
 
 def g_logic_and(rng: random.Random, scene: Scene) -> Optional[QA]:
@@ -124,10 +205,19 @@ def g_logic_and(rng: random.Random, scene: Scene) -> Optional[QA]:
         s1, s2 = s2, s1
     missing = s2 if s2 in absent else s1
     full = f"Yes, there are both a {s1} and a {s2}." if want else f"No, there is no {missing}."
-    prog = (("select", (), s1), ("exist", (0,), "?"), ("select", (), s2), ("exist", (2,), "?"),
-            ("and", (1, 3), ""))
-    return QA("logicAnd", f"Are there both a {s1} and a {s2}?", _yn(want), "yes/no", "are there",
-              YES_NO, full, "logical", "obj", prog)
+    prog = (("select", (), s1), ("exist", (0,), "?"), ("select", (), s2), ("exist", (2,), "?"), ("and", (1, 3), ""))
+    return QA(
+        "logicAnd",
+        f"Are there both a {s1} and a {s2}?",
+        _yn(want),
+        "yes/no",
+        "are there",
+        YES_NO,
+        full,
+        "logical",
+        "obj",
+        prog,
+    )
 
 
 def g_compare(rng: random.Random, scene: Scene) -> Optional[QA]:
@@ -140,8 +230,18 @@ def g_compare(rng: random.Random, scene: Scene) -> Optional[QA]:
     if rx == ry:  # same shape twice: fall back to colour names
         rx, ry, rbig = f"{x.color} {x.shape}", f"{y.color} {y.shape}", f"{big.color} {big.shape}"
     prog = (("select", (), _oid(scene, x)), ("select", (), _oid(scene, y)), ("bigger", (0, 1), ""))
-    return QA("compare", f"Which is bigger, the {rx} or the {ry}?", rbig, "other", "which is",
-              tuple(sorted({rx, ry})), f"The {rbig} is bigger.", "compare", "attr", prog)
+    return QA(
+        "compare",
+        f"Which is bigger, the {rx} or the {ry}?",
+        rbig,
+        "other",
+        "which is",
+        tuple(sorted({rx, ry})),
+        f"The {rbig} is bigger.",
+        "compare",
+        "attr",
+        prog,
+    )
 
 
 def g_exist(rng: random.Random, scene: Scene) -> Optional[QA]:
@@ -153,15 +253,31 @@ def g_exist(rng: random.Random, scene: Scene) -> Optional[QA]:
         c, s = absent_conjunction(rng, scene)
     full = f"Yes, there is a {c} {s}." if want else f"No, there is no {c} {s}."
     prog = (("select", (), s), ("filter color", (0,), c), ("exist", (1,), "?"))
-    return QA("exist", f"Is there a {c} {s} in the image?", _yn(want), "yes/no", "is there a",
-              YES_NO, full, "verify", "obj", prog)
+    return QA(
+        "exist",
+        f"Is there a {c} {s} in the image?",
+        _yn(want),
+        "yes/no",
+        "is there a",
+        YES_NO,
+        full,
+        "verify",
+        "obj",
+        prog,
+    )
 
 
 GQA_FAMILIES: dict[str, tuple[Family, float]] = {
-    "queryColor": (g_query_color, 0.08), "relS": (g_rel_shape, 0.14), "relColor": (g_rel_color, 0.12),
-    "verifyRel": (g_verify_rel, 0.14), "chooseAttr": (g_choose_attr, 0.08),
-    "chooseRel": (g_choose_rel, 0.12), "logicOr": (g_logic_or, 0.08), "logicAnd": (g_logic_and, 0.08),
-    "compare": (g_compare, 0.08), "exist": (g_exist, 0.08),
+    "queryColor": (g_query_color, 0.08),
+    "relS": (g_rel_shape, 0.14),
+    "relColor": (g_rel_color, 0.12),
+    "verifyRel": (g_verify_rel, 0.14),
+    "chooseAttr": (g_choose_attr, 0.08),
+    "chooseRel": (g_choose_rel, 0.12),
+    "logicOr": (g_logic_or, 0.08),
+    "logicAnd": (g_logic_and, 0.08),
+    "compare": (g_compare, 0.08),
+    "exist": (g_exist, 0.08),
 }
 
 
@@ -170,10 +286,15 @@ def gqa_record(qa: QA, image_id: str, qid: str) -> dict:
     sem = [{"operation": op, "dependencies": list(deps), "argument": arg} for op, deps, arg in qa.program]
     sem_str = " ".join(f"{s['operation']}: {s['argument']} ->" for s in sem).rstrip(" ->")
     return {
-        "semantic": sem, "entailed": [], "equivalent": [qid], "question": qa.question,
-        "imageId": image_id, "isBalanced": True,
+        "semantic": sem,
+        "entailed": [],
+        "equivalent": [qid],
+        "question": qa.question,
+        "imageId": image_id,
+        "isBalanced": True,
         "groups": {"global": None if qa.answer_type != "other" else qa.family, "local": f"{qa.family}-{qa.answer}"},
-        "answer": qa.answer, "semanticStr": sem_str,
+        "answer": qa.answer,
+        "semanticStr": sem_str,
         "annotations": {"answer": {}, "question": {}, "fullAnswer": {}},
         "types": {"detailed": qa.family, "semantic": qa.semantic, "structural": qa.structural},
         "fullAnswer": qa.full_answer,

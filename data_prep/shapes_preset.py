@@ -3,6 +3,7 @@
 Shared by the generator (shapes_world.py) and the writer (shapes_writer.py), which therefore do
 not import each other. GENERATOR_VERSION is part of every RNG key and of the build fingerprint.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
@@ -23,15 +24,15 @@ class ShapesPreset:
     image_size: int = 64
     grid: int = 3
     max_objects: int = 4
-    pretrain_one_object_share: float = 0.25   # curriculum: single-object scenes in pretraining
+    pretrain_one_object_share: float = 0.25  # curriculum: single-object scenes in pretraining
     downstream_one_object_share: float = 0.1
     pretrain_train: int = 6000
     pretrain_val: int = 300
-    train: int = 1500       # train2014: COCO Karpathy train, VQAv2 train, GQA train
-    restval: int = 100      # val2014 images used for caption training only (Karpathy restval)
-    val: int = 250          # val2014: Karpathy val, VQAv2 val, GQA val
-    test: int = 250         # val2014: Karpathy test, VQAv2 val, GQA testdev
-    testdev: int = 250      # test2015: VQAv2 test-dev (questions only)
+    train: int = 1500  # train2014: COCO Karpathy train, VQAv2 train, GQA train
+    restval: int = 100  # val2014 images used for caption training only (Karpathy restval)
+    val: int = 250  # val2014: Karpathy val, VQAv2 val, GQA val
+    test: int = 250  # val2014: Karpathy test, VQAv2 val, GQA testdev
+    testdev: int = 250  # test2015: VQAv2 test-dev (questions only)
     pretrain_captions: int = 2
     pretrain_questions: int = 4
     captions_per_image: int = 5
@@ -52,10 +53,18 @@ class ShapesPreset:
 
 PRESETS: dict[str, ShapesPreset] = {
     "default": ShapesPreset(),
-    "smoke": ShapesPreset(name="smoke", pretrain_train=48, pretrain_val=16, train=48, restval=4,
-                          val=16, test=16, testdev=16,
-                          # more relation captions so 48 images still cover "above/below/next"
-                          caption_style=CaptionStyle(p_relation=0.3)),
+    "smoke": ShapesPreset(
+        name="smoke",
+        pretrain_train=48,
+        pretrain_val=16,
+        train=48,
+        restval=4,
+        val=16,
+        test=16,
+        testdev=16,
+        # more relation captions so 48 images still cover "above/below/next"
+        caption_style=CaptionStyle(p_relation=0.3),
+    ),
 }
 
 
@@ -64,7 +73,7 @@ class SplitSpec:
     """Where a plan split lives: COCO folder, id offset and which text it gets."""
 
     name: str
-    folder: str            # train2014 | val2014 | test2015
+    folder: str  # train2014 | val2014 | test2015
     id_offset: int
     pretrain: bool
 

@@ -5,20 +5,40 @@ Yes/no families first draw the target answer (50/50) and then build the question
 answer prior is balanced and only the image tells the two apart. Answers are always
 derivable from the image alone.
 """
+
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 from data_prep.shapes_scene import (
-    COLORS, REL_PHRASE, SHAPES, SIZES, Obj, Scene, holds, position, ref,
-    true_relations, unique_shape_objects,
+    COLORS,
+    REL_PHRASE,
+    SHAPES,
+    SIZES,
+    Obj,
+    Scene,
+    holds,
+    position,
+    ref,
+    true_relations,
+    unique_shape_objects,
 )
 
 DIRECTIONS: tuple[str, ...] = ("left", "right", "above", "below")
-POSITIONS: tuple[str, ...] = ("top left", "top", "top right", "left", "center", "right",
-                              "bottom left", "bottom", "bottom right")
+POSITIONS: tuple[str, ...] = (
+    "top left",
+    "top",
+    "top right",
+    "left",
+    "center",
+    "right",
+    "bottom left",
+    "bottom",
+    "bottom right",
+)
 COUNTS: tuple[str, ...] = ("0", "1", "2", "3", "4", "5", "6")
 
 
@@ -29,9 +49,9 @@ class QA:
     family: str
     question: str
     answer: str
-    answer_type: str            # VQAv2: "yes/no" | "number" | "other"
-    question_type: str          # VQAv2 question-type prefix, e.g. "what color is the"
-    space: tuple[str, ...]      # the family's answer space (wrong answers, chance levels)
+    answer_type: str  # VQAv2: "yes/no" | "number" | "other"
+    question_type: str  # VQAv2 question-type prefix, e.g. "what color is the"
+    space: tuple[str, ...]  # the family's answer space (wrong answers, chance levels)
     full_answer: str = ""
     structural: str = ""
     semantic: str = ""
@@ -108,13 +128,11 @@ def p_exist_color(rng: random.Random, scene: Scene) -> Optional[QA]:
     if not want and not absent:
         return None
     c = rng.choice(present) if want else rng.choice(absent)
-    return QA("exist_color", f"is there a {c} shape?", "yes" if want else "no", "yes/no",
-              "is there a", YES_NO)
+    return QA("exist_color", f"is there a {c} shape?", "yes" if want else "no", "yes/no", "is there a", YES_NO)
 
 
 def p_count_all(rng: random.Random, scene: Scene) -> Optional[QA]:
-    return QA("count_all", "how many shapes are there?", str(len(scene.objects)), "number",
-              "how many", COUNTS)
+    return QA("count_all", "how many shapes are there?", str(len(scene.objects)), "number", "how many", COUNTS)
 
 
 def p_count_shape(rng: random.Random, scene: Scene) -> Optional[QA]:
@@ -131,8 +149,7 @@ def p_size(rng: random.Random, scene: Scene) -> Optional[QA]:
 
 def p_where(rng: random.Random, scene: Scene) -> Optional[QA]:
     o = rng.choice(scene.objects)
-    return QA("where", f"where is the {ref(o, scene)}?", position(o, scene.grid), "other",
-              "where is the", POSITIONS)
+    return QA("where", f"where is the {ref(o, scene)}?", position(o, scene.grid), "other", "where is the", POSITIONS)
 
 
 def p_rel_verify(rng: random.Random, scene: Scene) -> Optional[QA]:
@@ -145,9 +162,14 @@ def p_rel_verify(rng: random.Random, scene: Scene) -> Optional[QA]:
 
 
 PRETRAIN_FAMILIES: dict[str, tuple[Family, float]] = {
-    "color": (p_color, 0.18), "shape": (p_shape, 0.18), "exist_shape": (p_exist_shape, 0.12),
-    "exist_color": (p_exist_color, 0.10), "count_all": (p_count_all, 0.12),
-    "count_shape": (p_count_shape, 0.08), "size": (p_size, 0.10), "where": (p_where, 0.07),
+    "color": (p_color, 0.18),
+    "shape": (p_shape, 0.18),
+    "exist_shape": (p_exist_shape, 0.12),
+    "exist_color": (p_exist_color, 0.10),
+    "count_all": (p_count_all, 0.12),
+    "count_shape": (p_count_shape, 0.08),
+    "size": (p_size, 0.10),
+    "where": (p_where, 0.07),
     "rel_verify": (p_rel_verify, 0.05),
 }
 
@@ -172,8 +194,14 @@ def v_bigger(rng: random.Random, scene: Scene) -> Optional[QA]:
     if not (yes_pairs if want else no_pairs):
         return None  # retried with another draw: keeps yes/no balanced
     a, b = rng.choice(yes_pairs if want else no_pairs)
-    return QA("bigger_verify", f"is the {ref(a, scene)} bigger than the {ref(b, scene)}?",
-              "yes" if want else "no", "yes/no", "is the", YES_NO)
+    return QA(
+        "bigger_verify",
+        f"is the {ref(a, scene)} bigger than the {ref(b, scene)}?",
+        "yes" if want else "no",
+        "yes/no",
+        "is the",
+        YES_NO,
+    )
 
 
 def v_count_large(rng: random.Random, scene: Scene) -> Optional[QA]:
@@ -200,16 +228,22 @@ def v_rel_shape(rng: random.Random, scene: Scene) -> Optional[QA]:
 
 
 VQA_FAMILIES: dict[str, tuple[Family, float]] = {
-    "exist_conj": (v_exist_conj, 0.14), "rel_verify": (p_rel_verify, 0.16),
-    "bigger_verify": (v_bigger, 0.06), "count_all": (p_count_all, 0.08),
-    "count_shape": (p_count_shape, 0.10), "count_large": (v_count_large, 0.06),
-    "rel_color": (v_rel_color, 0.14), "rel_shape": (v_rel_shape, 0.10),
-    "where": (p_where, 0.10), "color": (p_color, 0.06),
+    "exist_conj": (v_exist_conj, 0.14),
+    "rel_verify": (p_rel_verify, 0.16),
+    "bigger_verify": (v_bigger, 0.06),
+    "count_all": (p_count_all, 0.08),
+    "count_shape": (p_count_shape, 0.10),
+    "count_large": (v_count_large, 0.06),
+    "rel_color": (v_rel_color, 0.14),
+    "rel_shape": (v_rel_shape, 0.10),
+    "where": (p_where, 0.10),
+    "color": (p_color, 0.06),
 }
 
 
-def sample_questions(rng: random.Random, scene: Scene, families: dict[str, tuple[Family, float]],
-                     k: int, max_tries: int = 40) -> list[QA]:
+def sample_questions(
+    rng: random.Random, scene: Scene, families: dict[str, tuple[Family, float]], k: int, max_tries: int = 40
+) -> list[QA]:
     """Up to `k` distinct questions drawn by family weight (inapplicable draws are retried)."""
     names = list(families)
     weights = [families[n][1] for n in names]
@@ -225,5 +259,13 @@ def sample_questions(rng: random.Random, scene: Scene, families: dict[str, tuple
     return out
 
 
-__all__ = ["QA", "PRETRAIN_FAMILIES", "VQA_FAMILIES", "sample_questions",
-           "absent_conjunction", "unique_relation", "verify_relation", "plural"]
+__all__ = [
+    "QA",
+    "PRETRAIN_FAMILIES",
+    "VQA_FAMILIES",
+    "sample_questions",
+    "absent_conjunction",
+    "unique_relation",
+    "verify_relation",
+    "plural",
+]

@@ -6,6 +6,7 @@ A scene is a few saturated shapes on a plain background, one per cell of a coars
 Colours within a scene are distinct, so "the red shape" always names one object; shapes may
 repeat (at most twice), so counting questions have more than one answer.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,8 +20,12 @@ COLORS: tuple[str, ...] = ("red", "green", "blue", "yellow", "purple", "white")
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
 SIZES: tuple[str, ...] = ("small", "large")
 RGB: dict[str, tuple[int, int, int]] = {
-    "red": (235, 30, 30), "green": (30, 200, 50), "blue": (40, 90, 255),
-    "yellow": (250, 225, 20), "purple": (170, 50, 230), "white": (245, 245, 245),
+    "red": (235, 30, 30),
+    "green": (30, 200, 50),
+    "blue": (40, 90, 255),
+    "yellow": (250, 225, 20),
+    "purple": (170, 50, 230),
+    "white": (245, 245, 245),
 }
 BACKGROUND = (0, 0, 0)
 MAX_SAME_SHAPE = 2
@@ -43,8 +48,9 @@ class Scene:
     grid: int
 
 
-def sample_scene(rng: random.Random, n_objects: int, grid: int,
-                 colors: tuple[str, ...] = COLORS, shapes: tuple[str, ...] = SHAPES) -> Scene:
+def sample_scene(
+    rng: random.Random, n_objects: int, grid: int, colors: tuple[str, ...] = COLORS, shapes: tuple[str, ...] = SHAPES
+) -> Scene:
     """Uniform over cells, colours (distinct), shapes (<= MAX_SAME_SHAPE each) and sizes."""
     if not 1 <= n_objects <= min(grid * grid, len(colors)):
         raise ValueError(f"n_objects={n_objects} does not fit grid={grid} / {len(colors)} colours")
@@ -102,8 +108,11 @@ def holds(rel: str, a: Obj, b: Obj) -> bool:
 
 
 REL_PHRASE: dict[str, str] = {
-    "left": "to the left of", "right": "to the right of", "above": "above",
-    "below": "below", "next": "next to",
+    "left": "to the left of",
+    "right": "to the right of",
+    "above": "above",
+    "below": "below",
+    "next": "next to",
 }
 OPPOSITE: dict[str, str] = {"left": "right", "right": "left", "above": "below", "below": "above"}
 
@@ -124,8 +133,7 @@ def unique_shape_objects(scene: Scene) -> list[Obj]:
 
 
 # ---------------------------------------------------------------- rendering
-def _draw_shape(d: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, h: float,
-                fill: tuple[int, int, int]) -> None:
+def _draw_shape(d: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, h: float, fill: tuple[int, int, int]) -> None:
     if shape == "circle":
         d.ellipse([cx - h, cy - h, cx + h, cy + h], fill=fill)
     elif shape == "square":
@@ -141,8 +149,7 @@ def _draw_shape(d: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, h: flo
         raise ValueError(f"unknown shape {shape!r}")
 
 
-def render(scene: Scene, size: int, rng: random.Random, jitter: float = 0.06,
-           supersample: int = 4) -> Image.Image:
+def render(scene: Scene, size: int, rng: random.Random, jitter: float = 0.06, supersample: int = 4) -> Image.Image:
     """Draw at `supersample`x then downsample (anti-aliased, crisp edges at small sizes).
 
     Large shapes fill ~85% of their cell, small ones ~50%; `jitter` (fraction of a cell)

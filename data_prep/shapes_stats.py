@@ -7,6 +7,7 @@ answer, scored on the evaluation split (exact match, and for VQA-style sets also
 min(1, #humans/3) accuracy over the 10 answers). `chance` = max(uniform, prior exact match):
 report a base's accuracy per family against it.
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -62,9 +63,12 @@ def _chance(items, train, evals, which) -> dict:
     out = {}
     for key, r in sorted(rows.items()):
         n = max(1, r["n"])
-        out[key] = {**{k: v for k, v in r.items() if k not in ("exact", "vqa", "uniform")},
-                    "prior_exact": round(r["exact"] / n, 4), "prior_vqa_acc": round(r["vqa"] / n, 4),
-                    "uniform": round(r["uniform"] / n, 4)}
+        out[key] = {
+            **{k: v for k, v in r.items() if k not in ("exact", "vqa", "uniform")},
+            "prior_exact": round(r["exact"] / n, 4),
+            "prior_vqa_acc": round(r["vqa"] / n, 4),
+            "uniform": round(r["uniform"] / n, 4),
+        }
     for key in out:  # a blind model picks the better strategy per family
         fams = groups[key]
         best = {f: max(out[f"family/{f}"]["uniform"], out[f"family/{f}"]["prior_exact"]) for f in fams}
@@ -83,32 +87,51 @@ def coverage(items) -> dict:
             down.update(w for c in it.captions for w in words(c))
             down.update(w for v in it.vqa for w in words(v.mc_answer))
             down.update(w for qa in it.gqa for w in words(qa.answer))
-    return {"pretrain_vocab": sorted(pre), "downstream_vocab": sorted(down),
-            "uncovered_words": sorted(down - pre)}
+    return {"pretrain_vocab": sorted(pre), "downstream_vocab": sorted(down), "uncovered_words": sorted(down - pre)}
 
 
 def world_stats(items) -> dict:
-    sizes = {s: {"images": len(its), "captions": sum(len(i.captions) for i in its),
-                 "vqa_questions": sum(len(i.vqa) for i in its), "gqa_questions": sum(len(i.gqa) for i in its),
-                 "one_object_share": round(sum(len(i.scene.objects) == 1 for i in its) / max(1, len(its)), 3)}
-             for s, its in items.items()}
+    sizes = {
+        s: {
+            "images": len(its),
+            "captions": sum(len(i.captions) for i in its),
+            "vqa_questions": sum(len(i.vqa) for i in its),
+            "gqa_questions": sum(len(i.gqa) for i in its),
+            "one_object_share": round(sum(len(i.scene.objects) == 1 for i in its) / max(1, len(its)), 3),
+        }
+        for s, its in items.items()
+    }
     chance = {name: _chance(items, tr, ev, which) for name, (tr, ev, which) in DATASETS.items()}
     return {"sizes": sizes, "chance": chance, **coverage(items)}
 
 
 def format_stats(stats: dict, preset) -> str:
-    lines = [f"shapes world preset={preset.name} image_size={preset.image_size} grid={preset.grid} "
-             f"max_objects={preset.max_objects}", "", "split            images captions  vqa_q  gqa_q  1-obj"]
+    lines = [
+        f"shapes world preset={preset.name} image_size={preset.image_size} grid={preset.grid} "
+        f"max_objects={preset.max_objects}",
+        "",
+        "split            images captions  vqa_q  gqa_q  1-obj",
+    ]
     for s, r in stats["sizes"].items():
-        lines.append(f"{s:<16}{r['images']:>7}{r['captions']:>9}{r['vqa_questions']:>7}"
-                     f"{r['gqa_questions']:>7}{r['one_object_share']:>7.2f}")
+        lines.append(
+            f"{s:<16}{r['images']:>7}{r['captions']:>9}{r['vqa_questions']:>7}"
+            f"{r['gqa_questions']:>7}{r['one_object_share']:>7.2f}"
+        )
     for name, rows in stats["chance"].items():
-        lines += ["", f"[{name}] chance levels on its evaluation split "
-                  "(prior = always the family's most frequent training answer)",
-                  f"{'family/type':<26}{'n':>6}{'uniform':>9}{'prior':>8}{'prior_vqa':>10}{'CHANCE':>8}  majority"]
+        lines += [
+            "",
+            f"[{name}] chance levels on its evaluation split "
+            "(prior = always the family's most frequent training answer)",
+            f"{'family/type':<26}{'n':>6}{'uniform':>9}{'prior':>8}{'prior_vqa':>10}{'CHANCE':>8}  majority",
+        ]
         for key, r in rows.items():
-            lines.append(f"{key:<26}{r['n']:>6}{r['uniform']:>9.3f}{r['prior_exact']:>8.3f}"
-                         f"{r['prior_vqa_acc']:>10.3f}{r['chance']:>8.3f}  {r.get('train_majority', '')}")
-    lines += ["", f"downstream vocabulary ({len(stats['downstream_vocab'])} words) not covered by "
-              f"pretraining outputs: {stats['uncovered_words'] or 'none'}"]
+            lines.append(
+                f"{key:<26}{r['n']:>6}{r['uniform']:>9.3f}{r['prior_exact']:>8.3f}"
+                f"{r['prior_vqa_acc']:>10.3f}{r['chance']:>8.3f}  {r.get('train_majority', '')}"
+            )
+    lines += [
+        "",
+        f"downstream vocabulary ({len(stats['downstream_vocab'])} words) not covered by "
+        f"pretraining outputs: {stats['uncovered_words'] or 'none'}",
+    ]
     return "\n".join(lines)

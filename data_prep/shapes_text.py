@@ -10,6 +10,7 @@ Two caption styles:
 All text is lowercase without final punctuation (COCO references are scored after the PTB
 tokenizer lowercases and strips punctuation anyway; the tiny tokenizer stays small).
 """
+
 from __future__ import annotations
 
 import random
@@ -18,7 +19,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from data_prep.shapes_scene import (
-    REL_PHRASE, Obj, Scene, holds, position_phrase, true_relations,
+    REL_PHRASE,
+    Obj,
+    Scene,
+    holds,
+    position_phrase,
+    true_relations,
 )
 
 
@@ -26,10 +32,10 @@ from data_prep.shapes_scene import (
 class CaptionStyle:
     """Mixing knobs of pretraining captions (probabilities per caption)."""
 
-    p_size: float = 0.5        # mention small/large
-    p_position: float = 0.2    # list with absolute positions
-    p_relation: float = 0.15   # one relation between two objects
-    p_next: float = 0.25       # use "next to" when the two objects are adjacent
+    p_size: float = 0.5  # mention small/large
+    p_position: float = 0.2  # list with absolute positions
+    p_relation: float = 0.15  # one relation between two objects
+    p_next: float = 0.25  # use "next to" when the two objects are adjacent
 
 
 def noun_phrase(o: Obj, with_size: bool) -> str:
@@ -60,8 +66,7 @@ def pretrain_caption(rng: random.Random, scene: Scene, style: CaptionStyle) -> s
     return join_list([noun_phrase(o, sized) for o in objs])
 
 
-def downstream_caption(rng: random.Random, scene: Scene, p_drop_size: float = 0.25,
-                       p_next: float = 0.2) -> str:
+def downstream_caption(rng: random.Random, scene: Scene, p_drop_size: float = 0.25, p_next: float = 0.2) -> str:
     """One relational sentence: anchor pair + positions of the remaining objects."""
     objs, grid = list(scene.objects), scene.grid
     sized = rng.random() >= p_drop_size
@@ -81,29 +86,43 @@ def words(text: str) -> list[str]:
 
 # ---------------------------------------------------------------- human answers (VQAv2)
 SYNONYMS: dict[str, tuple[str, ...]] = {
-    "circle": ("round", "oval", "ball"), "square": ("box", "rectangle", "block"),
-    "triangle": ("pyramid", "triangle shape"), "cross": ("plus", "plus sign", "x"),
-    "purple": ("violet", "magenta"), "white": ("light gray", "grey"), "yellow": ("gold",),
-    "green": ("lime",), "blue": ("dark blue", "navy"), "red": ("dark red", "crimson"),
-    "yes": ("yeah", "yep", "yes it is"), "no": ("nope", "not really"),
-    "center": ("middle", "centre", "in middle"), "top left": ("upper left", "top left corner"),
-    "top right": ("upper right",), "bottom left": ("lower left",), "bottom right": ("lower right",),
-    "top": ("up", "upper"), "bottom": ("down", "lower"), "left": ("left side",),
-    "right": ("right side",), "above": ("on top",), "below": ("under", "beneath"),
-    "small": ("little", "tiny"), "large": ("big", "huge"),
+    "circle": ("round", "oval", "ball"),
+    "square": ("box", "rectangle", "block"),
+    "triangle": ("pyramid", "triangle shape"),
+    "cross": ("plus", "plus sign", "x"),
+    "purple": ("violet", "magenta"),
+    "white": ("light gray", "grey"),
+    "yellow": ("gold",),
+    "green": ("lime",),
+    "blue": ("dark blue", "navy"),
+    "red": ("dark red", "crimson"),
+    "yes": ("yeah", "yep", "yes it is"),
+    "no": ("nope", "not really"),
+    "center": ("middle", "centre", "in middle"),
+    "top left": ("upper left", "top left corner"),
+    "top right": ("upper right",),
+    "bottom left": ("lower left",),
+    "bottom right": ("lower right",),
+    "top": ("up", "upper"),
+    "bottom": ("down", "lower"),
+    "left": ("left side",),
+    "right": ("right side",),
+    "above": ("on top",),
+    "below": ("under", "beneath"),
+    "small": ("little", "tiny"),
+    "large": ("big", "huge"),
 }
-NUMBER_WORDS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", "six",
-                                 "seven", "eight", "nine", "ten")
+NUMBER_WORDS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
 @dataclass(frozen=True)
 class AnswerNoise:
     """How ten simulated annotators deviate from the canonical answer (probabilities)."""
 
-    cosmetic: float = 0.16   # "two" for "2", "a red circle", "Yes." (equal after VQA normalization)
+    cosmetic: float = 0.16  # "two" for "2", "a red circle", "Yes." (equal after VQA normalization)
     synonym: float = 0.08
     typo: float = 0.05
-    wrong: float = 0.09      # another answer of the same question family
+    wrong: float = 0.09  # another answer of the same question family
 
 
 def _cosmetic(rng: random.Random, ans: str, answer_type: str) -> str:
@@ -118,7 +137,7 @@ def _typo(rng: random.Random, ans: str) -> str:
     if len(ans) < 4:
         return ans + ans[-1]
     i = rng.randrange(1, len(ans) - 1)
-    return ans[:i] + ans[i + 1] + ans[i] + ans[i + 2:] if rng.random() < 0.5 else ans[:i] + ans[i + 1:]
+    return ans[:i] + ans[i + 1] + ans[i] + ans[i + 2 :] if rng.random() < 0.5 else ans[:i] + ans[i + 1 :]
 
 
 def _norm(ans: str) -> str:
@@ -128,8 +147,9 @@ def _norm(ans: str) -> str:
     return " ".join(toks)
 
 
-def human_answers(rng: random.Random, ans: str, answer_type: str, space: tuple[str, ...],
-                  noise: AnswerNoise) -> tuple[list[dict], str]:
+def human_answers(
+    rng: random.Random, ans: str, answer_type: str, space: tuple[str, ...], noise: AnswerNoise
+) -> tuple[list[dict], str]:
     """Ten answers with real disagreement; the canonical answer stays the majority.
 
     Redrawn (rarely) when noise outvotes the canonical answer: `multiple_choice_answer` is the
@@ -145,8 +165,9 @@ def human_answers(rng: random.Random, ans: str, answer_type: str, space: tuple[s
     return out, ans
 
 
-def _ten_answers(rng: random.Random, ans: str, answer_type: str, space: tuple[str, ...],
-                 noise: AnswerNoise) -> list[dict]:
+def _ten_answers(
+    rng: random.Random, ans: str, answer_type: str, space: tuple[str, ...], noise: AnswerNoise
+) -> list[dict]:
     out: list[dict] = []
     for i in range(10):
         r, conf = rng.random(), "yes"

@@ -8,6 +8,7 @@ very same converters as the real files. Same (preset, seed, GENERATOR_VERSION) -
 files. Every image draws from its own RNG keyed by (seed, split, index), so changing one
 split's size never changes another split's content.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,16 +51,14 @@ def make_item(preset: ShapesPreset, seed: int, spec: SplitSpec, index: int) -> I
     scene = sample_scene(rng, sample_n_objects(rng, preset.max_objects, share), preset.grid)
     item = Item(spec.name, spec.folder, spec.id_offset + index, scene, key + ":render")
     if spec.pretrain:
-        item.captions = [pretrain_caption(rng, scene, preset.caption_style)
-                         for _ in range(preset.pretrain_captions)]
+        item.captions = [pretrain_caption(rng, scene, preset.caption_style) for _ in range(preset.pretrain_captions)]
         qas = sample_questions(rng, scene, PRETRAIN_FAMILIES, preset.pretrain_questions)
         item.vqa = _with_answers(rng, qas, preset.noise)
         return item
     if spec.name != "testdev":
         item.captions = [downstream_caption(rng, scene) for _ in range(preset.captions_per_image)]
     if spec.name != "restval":
-        item.vqa = _with_answers(rng, sample_questions(rng, scene, VQA_FAMILIES, preset.vqa_questions),
-                                 preset.noise)
+        item.vqa = _with_answers(rng, sample_questions(rng, scene, VQA_FAMILIES, preset.vqa_questions), preset.noise)
     if spec.name in ("train", "val", "test"):
         item.gqa = sample_questions(rng, scene, GQA_FAMILIES, preset.gqa_questions)
     return item
@@ -67,8 +66,7 @@ def make_item(preset: ShapesPreset, seed: int, spec: SplitSpec, index: int) -> I
 
 def generate(preset: ShapesPreset, seed: int) -> dict[str, list[Item]]:
     """All items of all plan splits (text only; cheap)."""
-    return {s.name: [make_item(preset, seed, s, i) for i in range(getattr(preset, s.name))]
-            for s in SPLITS}
+    return {s.name: [make_item(preset, seed, s, i) for i in range(getattr(preset, s.name))] for s in SPLITS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="DATA_ROOT; raw/ is (re)written atomically")
     ap.add_argument("--preset", default="default", choices=sorted(PRESETS))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--stats", action="store_true",
-                    help="print chance levels per question family and vocabulary coverage")
+    ap.add_argument(
+        "--stats", action="store_true", help="print chance levels per question family and vocabulary coverage"
+    )
     args = ap.parse_args(argv)
     if args.out is None and not args.stats:
         ap.error("give --out DATA_ROOT and/or --stats")
@@ -90,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.stats:
         print(format_stats(stats, preset))
     if stats["uncovered_words"]:
-        print(f"[shapes_world] WARNING: downstream words never produced in pretraining: "
-              f"{stats['uncovered_words']}", file=sys.stderr)
+        print(
+            f"[shapes_world] WARNING: downstream words never produced in pretraining: {stats['uncovered_words']}",
+            file=sys.stderr,
+        )
     return 0
 
 

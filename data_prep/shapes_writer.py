@@ -10,6 +10,7 @@ Layout (under DATA_ROOT/raw/, built in a temp dir and renamed into place):
   pretrain/v2_OpenEnded_mscoco_{train2014,val2014}_questions.json, pretrain/v2_mscoco_*_annotations.json
   shapes_meta.json (scenes + question family per question id), stats.json (chance levels)
 """
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,14 @@ DATE = "2026-01-01 00:00:00"  # fixed: outputs must be byte-identical across run
 
 
 def _info(what: str) -> dict:
-    return {"description": f"Shapes world {what} ({GENERATOR_VERSION}), official-format stand-in",
-            "url": "https://github.com/llava-structlora", "version": "1.0", "year": 2026,
-            "contributor": "llava-structlora data_prep.shapes_world", "date_created": DATE}
+    return {
+        "description": f"Shapes world {what} ({GENERATOR_VERSION}), official-format stand-in",
+        "url": "https://github.com/llava-structlora",
+        "version": "1.0",
+        "year": 2026,
+        "contributor": "llava-structlora data_prep.shapes_world",
+        "date_created": DATE,
+    }
 
 
 def _vqa_license() -> dict:
@@ -45,10 +51,24 @@ def _dump(path: Path, obj) -> None:
 
 
 def coco_captions(items: list[Item], what: str, size: int) -> dict:
-    images = [{"license": 1, "file_name": it.file_name, "coco_url": "", "height": size, "width": size,
-               "date_captured": DATE, "flickr_url": "", "id": it.image_id} for it in items]
-    anns = [{"image_id": it.image_id, "id": it.image_id * 10 + k, "caption": c}
-            for it in items for k, c in enumerate(it.captions)]
+    images = [
+        {
+            "license": 1,
+            "file_name": it.file_name,
+            "coco_url": "",
+            "height": size,
+            "width": size,
+            "date_captured": DATE,
+            "flickr_url": "",
+            "id": it.image_id,
+        }
+        for it in items
+    ]
+    anns = [
+        {"image_id": it.image_id, "id": it.image_id * 10 + k, "caption": c}
+        for it in items
+        for k, c in enumerate(it.captions)
+    ]
     return {"info": _info(what), "images": images, "licenses": LICENSES, "annotations": anns}
 
 
@@ -62,31 +82,64 @@ def karpathy(items_by_split: dict[str, list[Item]]) -> dict:
             for c in it.captions:
                 sents.append({"tokens": words(c), "raw": c, "imgid": imgid, "sentid": sentid})
                 sentid += 1
-            images.append({"filepath": it.folder, "sentids": [s["sentid"] for s in sents],
-                           "filename": it.file_name, "imgid": imgid, "split": split,
-                           "sentences": sents, "cocoid": it.image_id})
+            images.append(
+                {
+                    "filepath": it.folder,
+                    "sentids": [s["sentid"] for s in sents],
+                    "filename": it.file_name,
+                    "imgid": imgid,
+                    "split": split,
+                    "sentences": sents,
+                    "cocoid": it.image_id,
+                }
+            )
     return {"images": images, "dataset": "coco"}
 
 
 def vqa_questions(items: list[Item], subtype: str) -> dict:
-    qs = [{"image_id": it.image_id, "question": v.qa.question, "question_id": it.image_id * 1000 + k}
-          for it in items for k, v in enumerate(it.vqa)]
-    return {"info": _info(f"VQAv2 {subtype}"), "task_type": "Open-Ended", "data_type": "mscoco",
-            "license": _vqa_license(), "data_subtype": subtype, "questions": qs}
+    qs = [
+        {"image_id": it.image_id, "question": v.qa.question, "question_id": it.image_id * 1000 + k}
+        for it in items
+        for k, v in enumerate(it.vqa)
+    ]
+    return {
+        "info": _info(f"VQAv2 {subtype}"),
+        "task_type": "Open-Ended",
+        "data_type": "mscoco",
+        "license": _vqa_license(),
+        "data_subtype": subtype,
+        "questions": qs,
+    }
 
 
 def vqa_annotations(items: list[Item], subtype: str) -> dict:
-    anns = [{"question_type": v.qa.question_type, "multiple_choice_answer": v.mc_answer,
-             "answers": v.answers, "image_id": it.image_id, "answer_type": v.qa.answer_type,
-             "question_id": it.image_id * 1000 + k}
-            for it in items for k, v in enumerate(it.vqa)]
-    return {"info": _info(f"VQAv2 {subtype}"), "license": _vqa_license(),
-            "data_subtype": subtype, "annotations": anns, "data_type": "mscoco"}
+    anns = [
+        {
+            "question_type": v.qa.question_type,
+            "multiple_choice_answer": v.mc_answer,
+            "answers": v.answers,
+            "image_id": it.image_id,
+            "answer_type": v.qa.answer_type,
+            "question_id": it.image_id * 1000 + k,
+        }
+        for it in items
+        for k, v in enumerate(it.vqa)
+    ]
+    return {
+        "info": _info(f"VQAv2 {subtype}"),
+        "license": _vqa_license(),
+        "data_subtype": subtype,
+        "annotations": anns,
+        "data_type": "mscoco",
+    }
 
 
 def gqa_questions(items: list[Item]) -> dict:
-    return {str(it.image_id * 100 + k): gqa_record(qa, str(it.image_id), str(it.image_id * 100 + k))
-            for it in items for k, qa in enumerate(it.gqa)}
+    return {
+        str(it.image_id * 100 + k): gqa_record(qa, str(it.image_id), str(it.image_id * 100 + k))
+        for it in items
+        for k, qa in enumerate(it.gqa)
+    }
 
 
 def _write_images(items: list[Item], folder: Path, preset: ShapesPreset) -> None:
@@ -107,8 +160,12 @@ def _meta(items: dict[str, list[Item]], preset: ShapesPreset, seed: int) -> dict
     scenes, families = {}, {}
     for split, its in items.items():
         for it in its:
-            scenes[str(it.image_id)] = {"split": split, "folder": it.folder, "file_name": it.file_name,
-                                        "objects": [asdict(o) for o in it.scene.objects]}
+            scenes[str(it.image_id)] = {
+                "split": split,
+                "folder": it.folder,
+                "file_name": it.file_name,
+                "objects": [asdict(o) for o in it.scene.objects],
+            }
             for k, v in enumerate(it.vqa):
                 families[str(it.image_id * 1000 + k)] = v.qa.family
             for k, qa in enumerate(it.gqa):

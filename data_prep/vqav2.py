@@ -27,6 +27,7 @@ Outputs in `--out` (`image` paths are relative to `image_folder` of the manifest
 Memory: annotations are streamed with ijson; only question_id -> multiple_choice_answer and
 the list of valid question ids are held, so a 330 MB annotation file is never loaded whole.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,10 +36,28 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.common import (
-    ConvertError, check_task_dir, ImageChecker, JsonStreamWriter, SkipLog, add_common_args, atomic_open,
-    check_sampling, common_kwargs, eval_question, field, portable_path, iter_json,
-    jsonl_line, llava_record, read_header, require_array, run_cli, select_subset,
-    short_answer_text, write_manifest)
+    ConvertError,
+    ImageChecker,
+    JsonStreamWriter,
+    SkipLog,
+    add_common_args,
+    atomic_open,
+    check_sampling,
+    check_task_dir,
+    common_kwargs,
+    eval_question,
+    field,
+    iter_json,
+    jsonl_line,
+    llava_record,
+    portable_path,
+    read_header,
+    require_array,
+    run_cli,
+    select_subset,
+    short_answer_text,
+    write_manifest,
+)
 
 SPLITS = {"train2014": "train", "val2014": "val", "test-dev2015": "test-dev", "test2015": "test"}
 IMAGE_SUBTYPE = {"test-dev2015": "test2015"}
@@ -58,8 +77,7 @@ class Source:
 def _subtype(path: Path) -> str:
     sub = read_header(path, ["data_subtype"]).get("data_subtype")
     if sub not in SPLITS:
-        raise ConvertError(f"{path}: official field 'data_subtype' is {sub!r}; "
-                           f"expected one of {sorted(SPLITS)}")
+        raise ConvertError(f"{path}: official field 'data_subtype' is {sub!r}; expected one of {sorted(SPLITS)}")
     return sub
 
 
@@ -69,21 +87,22 @@ def plan_sources(questions: list, annotations: list) -> list[Source]:
     for q in map(Path, questions):
         sub = _subtype(q)
         if SPLITS[sub] in by_split:
-            raise ConvertError(f"two questions files for split {SPLITS[sub]!r}: "
-                               f"{by_split[SPLITS[sub]].questions} and {q}")
+            raise ConvertError(
+                f"two questions files for split {SPLITS[sub]!r}: {by_split[SPLITS[sub]].questions} and {q}"
+            )
         by_split[SPLITS[sub]] = Source(SPLITS[sub], sub, q)
     for a in map(Path, annotations):
         split = SPLITS[_subtype(a)]
         if split not in by_split:
             raise ConvertError(f"{a}: annotations for split {split!r} but no questions file for it")
         if by_split[split].annotations is not None:
-            raise ConvertError(f"two annotation files for split {split!r}: "
-                               f"{by_split[split].annotations} and {a}")
+            raise ConvertError(f"two annotation files for split {split!r}: {by_split[split].annotations} and {a}")
         by_split[split].annotations = a
     for split in NEEDS_ANSWERS:
         if split in by_split and by_split[split].annotations is None:
-            raise ConvertError(f"split {split!r} ({by_split[split].questions}) needs its "
-                               f"annotations file (--annotations)")
+            raise ConvertError(
+                f"split {split!r} ({by_split[split].questions}) needs its annotations file (--annotations)"
+            )
     return [by_split[s] for s in SPLITS.values() if s in by_split]
 
 
@@ -119,8 +138,7 @@ def image_path(checker: ImageChecker, subtype: str, image_id: int) -> str:
     return checker.in_subdir(sub, f"COCO_{sub}_{image_id:012d}.jpg")
 
 
-def _valid_questions(src: Source, answers: dict[int, str] | None, checker: ImageChecker,
-                     log: SkipLog) -> list[int]:
+def _valid_questions(src: Source, answers: dict[int, str] | None, checker: ImageChecker, log: SkipLog) -> list[int]:
     """First pass: ids of usable questions; every unusable one is a counted skip."""
     seen: set[int] = set()
     valid: list[int] = []
@@ -148,15 +166,17 @@ def _valid_questions(src: Source, answers: dict[int, str] | None, checker: Image
     return valid
 
 
-def _write_train(src: Source, keep: set[int], answers: dict[int, str], checker: ImageChecker,
-                 out: Path) -> list[str]:
+def _write_train(src: Source, keep: set[int], answers: dict[int, str], checker: ImageChecker, out: Path) -> list[str]:
     with atomic_open(out / "llava_train.json") as f:
         w = JsonStreamWriter(f)
         for i, q in enumerate(iter_json(src.questions, "questions.item")):
             qid, image_id, text = _question(q, src.questions, i)
             if qid in keep:
-                w.add(llava_record(str(qid), image_path(checker, src.subtype, image_id),
-                                   short_answer_text(text), answers[qid]))
+                w.add(
+                    llava_record(
+                        str(qid), image_path(checker, src.subtype, image_id), short_answer_text(text), answers[qid]
+                    )
+                )
         w.close()
     return ["llava_train.json"]
 
@@ -185,10 +205,19 @@ def _write_eval(src: Source, keep: set[int], checker: ImageChecker, out: Path) -
     return names
 
 
-def convert_vqav2(questions: list, annotations: list = (), *, images: str, out: str,
-                  limit: int | None = None, fraction: float | None = None,
-                  eval_limit: int | None = None, seed: int = 0, check_images: str = "exists",
-                  strict: bool = False) -> dict:
+def convert_vqav2(
+    questions: list,
+    annotations: list = (),
+    *,
+    images: str,
+    out: str,
+    limit: int | None = None,
+    fraction: float | None = None,
+    eval_limit: int | None = None,
+    seed: int = 0,
+    check_images: str = "exists",
+    strict: bool = False,
+) -> dict:
     """Convert official VQAv2 files; returns the written manifest (see module docstring)."""
     check_sampling(limit=limit, fraction=fraction, eval_limit=eval_limit)
     out_dir = Path(out)
@@ -199,19 +228,31 @@ def convert_vqav2(questions: list, annotations: list = (), *, images: str, out: 
         answers = _index_answers(src) if src.annotations is not None else None
         valid = _valid_questions(src, answers, checker, log)
         is_train = src.split == "train"
-        keep = select_subset(valid, limit=limit if is_train else eval_limit,
-                             fraction=fraction if is_train else None, seed=seed)
+        keep = select_subset(
+            valid, limit=limit if is_train else eval_limit, fraction=fraction if is_train else None, seed=seed
+        )
         keep = set(valid) if keep is None else keep
-        files = (_write_train(src, keep, answers, checker, out_dir) if is_train
-                 else _write_eval(src, keep, checker, out_dir))
+        files = (
+            _write_train(src, keep, answers, checker, out_dir) if is_train else _write_eval(src, keep, checker, out_dir)
+        )
         splits[src.split] = {
-            "count": len(keep), "candidates": len(valid), **log.summary(src.split),
-            "files": files, "unit": "question",
-            "sources": {"questions": portable_path(src.questions, out_dir), "annotations":
-                        portable_path(src.annotations, out_dir) if src.annotations else None},
-            "options": {"limit": limit if is_train else eval_limit,
-                        "fraction": fraction if is_train else None, "seed": seed,
-                        "check_images": check_images, "strict": strict}}
+            "count": len(keep),
+            "candidates": len(valid),
+            **log.summary(src.split),
+            "files": files,
+            "unit": "question",
+            "sources": {
+                "questions": portable_path(src.questions, out_dir),
+                "annotations": portable_path(src.annotations, out_dir) if src.annotations else None,
+            },
+            "options": {
+                "limit": limit if is_train else eval_limit,
+                "fraction": fraction if is_train else None,
+                "seed": seed,
+                "check_images": check_images,
+                "strict": strict,
+            },
+        }
         del answers
     return write_manifest(out_dir, "vqav2", portable_path(images, out_dir), splits)
 
@@ -222,8 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--annotations", nargs="*", default=[], help="official *_annotations.json files")
     add_common_args(p)
     args = p.parse_args(argv)
-    return run_cli(convert_vqav2, {"questions": args.questions, "annotations": args.annotations,
-                                   **common_kwargs(args)})
+    return run_cli(convert_vqav2, {"questions": args.questions, "annotations": args.annotations, **common_kwargs(args)})
 
 
 if __name__ == "__main__":

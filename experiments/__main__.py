@@ -13,6 +13,7 @@ outputs/experiments/<suite>-wN), so the study can be re-run on a world it was ne
 ``--tasks`` / ``--seeds K`` run a reduced table (fewer endpoints / the first K reporting seeds);
 the record says so (its suite settings and seeds).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,9 +59,17 @@ def record(name: str, title: str, data: dict, md: str, suite: SuiteConfig, comma
     out_dir = suite.out_root / "records"
     from llava_structlora.utils.io import atomic_write_json
 
-    rec = {"name": name, "title": f"[quick] {title}", "command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "git_commit": results.git_commit(), "machine": results.machine_info(), "seeds": list(suite.seeds),
-           "data": data, "markdown": md}
+    rec = {
+        "name": name,
+        "title": f"[quick] {title}",
+        "command": command,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "git_commit": results.git_commit(),
+        "machine": results.machine_info(),
+        "seeds": list(suite.seeds),
+        "data": data,
+        "markdown": md,
+    }
     path = atomic_write_json(out_dir / f"{name}.json", rec)
     results.render(out_dir, suite.out_root / "RESULTS.md")
     return path
@@ -83,13 +92,20 @@ def cache_only(spec, suite: SuiteConfig) -> dict:
     if hit is not None:
         return hit
     nan = {"score": float("nan"), "metrics": {}}
-    return {"key": spec.key(suite), "failed": NOT_RUN, "val": nan, "test": nan,
-            "geometry": {"drift_energy": float("nan"), "cos_adj": float("nan")}, "train_s": float("nan"),
-            "structlora_diagnostics": None}
+    return {
+        "key": spec.key(suite),
+        "failed": NOT_RUN,
+        "val": nan,
+        "test": nan,
+        "geometry": {"drift_energy": float("nan"), "cos_adj": float("nan")},
+        "train_s": float("nan"),
+        "structlora_diagnostics": None,
+    }
 
 
-def run_tables(names: list[str], suite: SuiteConfig, command: str, only: list[str] | None = None,
-               cached_only: bool = False) -> dict[str, list[dict]]:
+def run_tables(
+    names: list[str], suite: SuiteConfig, command: str, only: list[str] | None = None, cached_only: bool = False
+) -> dict[str, list[dict]]:
     import torch
 
     from .eval_data import build_eval_root
@@ -102,8 +118,9 @@ def run_tables(names: list[str], suite: SuiteConfig, command: str, only: list[st
     torch.set_num_threads(suite.threads)
     ensure_artifacts(suite)
     all_tasks = (QUICK if suite.name == "quick" else FULL).tasks  # not --tasks: parallel processes share it
-    counts = build_eval_root(suite.data_root, suite.out_root / "eval_data", all_tasks, suite.val_limit,
-                             suite.test_limit)
+    counts = build_eval_root(
+        suite.data_root, suite.out_root / "eval_data", all_tasks, suite.val_limit, suite.test_limit
+    )
     logger.info("eval splits (questions): %s", counts)
     fig_dir = (REPO / "docs" / "figures") if suite.publishes else (suite.out_root / "figures")
     all_claims = {}
@@ -139,11 +156,20 @@ def record_summary(suite: SuiteConfig, command: str) -> None:
     from .report import summary_markdown
 
     rec_dir = RepoLayout(REPO).results if suite.publishes else (suite.out_root / "records")
-    records = {p.stem: json.loads(p.read_text()) for p in rec_dir.glob("experiments_*.json")
-               if p.stem != "experiments__summary"}
+    records = {
+        p.stem: json.loads(p.read_text())
+        for p in rec_dir.glob("experiments_*.json")
+        if p.stem != "experiments__summary"
+    }
     md, data = summary_markdown(records)
-    record("experiments__summary", "Experiments: which paper claims reproduce on the shapes world", data, md,
-           suite, command)
+    record(
+        "experiments__summary",
+        "Experiments: which paper claims reproduce on the shapes world",
+        data,
+        md,
+        suite,
+        command,
+    )
 
 
 def reduced_tag(suite: SuiteConfig, only: list[str] | None) -> str:
@@ -172,8 +198,9 @@ def suite_from_args(args: argparse.Namespace) -> SuiteConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m experiments", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("tables", nargs="+", choices=list(ORDER) + ["all"])
     ap.add_argument("--quick", action="store_true", help="CI-size check (outputs/experiments/quick only)")
     ap.add_argument("--plan", action="store_true", help="print the number of runs and exit")
@@ -181,10 +208,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", nargs="+", choices=("coco", "vqav2", "gqa"), help="reduced: only these endpoints")
     ap.add_argument("--seeds", type=int, help="reduced: only the first K reporting seeds")
     ap.add_argument("--only", nargs="+", metavar="LABEL", help="reduced: only these variants (table row labels)")
-    ap.add_argument("--cached", action="store_true", help="record from cached runs only (missing runs show as "
-                    "'not run'; nothing is trained)")
-    ap.add_argument("--threads", type=int, help="torch threads of this process (default: the suite's); several "
-                    "processes on disjoint --tasks/--only share one run cache")
+    ap.add_argument(
+        "--cached",
+        action="store_true",
+        help="record from cached runs only (missing runs show as 'not run'; nothing is trained)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads of this process (default: the suite's); several "
+        "processes on disjoint --tasks/--only share one run cache",
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -193,18 +227,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         from . import plan
         from .plan import planned_runs
+
         runs = set().union(*(planned_runs(TABLES[n], suite) for n in names))
         cached = len(list((suite.out_root / "results").glob("*.json")))
-        print(f"{suite.name}: >= {len(runs)} distinct runs for {names} (+ up to {plan.MAX_EXTEND} lr-grid extensions "
-              f"per tuned family and task) "
-              f"({cached} results cached in {suite.out_root / 'results'}, all tables together)")
+        print(
+            f"{suite.name}: >= {len(runs)} distinct runs for {names} (+ up to {plan.MAX_EXTEND} lr-grid extensions "
+            f"per tuned family and task) "
+            f"({cached} results cached in {suite.out_root / 'results'}, all tables together)"
+        )
         return 0
     command = "python -m experiments " + " ".join(argv if argv is not None else sys.argv[1:])
     claims = run_tables(names, suite, command, only=args.only, cached_only=args.cached)
     for name, rows in claims.items():
         print(f"== {name}")
         for c in rows:
-            print(f"  {c['task']} {c['quantity']}: {c['a']} vs {c['b']}: {c['mean_diff']:+.4g} p={c['p']} -> {c['verdict']}")
+            print(
+                f"  {c['task']} {c['quantity']}: {c['a']} vs {c['b']}: {c['mean_diff']:+.4g} "
+                f"p={c['p']} -> {c['verdict']}"
+            )
     return 0
 
 

@@ -5,9 +5,10 @@ StructLoRA's own diagnostics are computed from its factors, but DoRA and AdaLoRA
 same way: merge the exported stock-PEFT adapter into the base and take ``dW_l = W_merged - W_base``
 for every adapted layer. The tiny base makes these matrices small (<= 192 x 192).
 
-Edges: the depth chain l <-> l+1 within each of {vision q, vision v, LM q, LM v} (DESIGN.md's
+Edges: the depth chain l <-> l+1 within each of {vision q, vision v, LM q, LM v} (docs/design.md's
 "adjacent" edges). ``drift_energy = sum ||dW_l - dW_{l+1}||_F^2``, ``cos_adj`` = mean cosine.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,8 +26,11 @@ def update_matrices(base_dir: Path, adapter_dir: Path) -> dict[str, torch.Tensor
     from transformers import LlavaForConditionalGeneration
 
     base = LlavaForConditionalGeneration.from_pretrained(str(base_dir), dtype=torch.float32)
-    before = {n: m.weight.detach().clone() for n, m in base.named_modules() if _LAYER.search(n)
-              and isinstance(m, torch.nn.Linear)}
+    before = {
+        n: m.weight.detach().clone()
+        for n, m in base.named_modules()
+        if _LAYER.search(n) and isinstance(m, torch.nn.Linear)
+    }
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     after = dict(merged.named_modules())
     out = {}
@@ -56,10 +60,14 @@ def chain_stats(updates: dict[str, torch.Tensor]) -> dict[str, Any]:
         cosines += g_cos
         per_group[f"{tower}.{proj}"] = sum(g_cos) / len(g_cos) if g_cos else None
     norms = [float(dw.norm()) for dw in updates.values()]
-    return {"drift_energy": energy, "cos_adj": sum(cosines) / len(cosines) if cosines else float("nan"),
-            "cos_adj_per_group": per_group, "n_updates": len(updates),
-            "mean_update_norm": sum(norms) / len(norms) if norms else 0.0,
-            "drift_energy_normalized": energy / max(sum(n * n for n in norms), 1e-24)}
+    return {
+        "drift_energy": energy,
+        "cos_adj": sum(cosines) / len(cosines) if cosines else float("nan"),
+        "cos_adj_per_group": per_group,
+        "n_updates": len(updates),
+        "mean_update_norm": sum(norms) / len(norms) if norms else 0.0,
+        "drift_energy_normalized": energy / max(sum(n * n for n in norms), 1e-24),
+    }
 
 
 def adapter_stats(base_dir: Path, adapter_dir: Path) -> dict[str, Any]:

@@ -4,11 +4,12 @@
 
 `base_score` evaluates the suite's base snapshot (no adapter) on a derived split with the real
 evaluation code, cached beside the run cache (keyed by the artifacts' fingerprint). `margin` turns
-a LoRA row of any table into the testbed check of issue 11: the gain over the base in units of the
+a LoRA row of any table into the testbed check of the gain over the base in units of the
 paired seed std (the base is deterministic, so the paired std is the std of LoRA's seeds). A table
 can only tell methods apart where this is large (>= 10 is the bar). The CLI records
 ``experiments_base_margin`` from the main table's cached LoRA runs (run ``python -m experiments main``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,16 @@ def base_score(suite: SuiteConfig, task: str, split: str = "test") -> float:
         rec = json.loads(path.read_text())
         if rec.get("fingerprint") == fp and rec.get("limits") == [suite.val_limit, suite.test_limit]:
             return rec["score"]
-    cfg = EvalConfig(task=task, model=str(suite.base_dir), data_root=str(suite.out_root / "eval_data"), split=split,
-                     output_dir=str(suite.out_root / "base_eval" / f"{task}-{split}"), overwrite=True, meteor=False,
-                     batch_size=suite.eval_batch_size)
+    cfg = EvalConfig(
+        task=task,
+        model=str(suite.base_dir),
+        data_root=str(suite.out_root / "eval_data"),
+        split=split,
+        output_dir=str(suite.out_root / "base_eval" / f"{task}-{split}"),
+        overwrite=True,
+        meteor=False,
+        batch_size=suite.eval_batch_size,
+    )
     score = float(evaluate(cfg)[METRIC[task]]) * METRIC_SCALE[task]
     atomic_write_json(path, {"score": score, "fingerprint": fp, "limits": [suite.val_limit, suite.test_limit]})
     return score
@@ -48,15 +56,25 @@ def margin(lora_scores: dict[int, float], base: float) -> dict[str, Any]:
     """LoRA's gain over the base in paired-std units (n, gain, std, ratio, passes the bar)."""
     s = summarize(list(lora_scores.values()))
     ratio = (s.mean - base) / s.std if s.n > 1 and s.std > 0 else float("nan")
-    return {"base": base, "lora_mean": s.mean, "lora_std": s.std, "n": s.n, "gain": s.mean - base,
-            "gain_over_std": ratio, "passes": bool(ratio >= BAR)}
+    return {
+        "base": base,
+        "lora_mean": s.mean,
+        "lora_std": s.std,
+        "n": s.n,
+        "gain": s.mean - base,
+        "gain_over_std": ratio,
+        "passes": bool(ratio >= BAR),
+    }
 
 
 def margin_markdown(margins: dict[str, dict[str, Any]]) -> str:
     if not margins:
         return "Testbed check: no plain-LoRA row in this table."
-    cells = [f"{t} {m['gain']:+.2f} over base {m['base']:.2f} = {m['gain_over_std']:.1f} seed std (n={m['n']}"
-             f"{'' if m['passes'] else f'; below the {BAR:g}x bar'})" for t, m in margins.items()]
+    cells = [
+        f"{t} {m['gain']:+.2f} over base {m['base']:.2f} = {m['gain_over_std']:.1f} seed std (n={m['n']}"
+        f"{'' if m['passes'] else f'; below the {BAR:g}x bar'})"
+        for t, m in margins.items()
+    ]
     return "Testbed check (LoRA r=8 vs the untuned base, test split): " + "; ".join(cells) + "."
 
 
@@ -88,15 +106,31 @@ def main(argv: list[str] | None = None) -> None:
     lora_only = dataclasses.replace(TABLES["main"], variants=(TABLES["main"].variants[0],))
     result = run_table(lora_only, suite, only_cached)
     row = result["rows"]["LoRA"]
-    data = {t: margin(per_seed(row, t, "score"), base_score(suite, t)) | {"lora_lr": row["tasks"][t]["lr"]}
-            for t in result["tasks"]}
-    lines = ["| task (test split) | untuned base | LoRA r=8 (tuned lr) | gain | gain / seed std |", "|---|---|---|---|---|"]
-    lines += [f"| {t} ({METRIC[t]}) | {m['base']:.2f} | {m['lora_mean']:.2f} ± {m['lora_std']:.2f} (n={m['n']}, "
-              f"lr {m['lora_lr']:g}) | {m['gain']:+.2f} | {m['gain_over_std']:.1f} |" for t, m in data.items()]
-    md = "\n".join(lines) + (f"\n\nBar: >= {BAR:g}. {suite.max_steps} steps x batch {suite.batch_size}; CIDEr x100, "
-                             "VQA = official accuracy (%), GQA = exact match (%).")
-    record("experiments_base_margin", "Experiment: the untuned base vs LoRA (can the testbed tell?)", data, md, suite,
-           "python -m experiments.base_margin" + (f" --world-seed {args.world_seed}" if args.world_seed else ""))
+    data = {
+        t: margin(per_seed(row, t, "score"), base_score(suite, t)) | {"lora_lr": row["tasks"][t]["lr"]}
+        for t in result["tasks"]
+    }
+    lines = [
+        "| task (test split) | untuned base | LoRA r=8 (tuned lr) | gain | gain / seed std |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {t} ({METRIC[t]}) | {m['base']:.2f} | {m['lora_mean']:.2f} ± {m['lora_std']:.2f} (n={m['n']}, "
+        f"lr {m['lora_lr']:g}) | {m['gain']:+.2f} | {m['gain_over_std']:.1f} |"
+        for t, m in data.items()
+    ]
+    md = "\n".join(lines) + (
+        f"\n\nBar: >= {BAR:g}. {suite.max_steps} steps x batch {suite.batch_size}; CIDEr x100, "
+        "VQA = official accuracy (%), GQA = exact match (%)."
+    )
+    record(
+        "experiments_base_margin",
+        "Experiment: the untuned base vs LoRA (can the testbed tell?)",
+        data,
+        md,
+        suite,
+        "python -m experiments.base_margin" + (f" --world-seed {args.world_seed}" if args.world_seed else ""),
+    )
     print(md)
 
 

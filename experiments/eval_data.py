@@ -13,16 +13,21 @@ The derived files are filtered copies in the official formats (plus the LLaVA qu
 the real evaluation code (llava_structlora.evaluation) and official-rule scorers run unchanged.
 ``val_limit`` / ``test_limit`` keep the first N questions (whole images for captions).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from llava_structlora.utils.io import atomic_write_json, atomic_write_text
 
-SOURCE_SPLIT = {"coco": {"val": "val", "test": "test"}, "gqa": {"val": "val", "test": "testdev"},
-                "vqav2": {"val": "val", "test": "val"}}
+SOURCE_SPLIT = {
+    "coco": {"val": "val", "test": "test"},
+    "gqa": {"val": "val", "test": "testdev"},
+    "vqav2": {"val": "val", "test": "val"},
+}
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -60,8 +65,10 @@ def derive_coco(src: Path, dst: Path, split: str, limit: int | None) -> int:
     ann["annotations"] = [a for a in ann["annotations"] if a["image_id"] in keep]
     ann["images"] = [im for im in ann.get("images", []) if im["id"] in keep]
     if {a["image_id"] for a in ann["annotations"]} != keep:
-        raise ValueError(f"{src}/coco/{s}_questions.jsonl: question_id must equal the COCO image_id of its "
-                         f"references; {len(keep - {a['image_id'] for a in ann['annotations']})} have none")
+        raise ValueError(
+            f"{src}/coco/{s}_questions.jsonl: question_id must equal the COCO image_id of its "
+            f"references; {len(keep - {a['image_id'] for a in ann['annotations']})} have none"
+        )
     _write_jsonl(dst / "coco" / f"{split}_questions.jsonl", rows)
     atomic_write_json(dst / "coco" / f"{split}_annotations.json", ann, indent=None)
     return len(rows)
@@ -91,28 +98,41 @@ def derive_gqa(src: Path, dst: Path, split: str, limit: int | None) -> int:
     keep = {str(r["question_id"]) for r in rows}
     qs = json.loads((src / "gqa" / f"{s}_questions.json").read_text())
     _write_jsonl(dst / "gqa" / f"{split}_questions.jsonl", rows)
-    atomic_write_json(dst / "gqa" / f"{split}_questions.json", {k: v for k, v in qs.items() if k in keep},
-                      indent=None)
+    atomic_write_json(dst / "gqa" / f"{split}_questions.json", {k: v for k, v in qs.items() if k in keep}, indent=None)
     return len(rows)
 
 
 DERIVE = {"coco": derive_coco, "vqav2": derive_vqav2, "gqa": derive_gqa}
 
 
-def build_eval_root(src: Path, dst: Path, tasks: Iterable[str], val_limit: int | None,
-                    test_limit: int | None) -> dict[str, dict[str, int]]:
+def build_eval_root(
+    src: Path, dst: Path, tasks: Iterable[str], val_limit: int | None, test_limit: int | None
+) -> dict[str, dict[str, int]]:
     """Write dst/<task>/{val,test}_* for every task; returns question counts. Idempotent."""
     stamp = dst / "eval_data.json"
-    key = {"src": str(src.resolve()), "src_stamp": (src / "build_stamp.json").read_text()
-           if (src / "build_stamp.json").exists() else None, "val_limit": val_limit, "test_limit": test_limit,
-           "tasks": sorted(tasks), "version": 1}
+    key = {
+        "src": str(src.resolve()),
+        "src_stamp": (src / "build_stamp.json").read_text() if (src / "build_stamp.json").exists() else None,
+        "val_limit": val_limit,
+        "test_limit": test_limit,
+        "tasks": sorted(tasks),
+        "version": 1,
+    }
     if stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
         return json.loads(stamp.read_text())["counts"]
     counts: dict[str, dict[str, int]] = {}
     for task in sorted(tasks):
-        counts[task] = {split: DERIVE[task](src, dst, split, lim)
-                        for split, lim in (("val", val_limit), ("test", test_limit))}
-        atomic_write_json(dst / task / "manifest.json", {"task": task, "image_folder": _image_folder(src / task),
-                                                          "derived_from": str(src / task), "counts": counts[task]})
+        counts[task] = {
+            split: DERIVE[task](src, dst, split, lim) for split, lim in (("val", val_limit), ("test", test_limit))
+        }
+        atomic_write_json(
+            dst / task / "manifest.json",
+            {
+                "task": task,
+                "image_folder": _image_folder(src / task),
+                "derived_from": str(src / task),
+                "counts": counts[task],
+            },
+        )
     atomic_write_json(stamp, {"key": key, "counts": counts})
     return counts

@@ -7,10 +7,12 @@ initialisation, and the eval-mode CosAdj over the depth chain is measured with S
 diagnostics. A trained StructLoRA whose CosAdj is no higher than this number has learned no
 coordination beyond the operator's mechanics.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -45,9 +47,11 @@ def mechanical_cos_adj(base_dir: Path, seeds: Sequence[int], **overrides: Any) -
 
 def mechanical_markdown(mech: dict[str, Any], trained: dict[str, float]) -> str:
     s, n = mech["smoothed"], mech["coordinator=none"]
-    line = (f"Control (mechanical CosAdj): random independent updates after StructLoRA's *initial* smoothing have "
-            f"CosAdj {s['mean']:.3f} ± {s['std']:.3f} (coordinator=none: {n['mean']:.3f} ± {n['std']:.3f}; "
-            f"{len(s['per_seed'])} seeds).")
+    line = (
+        f"Control (mechanical CosAdj): random independent updates after StructLoRA's *initial* smoothing have "
+        f"CosAdj {s['mean']:.3f} ± {s['std']:.3f} (coordinator=none: {n['mean']:.3f} ± {n['std']:.3f}; "
+        f"{len(s['per_seed'])} seeds)."
+    )
     if trained:
         line += " Trained rows (merged updates): " + ", ".join(f"{k} {v:.3f}" for k, v in trained.items()) + "."
     return line

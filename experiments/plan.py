@@ -8,11 +8,13 @@ that edge (at most ``MAX_EXTEND`` times), so every pick is an interior optimum o
 Then every reporting seed trains at that lr and its *test* score is reported. Other tables reuse
 the lr tuned for the variant's family.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .suite import RunSpec, SuiteConfig
 from .tables import Table, Variant, variants_for
@@ -27,7 +29,7 @@ MAX_EXTEND = 3
 @dataclass(frozen=True)
 class Tuned:
     lr: float
-    val_scores: dict[float, float]       # lr -> validation score (tune seed)
+    val_scores: dict[float, float]  # lr -> validation score (tune seed)
 
     @property
     def interior(self) -> bool:
@@ -41,7 +43,7 @@ def next_lr(lr: float, up: bool) -> float:
     import math
 
     exp = math.floor(math.log10(lr) + 1e-9)
-    mant = round(lr / 10 ** exp)
+    mant = round(lr / 10**exp)
     series = [1, 2, 5]
     i = min(range(3), key=lambda k: abs(series[k] - mant))
     j = i + (1 if up else -1)
@@ -57,12 +59,18 @@ def _best(scores: dict[float, float]) -> float | None:
 def tune_lr(task: str, family: str, suite: SuiteConfig, execute: Executor) -> Tuned:
     """Best validation lr of `family` (a main-table method at r=8, full data) on `task`, bracketed."""
     scores: dict[float, float] = {}
+    not_run: set[float] = set()
     grid = list(suite.lr_grid)
     for _ in range(MAX_EXTEND + 1):
         for lr in grid:
             if lr not in scores:
-                scores[lr] = execute(RunSpec(task, family, suite.tune_seed, lr), suite)["val"]["score"]
+                res = execute(RunSpec(task, family, suite.tune_seed, lr), suite)
+                scores[lr] = res["val"]["score"]
+                if str(res.get("failed", "")).startswith("not run"):
+                    not_run.add(lr)
         best = _best(scores)
+        if best is None and not_run == set(scores):  # a cache-only record: nothing was trained, nothing failed
+            raise RuntimeError(f"not run: no tuning run of {family} on {task} is cached")
         if best is None:
             raise RuntimeError(f"every lr of {family} on {task} failed; see {suite.out_root / 'results'}/*.failed.txt")
         lrs = sorted(scores)
@@ -74,8 +82,15 @@ def tune_lr(task: str, family: str, suite: SuiteConfig, execute: Executor) -> Tu
 
 
 def spec_for(variant: Variant, task: str, seed: int, lr: float) -> RunSpec:
-    return RunSpec(task=task, method=variant.method, seed=seed, lr=lr, rank=variant.rank,
-                   data_fraction=variant.data_fraction, overrides=variant.overrides)
+    return RunSpec(
+        task=task,
+        method=variant.method,
+        seed=seed,
+        lr=lr,
+        rank=variant.rank,
+        data_fraction=variant.data_fraction,
+        overrides=variant.overrides,
+    )
 
 
 def run_table(table: Table, suite: SuiteConfig, execute: Executor) -> dict[str, Any]:
@@ -112,6 +127,7 @@ def planned_runs(table: Table, suite: SuiteConfig) -> set[tuple]:
     for task in (t for t in table.tasks if t in suite.tasks):
         for v in variants_for(table, suite.variants_per_table):
             runs.update(("tune", task, v.family, lr) for lr in suite.lr_grid)
-            runs.update((task, v.method, v.family, v.overrides, v.rank, v.data_fraction, s)
-                        for s in table.seeds(v, suite))
+            runs.update(
+                (task, v.method, v.family, v.overrides, v.rank, v.data_fraction, s) for s in table.seeds(v, suite)
+            )
     return runs

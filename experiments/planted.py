@@ -1,4 +1,4 @@
-"""Record the planted-problem results (issue 11) into docs/results/planted_problems.json.
+"""Record the planted-problem results into docs/results/planted_problems.json.
 
     python -m experiments.planted            # ~5 min on 2 busy cores
     python -m experiments.planted --quick    # 1 seed, fewer grid points
@@ -8,6 +8,7 @@
 (b) coordinator: held-out relative update error of LoRA vs the GNN coordinator (and the fixed Laplacian) over an
     lr grid on tuning seeds 0-3, then both at their best lr on reporting seeds 10-12.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,11 +18,10 @@ from typing import Any
 import torch
 
 from llava_structlora.structlora import StructLoRAConfig
-from llava_structlora.structlora.planted import (CoordinatorProblem, FilterProblem, Schedule, run_coordinator,
-                                                 run_filter)
+from llava_structlora.structlora.planted import CoordinatorProblem, FilterProblem, Schedule, run_coordinator, run_filter
 from recipes.results import record_result
 
-OLD = dict(gate_init=0.674)   # + one AdamW group with weight decay, lambda averaged over layers (see run_filter_grid)
+OLD = dict(gate_init=0.674)  # + one AdamW group with weight decay, lambda averaged over layers (see run_filter_grid)
 
 
 def run_filter_grid(seeds: list[int], mults: list[float], lams: list[float]) -> dict[str, Any]:
@@ -41,21 +41,34 @@ def run_filter_grid(seeds: list[int], mults: list[float], lams: list[float]) -> 
 
 def run_coordinator_study(tune_seeds: list[int], report_seeds: list[int], lrs: list[float]) -> dict[str, Any]:
     p = CoordinatorProblem()
-    methods = {"lora": StructLoRAConfig(filter="none", coordinator="none"),
-               "gnn": StructLoRAConfig(filter="none"),
-               "gnn_coord_lr_x1": StructLoRAConfig(filter="none", coordinator_lr_mult=1.0),
-               "laplacian": StructLoRAConfig(filter="none", coordinator="laplacian")}
+    methods = {
+        "lora": StructLoRAConfig(filter="none", coordinator="none"),
+        "gnn": StructLoRAConfig(filter="none"),
+        "gnn_coord_lr_x1": StructLoRAConfig(filter="none", coordinator_lr_mult=1.0),
+        "laplacian": StructLoRAConfig(filter="none", coordinator="laplacian"),
+    }
     tuning: dict[str, dict[float, list[float]]] = {m: {} for m in methods}
     for m, cfg in methods.items():
         for lr in lrs:
-            tuning[m][lr] = [run_coordinator(p, cfg, Schedule(lr=lr, steps=150), s)["rel_update_error"]
-                             for s in tune_seeds]
+            tuning[m][lr] = [
+                run_coordinator(p, cfg, Schedule(lr=lr, steps=150), s)["rel_update_error"] for s in tune_seeds
+            ]
     best = {m: min(lrs, key=lambda lr: statistics.mean(tuning[m][lr])) for m in methods}
-    report = {m: [run_coordinator(p, methods[m], Schedule(lr=best[m], steps=150), s)["rel_update_error"]
-                  for s in report_seeds] for m in methods}
-    return {"problem": vars(p), "tune_seeds": tune_seeds, "report_seeds": report_seeds, "lrs": lrs,
-            "tuning": {m: {str(k): v for k, v in d.items()} for m, d in tuning.items()}, "best_lr": best,
-            "report": report}
+    report = {
+        m: [
+            run_coordinator(p, methods[m], Schedule(lr=best[m], steps=150), s)["rel_update_error"] for s in report_seeds
+        ]
+        for m in methods
+    }
+    return {
+        "problem": vars(p),
+        "tune_seeds": tune_seeds,
+        "report_seeds": report_seeds,
+        "lrs": lrs,
+        "tuning": {m: {str(k): v for k, v in d.items()} for m, d in tuning.items()},
+        "best_lr": best,
+        "report": report,
+    }
 
 
 def _fmt(v: float) -> str:
@@ -64,27 +77,39 @@ def _fmt(v: float) -> str:
 
 def markdown(filt: dict[str, Any], coord: dict[str, Any]) -> str:
     mean = statistics.mean
-    lines = ["**(a) Filter** (k=2 true of r=8 directions per layer, 4 layers, recipe schedule lr 2e-4 x 250 steps). "
-             "Mean over seeds: true directions kept (eval gate >= 0.5), nuisance directions closed (< 0.5), "
-             "exactly closed (<= 0.01), median |d log_alpha|.", "",
-             "| setup | gate_lr_mult | lambda_ib | true kept | nuisance closed | exactly closed | median abs d log_alpha |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "**(a) Filter** (k=2 true of r=8 directions per layer, 4 layers, recipe schedule lr 2e-4 x 250 steps). "
+        "Mean over seeds: true directions kept (eval gate >= 0.5), nuisance directions closed (< 0.5), "
+        "exactly closed (<= 0.01), median |d log_alpha|.",
+        "",
+        "| setup | gate_lr_mult | lambda_ib | true kept | nuisance closed | exactly closed | median abs d log_alpha |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
     def row(name, mult, lam, runs):
-        vals = [mean(r[k] for r in runs) for k in ("true_kept", "nuisance_closed", "nuisance_exactly_closed",
-                                                    "median_abs_param_delta")]
+        vals = [
+            mean(r[k] for r in runs)
+            for k in ("true_kept", "nuisance_closed", "nuisance_exactly_closed", "median_abs_param_delta")
+        ]
         lines.append(f"| {name} | {mult} | {lam} | " + " | ".join(_fmt(v) for v in vals) + " |")
 
     for g in filt["grid"]:
         row("grid", g["gate_lr_mult"], g["lambda_ib"], g["runs"])
-    d = filt.get("default_knobs") or {"gate_lr_mult": StructLoRAConfig().gate_lr_mult,
-                                      "lambda_ib": StructLoRAConfig().lambda_ib}
+    d = filt.get("default_knobs") or {
+        "gate_lr_mult": StructLoRAConfig().gate_lr_mult,
+        "lambda_ib": StructLoRAConfig().lambda_ib,
+    }
     row("defaults of this run", d["gate_lr_mult"], d["lambda_ib"], filt["default"])
     row("old setup (x1 lr, wd on gates, init 0.674, IB mean)", 1, "1e-3 / L", filt["old_setup"])
-    lines += ["", "**(b) Coordinator** (6 layers, updates rotating smoothly with depth, 32 noisy samples per layer). "
-              f"Relative error of the merged update vs the truth; lr tuned per method on seeds {coord['tune_seeds']}, "
-              f"reported on seeds {coord['report_seeds']}.", "",
-              "| method | best lr | error per reporting seed | mean |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "**(b) Coordinator** (6 layers, updates rotating smoothly with depth, 32 noisy samples per layer). "
+        f"Relative error of the merged update vs the truth; lr tuned per method on seeds {coord['tune_seeds']}, "
+        f"reported on seeds {coord['report_seeds']}.",
+        "",
+        "| method | best lr | error per reporting seed | mean |",
+        "|---|---|---|---|",
+    ]
     for m, errs in coord["report"].items():
         lines.append(f"| {m} | {coord['best_lr'][m]} | {', '.join(_fmt(e) for e in errs)} | {_fmt(mean(errs))} |")
     return "\n".join(lines)
@@ -99,13 +124,21 @@ def main(argv: list[str] | None = None) -> int:
     mults = [1.0, 300.0] if args.quick else [1.0, 30.0, 100.0, 300.0]
     lams = [1e-2] if args.quick else [1e-3, 3e-3, 1e-2]
     filt = run_filter_grid(seeds, mults, lams)
-    coord = run_coordinator_study([0] if args.quick else [0, 1, 2, 3], [10] if args.quick else [10, 11, 12],
-                                  [1e-2, 3e-2] if args.quick else [3e-3, 1e-2, 3e-2, 1e-1])
+    coord = run_coordinator_study(
+        [0] if args.quick else [0, 1, 2, 3],
+        [10] if args.quick else [10, 11, 12],
+        [1e-2, 3e-2] if args.quick else [3e-3, 1e-2, 3e-2, 1e-1],
+    )
     md = markdown(filt, coord)
     print(md)
     if not args.quick:
-        record_result("planted_problems", "Planted problems: IB filter and coordinator (issue 11)",
-                      {"filter": filt, "coordinator": coord}, md, seeds=seeds)
+        record_result(
+            "planted_problems",
+            "Planted problems: IB filter and coordinator",
+            {"filter": filt, "coordinator": coord},
+            md,
+            seeds=seeds,
+        )
     return 0
 
 

@@ -1,4 +1,5 @@
 """PNG figures of the experiments (matplotlib, Agg): curves, geometry per method, gate maps."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,12 +25,22 @@ def curve(table: Table, result: dict[str, Any], out: Path) -> Path:
     task = result["tasks"][0]
     fig, (ax, axp) = plt.subplots(1, 2, figsize=(9, 3.4))
     for fam, method, color in (("LoRA", "lora", "tab:blue"), ("StructLoRA", "structlora", "tab:red")):
-        pts = sorted((getattr(r["variant"], table.curve), summarize(list(per_seed(r, task, "score").values())))
-                     for r in result["rows"].values() if r["variant"].method == method and task in r["tasks"])
+        pts = sorted(
+            (getattr(r["variant"], table.curve), summarize(list(per_seed(r, task, "score").values())))
+            for r in result["rows"].values()
+            if r["variant"].method == method and task in r["tasks"]
+        )
         if pts:
             xs = [p[0] for p in pts]
-            ax.errorbar(xs, [p[1].mean for p in pts], yerr=[p[1].std for p in pts], marker="o", capsize=3,
-                        label=fam, color=color)
+            ax.errorbar(
+                xs,
+                [p[1].mean for p in pts],
+                yerr=[p[1].std for p in pts],
+                marker="o",
+                capsize=3,
+                label=fam,
+                color=color,
+            )
         paper = table.paper.get(fam, {})
         if paper:
             axp.plot(sorted(paper), [paper[k] for k in sorted(paper)], marker="s", ls="--", color=color, label=fam)
@@ -53,8 +64,10 @@ def geometry(result: dict[str, Any], out: Path) -> Path:
     task = result["tasks"][0]
     labels = [lab for lab, r in result["rows"].items() if task in r["tasks"]]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, key, title in ((axes[0], "drift_energy", "drift energy Σ‖ΔW_l − ΔW_l+1‖² (↓)"),
-                           (axes[1], "cos_adj", "adjacent-layer cosine CosAdj (↑)")):
+    for ax, key, title in (
+        (axes[0], "drift_energy", "drift energy Σ‖ΔW_l − ΔW_l+1‖² (↓)"),
+        (axes[1], "cos_adj", "adjacent-layer cosine CosAdj (↑)"),
+    ):
         stats = [summarize(list(per_seed(result["rows"][lab], task, key).values())) for lab in labels]
         ax.bar(range(len(labels)), [s.mean for s in stats], yerr=[s.std for s in stats], capsize=3, color="tab:gray")
         ax.set_xticks(range(len(labels)), [lab.replace(" (", "\n(") for lab in labels], fontsize=7, rotation=20)
@@ -84,8 +97,11 @@ def gate_maps(result: dict[str, Any], out: Path, seed: int = 0) -> Path | None:
         im = ax.imshow(values, aspect="auto", vmin=0, vmax=1, cmap="viridis")
         ax.set_title(lab, fontsize=8)
         ax.set_xlabel("direction k")
-        ax.set_yticks(range(len(names)), [n.replace("model.", "").replace(".self_attn", "") for n in names]
-                      if ax is axes[0][0] else [], fontsize=5)
+        ax.set_yticks(
+            range(len(names)),
+            [n.replace("model.", "").replace(".self_attn", "") for n in names] if ax is axes[0][0] else [],
+            fontsize=5,
+        )
     fig.colorbar(im, ax=axes[0].tolist(), fraction=0.02)
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)

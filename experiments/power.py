@@ -1,9 +1,10 @@
-"""What every table must show before it is read (issue 11): can it tell, and did anything move?
+"""What every table must show before it is read: can it tell, and did anything move?
 
 - the LoRA-vs-base margin per endpoint in paired-std units (experiments.base_margin; bar 10x);
 - the minimum detectable effect of its comparisons (report.claims, 80 % power, paired, Holm's alpha/m);
 - the median |change of the eval gates| of each StructLoRA row (did the filter do anything?).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -32,9 +33,12 @@ def gate_moves(run: dict[str, Any]) -> dict[str, float] | None:
         return None
     params = moved.get("gate_param_delta") or {}
     first = next(iter(params.values()), {})
-    return {"median_abs_delta_eval_gate": float(delta["median_abs"]),
-            "mean_abs_delta_eval_gate": delta.get("mean_abs"), "median_abs_delta_gate_param": first.get("median_abs"),
-            "open_fraction_end": (moved.get("open_fraction") or {}).get("final")}
+    return {
+        "median_abs_delta_eval_gate": float(delta["median_abs"]),
+        "mean_abs_delta_eval_gate": delta.get("mean_abs"),
+        "median_abs_delta_gate_param": first.get("median_abs"),
+        "open_fraction_end": (moved.get("open_fraction") or {}).get("final"),
+    }
 
 
 def gate_shift(run: dict[str, Any]) -> tuple[float | None, str]:
@@ -73,8 +77,9 @@ def row_gate_shift(row: dict[str, Any], task: str) -> tuple[float | None, str, d
     return (statistics.median(vals) if vals else None), ", ".join(sorted(srcs)), extra
 
 
-def table_extras(table: Table, result: dict[str, Any], suite: SuiteConfig,
-                 claim_rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+def table_extras(
+    table: Table, result: dict[str, Any], suite: SuiteConfig, claim_rows: list[dict[str, Any]]
+) -> tuple[str, dict[str, Any]]:
     """Markdown paragraph + JSON data: margins, MDEs, gate movement."""
     from .base_margin import base_score, margin, margin_markdown
 
@@ -97,8 +102,10 @@ def table_extras(table: Table, result: dict[str, Any], suite: SuiteConfig,
         m = claim_rows[0]["holm_m"]
         score = [c["mde"] for c in claim_rows if c["quantity"] == "score" and c["mde"] == c["mde"]]
         if score:
-            lines.append(f"MDE of the score comparisons (80 % power, paired, α = 0.05/{m}): "
-                         f"{min(score):.3g} to {max(score):.3g} (per claim below).")
+            lines.append(
+                f"MDE of the score comparisons (80 % power, paired, α = 0.05/{m}): "
+                f"{min(score):.3g} to {max(score):.3g} (per claim below)."
+            )
     if gates:
         lines.append(gate_markdown(gates))
     data = {"margins": margins, "gate_shift": gates, "mde": mdes}
@@ -122,6 +129,7 @@ MECHANICAL_TABLES = ("regularizers", "ablation")
 
 def gate_markdown(gates: dict[str, dict[str, dict[str, Any]]]) -> str:
     """One line: per StructLoRA row, what its gates did (medians over seeds)."""
+
     def cell(g: dict[str, Any]) -> str:
         if g["median_abs_delta_eval_gate"] is None:
             return "n/a"
@@ -137,5 +145,7 @@ def gate_markdown(gates: dict[str, dict[str, dict[str, Any]]]) -> str:
 
     cells = [f"{lab}: {t} {cell(g)}" for lab, ts in gates.items() for t, g in ts.items()]
     srcs = sorted({g["source"] for ts in gates.values() for g in ts.values()})
-    return ("Gate movement, init → end, median over seeds (|Δ eval gate| median (mean; |Δ gate parameter| in its "
-            "own units; fraction of directions open at the end); " + "; ".join(srcs) + "): " + "; ".join(cells) + ".")
+    return (
+        "Gate movement, init → end, median over seeds (|Δ eval gate| median (mean; |Δ gate parameter| in its "
+        "own units; fraction of directions open at the end); " + "; ".join(srcs) + "): " + "; ".join(cells) + "."
+    )

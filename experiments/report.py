@@ -1,4 +1,5 @@
 """Turn a table's cached run results into numbers, claims and a markdown table (never typed by hand)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,28 +10,51 @@ from .tables import Table
 
 # (a, b, quantity, expected sign of a - b in the paper). Labels missing from a (quick) run are skipped.
 COMPARISONS: dict[str, list[tuple[str, str, str, int]]] = {
-    "main": [("StructLoRA", "LoRA", "score", 1), ("StructLoRA", "DoRA", "score", 1),
-             ("StructLoRA", "AdaLoRA", "score", 1), ("StructLoRA", "LoRA-Dropout", "score", 1)],
-    "ablation": [("StructLoRA", "w/o IB (filter=none)", "score", 1),
-                 ("StructLoRA", "w/o GNN (coordinator=none)", "score", 1),
-                 ("w/o GNN (coordinator=none)", "w/o IB (filter=none)", "score", 1),
-                 ("w/o both (filter=none, coordinator=none)", "LoRA", "score", 0),
-                 ("StructLoRA", "learned scale, no IB (lambda_ib=0)", "score", 1)],
+    "main": [
+        ("StructLoRA", "LoRA", "score", 1),
+        ("StructLoRA", "DoRA", "score", 1),
+        ("StructLoRA", "AdaLoRA", "score", 1),
+        ("StructLoRA", "LoRA-Dropout", "score", 1),
+    ],
+    "ablation": [
+        ("StructLoRA", "w/o IB (filter=none)", "score", 1),
+        ("StructLoRA", "w/o GNN (coordinator=none)", "score", 1),
+        ("w/o GNN (coordinator=none)", "w/o IB (filter=none)", "score", 1),
+        ("w/o both (filter=none, coordinator=none)", "LoRA", "score", 0),
+        ("StructLoRA", "learned scale, no IB (lambda_ib=0)", "score", 1),
+    ],
     "gnn_depth": [("1-layer GNN", "2-layer GNN", "score", 1), ("1-layer GNN", "3-layer GNN", "score", 1)],
     "graph": [("graph=hybrid", "graph=adjacency", "score", 1), ("graph=hybrid", "graph=similarity", "score", 1)],
-    "filter": [("filter=ib", "filter=topk_norm", "score", 1), ("filter=topk_norm", "filter=random", "score", 1),
-               ("filter=ib", "filter=random", "score", 1)],
-    "defaults": [(lab, "StructLoRA", "val", 0) for lab in (
-        "learned scale, no IB (lambda_ib=0)", "lambda_ib=0.0001", "lambda_ib=0.01", "gate_lr_mult=10.0",
-        "gate_lr_mult=1000.0", "modulation=normalized", "gate_noise=none", "smooth_edges=same_shape")],
-    "regularizers": [("StructLoRA", "LoRA+Cos", "score", 1), ("StructLoRA", "LoRA+Lap", "score", 1),
-                     ("LoRA+GNN (filter=none)", "LoRA+Cos", "score", 1),
-                     ("LoRA+GNN (filter=none)", "LoRA+Lap", "score", 1),
-                     ("LoRA+Cos", "LoRA", "drift_energy", -1), ("LoRA+Lap", "LoRA", "drift_energy", -1),
-                     ("LoRA+GNN (filter=none)", "LoRA", "drift_energy", -1),
-                     ("LoRA+GNN (filter=none)", "LoRA+Lap", "drift_energy", -1),
-                     ("LoRA+GNN (filter=none)", "LoRA", "cos_adj", 1),
-                     ("LoRA+GNN (filter=none)", "LoRA+Lap", "cos_adj", 1)],
+    "filter": [
+        ("filter=ib", "filter=topk_norm", "score", 1),
+        ("filter=topk_norm", "filter=random", "score", 1),
+        ("filter=ib", "filter=random", "score", 1),
+    ],
+    "defaults": [
+        (lab, "StructLoRA", "val", 0)
+        for lab in (
+            "learned scale, no IB (lambda_ib=0)",
+            "lambda_ib=0.0001",
+            "lambda_ib=0.01",
+            "gate_lr_mult=10.0",
+            "gate_lr_mult=1000.0",
+            "modulation=normalized",
+            "gate_noise=none",
+            "smooth_edges=same_shape",
+        )
+    ],
+    "regularizers": [
+        ("StructLoRA", "LoRA+Cos", "score", 1),
+        ("StructLoRA", "LoRA+Lap", "score", 1),
+        ("LoRA+GNN (filter=none)", "LoRA+Cos", "score", 1),
+        ("LoRA+GNN (filter=none)", "LoRA+Lap", "score", 1),
+        ("LoRA+Cos", "LoRA", "drift_energy", -1),
+        ("LoRA+Lap", "LoRA", "drift_energy", -1),
+        ("LoRA+GNN (filter=none)", "LoRA", "drift_energy", -1),
+        ("LoRA+GNN (filter=none)", "LoRA+Lap", "drift_energy", -1),
+        ("LoRA+GNN (filter=none)", "LoRA", "cos_adj", 1),
+        ("LoRA+GNN (filter=none)", "LoRA+Lap", "cos_adj", 1),
+    ],
 }
 
 
@@ -58,8 +82,13 @@ def lora_reference(table: Table, label: str, rows: dict[str, Any]) -> str | None
 def comparisons(table: Table, rows: dict[str, Any], tasks: list[str]) -> list[tuple[str, str, str, int]]:
     """The paper's claims of this table that the run can test; else each variant vs LoRA (quick runs)."""
     if table.curve:
-        return [(lab, ref, "score", 1) for lab in rows if rows[lab]["variant"].method == "structlora"
-                for ref in [lora_reference(table, lab, rows)] if ref]
+        return [
+            (lab, ref, "score", 1)
+            for lab in rows
+            if rows[lab]["variant"].method == "structlora"
+            for ref in [lora_reference(table, lab, rows)]
+            if ref
+        ]
     specific = [c for c in COMPARISONS.get(table.name, []) if c[0] in rows and c[1] in rows]
     if specific or "LoRA" not in rows:
         return specific
@@ -83,8 +112,21 @@ def claims(table: Table, rows: dict[str, Any], tasks: list[str]) -> list[dict[st
             va, vb = per_seed(rows[a], task, qty), per_seed(rows[b], task, qty)
             test = paired_ttest(va, vb)
             n, sd = diff_std(va, vb)
-            out.append({"a": a, "b": b, "task": task, "quantity": qty, "paper_sign": sign, "n": test.n,
-                        "mean_diff": test.mean_diff, "t": test.t, "p": test.p, "note": test.note, "sd_diff": sd})
+            out.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "task": task,
+                    "quantity": qty,
+                    "paper_sign": sign,
+                    "n": test.n,
+                    "mean_diff": test.mean_diff,
+                    "t": test.t,
+                    "p": test.p,
+                    "note": test.note,
+                    "sd_diff": sd,
+                }
+            )
     m = sum(1 for c in out if c["p"] is not None)
     for c, p_holm in zip(out, holm([c["p"] for c in out])):
         c["p_holm"], c["holm_m"] = p_holm, m
@@ -118,14 +160,17 @@ def markdown(table: Table, result: dict[str, Any], suite: SuiteConfig, claim_row
                 cells.append("—")
                 continue
             if row["tasks"][t].get("error"):
-                cells.append("failed (every lr; see results/*.failed.txt)")
+                not_run = row["tasks"][t]["error"].startswith("not run")
+                cells.append("not run" if not_run else "failed (every lr; see results/*.failed.txt)")
                 lrs.append("—")
                 continue
             n_failed = sum(1 for r in row["tasks"][t]["runs"].values() if r.get("failed") and r["failed"] != NOT_RUN)
             n_missing = sum(1 for r in row["tasks"][t]["runs"].values() if r.get("failed") == NOT_RUN)
-            cells.append(summarize(list(per_seed(row, t, "score").values())).fmt(2)
-                         + (f" ({n_failed} run(s) failed)" if n_failed else "")
-                         + (f" ({n_missing} seed(s) not run)" if n_missing else ""))
+            cells.append(
+                summarize(list(per_seed(row, t, "score").values())).fmt(2)
+                + (f" ({n_failed} run(s) failed)" if n_failed else "")
+                + (f" ({n_missing} seed(s) not run)" if n_missing else "")
+            )
             ref = lora_reference(table, label, rows)
             if ref and ref != label:
                 deltas.append(paired_ttest(per_seed(row, t, "score"), per_seed(rows[ref], t, "score")).fmt())
@@ -136,9 +181,16 @@ def markdown(table: Table, result: dict[str, Any], suite: SuiteConfig, claim_row
             cells += [_geom(row, t0, "drift_energy"), _geom(row, t0, "cos_adj")]
         cells.append(_paper_cell(table, row["variant"], label))
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", tuning_line(result, suite), "", seeds_line(table, result, suite), "",
-              "Claims (paired two-sided t-test over seeds, Holm-corrected over the table's tests, α = 0.05; "
-              "MDE = smallest true difference detected with 80 % power at α/m):", ""]
+    lines += [
+        "",
+        tuning_line(result, suite),
+        "",
+        seeds_line(table, result, suite),
+        "",
+        "Claims (paired two-sided t-test over seeds, Holm-corrected over the table's tests, α = 0.05; "
+        "MDE = smallest true difference detected with 80 % power at α/m):",
+        "",
+    ]
     lines += claim_lines(claim_rows) or ["- no comparison available in this run"]
     return "\n".join(lines)
 
@@ -161,9 +213,11 @@ def tuning_line(result: dict[str, Any], suite: SuiteConfig) -> str:
             vals = ", ".join(f"{lr:g}: {s:.2f}" for lr, s in sorted(tuned.val_scores.items()))
             where = "interior optimum" if tuned.interior else "**edge of the grid: not bracketed**"
             parts.append(f"{task}/{fam} → {tuned.lr:g}, {where} (val {vals})")
-    return (f"lr picked on the validation split (tuning seed {suite.tune_seed}, never reported; initial grid "
-            f"{{{', '.join(f'{x:g}' for x in suite.lr_grid)}}}, grown in the 1-2-5 series while the best lr is at an "
-            f"edge; {suite.max_steps} steps x batch {suite.batch_size}): " + "; ".join(parts))
+    return (
+        f"lr picked on the validation split (tuning seed {suite.tune_seed}, never reported; initial grid "
+        f"{{{', '.join(f'{x:g}' for x in suite.lr_grid)}}}, grown in the 1-2-5 series while the best lr is at an "
+        f"edge; {suite.max_steps} steps x batch {suite.batch_size}): " + "; ".join(parts)
+    )
 
 
 def seeds_line(table: Table, result: dict[str, Any], suite: SuiteConfig) -> str:
@@ -175,20 +229,22 @@ def seeds_line(table: Table, result: dict[str, Any], suite: SuiteConfig) -> str:
             by_seeds.setdefault(tuple(sorted(d["runs"])), []).append(label)
             commits.update(str(r.get("git_commit") or "unrecorded") for r in d["runs"].values())
     parts = [f"{list(s)} for {', '.join(dict.fromkeys(labels))}" for s, labels in by_seeds.items()]
-    return (f"Reporting seeds (test split): {'; '.join(parts)}. Runs trained at commit(s) "
-            f"{', '.join(sorted(commits))}.")
+    return f"Reporting seeds (test split): {'; '.join(parts)}. Runs trained at commit(s) {', '.join(sorted(commits))}."
 
 
 def claim_lines(claim_rows: list[dict[str, Any]]) -> list[str]:
     out = []
     for c in claim_rows:
         exp = {1: ">", -1: "<", 0: "="}[c["paper_sign"]]
-        stat = f"Δ = {c['mean_diff']:+.4g}" + (f", p = {c['p']:.3f}, Holm p = {c['p_holm']:.3f}"
-                                               if c.get("p_holm") is not None else "")
+        stat = f"Δ = {c['mean_diff']:+.4g}" + (
+            f", p = {c['p']:.3f}, Holm p = {c['p_holm']:.3f}" if c.get("p_holm") is not None else ""
+        )
         if c.get("mde") == c.get("mde"):  # not NaN
             stat += f", MDE {c['mde']:.3g}"
-        out.append(f"- {c['task']} {c['quantity']}: paper says {c['a']} {exp} {c['b']}; measured {stat} "
-                   f"(n={c['n']}) → **{c['verdict']}**")
+        out.append(
+            f"- {c['task']} {c['quantity']}: paper says {c['a']} {exp} {c['b']}; measured {stat} "
+            f"(n={c['n']}) → **{c['verdict']}**"
+        )
     return out
 
 
@@ -196,22 +252,37 @@ def table_data(result: dict[str, Any], claim_rows: list[dict[str, Any]], suite: 
     """Raw numbers for docs/results/<name>.json."""
     rows = {}
     for label, row in result["rows"].items():
-        rows[label] = {t: {"lr": d["lr"], "error": d.get("error"), "test": per_seed(row, t, "score"),
-                           "val": {s: r["val"]["score"] for s, r in d["runs"].items()},
-                           "drift_energy": per_seed(row, t, "drift_energy"), "cos_adj": per_seed(row, t, "cos_adj"),
-                           "run_keys": {s: r["key"] for s, r in d["runs"].items()},
-                           "train_s": {s: r["train_s"] for s, r in d["runs"].items()},
-                           "failed": {s: r["failed"] for s, r in d["runs"].items() if r.get("failed")}}
-                       for t, d in row["tasks"].items()}
+        rows[label] = {
+            t: {
+                "lr": d["lr"],
+                "error": d.get("error"),
+                "test": per_seed(row, t, "score"),
+                "val": {s: r["val"]["score"] for s, r in d["runs"].items()},
+                "drift_energy": per_seed(row, t, "drift_energy"),
+                "cos_adj": per_seed(row, t, "cos_adj"),
+                "run_keys": {s: r["key"] for s, r in d["runs"].items()},
+                "train_s": {s: r["train_s"] for s, r in d["runs"].items()},
+                "failed": {s: r["failed"] for s, r in d["runs"].items() if r.get("failed")},
+            }
+            for t, d in row["tasks"].items()
+        }
     tuned = {t: {f: {"lr": x.lr, "val": x.val_scores} for f, x in fams.items()} for t, fams in result["tuned"].items()}
-    return {"suite": suite.to_dict(), "rows": rows, "tuned": tuned, "claims": claim_rows,
-            "paper": {k: v for k, v in result["table"].paper.items()}, "paper_claim": result["table"].claim}
+    return {
+        "suite": suite.to_dict(),
+        "rows": rows,
+        "tuned": tuned,
+        "claims": claim_rows,
+        "paper": {k: v for k, v in result["table"].paper.items()},
+        "paper_claim": result["table"].claim,
+    }
 
 
 def summary_markdown(records: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """One line per tested paper claim over every table recorded so far (plain verdicts)."""
-    lines = ["| table | claim (paper) | task | measured Δ (a − b) | p (Holm) | MDE | n | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| table | claim (paper) | task | measured Δ (a − b) | p (Holm) | MDE | n | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     counts: dict[str, int] = {}
     for name, rec in sorted(records.items()):
         for c in rec["data"].get("claims", []):
@@ -219,8 +290,10 @@ def summary_markdown(records: dict[str, dict[str, Any]]) -> tuple[str, dict[str,
             p = f"{c['p']:.3f}" if c["p"] is not None else "—"
             p += f" ({c['p_holm']:.3f})" if c.get("p_holm") is not None else ""
             mde = f"{c['mde']:.3g}" if c.get("mde") is not None and c["mde"] == c["mde"] else "—"
-            lines.append(f"| {name.removeprefix('experiments_')} | {c['a']} {exp} {c['b']} ({c['quantity']}) | "
-                         f"{c['task']} | {c['mean_diff']:+.3g} | {p} | {mde} | {c['n']} | {c['verdict']} |")
+            lines.append(
+                f"| {name.removeprefix('experiments_')} | {c['a']} {exp} {c['b']} ({c['quantity']}) | "
+                f"{c['task']} | {c['mean_diff']:+.3g} | {p} | {mde} | {c['n']} | {c['verdict']} |"
+            )
             counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
     tally = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "no claim tested yet"
     from .tables import ORDER

@@ -11,6 +11,7 @@ run reseeds everything through the trainer.
 Cache: ``<out_root>/results/<key>.json`` is written atomically after a run is fully evaluated, so
 an interrupted suite resumes at the first run without a result (its partial run dir is wiped).
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,6 +35,7 @@ def git_commit() -> str | None:
 
     return commit()
 
+
 logger = logging.getLogger("experiments")
 
 
@@ -55,10 +57,17 @@ def evaluate_run(spec: RunSpec, suite: SuiteConfig, out: Path, split: str) -> di
     from llava_structlora.evaluation.config import EvalConfig
     from llava_structlora.evaluation.run import evaluate
 
-    cfg = EvalConfig(task=spec.task, model=str(suite.base_dir), data_root=str(suite.out_root / "eval_data"),
-                     output_dir=str(out / f"eval_{split}"), split=split, adapter=str(out / "adapter"),
-                     batch_size=suite.eval_batch_size, overwrite=True,
-                     meteor=False)  # ~16 s of Java per scoring; the tables report CIDEr
+    cfg = EvalConfig(
+        task=spec.task,
+        model=str(suite.base_dir),
+        data_root=str(suite.out_root / "eval_data"),
+        output_dir=str(out / f"eval_{split}"),
+        split=split,
+        adapter=str(out / "adapter"),
+        batch_size=suite.eval_batch_size,
+        overwrite=True,
+        meteor=False,
+    )  # ~16 s of Java per scoring; the tables report CIDEr
     metrics = evaluate(cfg)
     key = METRIC[spec.task]
     if metrics.get(key) is None:
@@ -94,7 +103,7 @@ def _what_moved(out: Path, base_dir: Path) -> dict[str, Any] | None:
 
     from llava_structlora import structlora as sl
 
-    if not hasattr(sl, "structlora_moved"):  # a code state without the record (before issue 11)
+    if not hasattr(sl, "structlora_moved"):  # a code state without the record (before the what-moved record existed)
         return None
     model = LlavaForConditionalGeneration.from_pretrained(str(base_dir), dtype=torch.float32)
     sl.load_structlora(model, out / "structlora")
@@ -121,9 +130,16 @@ def execute(spec: RunSpec, suite: SuiteConfig) -> dict[str, Any]:
         logger.error("run %s FAILED: %s: %s", spec.key(suite), type(exc).__name__, exc)
         atomic_write_text(result_path(spec, suite).with_suffix(".failed.txt"), traceback.format_exc())
         nan = {"score": float("nan"), "metrics": {}}
-        return {"key": spec.key(suite), "failed": f"{type(exc).__name__}: {exc}", "val": nan, "test": nan,
-                "geometry": {"drift_energy": float("nan"), "cos_adj": float("nan")},
-                "structlora_diagnostics": None, "train_s": float("nan"), "total_s": float("nan")}
+        return {
+            "key": spec.key(suite),
+            "failed": f"{type(exc).__name__}: {exc}",
+            "val": nan,
+            "test": nan,
+            "geometry": {"drift_energy": float("nan"), "cos_adj": float("nan")},
+            "structlora_diagnostics": None,
+            "train_s": float("nan"),
+            "total_s": float("nan"),
+        }
 
 
 def _execute(spec: RunSpec, suite: SuiteConfig) -> dict[str, Any]:
@@ -141,14 +157,21 @@ def _execute(spec: RunSpec, suite: SuiteConfig) -> dict[str, Any]:
     skipped = {"score": None, "skipped": "tuning-seed runs are scored on val, reporting seeds on test"}
     val, test = (evaluate_run(spec, suite, out, s) if s in spec.splits(suite) else skipped for s in ("val", "test"))
     result = {
-        "key": spec.key(suite), "spec": {**spec.__dict__, "overrides": dict(spec.overrides)},
-        "suite": suite.to_dict(), "val": val, "test": test, "git_commit": git_commit(),
+        "key": spec.key(suite),
+        "spec": {**spec.__dict__, "overrides": dict(spec.overrides)},
+        "suite": suite.to_dict(),
+        "val": val,
+        "test": test,
+        "git_commit": git_commit(),
         "geometry": adapter_stats(suite.base_dir, out / "adapter"),
-        "structlora_diagnostics": _structlora_diagnostics(out), "what_moved": _what_moved(out, suite.base_dir),
-        "final_loss": run_json.get("final_loss"), "global_step": run_json.get("global_step"),
-        "train_s": round(t_train, 1), "total_s": round(time.time() - t0, 1), "run_dir": str(out),
+        "structlora_diagnostics": _structlora_diagnostics(out),
+        "what_moved": _what_moved(out, suite.base_dir),
+        "final_loss": run_json.get("final_loss"),
+        "global_step": run_json.get("global_step"),
+        "train_s": round(t_train, 1),
+        "total_s": round(time.time() - t0, 1),
+        "run_dir": str(out),
     }
     atomic_write_json(result_path(spec, suite), result)
-    logger.info("done %s: val %s test %s (%.0f s)", spec.key(suite), val["score"], test["score"],
-                result["total_s"])
+    logger.info("done %s: val %s test %s (%.0f s)", spec.key(suite), val["score"], test["score"], result["total_s"])
     return result

@@ -1,16 +1,17 @@
 """Mean ± std over seeds and the paper's paired two-sided t-test against LoRA."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True)
 class Summary:
     n: int
     mean: float
-    std: float          # sample std (ddof=1); 0 for one seed
+    std: float  # sample std (ddof=1); 0 for one seed
 
     def fmt(self, digits: int = 1) -> str:
         if self.n == 0:
@@ -45,8 +46,9 @@ def paired_ttest(values: dict[int, float], reference: dict[int, float]) -> Paire
     """scipy.stats.ttest_rel over the seeds both runs have (two-sided), as the paper reports."""
     from scipy.stats import ttest_rel
 
-    seeds = sorted(s for s in set(values) & set(reference)
-                   if _finite(values[s]) and _finite(reference[s]))  # failed runs are NaN
+    seeds = sorted(
+        s for s in set(values) & set(reference) if _finite(values[s]) and _finite(reference[s])
+    )  # failed runs are NaN
     a = [values[s] for s in seeds]
     b = [reference[s] for s in seeds]
     if len(seeds) < 2:
@@ -97,7 +99,7 @@ def mde_paired(sd_diff: float, n: int, alpha: float = 0.05, power: float = 0.8) 
     def gap(d: float) -> float:
         nc = d * math.sqrt(n) / sd_diff
         pw = float(nct.sf(crit, df, nc) + nct.cdf(-crit, df, nc))
-        return (1.0 if math.isnan(pw) else pw) - power   # scipy's nct gives NaN far in the tail (power ~ 1)
+        return (1.0 if math.isnan(pw) else pw) - power  # scipy's nct gives NaN far in the tail (power ~ 1)
 
     hi = sd_diff
     while gap(hi) < 0:

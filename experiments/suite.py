@@ -4,6 +4,7 @@ Two suites: ``full`` (what docs/RESULTS.md reports; sized to fit <= 2 h on the 2
 see docs/experiments.md) and ``quick`` (a CI-size check of the whole harness, < 3 min). They
 differ only in data preset, steps, seeds, lr grid, evaluation size and which variants run.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,9 +20,9 @@ from recipes.layout import RepoLayout
 
 LAYOUT = RepoLayout.checkout()
 REPO = LAYOUT.root
-METRIC = {"coco": "CIDEr", "vqav2": "overall", "gqa": "accuracy"}     # key in the evaluation's metrics
+METRIC = {"coco": "CIDEr", "vqav2": "overall", "gqa": "accuracy"}  # key in the evaluation's metrics
 METRIC_LABEL = {"coco": "CIDEr (x100)", "vqav2": "VQA acc (%)", "gqa": "GQA acc (%)"}
-METRIC_SCALE = {"coco": 100.0, "vqav2": 1.0, "gqa": 1.0}               # CIDEr 1.162 -> 116.2 as in the paper
+METRIC_SCALE = {"coco": 100.0, "vqav2": 1.0, "gqa": 1.0}  # CIDEr 1.162 -> 116.2 as in the paper
 
 
 @dataclass(frozen=True)
@@ -29,19 +30,19 @@ class SuiteConfig:
     """Everything that is the same for every run of a suite (the fairness contract)."""
 
     name: str = "full"
-    preset: str = "default"                 # shapes-world data + tiny-base preset
-    world_seed: int = 0                     # shapes-world seed: != 0 builds its own world + base (--world-seed)
+    preset: str = "default"  # shapes-world data + tiny-base preset
+    world_seed: int = 0  # shapes-world seed: != 0 builds its own world + base (--world-seed)
     max_steps: int = 200
     batch_size: int = 16
-    seeds: tuple[int, ...] = tuple(range(8))        # reporting seeds of the headline tables (test split)
-    minor_seeds: int = 3                    # non-headline tables use the first N reporting seeds
-    lr_grid: tuple[float, ...] = (5e-4, 1e-3, 2e-3)     # initial grid; tuning grows it until bracketed
-    tune_seed: int = 100                    # lr picked on the validation split with this seed (never reported)
-    val_limit: int | None = 300             # questions scored for lr selection
-    test_limit: int | None = None           # None = the whole test split
+    seeds: tuple[int, ...] = tuple(range(8))  # reporting seeds of the headline tables (test split)
+    minor_seeds: int = 3  # non-headline tables use the first N reporting seeds
+    lr_grid: tuple[float, ...] = (5e-4, 1e-3, 2e-3)  # initial grid; tuning grows it until bracketed
+    tune_seed: int = 100  # lr picked on the validation split with this seed (never reported)
+    val_limit: int | None = 300  # questions scored for lr selection
+    test_limit: int | None = None  # None = the whole test split
     eval_batch_size: int = 32
     tasks: tuple[str, ...] = ("coco", "vqav2", "gqa")
-    variants_per_table: int | None = None   # quick: keep only the first N variants / x values (+ LoRA)
+    variants_per_table: int | None = None  # quick: keep only the first N variants / x values (+ LoRA)
     threads: int = 2
 
     @property
@@ -83,9 +84,20 @@ class SuiteConfig:
 
 
 FULL = SuiteConfig()
-QUICK = SuiteConfig(name="quick", preset="smoke", max_steps=6, batch_size=8, seeds=(0, 1), minor_seeds=2,
-                    lr_grid=(2e-4, 5e-4), val_limit=24, test_limit=24, eval_batch_size=24, tasks=("coco",),
-                    variants_per_table=1)
+QUICK = SuiteConfig(
+    name="quick",
+    preset="smoke",
+    max_steps=6,
+    batch_size=8,
+    seeds=(0, 1),
+    minor_seeds=2,
+    lr_grid=(2e-4, 5e-4),
+    val_limit=24,
+    test_limit=24,
+    eval_batch_size=24,
+    tasks=("coco",),
+    variants_per_table=1,
+)
 
 
 @functools.lru_cache(maxsize=8)
@@ -94,7 +106,7 @@ def _stamp_digest(path: Path, mtime: float) -> str:
     refactor that writes the same world must not invalidate the cache; a changed world changes the input
     JSON hashes in the base's stamp, hence a new base and a new fingerprint)."""
     stamp = json.loads(path.read_text())
-    if "fingerprint" in stamp:      # data stamp: the preset + seed fingerprint
+    if "fingerprint" in stamp:  # data stamp: the preset + seed fingerprint
         return hash_jsonable({k: v for k, v in stamp["fingerprint"].items() if k != "sources"})
     return hash_jsonable(stamp.get("key", stamp))
 
@@ -127,24 +139,64 @@ class RunSpec:
         return ("val", "test") if self.method == "structlora" else ("test",)
 
     def key(self, suite: SuiteConfig) -> str:
-        ident = dataclasses.asdict(self) | {"steps": suite.max_steps, "batch": suite.batch_size,
-                                            "preset": suite.preset, "val_limit": suite.val_limit,
-                                            "test_limit": suite.test_limit, "artifacts": artifacts_fingerprint(suite)}
+        ident = dataclasses.asdict(self) | {
+            "steps": suite.max_steps,
+            "batch": suite.batch_size,
+            "preset": suite.preset,
+            "val_limit": suite.val_limit,
+            "test_limit": suite.test_limit,
+            "artifacts": artifacts_fingerprint(suite),
+        }
         tag = "-".join(f"{k}{v}" for k, v in self.overrides)
-        return (f"{self.task}-{self.method}-r{self.rank}-lr{self.lr:g}-f{self.data_fraction:g}"
-                f"{'-' + tag if tag else ''}-s{self.seed}-{hash_jsonable(ident)[:8]}")
+        return (
+            f"{self.task}-{self.method}-r{self.rank}-lr{self.lr:g}-f{self.data_fraction:g}"
+            f"{'-' + tag if tag else ''}-s{self.seed}-{hash_jsonable(ident)[:8]}"
+        )
 
     def train_argv(self, suite: SuiteConfig, out_dir: Path) -> list[str]:
         """Command-line flags of `python -m llava_structlora.train` for this run (single process)."""
-        argv = ["--model_name_or_path", str(suite.base_dir), "--task", self.task,
-                "--data_path", str(suite.data_root / self.task / "llava_train.json"),
-                "--data_root", str(suite.data_root), "--output_dir", str(out_dir),
-                "--method", self.method, "--lora_r", str(self.rank), "--lora_alpha", str(2 * self.rank),
-                "--learning_rate", str(self.lr), "--seed", str(self.seed), "--data_seed", str(self.seed),
-                "--data_fraction", str(self.data_fraction), "--max_steps", str(suite.max_steps),
-                "--per_device_train_batch_size", str(suite.batch_size),
-                "--save_strategy", "no", "--report_to", "none", "--run_eval", "false",
-                "--logging_steps", "5", "--plots", "false", "--disable_tqdm", "true"]
+        argv = [
+            "--model_name_or_path",
+            str(suite.base_dir),
+            "--task",
+            self.task,
+            "--data_path",
+            str(suite.data_root / self.task / "llava_train.json"),
+            "--data_root",
+            str(suite.data_root),
+            "--output_dir",
+            str(out_dir),
+            "--method",
+            self.method,
+            "--lora_r",
+            str(self.rank),
+            "--lora_alpha",
+            str(2 * self.rank),
+            "--learning_rate",
+            str(self.lr),
+            "--seed",
+            str(self.seed),
+            "--data_seed",
+            str(self.seed),
+            "--data_fraction",
+            str(self.data_fraction),
+            "--max_steps",
+            str(suite.max_steps),
+            "--per_device_train_batch_size",
+            str(suite.batch_size),
+            "--save_strategy",
+            "no",
+            "--report_to",
+            "none",
+            "--run_eval",
+            "false",
+            "--logging_steps",
+            "5",
+            "--plots",
+            "false",
+            "--disable_tqdm",
+            "true",
+        ]
         for k, v in self.overrides:
             argv += [f"--{k}", str(v)]
         return argv

@@ -5,6 +5,7 @@ seed ``tune_seed``) only for the five methods of the main table, per task; every
 reuses the lr picked for its *family* (``lr_from``) on the same task, so ablations differ from
 the full method in exactly one component and use the same budget (docs/experiments.md).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,10 +30,10 @@ class Variant:
     label: str
     method: str
     overrides: tuple[tuple[str, Any], ...] = ()
-    lr_from: str | None = None          # main-table method whose tuned lr this variant uses
+    lr_from: str | None = None  # main-table method whose tuned lr this variant uses
     rank: int = 8
     data_fraction: float = 1.0
-    headline: bool | None = None        # None: the table's; False: a minor variant (suite.minor_seeds seeds)
+    headline: bool | None = None  # None: the table's; False: a minor variant (suite.minor_seeds seeds)
 
     def __post_init__(self) -> None:
         kept = tuple((k, v) for k, v in self.overrides if DEFAULTS.get(k) != v)
@@ -49,10 +50,10 @@ class Table:
     title: str
     tasks: tuple[str, ...]
     variants: tuple[Variant, ...]
-    paper: dict[str, Any] = field(default_factory=dict)   # label -> paper number(s) (LLaVA-1.5-7B, COCO)
-    curve: str | None = None                              # "rank" | "data_fraction": plotted as a curve
+    paper: dict[str, Any] = field(default_factory=dict)  # label -> paper number(s) (LLaVA-1.5-7B, COCO)
+    curve: str | None = None  # "rank" | "data_fraction": plotted as a curve
     claim: str = ""
-    headline: bool = False                                # headline comparisons get every reporting seed
+    headline: bool = False  # headline comparisons get every reporting seed
 
     def seeds(self, v: Variant, suite) -> tuple[int, ...]:
         """Reporting seeds of one variant of this table."""
@@ -79,60 +80,151 @@ def _pair_over(attr: str, values: tuple, headline: tuple = ()) -> tuple[Variant,
     return tuple(out)
 
 
-TABLES: dict[str, Table] = {t.name: t for t in (
-    Table("main", "Main table: PEFT methods at r=8 (3 tasks)", ("coco", "vqav2", "gqa"),
-          (LORA, Variant("DoRA", "dora"), Variant("AdaLoRA", "adalora", headline=False),
-           Variant("LoRA-Dropout", "lora_dropout", headline=False), STRUCT),
-          paper={"LoRA": {"coco": 116.2, "vqav2": 73.5}, "DoRA": {"coco": 120.3, "vqav2": 75.0},
-                 "StructLoRA": {"coco": 122.9, "vqav2": 75.9}},
-          claim="StructLoRA beats LoRA and DoRA on COCO CIDEr (+6.7 / +2.6) and VQAv2 (+2.4 / +0.9)", headline=True),
-    Table("rank", "Rank table (COCO captions)", ("coco",), _pair_over("rank", (2, 4, 8, 16, 32), (2, 4, 8)),
-          paper={"LoRA": {2: 111.2, 4: 113.8, 8: 116.2, 16: 118.1, 32: 119.0},
-                 "StructLoRA": {2: 114.3, 4: 117.0, 8: 122.4, 16: 123.6, 32: 123.9}},
-          curve="rank", claim="StructLoRA > LoRA at every rank, by +3.1 to +6.2 CIDEr", headline=True),
-    Table("data", "Low-data table (COCO captions)", ("coco",), _pair_over("data_fraction", (0.1, 0.25, 0.5, 1.0), (0.1, 1.0)),
-          paper={"LoRA": {0.1: 100.2, 0.25: 108.3, 0.5: 114.0, 1.0: 116.2},
-                 "StructLoRA": {0.1: 103.7, 0.25: 112.4, 0.5: 117.9, 1.0: 122.4}},
-          curve="data_fraction", claim="StructLoRA > LoRA at every data fraction, by +3.5 to +6.2 CIDEr",
-          headline=True),
-    Table("ablation", "Component ablations (COCO captions)", ("coco",),
-          (STRUCT, Variant("w/o IB (filter=none)", "structlora", (NONE_IB,), "structlora"),
-           Variant("w/o GNN (coordinator=none)", "structlora", (NONE_GNN,), "structlora"),
-           Variant("w/o both (filter=none, coordinator=none)", "structlora", (NONE_IB, NONE_GNN), "structlora"), LORA,
-           LAMBDA0),
-          paper={"StructLoRA": 122.4, "w/o IB (filter=none)": 117.8, "w/o GNN (coordinator=none)": 119.4,
-                 "w/o both (filter=none, coordinator=none)": 116.2, "LoRA": 116.2},
-          claim="removing IB costs most (-4.6), removing the GNN -3.0; without both = LoRA", headline=True),
-    Table("gnn_depth", "GNN depth (COCO captions)", ("coco",),
-          tuple(Variant(f"{d}-layer GNN", "structlora", (("gnn_layers", d),), "structlora") for d in (1, 2, 3)) + (LORA,),
-          paper={"1-layer GNN": "best (BoolQ 81.3)", "2-layer GNN": "BoolQ 80.4", "3-layer GNN": "BoolQ 79.7"},
-          claim="1 layer is best; 2-3 layers over-smooth (paper: BoolQ only)"),
-    Table("graph", "Graph construction (COCO captions)", ("coco",),
-          tuple(Variant(f"graph={g}", "structlora", (("graph", g),), "structlora")
-                for g in ("hybrid", "adjacency", "similarity")) + (LORA,),
-          paper={"graph=hybrid": "BoolQ 81.3", "graph=adjacency": "BoolQ 80.5", "graph=similarity": "BoolQ 80.2"},
-          claim="hybrid > adjacency-only and similarity-only (paper: BoolQ only)"),
-    Table("filter", "Filtering strategy (COCO captions)", ("coco",),
-          tuple(Variant(f"filter={f}", "structlora", (("filter", f),), "structlora")
-                for f in ("ib", "topk_norm", "random")) + (LORA,),
-          paper={"filter=ib": "strongest", "filter=topk_norm": "moderate", "filter=random": "weakest"},
-          claim="IB > top-k norm > random (paper: Figure 2, no numbers)"),
-    Table("defaults", "StructLoRA knobs on validation (COCO captions): the evidence for the shipped defaults",
-          ("coco",), (Variant("StructLoRA", "structlora", headline=True),
-                      Variant(LAMBDA0.label, "structlora", LAMBDA0.overrides, "structlora", headline=True)) + tuple(
-              Variant(f"{k}={v}", "structlora", ((k, v),), "structlora")
-              for k, v in (("lambda_ib", 1e-4), ("lambda_ib", 1e-2), ("gate_lr_mult", 10.0), ("gate_lr_mult", 1000.0),
-                           ("modulation", "normalized"), ("gate_noise", "none"), ("smooth_edges", "same_shape"))),
-          claim="(no paper claim: each knob vs the shipped default, validation split)"),
-    Table("regularizers", "Static regularizers vs GNN coordination (COCO captions, App. C)", ("coco",),
-          (Variant("LoRA+Cos", "structlora", (NONE_IB, ("coordinator", "cosine_penalty")), "lora"), LORA,
-           Variant("LoRA+Lap", "structlora", (NONE_IB, ("coordinator", "laplacian_penalty")), "lora"),
-           Variant("LoRA+GNN (filter=none)", "structlora", (NONE_IB,), "structlora"), STRUCT),
-          paper={"LoRA+Cos": {"score": 82.3, "drift": 3.98, "cos_adj": 0.46},
-                 "LoRA+Lap": {"score": 83.0, "drift": 3.72, "cos_adj": 0.49},
-                 "StructLoRA": {"score": 84.1, "drift": 3.05, "cos_adj": 0.56}},
-          claim="GNN coordination gives the best task score, lowest drift energy and highest CosAdj"),
-)}
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        Table(
+            "main",
+            "Main table: PEFT methods at r=8 (3 tasks)",
+            ("coco", "vqav2", "gqa"),
+            (
+                LORA,
+                Variant("DoRA", "dora"),
+                Variant("AdaLoRA", "adalora", headline=False),
+                Variant("LoRA-Dropout", "lora_dropout", headline=False),
+                STRUCT,
+            ),
+            paper={
+                "LoRA": {"coco": 116.2, "vqav2": 73.5},
+                "DoRA": {"coco": 120.3, "vqav2": 75.0},
+                "StructLoRA": {"coco": 122.9, "vqav2": 75.9},
+            },
+            claim="StructLoRA beats LoRA and DoRA on COCO CIDEr (+6.7 / +2.6) and VQAv2 (+2.4 / +0.9)",
+            headline=True,
+        ),
+        Table(
+            "rank",
+            "Rank table (COCO captions)",
+            ("coco",),
+            _pair_over("rank", (2, 4, 8, 16, 32), (2, 4, 8)),
+            paper={
+                "LoRA": {2: 111.2, 4: 113.8, 8: 116.2, 16: 118.1, 32: 119.0},
+                "StructLoRA": {2: 114.3, 4: 117.0, 8: 122.4, 16: 123.6, 32: 123.9},
+            },
+            curve="rank",
+            claim="StructLoRA > LoRA at every rank, by +3.1 to +6.2 CIDEr",
+            headline=True,
+        ),
+        Table(
+            "data",
+            "Low-data table (COCO captions)",
+            ("coco",),
+            _pair_over("data_fraction", (0.1, 0.25, 0.5, 1.0), (0.1, 1.0)),
+            paper={
+                "LoRA": {0.1: 100.2, 0.25: 108.3, 0.5: 114.0, 1.0: 116.2},
+                "StructLoRA": {0.1: 103.7, 0.25: 112.4, 0.5: 117.9, 1.0: 122.4},
+            },
+            curve="data_fraction",
+            claim="StructLoRA > LoRA at every data fraction, by +3.5 to +6.2 CIDEr",
+            headline=True,
+        ),
+        Table(
+            "ablation",
+            "Component ablations (COCO captions)",
+            ("coco",),
+            (
+                STRUCT,
+                Variant("w/o IB (filter=none)", "structlora", (NONE_IB,), "structlora"),
+                Variant("w/o GNN (coordinator=none)", "structlora", (NONE_GNN,), "structlora"),
+                Variant("w/o both (filter=none, coordinator=none)", "structlora", (NONE_IB, NONE_GNN), "structlora"),
+                LORA,
+                LAMBDA0,
+            ),
+            paper={
+                "StructLoRA": 122.4,
+                "w/o IB (filter=none)": 117.8,
+                "w/o GNN (coordinator=none)": 119.4,
+                "w/o both (filter=none, coordinator=none)": 116.2,
+                "LoRA": 116.2,
+            },
+            claim="removing IB costs most (-4.6), removing the GNN -3.0; without both = LoRA",
+            headline=True,
+        ),
+        Table(
+            "gnn_depth",
+            "GNN depth (COCO captions)",
+            ("coco",),
+            tuple(Variant(f"{d}-layer GNN", "structlora", (("gnn_layers", d),), "structlora") for d in (1, 2, 3))
+            + (LORA,),
+            paper={"1-layer GNN": "best (BoolQ 81.3)", "2-layer GNN": "BoolQ 80.4", "3-layer GNN": "BoolQ 79.7"},
+            claim="1 layer is best; 2-3 layers over-smooth (paper: BoolQ only)",
+        ),
+        Table(
+            "graph",
+            "Graph construction (COCO captions)",
+            ("coco",),
+            tuple(
+                Variant(f"graph={g}", "structlora", (("graph", g),), "structlora")
+                for g in ("hybrid", "adjacency", "similarity")
+            )
+            + (LORA,),
+            paper={"graph=hybrid": "BoolQ 81.3", "graph=adjacency": "BoolQ 80.5", "graph=similarity": "BoolQ 80.2"},
+            claim="hybrid > adjacency-only and similarity-only (paper: BoolQ only)",
+        ),
+        Table(
+            "filter",
+            "Filtering strategy (COCO captions)",
+            ("coco",),
+            tuple(
+                Variant(f"filter={f}", "structlora", (("filter", f),), "structlora")
+                for f in ("ib", "topk_norm", "random")
+            )
+            + (LORA,),
+            paper={"filter=ib": "strongest", "filter=topk_norm": "moderate", "filter=random": "weakest"},
+            claim="IB > top-k norm > random (paper: Figure 2, no numbers)",
+        ),
+        Table(
+            "defaults",
+            "StructLoRA knobs on validation (COCO captions): the evidence for the shipped defaults",
+            ("coco",),
+            (
+                Variant("StructLoRA", "structlora", headline=True),
+                Variant(LAMBDA0.label, "structlora", LAMBDA0.overrides, "structlora", headline=True),
+            )
+            + tuple(
+                Variant(f"{k}={v}", "structlora", ((k, v),), "structlora")
+                for k, v in (
+                    ("lambda_ib", 1e-4),
+                    ("lambda_ib", 1e-2),
+                    ("gate_lr_mult", 10.0),
+                    ("gate_lr_mult", 1000.0),
+                    ("modulation", "normalized"),
+                    ("gate_noise", "none"),
+                    ("smooth_edges", "same_shape"),
+                )
+            ),
+            claim="(no paper claim: each knob vs the shipped default, validation split)",
+        ),
+        Table(
+            "regularizers",
+            "Static regularizers vs GNN coordination (COCO captions, App. C)",
+            ("coco",),
+            (
+                Variant("LoRA+Cos", "structlora", (NONE_IB, ("coordinator", "cosine_penalty")), "lora"),
+                LORA,
+                Variant("LoRA+Lap", "structlora", (NONE_IB, ("coordinator", "laplacian_penalty")), "lora"),
+                Variant("LoRA+GNN (filter=none)", "structlora", (NONE_IB,), "structlora"),
+                STRUCT,
+            ),
+            paper={
+                "LoRA+Cos": {"score": 82.3, "drift": 3.98, "cos_adj": 0.46},
+                "LoRA+Lap": {"score": 83.0, "drift": 3.72, "cos_adj": 0.49},
+                "StructLoRA": {"score": 84.1, "drift": 3.05, "cos_adj": 0.56},
+            },
+            claim="GNN coordination gives the best task score, lowest drift energy and highest CosAdj",
+        ),
+    )
+}
 ORDER = ("main", "rank", "data", "ablation", "gnn_depth", "graph", "filter", "regularizers", "defaults")
 
 

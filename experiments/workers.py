@@ -12,6 +12,7 @@ after its current run. Afterwards ``python -m experiments TABLE``
 (same flags) builds the records from the cache without training anything. Workers run one torch
 thread each: on a shared 2-core machine two single-thread processes beat one two-thread process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,14 @@ class _Dry:
         if spec.seed == suite.tune_seed:  # an untrained tuning run: this family's lr is not known yet
             raise _Pending()
         nan = {"score": float("nan"), "metrics": {}}
-        return {"key": spec.key(suite), "failed": "pending", "val": nan, "test": nan,
-                "geometry": {"drift_energy": float("nan"), "cos_adj": float("nan")}, "train_s": float("nan")}
+        return {
+            "key": spec.key(suite),
+            "failed": "pending",
+            "val": nan,
+            "test": nan,
+            "geometry": {"drift_energy": float("nan"), "cos_adj": float("nan")},
+            "train_s": float("nan"),
+        }
 
 
 class _Pending(RuntimeError):
@@ -108,7 +115,9 @@ def work(names: list[str], suite: SuiteConfig, only: list[str] | None, wait: boo
             return done
         mine = next((s for s in needed if cached(s, suite) is None and claim(s, suite)), None)
         if mine is None and not wait:
-            logger.info("worker %d: the %d run(s) left are claimed by other workers; moving on", os.getpid(), len(needed))
+            logger.info(
+                "worker %d: the %d run(s) left are claimed by other workers; moving on", os.getpid(), len(needed)
+            )
             return done
         if mine is None:
             logger.info("worker %d: %d run(s) needed, all claimed by other workers; waiting", os.getpid(), len(needed))
@@ -129,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     from .suite import FULL, QUICK
     from .tables import ORDER
 
-    ap = argparse.ArgumentParser(prog="python -m experiments.workers", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m experiments.workers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("tables", nargs="+", choices=list(ORDER) + ["all"])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--world-seed", type=int, default=0)
@@ -138,16 +148,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int)
     ap.add_argument("--only", nargs="+", metavar="LABEL")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--no-wait", action="store_true", default=False,
-                    help="exit instead of waiting when every needed run is claimed by another worker")
+    ap.add_argument(
+        "--no-wait",
+        action="store_true",
+        default=False,
+        help="exit instead of waiting when every needed run is claimed by another worker",
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     suite = suite_from_args(args)
     torch.set_num_threads(suite.threads)
     ensure_artifacts(suite)
-    build_eval_root(suite.data_root, suite.out_root / "eval_data", (QUICK if args.quick else FULL).tasks,
-                    suite.val_limit, suite.test_limit)
+    build_eval_root(
+        suite.data_root,
+        suite.out_root / "eval_data",
+        (QUICK if args.quick else FULL).tasks,
+        suite.val_limit,
+        suite.test_limit,
+    )
     names = list(ORDER) if "all" in args.tables else list(dict.fromkeys(args.tables))
     n = work(names, suite, args.only, wait=not args.no_wait)
     logger.info("worker %d: trained %d run(s); nothing left for %s", os.getpid(), n, names)

@@ -14,12 +14,13 @@ LLaVA size, a v1.5 adapter on a v1.6 base, a re-pretrained toy base). We therefo
 base against what the run was trained on *before* loading anything big, and refuse with a
 message that lists every difference: architecture fields of the config and the shape of every
 adapted module. The merge itself is stock PEFT (``merge_and_unload``), which is exact for the
-stock LoRA adapter that StructLoRA exports (DESIGN.md §2) and for the PEFT baselines.
+stock LoRA adapter that StructLoRA exports (docs/design.md §2) and for the PEFT baselines.
 
 The base is always reloaded unquantized, in ``--dtype`` (default: bf16 for a QLoRA run, whose
 adapter was trained over a bf16-computing 4/8-bit base, else fp32): merging into 4-/8-bit storage
 would round the update away, so a quantized base checkpoint is refused.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,17 +43,36 @@ DTYPE_NAMES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 BASE_KEYS = ("base_model", "model_name_or_path", "base_model_name_or_path", "base")
 # Config fields that must agree between the run's base and the base we merge into.
 ARCH_FIELDS = (
-    "model_type", "architectures", "image_token_id", "image_token_index", "vision_feature_layer",
-    "vision_feature_select_strategy", "projector_hidden_act", "multimodal_projector_bias",
-    "text_config.model_type", "text_config.hidden_size", "text_config.num_hidden_layers",
-    "text_config.num_attention_heads", "text_config.num_key_value_heads", "text_config.intermediate_size",
-    "text_config.vocab_size", "text_config.head_dim",
-    "vision_config.model_type", "vision_config.hidden_size", "vision_config.num_hidden_layers",
-    "vision_config.num_attention_heads", "vision_config.intermediate_size", "vision_config.image_size",
-    "vision_config.patch_size", "vision_config.projection_dim", "image_grid_pinpoints",
+    "model_type",
+    "architectures",
+    "image_token_id",
+    "image_token_index",
+    "vision_feature_layer",
+    "vision_feature_select_strategy",
+    "projector_hidden_act",
+    "multimodal_projector_bias",
+    "text_config.model_type",
+    "text_config.hidden_size",
+    "text_config.num_hidden_layers",
+    "text_config.num_attention_heads",
+    "text_config.num_key_value_heads",
+    "text_config.intermediate_size",
+    "text_config.vocab_size",
+    "text_config.head_dim",
+    "vision_config.model_type",
+    "vision_config.hidden_size",
+    "vision_config.num_hidden_layers",
+    "vision_config.num_attention_heads",
+    "vision_config.intermediate_size",
+    "vision_config.image_size",
+    "vision_config.patch_size",
+    "vision_config.projection_dim",
+    "image_grid_pinpoints",
 )
-_LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lora_A|lora_B|lora_E|lora_magnitude_vector)"
-                       r"(?:\.[A-Za-z_]+)*(?:\.weight)?$")
+_LORA_KEY = re.compile(
+    r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lora_A|lora_B|lora_E|lora_magnitude_vector)"
+    r"(?:\.[A-Za-z_]+)*(?:\.weight)?$"
+)
 
 
 class BaseMismatchError(ValueError):
@@ -73,8 +93,10 @@ def adapter_dir_of(run_dir: Path) -> Path:
                 raise FileNotFoundError(f"{cand}: adapter_config.json present but {ADAPTER_WEIGHTS} missing")
             read_adapter_config(cand / "adapter_config.json")  # a torn/garbled config: named here, not by PEFT
             return cand
-    raise FileNotFoundError(f"{run_dir}: no PEFT adapter found (expected {run_dir}/adapter/adapter_config.json); "
-                            f"is this a training output directory?")
+    raise FileNotFoundError(
+        f"{run_dir}: no PEFT adapter found (expected {run_dir}/adapter/adapter_config.json); "
+        f"is this a training output directory?"
+    )
 
 
 def recorded_base(run_dir: Path) -> str | None:
@@ -122,8 +144,10 @@ def load_config_dict(model_dir: str | Path) -> dict[str, Any]:
 
     path = Path(model_dir)
     if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path}/config.json not found: the base must be a local model directory "
-                                f"(no downloads here); pass --base /path/to/llava-1.5-7b-hf")
+        raise FileNotFoundError(
+            f"{path}/config.json not found: the base must be a local model directory "
+            f"(no downloads here); pass --base /path/to/llava-1.5-7b-hf"
+        )
     return AutoConfig.from_pretrained(str(path)).to_dict()
 
 
@@ -151,7 +175,6 @@ def shape_diff(adapter_dir: Path, base_config: dict[str, Any]) -> list[str]:
     from transformers import AutoConfig
 
     from llava_structlora.modeling import base_model_class
-
     from llava_structlora.portable import v5_key
 
     cfg = AutoConfig.for_model(**base_config) if "model_type" in base_config else base_config
@@ -174,11 +197,16 @@ def shape_diff(adapter_dir: Path, base_config: dict[str, Any]) -> list[str]:
             diffs.append(f"{m.group('module')}: adapted in the run, no such linear layer in this base")
             continue
         kind = m.group("kind")
-        want = {"lora_A": (shape[0], mod.in_features), "lora_B": (mod.out_features, shape[-1]),
-                "lora_magnitude_vector": (mod.out_features,)}.get(kind)
-        if want is not None and tuple(shape[-len(want):]) != want:
-            diffs.append(f"{m.group('module')}.{kind}: adapter shape {shape}, base layer is "
-                         f"{mod.out_features}x{mod.in_features} (expects {want})")
+        want = {
+            "lora_A": (shape[0], mod.in_features),
+            "lora_B": (mod.out_features, shape[-1]),
+            "lora_magnitude_vector": (mod.out_features,),
+        }.get(kind)
+        if want is not None and tuple(shape[-len(want) :]) != want:
+            diffs.append(
+                f"{m.group('module')}.{kind}: adapter shape {shape}, base layer is "
+                f"{mod.out_features}x{mod.in_features} (expects {want})"
+            )
     return diffs
 
 
@@ -195,7 +223,8 @@ def check_base(run_dir: Path, base: str | Path) -> None:
         shown = "\n  - ".join(diffs[:20]) + (f"\n  ... and {len(diffs) - 20} more" if len(diffs) > 20 else "")
         raise BaseMismatchError(
             f"refusing to merge: base {base} does not match the base this adapter was trained on "
-            f"({trained_on or 'unknown'}):\n  - {shown}")
+            f"({trained_on or 'unknown'}):\n  - {shown}"
+        )
 
 
 # ---------------------------------------------------------------------------- merge
@@ -214,7 +243,8 @@ def check_not_quantized(base: str | Path) -> None:
             f"refusing to merge into {base}: it is stored quantized ({qcfg.get('quant_method', 'unknown')}, "
             f"load_in_4bit={qcfg.get('load_in_4bit')}, load_in_8bit={qcfg.get('load_in_8bit')}); merging into "
             f"quantized storage rounds the adapter update away. Pass the original bf16/fp16 base with --base "
-            f"(a QLoRA run merges into its unquantized base, reloaded in --dtype bf16)")
+            f"(a QLoRA run merges into its unquantized base, reloaded in --dtype bf16)"
+        )
 
 
 def default_merge_dtype(run_dir: Path) -> str:
@@ -224,8 +254,14 @@ def default_merge_dtype(run_dir: Path) -> str:
     return "bf16" if model_args.get("bits") else "fp32"
 
 
-def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None = None,
-              max_shard_size: str = "5GB", dtype: str | None = None, overwrite: bool = False) -> Path:
+def merge_run(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    base: str | Path | None = None,
+    max_shard_size: str = "5GB",
+    dtype: str | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Check the base, merge with stock PEFT and save_pretrained model + processor into `out_dir`.
 
     `out_dir` is checked first (utils.io.check_output_dir): never the run, the base or a folder of
@@ -258,10 +294,21 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, base: str | Path | None 
         merged.save_pretrained(tmp, max_shard_size=max_shard_size)
         processor.save_pretrained(tmp)
         portable = make_portable(tmp, tokenizer_class=base_tokenizer_class(base))  # loads under v4 and v5
-        (tmp / "merge_info.json").write_text(json.dumps(
-            {"base": str(base), "adapter": str(adapter.resolve()), "dtype": dtype,
-             "max_shard_size": max_shard_size, "conv_template": conv_template, "portable": portable,
-             "transformers": list(SUPPORTED_TRANSFORMERS)}, indent=2) + "\n")
+        (tmp / "merge_info.json").write_text(
+            json.dumps(
+                {
+                    "base": str(base),
+                    "adapter": str(adapter.resolve()),
+                    "dtype": dtype,
+                    "max_shard_size": max_shard_size,
+                    "conv_template": conv_template,
+                    "portable": portable,
+                    "transformers": list(SUPPORTED_TRANSFORMERS),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     logger.info("merged %s into %s -> %s", adapter, base, out_dir)
     return Path(out_dir)
 
@@ -273,15 +320,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out_dir", help="where to write the merged model")
     ap.add_argument("--base", help="base model dir (default: the one recorded in run.json / adapter_config.json)")
     ap.add_argument("--max-shard-size", default="5GB", help="safetensors shard size (save_pretrained)")
-    ap.add_argument("--dtype", default=None, choices=sorted(DTYPE_NAMES),
-                    help="dtype the base is reloaded and merged in (default: bf16 for a QLoRA run, else fp32)")
-    ap.add_argument("--overwrite", action="store_true",
-                    help="replace OUT_DIR when it holds a previous merged model (never any other folder)")
+    ap.add_argument(
+        "--dtype",
+        default=None,
+        choices=sorted(DTYPE_NAMES),
+        help="dtype the base is reloaded and merged in (default: bf16 for a QLoRA run, else fp32)",
+    )
+    ap.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT_DIR when it holds a previous merged model (never any other folder)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out = merge_run(args.run_dir, args.out_dir, args.base, args.max_shard_size, args.dtype, args.overwrite)
-    print(f"merged model written to {out}\nload it with: "
-          f"AutoModelForImageTextToText.from_pretrained({str(out)!r})")
+    print(f"merged model written to {out}\nload it with: AutoModelForImageTextToText.from_pretrained({str(out)!r})")
     return 0
 
 

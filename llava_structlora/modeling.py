@@ -16,6 +16,7 @@ Precision: only the *base* takes ``dtype``. Adapter parameters are created in fp
 (StructLoRA factors, gates and coordinator in ``structlora/``; PEFT casts bf16/fp16 adapters to fp32
 with ``autocast_adapter_dtype``), so the optimizer updates small numbers in full precision.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,8 +32,14 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
 BITS = (4, 8)
 # Never quantized: the CLIP tower and the projector are small and precision-sensitive (LLaVA's own QLoRA
@@ -61,8 +68,10 @@ def base_model_class(config: Any) -> type:
     try:
         return MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING[type(config)]
     except KeyError as e:
-        raise ModelLoadError(f"model_type {getattr(config, 'model_type', None)!r} is not an image-text-to-text "
-                             "model transformers knows (expected llava or llava_next)") from e
+        raise ModelLoadError(
+            f"model_type {getattr(config, 'model_type', None)!r} is not an image-text-to-text "
+            "model transformers knows (expected llava or llava_next)"
+        ) from e
 
 
 @contextlib.contextmanager
@@ -106,11 +115,15 @@ def check_attn_implementation(name: Optional[str]) -> None:
         from transformers.utils import is_flash_attn_2_available
 
         if importlib.util.find_spec("flash_attn") is None:
-            raise ModelLoadError("attn_implementation=flash_attention_2: the flash-attn package is not installed "
-                                 "(pip install flash-attn --no-build-isolation, CUDA GPUs only); use sdpa")
+            raise ModelLoadError(
+                "attn_implementation=flash_attention_2: the flash-attn package is not installed "
+                "(pip install flash-attn --no-build-isolation, CUDA GPUs only); use sdpa"
+            )
         if not is_flash_attn_2_available():
-            raise ModelLoadError("attn_implementation=flash_attention_2: flash-attn is installed but unusable here "
-                                 "(needs a CUDA GPU of compute capability >= 8.0 and a matching build); use sdpa")
+            raise ModelLoadError(
+                "attn_implementation=flash_attention_2: flash-attn is installed but unusable here "
+                "(needs a CUDA GPU of compute capability >= 8.0 and a matching build); use sdpa"
+            )
 
 
 def check_bits(bits: Optional[int]) -> None:
@@ -129,8 +142,13 @@ def quantization_config(bits: int, compute_dtype: torch.dtype):
 
     check_bits(bits)
     if bits == 4:
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=QUANT_SKIP_MODULES)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+            llm_int8_skip_modules=QUANT_SKIP_MODULES,
+        )
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=QUANT_SKIP_MODULES)
 
 
@@ -146,8 +164,11 @@ def default_device_map(bits: Optional[int]) -> Optional[Any]:
 def is_quantized(model: nn.Module) -> bool:
     """True for a model loaded with bitsandbytes (4- or 8-bit storage): never a merge target."""
     base = getattr(model, "get_base_model", lambda: model)()
-    return bool(getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False)
-                or getattr(base, "hf_quantizer", None) is not None)
+    return bool(
+        getattr(base, "is_loaded_in_4bit", False)
+        or getattr(base, "is_loaded_in_8bit", False)
+        or getattr(base, "hf_quantizer", None) is not None
+    )
 
 
 def _zero3_enabled() -> bool:
@@ -191,8 +212,14 @@ def _load_generation_config(model: nn.Module, path: Path) -> None:
         model.generation_config = GenerationConfig.from_pretrained(str(path))
 
 
-def load_base_model(path: str | Path, *, dtype: str | torch.dtype, attn_implementation: Optional[str] = None,
-                    bits: Optional[int] = None, device_map: Optional[Any] = None) -> nn.Module:
+def load_base_model(
+    path: str | Path,
+    *,
+    dtype: str | torch.dtype,
+    attn_implementation: Optional[str] = None,
+    bits: Optional[int] = None,
+    device_map: Optional[Any] = None,
+) -> nn.Module:
     """Load the base VLM at ``path`` in ``dtype`` (the compute dtype when ``bits`` quantizes it).
 
     Low host memory: weights stream from safetensors into ``dtype`` (no fp32 intermediate), read
@@ -221,13 +248,18 @@ def load_base_model(path: str | Path, *, dtype: str | torch.dtype, attn_implemen
 
         with contextlib.ExitStack() as stack:
             state = _pread_state_dict(shards, stack)
-            model, info = cls.from_pretrained(None, config=config, state_dict=state, output_loading_info=True,
-                                              **kwargs)
+            model, info = cls.from_pretrained(None, config=config, state_dict=state, output_loading_info=True, **kwargs)
         check_loading_info(info, path)  # a re-initialised tensor is an error
         model.name_or_path = str(path)  # PEFT records it as base_model_name_or_path
         _load_generation_config(model, Path(path))
     else:
         model = from_pretrained_strict(cls, path, **kwargs)  # a re-initialised tensor is an error
-    logger.info("loaded %s as %s (dtype %s, attention %s, bits %s)", path, cls.__name__, torch_dtype,
-                getattr(model.config, "_attn_implementation", attn_implementation), bits)
+    logger.info(
+        "loaded %s as %s (dtype %s, attention %s, bits %s)",
+        path,
+        cls.__name__,
+        torch_dtype,
+        getattr(model.config, "_attn_implementation", attn_implementation),
+        bits,
+    )
     return model

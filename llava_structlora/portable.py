@@ -16,6 +16,7 @@ factors match nothing and are dropped without an error. ``make_adapter_portable`
 (v5 PEFT converts them on load) and rewrites ``target_modules`` / rank and alpha patterns into
 regexes that match both spellings. Every rewrite is idempotent and done with atomic writes.
 """
+
 from __future__ import annotations
 
 import json
@@ -142,9 +143,11 @@ def make_portable(folder: str | Path, tokenizer_class: str | None = None) -> dic
     unchanged under the running transformers.
     """
     folder = Path(folder)
-    return {"renamed_keys": portable_weights(folder),
-            "config": _rewrite_json(folder / "config.json", portable_model_config),
-            "tokenizer_config": make_tokenizer_portable(folder, tokenizer_class)}
+    return {
+        "renamed_keys": portable_weights(folder),
+        "config": _rewrite_json(folder / "config.json", portable_model_config),
+        "tokenizer_config": make_tokenizer_portable(folder, tokenizer_class),
+    }
 
 
 def make_tokenizer_portable(folder: str | Path, tokenizer_class: str | None = None) -> bool:
@@ -224,5 +227,7 @@ def make_adapter_portable(folder: str | Path) -> dict[str, Any]:
     weights = folder / "adapter_model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{folder}: no adapter_model.safetensors")
-    return {"renamed_keys": rename_safetensors(weights, v4_key),
-            "config": _rewrite_json(folder / "adapter_config.json", portable_adapter_config)}
+    return {
+        "renamed_keys": rename_safetensors(weights, v4_key),
+        "config": _rewrite_json(folder / "adapter_config.json", portable_adapter_config),
+    }

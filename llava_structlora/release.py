@@ -18,6 +18,7 @@
 Nothing is uploaded: ``--push REPO_ID`` only prints (and records in PUSH.md) the exact
 huggingface_hub commands to run on a machine with network access.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,14 +30,25 @@ from typing import Any
 
 from llava_structlora.data.chat_template import attach_chat_templates
 from llava_structlora.merge import (
-    config_field, adapter_dir_of, load_config_dict, read_run, recorded_base, recorded_conv_template,
+    adapter_dir_of,
+    config_field,
+    load_config_dict,
+    read_run,
+    recorded_base,
+    recorded_conv_template,
 )
-from llava_structlora.utils.errors import entry_point
-from llava_structlora.utils.jsonio import read_json
 from llava_structlora.model_card import render_model_card, render_push_doc
 from llava_structlora.portable import base_tokenizer_class, make_adapter_portable, make_tokenizer_portable
-from llava_structlora.utils.io import (atomic_directory, atomic_write_json, atomic_write_text, check_output_dir,
-                                       read_optional_json, sha256_file)
+from llava_structlora.utils.errors import entry_point
+from llava_structlora.utils.io import (
+    atomic_directory,
+    atomic_write_json,
+    atomic_write_text,
+    check_output_dir,
+    read_optional_json,
+    sha256_file,
+)
+from llava_structlora.utils.jsonio import read_json
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # Architecture signatures of the public llava-hf checkpoints (config.json values). model_type tells
@@ -79,8 +91,11 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
 
 def write_checksums(folder: Path) -> Path:
     """SHA256SUMS in `sha256sum` format, over every file except itself (sorted, relative paths)."""
-    lines = [f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}"
-             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "SHA256SUMS"]
+    lines = [
+        f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}"
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "SHA256SUMS"
+    ]
     return atomic_write_text(folder / "SHA256SUMS", "\n".join(lines) + "\n")
 
 
@@ -110,8 +125,14 @@ def write_processor(folder: Path, local_base: str | None, conv_template: str) ->
 RELEASE_KIND = "release"
 
 
-def build_release(run_dir: str | Path, out_dir: str | Path, base_id: str | None = None,
-                  license_id: str = "apache-2.0", repo_id: str | None = None, overwrite: bool = False) -> Path:
+def build_release(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    base_id: str | None = None,
+    license_id: str = "apache-2.0",
+    repo_id: str | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write the release folder atomically; returns its path.
 
     `out_dir` may not be the run, the base or a user's folder; a previous release only with `overwrite`.
@@ -138,10 +159,18 @@ def build_release(run_dir: str | Path, out_dir: str | Path, base_id: str | None 
             atomic_write_json(tmp / "metrics.json", metrics)
         conv_template = recorded_conv_template(run_dir)
         has_processor = write_processor(tmp, local_base, conv_template)
-        card = render_model_card(base=base, run=run, metrics=metrics, adapter_cfg=adapter_cfg,
-                                 license_id=license_id, repo_id=repo_id, export_note=export_note,
-                                 local_base=local_base, conv_template=conv_template,
-                                 processor_in_folder=has_processor)
+        card = render_model_card(
+            base=base,
+            run=run,
+            metrics=metrics,
+            adapter_cfg=adapter_cfg,
+            license_id=license_id,
+            repo_id=repo_id,
+            export_note=export_note,
+            local_base=local_base,
+            conv_template=conv_template,
+            processor_in_folder=has_processor,
+        )
         (tmp / "README.md").write_text(card)
         if repo_id:
             (tmp / "PUSH.md").write_text(render_push_doc(repo_id))
@@ -154,12 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", help="training output dir (adapter/, run.json, metrics.json)")
     ap.add_argument("out_dir", help="release folder to write")
-    ap.add_argument("--base-id", help="base_model_name_or_path to record (default: hub id recognised from the "
-                                      "base's architecture, else the local base path)")
+    ap.add_argument(
+        "--base-id",
+        help="base_model_name_or_path to record (default: hub id recognised from the "
+        "base's architecture, else the local base path)",
+    )
     ap.add_argument("--license", default="apache-2.0", help="license of the adapter weights (model card)")
     ap.add_argument("--push", metavar="REPO_ID", help="document how to upload to REPO_ID (nothing is uploaded)")
-    ap.add_argument("--overwrite", action="store_true",
-                    help="replace OUT_DIR when it holds a previous release (never any other folder)")
+    ap.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT_DIR when it holds a previous release (never any other folder)",
+    )
     args = ap.parse_args(argv)
     out = build_release(args.run_dir, args.out_dir, args.base_id, args.license, args.push, args.overwrite)
     print(f"release written to {out} ({len((out / 'SHA256SUMS').read_text().splitlines())} files checksummed)")

@@ -1,15 +1,16 @@
 """The layout of one training run's output directory, known only here.
 
-    adapter/            stock PEFT adapter (every adapter method)
-    model/              the whole fine-tuned model (method `full`, save_pretrained)
-    structlora/         full StructLoRA state for further training (save_structlora)
-    checkpoint-N/       Trainer checkpoints (complete once COMPLETE.json exists, see train/checkpoints.py)
-    run_config.json     the run's identity, written before training (a mismatched resume is refused)
-    run.json            base model, arguments, git commit, seeds, times, final loss (written at the end)
-    metrics.json        validation of the adapter;  metrics_base.json: of the base
-    eval_adapter/       that validation's answers
-    diagnostics.jsonl   StructLoRA diagnostics every N steps;  plots/: their PNGs
+adapter/            stock PEFT adapter (every adapter method)
+model/              the whole fine-tuned model (method `full`, save_pretrained)
+structlora/         full StructLoRA state for further training (save_structlora)
+checkpoint-N/       Trainer checkpoints (complete once COMPLETE.json exists, see train/checkpoints.py)
+run_config.json     the run's identity, written before training (a mismatched resume is refused)
+run.json            base model, arguments, git commit, seeds, times, final loss (written at the end)
+metrics.json        validation of the adapter;  metrics_base.json: of the base
+eval_adapter/       that validation's answers
+diagnostics.jsonl   StructLoRA diagnostics every N steps;  plots/: their PNGs
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -111,5 +112,7 @@ def check_resume_identity(run: RunDir, identity: dict[str, Any]) -> None:
     if diffs:
         raise ResumeMismatchError(
             f"{run.path} was trained with another configuration; refusing to resume it with this one. "
-            "Differences (recorded -> requested):\n  " + "\n  ".join(diffs)
-            + "\nUse another OUTPUT_DIR, RESUME=none to start over in it, or the recorded values.")
+            "Differences (recorded -> requested):\n  "
+            + "\n  ".join(diffs)
+            + "\nUse another OUTPUT_DIR, RESUME=none to start over in it, or the recorded values."
+        )

@@ -1,4 +1,5 @@
 """The recipes' environment variables: read only when set (an empty value counts as unset)."""
+
 from __future__ import annotations
 
 import os

@@ -15,6 +15,7 @@ Environment (defaults in brackets):
   ATTN_IMPLEMENTATION [transformers' default]   sdpa | eager | flash_attention_2
   CLIP_WEIGHTS, CLIP_MODEL [ViT-B-32]   coco: CLIPScore from a local open_clip checkpoint (skipped otherwise)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,11 @@ from .env import env, env_int
 from .env import preset as env_preset
 from .layout import RepoLayout, is_smoke_name
 
-FINETUNE_SCRIPT = {"vqav2": "scripts/finetune_vqav2.sh", "gqa": "scripts/finetune_gqa.sh",
-                   "coco": "scripts/finetune_coco.sh"}
+FINETUNE_SCRIPT = {
+    "vqav2": "scripts/finetune_vqav2.sh",
+    "gqa": "scripts/finetune_gqa.sh",
+    "coco": "scripts/finetune_coco.sh",
+}
 
 
 class RecipeError(RuntimeError):
@@ -53,9 +57,11 @@ def newest_run(task: str, smoke: bool, outputs: Path | None = None) -> Path:
         if runs:
             hint = f" (found {'non-smoke' if smoke else 'smoke'} runs: set SMOKE={0 if smoke else 1})"
         prefix = "SMOKE=1 " if smoke else ""
-        raise RecipeError(f"no finished {task} run under {outputs}{hint}. Train one first:\n"
-                          f"    {prefix}bash {FINETUNE_SCRIPT[task]}\n"
-                          f"or point ADAPTER=<dir> at an adapter (ADAPTER=none evaluates the base).")
+        raise RecipeError(
+            f"no finished {task} run under {outputs}{hint}. Train one first:\n"
+            f"    {prefix}bash {FINETUNE_SCRIPT[task]}\n"
+            f"or point ADAPTER=<dir> at an adapter (ADAPTER=none evaluates the base)."
+        )
     return max(mine, key=lambda d: RunDir(d).deliverable().stat().st_mtime)
 
 
@@ -91,23 +97,41 @@ def config_from_env(task: str, layout: RepoLayout | None = None) -> EvalConfig:
         run = Path(adapter) if RunDir(adapter).is_finished() else None
     model = env("MODEL") or _run_base(run) or str(layout.base(preset))
     data_root = env("DATA_ROOT", str(layout.data(preset)))
-    for path, what, cmd in ((model, "base model", f"python -m llava_structlora.toy.build_base --data {data_root} "
-                                                  f"--out {model} --preset {preset}"),
-                            (data_root, "data", f"python -m data_prep.build_default --root {data_root} "
-                                                f"--preset {preset}")):
+    for path, what, cmd in (
+        (
+            model,
+            "base model",
+            f"python -m llava_structlora.toy.build_base --data {data_root} --out {model} --preset {preset}",
+        ),
+        (data_root, "data", f"python -m data_prep.build_default --root {data_root} --preset {preset}"),
+    ):
         if not Path(path).is_dir():
-            raise RecipeError(f"{what} {path} not found; build it with:\n    {cmd}\n"
-                              f"(scripts/finetune_{task}.sh builds both) or set "
-                              f"{'MODEL' if what == 'base model' else 'DATA_ROOT'}=")
+            raise RecipeError(
+                f"{what} {path} not found; build it with:\n    {cmd}\n"
+                f"(scripts/finetune_{task}.sh builds both) or set "
+                f"{'MODEL' if what == 'base model' else 'DATA_ROOT'}="
+            )
     split = env("SPLIT", TASKS[task].default_split)
     protocol = env("PROTOCOL", "official")
     where = run if run is not None else layout.outputs / "eval-base"
     out = env("OUTPUT_DIR", str(where / "eval" / f"{task}-{split}-{protocol}"))
-    return EvalConfig(task=task, model=model, data_root=data_root, output_dir=out, split=split, adapter=adapter,
-                      batch_size=env_int("BATCH_SIZE", 32), num_gpus=env_int("NUM_GPUS", _default_gpus()),
-                      protocol=protocol, clip_weights=env("CLIP_WEIGHTS"), clip_model=env("CLIP_MODEL", "ViT-B-32"),
-                      conv_template=env("CONV_TEMPLATE"), limit=int(env("LIMIT")) if env("LIMIT") else None,
-                      dtype=env("DTYPE", _default_dtype()), attn_implementation=env("ATTN_IMPLEMENTATION"))
+    return EvalConfig(
+        task=task,
+        model=model,
+        data_root=data_root,
+        output_dir=out,
+        split=split,
+        adapter=adapter,
+        batch_size=env_int("BATCH_SIZE", 32),
+        num_gpus=env_int("NUM_GPUS", _default_gpus()),
+        protocol=protocol,
+        clip_weights=env("CLIP_WEIGHTS"),
+        clip_model=env("CLIP_MODEL", "ViT-B-32"),
+        conv_template=env("CONV_TEMPLATE"),
+        limit=int(env("LIMIT")) if env("LIMIT") else None,
+        dtype=env("DTYPE", _default_dtype()),
+        attn_implementation=env("ATTN_IMPLEMENTATION"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,8 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         cfg = config_from_env(args.task)
-        print(f"[eval] {args.task} {cfg.split}: model {cfg.model}, adapter {cfg.adapter}, data {cfg.data_root}, "
-              f"output {cfg.output_dir}", file=sys.stderr, flush=True)
+        print(
+            f"[eval] {args.task} {cfg.split}: model {cfg.model}, adapter {cfg.adapter}, data {cfg.data_root}, "
+            f"output {cfg.output_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
         from llava_structlora.evaluation.run import evaluate
 
         metrics = evaluate(cfg)

@@ -21,6 +21,7 @@ SMOKE [0; 1 = smoke preset: data, base, YAML, `-smoke` run name], EVAL [1], NO_D
 ARCH [llava] (`next`: the toy base as LLaVA-NeXT, artifacts/base/<preset>-next, converted from the LLaVA-1.5
 one, `-next` run name; ignored when MODEL is set).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,15 @@ from .layout import RepoLayout
 
 MAIN_METRIC = {"coco": "CIDEr", "vqav2": "overall", "gqa": "accuracy"}
 # environment variable -> training option it overrides (when set)
-ENV_OVERRIDES = {"MODEL": "model_name_or_path", "OUTPUT_DIR": "output_dir", "METHOD": "method", "RANK": "lora_r",
-                 "SEED": "seed", "DATA_FRACTION": "data_fraction", "RESUME": "resume"}
+ENV_OVERRIDES = {
+    "MODEL": "model_name_or_path",
+    "OUTPUT_DIR": "output_dir",
+    "METHOD": "method",
+    "RANK": "lora_r",
+    "SEED": "seed",
+    "DATA_FRACTION": "data_fraction",
+    "RESUME": "resume",
+}
 _DERIVED = "<derived from the parsed config>"
 
 
@@ -94,24 +102,32 @@ def train_argv(layout: RepoLayout, task: str, preset: str, cli: list[str], deeps
     """
     arch = env_arch()
     derived_path = task_data_path(_DERIVED, task)  # as many placeholders as sources (the ratios are checked)
-    defaults: dict[str, Any] = {"task": task, "model_name_or_path": str(layout.base(preset, arch)),
-                                "data_root": str(layout.data(preset)), "data_path": derived_path,
-                                "output_dir": _DERIVED, "resume": "auto",
-                                "deepspeed": str(layout.zero_configs / "zero2.json") if deepspeed else None}
+    defaults: dict[str, Any] = {
+        "task": task,
+        "model_name_or_path": str(layout.base(preset, arch)),
+        "data_root": str(layout.data(preset)),
+        "data_path": derived_path,
+        "output_dir": _DERIVED,
+        "resume": "auto",
+        "deepspeed": str(layout.zero_configs / "zero2.json") if deepspeed else None,
+    }
     config, overrides = layout.recipe_config(task, preset), env_overrides(layout, task, deepspeed)
-    margs, dargs, _, targs = parse_args(compose_argv(cli, config, defaults, overrides), check_paths=False,
-                                        with_deepspeed=False)
+    margs, dargs, _, targs = parse_args(
+        compose_argv(cli, config, defaults, overrides), check_paths=False, with_deepspeed=False
+    )
     if dargs.data_path == derived_path:
         defaults["data_path"] = task_data_path(dargs.data_root, dargs.task or task)
     if targs.output_dir == _DERIVED:
         toy = arch if margs.model_name_or_path == str(layout.base(preset, arch)) else "llava"  # given MODEL: no suffix
-        defaults["output_dir"] = str(layout.run_dir(task, margs.method, margs.lora_r, targs.seed, preset == "smoke",
-                                                    toy))
+        defaults["output_dir"] = str(
+            layout.run_dir(task, margs.method, margs.lora_r, targs.seed, preset == "smoke", toy)
+        )
     return compose_argv(cli, config, defaults, overrides)
 
 
-def ensure_defaults(layout: RepoLayout, preset: str, model: Optional[Path] = None,
-                    data_root: Optional[Path] = None, arch: str = "llava") -> tuple[Path, Path]:
+def ensure_defaults(
+    layout: RepoLayout, preset: str, model: Optional[Path] = None, data_root: Optional[Path] = None, arch: str = "llava"
+) -> tuple[Path, Path]:
     """Build the offline data and base of `preset` when they are the ones used (all builders are cached).
 
     Args:
@@ -148,13 +164,29 @@ def launch_command(argv: list[str], ranks: int, deepspeed: bool = True) -> tuple
     if not deepspeed:
         if ranks == 1:
             return [py, "-m", "llava_structlora.train", *argv], environ
-        return [py, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}", f"--master_port={port}",
-                "-m", "llava_structlora.train", *argv], environ
+        return [
+            py,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={ranks}",
+            f"--master_port={port}",
+            "-m",
+            "llava_structlora.train",
+            *argv,
+        ], environ
     cmd = [py, "-m", "deepspeed.launcher.runner"]
     if env("HOSTFILE"):
         cmd += ["--hostfile", env("HOSTFILE")]
-    cmd += ["--num_gpus", str(ranks), "--master_port", port, "--no_local_rank", "--module",
-            "llava_structlora.train", *argv]
+    cmd += [
+        "--num_gpus",
+        str(ranks),
+        "--master_port",
+        port,
+        "--no_local_rank",
+        "--module",
+        "llava_structlora.train",
+        *argv,
+    ]
     return cmd, environ
 
 
@@ -170,17 +202,36 @@ def base_eval_cache(layout: RepoLayout, model: Path, task: str, split: str, conv
     return layout.eval_cache / f"{task}-{split}-{key}"
 
 
-def evaluate_both(layout: RepoLayout, run: RunDir, task: str, model: Path, data_root: Path, split: str,
-                  batch_size: int, conv_template: str) -> dict[str, dict]:
+def evaluate_both(
+    layout: RepoLayout,
+    run: RunDir,
+    task: str,
+    model: Path,
+    data_root: Path,
+    split: str,
+    batch_size: int,
+    conv_template: str,
+) -> dict[str, dict]:
     """Validation of the trained adapter (metrics.json) and of the base (metrics_base.json, cached),
     both prompted in the run's conversation format."""
     from llava_structlora.train.outputs import run_validation
 
     common = dict(conv_template=conv_template)
-    return {"adapter": run_validation(run, task, model, data_root, split, batch_size, which="adapter", **common),
-            "base": run_validation(run, task, model, data_root, split, batch_size, which="base",
-                                   work_dir=base_eval_cache(layout, model, task, split, conv_template), reuse=True,
-                                   **common)}
+    return {
+        "adapter": run_validation(run, task, model, data_root, split, batch_size, which="adapter", **common),
+        "base": run_validation(
+            run,
+            task,
+            model,
+            data_root,
+            split,
+            batch_size,
+            which="base",
+            work_dir=base_eval_cache(layout, model, task, split, conv_template),
+            reuse=True,
+            **common,
+        ),
+    }
 
 
 def score_line(task: str, split: str, scores: dict) -> str:
@@ -189,8 +240,10 @@ def score_line(task: str, split: str, scores: dict) -> str:
     line = f"{task} {split} {key}: adapter {scores['adapter'].get(key):.4f} | base {scores['base'].get(key):.4f}"
     llava = [(scores[w].get("protocols") or {}).get("llava", {}).get(key) for w in ("adapter", "base")]
     if None not in llava:
-        line += f" ({scores['adapter'].get('protocol')} protocol); llava protocol: adapter {llava[0]:.4f} | " \
-                f"base {llava[1]:.4f}"
+        line += (
+            f" ({scores['adapter'].get('protocol')} protocol); llava protocol: adapter {llava[0]:.4f} | "
+            f"base {llava[1]:.4f}"
+        )
     return line
 
 
@@ -233,18 +286,26 @@ def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
     print(f"[finetune] {shlex.join(cmd)}", flush=True)
     rc = subprocess.run(cmd, env=environ, cwd=layout.root).returncode
     if rc != 0:
-        print(f"[finetune] training failed (exit {rc}); complete checkpoints in {run.path} "
-              f"(RESUME=auto continues from the newest)", file=sys.stderr, flush=True)
+        print(
+            f"[finetune] training failed (exit {rc}); complete checkpoints in {run.path} "
+            f"(RESUME=auto continues from the newest)",
+            file=sys.stderr,
+            flush=True,
+        )
         return rc
     print(f"[finetune] adapter: {run.deliverable()}", flush=True)
     if do_eval:
         model, data_root = Path(margs.model_name_or_path), Path(dargs.data_root)
-        scores = evaluate_both(layout, run, args.task, model, data_root, dargs.eval_split, dargs.eval_batch_size,
-                               dargs.conv_template)
+        scores = evaluate_both(
+            layout, run, args.task, model, data_root, dargs.eval_split, dargs.eval_batch_size, dargs.conv_template
+        )
         for t in validation_tasks(args.task):
             per = {w: s["tasks"][t] if args.task == MIX_TASK else s for w, s in scores.items()}
-            print(f"[finetune] {score_line(t, dargs.eval_split, per)}  (scores: {run.metrics('adapter')}, "
-                  f"{run.metrics('base')})", flush=True)
+            print(
+                f"[finetune] {score_line(t, dargs.eval_split, per)}  (scores: {run.metrics('adapter')}, "
+                f"{run.metrics('base')})",
+                flush=True,
+            )
     print(f"[finetune] done in {time.time() - t0:.1f} s: {run.path}", flush=True)
     return 0
 

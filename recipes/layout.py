@@ -1,13 +1,14 @@
 """The checkout's layout, known in exactly one place.
 
-    configs/<task>.yaml, configs/<task>_smoke.yaml   the recipes' YAML (one per task and preset)
-    artifacts/data/<preset>/                         DATA_ROOT of the offline shapes world
-    artifacts/base/<preset>[-next]/                  the tiny LLaVA (-1.5, or -NeXT) base built on it
-    artifacts/eval_cache/                            base-model scores, reused across runs
-    outputs/<task>-<method>-r<r>-s<seed>[-smoke]/    a training run (llava_structlora.rundir.RunDir)
-    zero_configs/                                    DeepSpeed configs
-    docs/results/                                    benchmark/experiment records (recipes.results)
+configs/<task>.yaml, configs/<task>_smoke.yaml   the recipes' YAML (one per task and preset)
+artifacts/data/<preset>/                         DATA_ROOT of the offline shapes world
+artifacts/base/<preset>[-next]/                  the tiny LLaVA (-1.5, or -NeXT) base built on it
+artifacts/eval_cache/                            base-model scores, reused across runs
+outputs/<task>-<method>-r<r>-s<seed>[-smoke]/    a training run (llava_structlora.rundir.RunDir)
+zero_configs/                                    DeepSpeed configs
+docs/results/                                    benchmark/experiment records (recipes.results)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

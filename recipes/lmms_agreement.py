@@ -7,6 +7,7 @@ For every task: how many answers are identical strings, the per-question scores 
 (its own ``process_results`` / metric) next to ours under both protocols, and the aggregate
 scores side by side. ``--record`` writes the table into docs/RESULTS.md via ``record_result``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,29 +71,45 @@ def our_question_scores(task: str, data_root: Path, split: str, answers: dict[st
     refs = TASKS[task].references(data_root, split)
     if task == "vqav2":
         anns = load_vqa_annotations(refs[1])
-        return {q: {"official": vqa_question_accuracy(a, anns[int(q)][1]),
-                    "llava": vqa_question_accuracy(evalai_answer_processor(a), anns[int(q)][1])}
-                for q, a in answers.items()}
+        return {
+            q: {
+                "official": vqa_question_accuracy(a, anns[int(q)][1]),
+                "llava": vqa_question_accuracy(evalai_answer_processor(a), anns[int(q)][1]),
+            }
+            for q, a in answers.items()
+        }
     qs = load_gqa_questions(refs[0])
-    return {q: {"official": float(a == qs[q]["answer"]), "llava": float(llava_gqa_prediction(a) == qs[q]["answer"])}
-            for q, a in answers.items()}
+    return {
+        q: {"official": float(a == qs[q]["answer"]), "llava": float(llava_gqa_prediction(a) == qs[q]["answer"])}
+        for q, a in answers.items()
+    }
 
 
-def task_agreement(task: str, name: str, split: str, lmms_dir: Path, tasks_dir: Path, eval_dir: Path,
-                   data_root: Path) -> dict:
+def task_agreement(
+    task: str, name: str, split: str, lmms_dir: Path, tasks_dir: Path, eval_dir: Path, data_root: Path
+) -> dict:
     samples = lmms_samples(lmms_dir, name, exported_ids(tasks_dir, name, split))
     ours = our_answers(eval_dir)
     common = sorted(set(samples) & set(ours))
     same = [q for q in common if _answer(samples[q]) == ours[q]]
-    out: dict[str, Any] = {"task": name, "n_lmms": len(samples), "n_ours": len(ours), "n_common": len(common),
-                           "identical_answers": len(same),
-                           "differing": [{"question_id": q, "lmms": _answer(samples[q]), "ours": ours[q]}
-                                         for q in common if q not in same][:10]}
+    out: dict[str, Any] = {
+        "task": name,
+        "n_lmms": len(samples),
+        "n_ours": len(ours),
+        "n_common": len(common),
+        "identical_answers": len(same),
+        "differing": [
+            {"question_id": q, "lmms": _answer(samples[q]), "ours": ours[q]} for q in common if q not in same
+        ][:10],
+    }
     ours_metrics = json.loads((eval_dir / "metrics.json").read_text())
     scores = lmms_scores(lmms_dir).get(name, {})
     out["lmms_scores"] = {k.split(",")[0]: v for k, v in scores.items() if isinstance(v, (int, float))}
-    out["our_scores"] = {k: v for k, v in ours_metrics.items()
-                         if isinstance(v, (int, float)) and (k[0].isupper() or k in ("overall", "accuracy"))}
+    out["our_scores"] = {
+        k: v
+        for k, v in ours_metrics.items()
+        if isinstance(v, (int, float)) and (k[0].isupper() or k in ("overall", "accuracy"))
+    }
     if task != "coco":
         per_q = our_question_scores(task, data_root, split, {q: ours[q] for q in common})
         lm = {q: float(samples[q]["exact_match"]) for q in common}
@@ -104,20 +121,30 @@ def task_agreement(task: str, name: str, split: str, lmms_dir: Path, tasks_dir: 
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| task | questions | identical answers | equal per-question scores (ours official / llava) "
-             "| lmms-eval score | ours official | ours llava |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| task | questions | identical answers | equal per-question scores (ours official / llava) "
+        "| lmms-eval score | ours official | ours llava |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         if "lmms_percent" in r:
-            lines.append(f"| {r['task']} | {r['n_common']} | {r['identical_answers']} | "
-                         f"{r['equal_question_scores_official']} / {r['equal_question_scores_llava']} | "
-                         f"{r['lmms_percent']:.2f} | {r['ours_official_percent']:.2f} | "
-                         f"{r['ours_llava_percent']:.2f} |")
+            lines.append(
+                f"| {r['task']} | {r['n_common']} | {r['identical_answers']} | "
+                f"{r['equal_question_scores_official']} / {r['equal_question_scores_llava']} | "
+                f"{r['lmms_percent']:.2f} | {r['ours_official_percent']:.2f} | "
+                f"{r['ours_llava_percent']:.2f} |"
+            )
         else:
             lm, ou = r["lmms_scores"], r["our_scores"]
-            pairs = ", ".join(f"{m} {lm.get('coco_' + m, float('nan')):.4f} / {ou.get(m, float('nan')):.4f}"
-                              for m in ("CIDEr", "Bleu_4", "ROUGE_L", "METEOR") if m in ou)
-            lines.append(f"| {r['task']} | {r['n_common']} | {r['identical_answers']} | (corpus metrics; lmms-eval "
-                         f"/ ours: {pairs}) | | | |")
+            pairs = ", ".join(
+                f"{m} {lm.get('coco_' + m, float('nan')):.4f} / {ou.get(m, float('nan')):.4f}"
+                for m in ("CIDEr", "Bleu_4", "ROUGE_L", "METEOR")
+                if m in ou
+            )
+            lines.append(
+                f"| {r['task']} | {r['n_common']} | {r['identical_answers']} | (corpus metrics; lmms-eval "
+                f"/ ours: {pairs}) | | | |"
+            )
     return "\n".join(lines)
 
 
@@ -136,8 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.ours:
         task, _, d = spec.partition("=")
         info = infos[task]
-        rows.append(task_agreement(task, info["task"], info["split"], Path(args.lmms), Path(args.tasks), Path(d),
-                                   Path(args.data_root)))
+        rows.append(
+            task_agreement(
+                task, info["task"], info["split"], Path(args.lmms), Path(args.tasks), Path(d), Path(args.data_root)
+            )
+        )
     print(json.dumps(rows, indent=1))
     print(markdown(rows))
     if args.record:

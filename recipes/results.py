@@ -4,6 +4,7 @@ Every benchmark and experiment writes one JSON record into docs/results/ with th
 machine, date, seeds and numbers. docs/RESULTS.md is regenerated from those records by
 `python -m recipes.results` and is never edited by hand.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,14 @@ def git_commit() -> str:
         return "unknown"
 
 
-def record_result(name: str, title: str, data: dict[str, Any], markdown: str,
-                  command: Sequence[str] | str | None = None, seeds: Sequence[int] | None = None) -> Path:
+def record_result(
+    name: str,
+    title: str,
+    data: dict[str, Any],
+    markdown: str,
+    command: Sequence[str] | str | None = None,
+    seeds: Sequence[int] | None = None,
+) -> Path:
     """Write docs/results/<name>.json; `markdown` is the table body shown in RESULTS.md."""
     if command is None:
         command = "python " + " ".join(shlex.quote(a) for a in sys.argv)

@@ -3,6 +3,7 @@
 Used by scripts/setup.sh to decide whether the active Python can be used as is
 or whether ./.venv has to be created. Standard library only, so it runs anywhere.
 """
+
 from __future__ import annotations
 
 import re

@@ -15,7 +15,7 @@ if ! "$_sl_py" "$_sl_root/scripts/check_env.py" "$_sl_root/requirements.txt" >/d
     echo "[setup] installing requirements into .venv (first run only; torch comes from the local wheel cache)" >&2
     "$_sl_py" -m pip install -q --upgrade pip >&2 || true
     # No grep filter here: under the recipes' `set -o pipefail` a grep that drops every line exits 1
-    # and stopped the first run (issue 13).
+    # and stopped the first run.
     "$_sl_py" -m pip install -q -r "$_sl_root/requirements.txt" >&2 \
       || { echo "[setup] pip install -r requirements.txt failed" >&2; return 1 2>/dev/null || exit 1; }
   fi
@@ -24,7 +24,7 @@ if ! "$_sl_py" "$_sl_root/scripts/check_env.py" "$_sl_root/requirements.txt" >/d
 fi
 export PYTHON="$_sl_py"
 export PYTHONPATH="$_sl_root${PYTHONPATH:+:$PYTHONPATH}"
-# 2 shared cores: busy-waiting OpenMP threads stall steps for seconds (DESIGN.md §5).
+# 2 shared cores: busy-waiting OpenMP threads stall steps for seconds (docs/design.md §5).
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
 # Nothing is ever downloaded at run time.

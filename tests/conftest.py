@@ -2,6 +2,7 @@
 initialized model with the base's config and processor ("random"): its greedy answers differ
 from question to question and never stop early, so equality tests compare real, varied text
 (the 20-step smoke base answers almost everything the same way)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,7 +25,7 @@ def smoke(tmp_path_factory) -> dict[str, Path]:
     torch.set_num_threads(1)
     cfg = AutoConfig.from_pretrained(base)
     for c in (cfg, cfg.text_config, cfg.vision_config):
-        c.initializer_range = 0.1      # 0.02 gives near-constant outputs
+        c.initializer_range = 0.1  # 0.02 gives near-constant outputs
     torch.manual_seed(0)
     LlavaForConditionalGeneration(cfg).save_pretrained(rand)
     AutoProcessor.from_pretrained(base).save_pretrained(rand)

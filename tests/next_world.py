@@ -1,5 +1,6 @@
 """A tiny LLaVA-NeXT world for tests: images of several aspect ratios, a LLaVA JSON, and a randomly
 initialised LlavaNextForConditionalGeneration + LlavaNextProcessor saved from config (CPU seconds)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,8 +24,16 @@ def write_world(root: Path, n: int = 16) -> Path:
         img = Image.new("RGB", (w, h), (0, 0, 0))
         ImageDraw.Draw(img).ellipse([w // 4, h // 4, 3 * w // 4, 3 * h // 4], fill=COLOURS[colour])
         img.save(root / "images" / f"{i}.png")
-        recs.append({"id": f"n{i}", "image": f"images/{i}.png", "conversations": [
-            {"from": "human", "value": "<image>\nwhat color is the circle?"}, {"from": "gpt", "value": colour}]})
+        recs.append(
+            {
+                "id": f"n{i}",
+                "image": f"images/{i}.png",
+                "conversations": [
+                    {"from": "human", "value": "<image>\nwhat color is the circle?"},
+                    {"from": "gpt", "value": colour},
+                ],
+            }
+        )
     (root / "llava_train.json").write_text(json.dumps(recs))
     (root / "manifest.json").write_text(json.dumps({"counts": {}, "skipped": 0, "reasons": {}, "image_folder": "."}))
     return root / "llava_train.json"
@@ -44,8 +53,11 @@ def save_tiny_next(root: Path) -> dict[str, Path]:
     tok = build_tokenizer([data], 128, 256)
     proc = next_processor(build_processor(tok, preset), scaled_pinpoints(preset.model.image_size))
     arch = dataclasses.replace(preset.model, vision_layers=2, text_layers=2)  # layer -2 of 2 feeds the projector
-    cfg = next_config(llava_config(arch, len(tok), proc.image_token_id, tok.pad_token_id, tok.bos_token_id,
-                                   tok.eos_token_id), proc.image_processor.image_grid_pinpoints, 256)
+    cfg = next_config(
+        llava_config(arch, len(tok), proc.image_token_id, tok.pad_token_id, tok.bos_token_id, tok.eos_token_id),
+        proc.image_processor.image_grid_pinpoints,
+        256,
+    )
     for c in (cfg.text_config, cfg.vision_config):
         c.initializer_range = 0.1  # non-trivial logits and answers, so equality checks compare real numbers
     torch.manual_seed(0)

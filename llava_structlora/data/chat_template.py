@@ -21,6 +21,7 @@ with blocks ``{"type": "image"}`` / ``{"type": "text", "text": ...}``. As in LLa
 first user turn may carry (one) image, rendered ``<image>\\n`` before its text; a system message
 replaces the format's system prompt; roles must alternate user/assistant.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,42 +37,48 @@ def _lit(text: str) -> str:
 def _content_parts() -> str:
     """Jinja setting ``n_img`` and ``text`` from message ``m`` (string or blocks)."""
     img = _lit(IMAGE_TOKEN)
-    return ("{%- set c = m['content'] -%}"
-            "{%- if c is string -%}{%- set n_img = 0 -%}{%- set text = c -%}"
-            "{%- else -%}{%- set n_img = c | selectattr('type', 'equalto', 'image') | list | length -%}"
-            "{%- set text = c | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
-            "{%- endif -%}"
-            f"{{%- set n_img = n_img + text.count({img}) -%}}"
-            f"{{%- set text = text.replace({img}, '') | trim -%}}")
+    return (
+        "{%- set c = m['content'] -%}"
+        "{%- if c is string -%}{%- set n_img = 0 -%}{%- set text = c -%}"
+        "{%- else -%}{%- set n_img = c | selectattr('type', 'equalto', 'image') | list | length -%}"
+        "{%- set text = c | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
+        "{%- endif -%}"
+        f"{{%- set n_img = n_img + text.count({img}) -%}}"
+        f"{{%- set text = text.replace({img}, '') | trim -%}}"
+    )
 
 
 def jinja_chat_template(conv_template: str) -> str:
     """The Jinja chat template of one conversation format (``CONV_TEMPLATES`` name)."""
     system = conv_system(conv_template)
     user, assistant = _lit(f"{ROLES['human']}: "), _lit(f"{ROLES['gpt']}:")
-    return "".join([
-        f"{{%- set ns = namespace(system={_lit(system)}) -%}}",
-        "{%- set msgs = messages -%}",
-        "{%- if msgs and msgs[0]['role'] == 'system' -%}",
-        "{%- set m = msgs[0] -%}", _content_parts(), "{%- set ns.system = text -%}",
-        "{%- set msgs = msgs[1:] -%}{%- endif -%}",
-        "{%- if msgs and msgs[0]['role'] == 'assistant' -%}{%- set msgs = msgs[1:] -%}{%- endif -%}",
-        f"{{%- if ns.system -%}}{{{{ ns.system + {_lit(SEP)} }}}}{{%- endif -%}}",
-        "{%- for m in msgs -%}",
-        "{%- if m['role'] != (loop.index0 % 2 == 0 and 'user' or 'assistant') -%}",
-        "{{- raise_exception('roles must alternate user/assistant after an optional system message, got '"
-        " + m['role'] + ' at turn ' + loop.index0 | string) -}}{%- endif -%}",
-        _content_parts(),
-        "{%- if m['role'] == 'user' -%}",
-        "{%- if n_img > 1 or (n_img > 0 and loop.index0 > 0) -%}",
-        "{{- raise_exception('LLaVA-1.5 conversations carry one image, in the first user turn') -}}{%- endif -%}",
-        f"{{{{ {user} + ({_lit(IMAGE_TOKEN + chr(10))} if n_img else '') + text + {_lit(SEP)} }}}}",
-        "{%- else -%}",
-        f"{{{{ {assistant} }}}}{{% generation %}}{{{{ ' ' + text + {_lit(SEP2)} }}}}{{% endgeneration %}}",
-        "{%- endif -%}",
-        "{%- endfor -%}",
-        f"{{%- if add_generation_prompt -%}}{{{{ {assistant} }}}}{{%- endif -%}}",
-    ])
+    return "".join(
+        [
+            f"{{%- set ns = namespace(system={_lit(system)}) -%}}",
+            "{%- set msgs = messages -%}",
+            "{%- if msgs and msgs[0]['role'] == 'system' -%}",
+            "{%- set m = msgs[0] -%}",
+            _content_parts(),
+            "{%- set ns.system = text -%}",
+            "{%- set msgs = msgs[1:] -%}{%- endif -%}",
+            "{%- if msgs and msgs[0]['role'] == 'assistant' -%}{%- set msgs = msgs[1:] -%}{%- endif -%}",
+            f"{{%- if ns.system -%}}{{{{ ns.system + {_lit(SEP)} }}}}{{%- endif -%}}",
+            "{%- for m in msgs -%}",
+            "{%- if m['role'] != (loop.index0 % 2 == 0 and 'user' or 'assistant') -%}",
+            "{{- raise_exception('roles must alternate user/assistant after an optional system message, got '"
+            " + m['role'] + ' at turn ' + loop.index0 | string) -}}{%- endif -%}",
+            _content_parts(),
+            "{%- if m['role'] == 'user' -%}",
+            "{%- if n_img > 1 or (n_img > 0 and loop.index0 > 0) -%}",
+            "{{- raise_exception('LLaVA-1.5 conversations carry one image, in the first user turn') -}}{%- endif -%}",
+            f"{{{{ {user} + ({_lit(IMAGE_TOKEN + chr(10))} if n_img else '') + text + {_lit(SEP)} }}}}",
+            "{%- else -%}",
+            f"{{{{ {assistant} }}}}{{% generation %}}{{{{ ' ' + text + {_lit(SEP2)} }}}}{{% endgeneration %}}",
+            "{%- endif -%}",
+            "{%- endfor -%}",
+            f"{{%- if add_generation_prompt -%}}{{{{ {assistant} }}}}{{%- endif -%}}",
+        ]
+    )
 
 
 def chat_templates(default: str) -> dict[str, str]:

@@ -1,10 +1,12 @@
 """Batch collation: right padding for training (labels padded with IGNORE_INDEX), left padding
 for generation so that every prompt ends at the last position and greedy decoding of a whole
 batch appends to aligned ends."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 

@@ -21,6 +21,7 @@ on its own and labels only the targets (the assistant answers with their ``</s>`
 split at spaces, so with the toy tokenizer the concatenated ids equal the ids of the whole
 string (tested).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -47,8 +48,14 @@ class ConversationError(ValueError):
 def conv_system(conv_template: str) -> str:
     """System prompt of a named conversation format; unknown names are an error listing the known ones."""
     if conv_template not in CONV_TEMPLATES:
-        hint = (" (LLaVA's 'plain' is its pretraining format without roles, not trained here; the role "
-                "format without system prompt is 'vicuna_v1_nosys')") if conv_template == "plain" else ""
+        hint = (
+            (
+                " (LLaVA's 'plain' is its pretraining format without roles, not trained here; the role "
+                "format without system prompt is 'vicuna_v1_nosys')"
+            )
+            if conv_template == "plain"
+            else ""
+        )
         raise ValueError(f"conv_template={conv_template!r}: expected one of {sorted(CONV_TEMPLATES)}{hint}")
     return CONV_TEMPLATES[conv_template]
 
@@ -69,8 +76,9 @@ def normalize_image_prompt(question: str, with_image: bool = True) -> str:
     return f"{IMAGE_TOKEN}\n{rest}" if with_image else rest
 
 
-def conversation_segments(turns: Sequence[dict], system: str = "", eos: str = SEP2,
-                          with_image: bool = True) -> list[Segment]:
+def conversation_segments(
+    turns: Sequence[dict], system: str = "", eos: str = SEP2, with_image: bool = True
+) -> list[Segment]:
     """Render LLaVA ``conversations`` into prompt / target segments.
 
     Turns must alternate human, gpt, human, gpt...; a leading gpt turn is dropped (LLaVA does the

@@ -21,6 +21,7 @@ Bad records (documented policy):
 - the JSON itself: a UTF-8 BOM is accepted, UTF-16 and absurd nesting are refused naming the file.
 Counters live in the process that touched the sample (DataLoader workers have their own).
 """
+
 from __future__ import annotations
 
 import json
@@ -84,9 +85,17 @@ class LazySupervisedDataset(Dataset):
     tensor, None for text-only) and ``pixel_values`` is ``(patches, 3, H, W)``.
     """
 
-    def __init__(self, json_path: str | Path, processor, image_folder: str | Path | None = None,
-                 model_max_length: int | None = None, system: str = "", strict: bool = False,
-                 limit: int | None = None, max_consecutive_bad: int = 16):
+    def __init__(
+        self,
+        json_path: str | Path,
+        processor,
+        image_folder: str | Path | None = None,
+        model_max_length: int | None = None,
+        system: str = "",
+        strict: bool = False,
+        limit: int | None = None,
+        max_consecutive_bad: int = 16,
+    ):
         self.json_path = Path(json_path)
         self.processor = processor
         self.image_folder = resolve_image_folder(self.json_path, image_folder)
@@ -128,7 +137,9 @@ class LazySupervisedDataset(Dataset):
         ids, labels, cut = truncate(ids, labels, self.max_len, self.image_token_id)
         if cut:
             self.truncated += 1
-            logger.warning("record %s truncated to model_max_length=%d (%d so far)", rec["id"], self.max_len, self.truncated)
+            logger.warning(
+                "record %s truncated to model_max_length=%d (%d so far)", rec["id"], self.max_len, self.truncated
+            )
         return ids, labels
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -144,13 +155,22 @@ class LazySupervisedDataset(Dataset):
                     continue
             ids, labels = self.encode(rec, size)
             if all(label == IGNORE_INDEX for label in labels):
-                self._bad("no target tokens", f"{self.json_path} record {rec['id']}: no answer token left after "
-                                              f"truncation to model_max_length={self.max_len}")
+                self._bad(
+                    "no target tokens",
+                    f"{self.json_path} record {rec['id']}: no answer token left after "
+                    f"truncation to model_max_length={self.max_len}",
+                )
                 continue
-            item = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
-                    "pixel_values": pixel_values, "id": rec["id"]}
+            item = {
+                "input_ids": torch.tensor(ids),
+                "labels": torch.tensor(labels),
+                "pixel_values": pixel_values,
+                "id": rec["id"],
+            }
             if is_anyres(self.processor):
                 item["image_sizes"] = None if size is None else torch.tensor(size)
             return item
-        raise BadRecordError(f"{self.json_path}: {self.max_bad + 1} bad images in a row (or samples without "
-                             f"target tokens) from index {i} (skipped so far: {dict(self.skipped)})")
+        raise BadRecordError(
+            f"{self.json_path}: {self.max_bad + 1} bad images in a row (or samples without "
+            f"target tokens) from index {i} (skipped so far: {dict(self.skipped)})"
+        )

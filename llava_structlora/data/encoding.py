@@ -12,10 +12,11 @@ forward time. Two families:
   (height, width); ``pixel_values`` is ``(patches, 3, H, W)`` and the model needs ``image_sizes``.
   No expand2square: anyres keeps the aspect ratio itself (and unpads the features).
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from PIL import Image
@@ -69,7 +70,7 @@ def preprocess_images(images: Sequence[Image.Image], processor) -> tuple[list[to
     out = processor.image_processor(list(images), return_tensors="pt")
     sizes = [tuple(int(v) for v in hw) for hw in out["image_sizes"]]
     grid, crop = processor.image_processor.image_grid_pinpoints, _crop_hw(processor)[0]
-    pixels = [px[:image_size_to_num_patches(hw, grid, crop)] for px, hw in zip(out["pixel_values"], sizes)]
+    pixels = [px[: image_size_to_num_patches(hw, grid, crop)] for px, hw in zip(out["pixel_values"], sizes)]
     return pixels, sizes
 
 
@@ -114,8 +115,10 @@ def num_image_tokens(processor, image_size: tuple[int, int] | None = None) -> in
     """
     if is_anyres(processor):
         if image_size is None:
-            raise ValueError(f"{type(processor).__name__} tiles images (anyres): its image-token count depends "
-                             f"on the image; pass image_size=(height, width)")
+            raise ValueError(
+                f"{type(processor).__name__} tiles images (anyres): its image-token count depends "
+                f"on the image; pass image_size=(height, width)"
+            )
         h, w = _crop_hw(processor)
         n = processor._get_number_of_features(int(image_size[0]), int(image_size[1]), h, w)
     else:
@@ -137,8 +140,9 @@ def _n_img(processor, image_size: tuple[int, int] | None, texts: Sequence[str]) 
     return num_image_tokens(processor, image_size)
 
 
-def encode_segments(segments: Sequence[Segment], processor,
-                    image_size: tuple[int, int] | None = None) -> tuple[list[int], list[int]]:
+def encode_segments(
+    segments: Sequence[Segment], processor, image_size: tuple[int, int] | None = None
+) -> tuple[list[int], list[int]]:
     """Token ids and labels (IGNORE_INDEX except on target segments), BOS first.
 
     ``image_size``: (height, width) of the sample's image, needed by anyres (NeXT) processors.
@@ -153,13 +157,15 @@ def encode_segments(segments: Sequence[Segment], processor,
     return ids, labels
 
 
-def encode_conversation(turns: Sequence[dict], processor, system: str = "",
-                        image_size: tuple[int, int] | None = None) -> tuple[list[int], list[int]]:
+def encode_conversation(
+    turns: Sequence[dict], processor, system: str = "", image_size: tuple[int, int] | None = None
+) -> tuple[list[int], list[int]]:
     return encode_segments(conversation_segments(turns, system), processor, image_size)
 
 
-def encode_prompt(question: str, processor, system: str = "", with_image: bool = True,
-                  image_size: tuple[int, int] | None = None) -> list[int]:
+def encode_prompt(
+    question: str, processor, system: str = "", with_image: bool = True, image_size: tuple[int, int] | None = None
+) -> list[int]:
     """Ids of a generation prompt (ends with 'ASSISTANT:'), identical to the training prefix."""
     tok = processor.tokenizer
     text = build_prompt(question, system, with_image)

@@ -22,6 +22,7 @@ the shares drift once a source runs out). We want exact per-source counts for a 
 records themselves stay in ``LazySupervisedDataset`` (streamed, validated, images opened lazily); an
 Arrow copy would add an on-disk cache per source for what is index arithmetic on a few integers.
 """
+
 from __future__ import annotations
 
 import logging
@@ -64,8 +65,10 @@ def parse_sources(data_path: str, data_ratios: str | None = None) -> list[DataSo
         return [DataSource(p, None) for p in paths]
     raw = _split(data_ratios, "data_ratios")
     if len(raw) != len(paths):
-        raise DataMixError(f"data_ratios={data_ratios!r} has {len(raw)} values for {len(paths)} data_path "
-                           f"entries; give one ratio per source")
+        raise DataMixError(
+            f"data_ratios={data_ratios!r} has {len(raw)} values for {len(paths)} data_path "
+            f"entries; give one ratio per source"
+        )
     ratios = []
     for path, r in zip(paths, raw):
         try:
@@ -73,8 +76,10 @@ def parse_sources(data_path: str, data_ratios: str | None = None) -> list[DataSo
         except ValueError:
             raise DataMixError(f"data_ratios: {r!r} (for {path}) is not a number") from None
         if not math.isfinite(value) or value <= 0:
-            raise DataMixError(f"data_ratios: {r!r} (for {path}) must be a positive finite number "
-                               f"(leave a source out of data_path to drop it)")
+            raise DataMixError(
+                f"data_ratios: {r!r} (for {path}) must be a positive finite number "
+                f"(leave a source out of data_path to drop it)"
+            )
         ratios.append(value)
     total = sum(ratios)
     return [DataSource(p, r / total) for p, r in zip(paths, ratios)]
@@ -115,14 +120,22 @@ def mixture_index(sizes: Sequence[int], counts: Sequence[int], seed: int) -> lis
 class MixedDataset(Dataset):
     """Items of several ``LazySupervisedDataset``s in the order of ``mixture_index``."""
 
-    def __init__(self, sources: Sequence[Dataset], names: Sequence[str], ratios: Sequence[float | None],
-                 seed: int, mix_size: int | None = None):
+    def __init__(
+        self,
+        sources: Sequence[Dataset],
+        names: Sequence[str],
+        ratios: Sequence[float | None],
+        seed: int,
+        mix_size: int | None = None,
+    ):
         self.sources, self.names = list(sources), list(names)
         sizes = [len(s) for s in self.sources]
         self.counts = quotas(sizes, ratios, mix_size)
         self.index = mixture_index(sizes, self.counts, seed)
-        self.composition = [{"path": name, "ratio": r, "records": n, "samples": q}
-                            for name, r, n, q in zip(self.names, ratios, sizes, self.counts)]
+        self.composition = [
+            {"path": name, "ratio": r, "records": n, "samples": q}
+            for name, r, n, q in zip(self.names, ratios, sizes, self.counts)
+        ]
 
     def __len__(self) -> int:
         return len(self.index)
@@ -140,8 +153,9 @@ class MixedDataset(Dataset):
         return sum(getattr(s, "truncated", 0) for s in self.sources)
 
 
-def build_mixture(sources: Sequence[DataSource], make: Callable[[str], Dataset], seed: int,
-                  mix_size: int | None = None) -> Dataset:
+def build_mixture(
+    sources: Sequence[DataSource], make: Callable[[str], Dataset], seed: int, mix_size: int | None = None
+) -> Dataset:
     """One source: its dataset as is. Several: a ``MixedDataset`` (``make(path)`` builds each source)."""
     if mix_size is not None and mix_size < 1:
         raise DataMixError(f"mix_size={mix_size}: must be a positive number of samples")
@@ -151,6 +165,12 @@ def build_mixture(sources: Sequence[DataSource], make: Callable[[str], Dataset],
     mixed = MixedDataset(datasets, [s.path for s in sources], [s.ratio for s in sources], seed, mix_size)
     for c in mixed.composition:
         ratio = "concatenated" if c["ratio"] is None else f"ratio {c['ratio']:.3f}"
-        logger.info("mix: %s: %d samples from %d records (%s, x%.2f)", c["path"], c["samples"], c["records"],
-                    ratio, c["samples"] / c["records"])
+        logger.info(
+            "mix: %s: %d samples from %d records (%s, x%.2f)",
+            c["path"],
+            c["samples"],
+            c["records"],
+            ratio,
+            c["samples"] / c["records"],
+        )
     return mixed

@@ -13,6 +13,7 @@ user's own; converters keep the paths they write inside ``--images``); ``convers
 image record has exactly one ``<image>`` and it is in the first human turn, a text-only record
 has none; roles alternate (``conversation.conversation_segments``).
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional

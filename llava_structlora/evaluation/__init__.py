@@ -3,6 +3,7 @@
 Public API (docs/ARCHITECTURE.md): `load_model(base, adapter=None, dtype=..., device=...) -> (model, processor)`,
 `EvalConfig`, `evaluate(cfg) -> metrics`. CLI: `python -m llava_structlora.evaluation --help`.
 """
+
 from .config import TASKS, EvalConfig
 from .load import ModelLoadError, adapter_kind, load_model
 

@@ -5,6 +5,7 @@
 
 Splits without public answers (VQAv2 test-dev, GQA test) write `submission.json` instead of scoring.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,11 @@ from .config import TASKS, EvalConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m llava_structlora.evaluation", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m llava_structlora.evaluation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--task", choices=sorted(TASKS), required=True)
     p.add_argument("--split", default=None, help="default: vqav2 val, gqa testdev, coco test (Karpathy)")
     p.add_argument("--model", required=True, help="base model dir (save_pretrained), or a merged model")
@@ -34,11 +38,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", help="base load dtype: fp32 | bf16 | fp16 (bf16 for 7B on GPUs)")
     p.add_argument("--attn-implementation", default=None, help="sdpa | eager | flash_attention_2")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--conv-template", "--conv_template", dest="conv_template", choices=sorted(CONV_TEMPLATES),
-                   default=None, help="conversation format; must match training. Default: the one the adapter's "
-                   "run.json (or a merged model's merge_info.json) records, else vicuna_v1_nosys (the toy base)")
-    p.add_argument("--limit", type=int, default=None,
-                   help="evaluate only the first N questions of the split (file order; scored on those N)")
+    p.add_argument(
+        "--conv-template",
+        "--conv_template",
+        dest="conv_template",
+        choices=sorted(CONV_TEMPLATES),
+        default=None,
+        help="conversation format; must match training. Default: the one the adapter's "
+        "run.json (or a merged model's merge_info.json) records, else vicuna_v1_nosys (the toy base)",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="evaluate only the first N questions of the split (file order; scored on those N)",
+    )
     p.add_argument("--model-id", default=None, help="model_id written in the answers (default: adapter dir name)")
     p.add_argument("--no-meteor", dest="meteor", action="store_false", help="coco: skip METEOR (Java, slow)")
     p.add_argument("--clip-weights", default=None, help="coco: local open_clip checkpoint for CLIPScore")

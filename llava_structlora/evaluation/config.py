@@ -1,4 +1,5 @@
 """Evaluation stage config and the per-task file layout under DATA_ROOT (docs/ARCHITECTURE.md)."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ class TaskSpec:
     name: str
     default_split: str
     max_new_tokens: int
-    reference_files: tuple[str, ...]   # patterns with {split}; all must exist to score
+    reference_files: tuple[str, ...]  # patterns with {split}; all must exist to score
 
     def questions_jsonl(self, data_root: Path, split: str) -> Path:
         return data_root / self.name / f"{split}_questions.jsonl"
@@ -57,21 +58,21 @@ class EvalConfig:
     model: str
     data_root: str
     output_dir: str
-    split: str | None = None           # default: the task's default split
+    split: str | None = None  # default: the task's default split
     adapter: str | None = None
     batch_size: int = 32
-    num_gpus: int = 1                  # processes: one per GPU, or CPU workers without GPUs
+    num_gpus: int = 1  # processes: one per GPU, or CPU workers without GPUs
     protocol: str = "official"
     max_new_tokens: int | None = None  # default: the task's
-    dtype: str = "float32"             # base load dtype: fp32 | bf16 | fp16 (long names too); recipe: DTYPE
+    dtype: str = "float32"  # base load dtype: fp32 | bf16 | fp16 (long names too); recipe: DTYPE
     attn_implementation: str | None = None  # sdpa | eager | flash_attention_2 (None: transformers' default)
-    device: str = "auto"               # auto: cuda if available, else cpu
+    device: str = "auto"  # auto: cuda if available, else cpu
     model_id: str | None = None
-    conv_template: str | None = None   # conversation format; default: the run's (run.json), else the toy base's
-    limit: int | None = None           # evaluate the first N questions of the split (file order)
-    overwrite: bool = False            # discard answers of a different earlier run in output_dir
-    meteor: bool = True                # coco: METEOR costs ~16 s of Java per scoring; False -> null + note
-    clip_weights: str | None = None    # coco: local open_clip checkpoint -> CLIPScore (else skipped, noted)
+    conv_template: str | None = None  # conversation format; default: the run's (run.json), else the toy base's
+    limit: int | None = None  # evaluate the first N questions of the split (file order)
+    overwrite: bool = False  # discard answers of a different earlier run in output_dir
+    meteor: bool = True  # coco: METEOR costs ~16 s of Java per scoring; False -> null + note
+    clip_weights: str | None = None  # coco: local open_clip checkpoint -> CLIPScore (else skipped, noted)
     clip_model: str = "ViT-B-32"
 
     def __post_init__(self) -> None:
@@ -121,5 +122,7 @@ class EvalConfig:
     def generation_key(self) -> dict:
         """What must match for answers already in output_dir to be reused."""
         d = asdict(self)
-        return {k: d[k] for k in ("task", "split", "model", "adapter", "max_new_tokens", "dtype", "model_id",
-                                  "conv_template")}
+        return {
+            k: d[k]
+            for k in ("task", "split", "model", "adapter", "max_new_tokens", "dtype", "model_id", "conv_template")
+        }

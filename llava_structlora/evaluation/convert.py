@@ -7,12 +7,14 @@ VQAv2 -> EvalAIAnswerProcessor, GQA -> rstrip('.').lower().
 
     python -m llava_structlora.evaluation.convert --task vqav2 --answers answers.jsonl --out results.json
 """
+
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from llava_structlora.metrics.gqa import llava_gqa_prediction
 from llava_structlora.metrics.vqa_normalize import evalai_answer_processor
@@ -27,16 +29,22 @@ def _int_id(qid: Any, task: str) -> int:
         raise ValueError(f"{task}: question_id {qid!r} is not an integer id") from e
 
 
-def to_results(task: str, answers: Sequence[dict], submission: bool = False,
-               protocol: str = "official") -> list[dict]:
+def to_results(task: str, answers: Sequence[dict], submission: bool = False, protocol: str = "official") -> list[dict]:
     """Official results list for `task` from LLaVA answer records."""
     post = protocol == "llava" and submission
     if task == "vqav2":
-        return [{"question_id": _int_id(a["question_id"], task),
-                 "answer": evalai_answer_processor(a["text"]) if post else a["text"]} for a in answers]
+        return [
+            {
+                "question_id": _int_id(a["question_id"], task),
+                "answer": evalai_answer_processor(a["text"]) if post else a["text"],
+            }
+            for a in answers
+        ]
     if task == "gqa":
-        return [{"questionId": str(a["question_id"]),
-                 "prediction": llava_gqa_prediction(a["text"]) if post else a["text"]} for a in answers]
+        return [
+            {"questionId": str(a["question_id"]), "prediction": llava_gqa_prediction(a["text"]) if post else a["text"]}
+            for a in answers
+        ]
     if task == "coco":
         return [{"image_id": _int_id(a["question_id"], task), "caption": a["text"]} for a in answers]
     raise ValueError(f"unknown task {task!r}")

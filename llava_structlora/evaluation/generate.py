@@ -9,21 +9,23 @@ Why each piece:
 - each batch's answers are appended to a JSONL file and fsync'ed, so a killed run loses at most
   the batch in flight; a torn last line is cut off before appending (`repair_jsonl`).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 
+from llava_structlora.data import collate_for_generation, encode_prompt, image_size_of, is_anyres, preprocess_images
 from llava_structlora.data.dataset import IMAGE_ERRORS
 from llava_structlora.data.encoding import open_rgb
-from llava_structlora.data import collate_for_generation, encode_prompt, image_size_of, is_anyres, preprocess_images
 
 
 class ImageLoadError(OSError):
@@ -76,7 +78,7 @@ def load_questions(path: str | Path, image_folder: str | Path) -> list[Question]
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length (longest first, ties in input order)."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def answer_id(model_id: str, qid: Any, text: str) -> str:
@@ -86,15 +88,19 @@ def answer_id(model_id: str, qid: Any, text: str) -> str:
 
 def answer_record(q: Question, text: str, model_id: str, metadata: dict) -> dict:
     """One line of LLaVA's answers JSONL."""
-    return {"question_id": q.qid, "prompt": q.text, "text": text,
-            "answer_id": answer_id(model_id, q.qid, text), "model_id": model_id, "metadata": metadata}
+    return {
+        "question_id": q.qid,
+        "prompt": q.text,
+        "text": text,
+        "answer_id": answer_id(model_id, q.qid, text),
+        "model_id": model_id,
+        "metadata": metadata,
+    }
 
 
 def load_images(paths: Sequence[Path], processor) -> list[torch.Tensor]:
     """`data.load_image` for a batch: each distinct file decoded once, one preprocessing call
     (per-image processor calls cost as much as the tiny model's forward)."""
-    from PIL import Image
-
     unique = list(dict.fromkeys(paths))
     imgs = []
     for path in unique:
@@ -125,24 +131,39 @@ def question_image_size(q: Question, processor) -> tuple[int, int] | None:
 
 
 @torch.inference_mode()
-def generate_batch(model, processor, questions: Sequence[Question], input_ids: Sequence[list[int]],
-                   max_new_tokens: int, pixels: Sequence[torch.Tensor | None] | None = None) -> list[str]:
+def generate_batch(
+    model,
+    processor,
+    questions: Sequence[Question],
+    input_ids: Sequence[list[int]],
+    max_new_tokens: int,
+    pixels: Sequence[torch.Tensor | None] | None = None,
+) -> list[str]:
     """Greedy answers for one batch (left-padded, KV cache)."""
     tok = processor.tokenizer
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     pixels = batch_pixels(questions, processor) if pixels is None else pixels
-    items = [{"input_ids": ids, "id": q.qid, "pixel_values": px, "image_sizes": question_image_size(q, processor)}
-             for q, ids, px in zip(questions, input_ids, pixels)]
+    items = [
+        {"input_ids": ids, "id": q.qid, "pixel_values": px, "image_sizes": question_image_size(q, processor)}
+        for q, ids, px in zip(questions, input_ids, pixels)
+    ]
     batch = collate_for_generation(items, tok.pad_token_id)
     kwargs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
     if "pixel_values" in batch:
         kwargs["pixel_values"] = batch["pixel_values"].to(device, dtype)
     if "image_sizes" in batch:
         kwargs["image_sizes"] = batch["image_sizes"].to(device)
-    out = model.generate(**kwargs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                         use_cache=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    new_tokens = out[:, kwargs["input_ids"].shape[1]:]
+    out = model.generate(
+        **kwargs,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        use_cache=True,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    new_tokens = out[:, kwargs["input_ids"].shape[1] :]
     return [t.strip() for t in tok.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
@@ -182,9 +203,18 @@ def append_jsonl(path: Path, records: Iterable[dict]) -> None:
         os.fsync(f.fileno())
 
 
-def generate_to_file(model, processor, questions: Sequence[Question], out_path: Path, batch_size: int,
-                     max_new_tokens: int, model_id: str, metadata: dict | None = None, system: str = "",
-                     progress: Callable[[int], None] | None = None) -> int:
+def generate_to_file(
+    model,
+    processor,
+    questions: Sequence[Question],
+    out_path: Path,
+    batch_size: int,
+    max_new_tokens: int,
+    model_id: str,
+    metadata: dict | None = None,
+    system: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Answer `questions` not yet in `out_path`, appending one batch at a time; returns #new answers.
 
     The next batch's images are decoded in a background thread while the model generates.
@@ -194,8 +224,16 @@ def generate_to_file(model, processor, questions: Sequence[Question], out_path: 
     repair_jsonl(out_path)
     done = {r["question_id"] for r in read_jsonl(out_path)}
     todo = [q for q in questions if q.qid not in done]
-    ids = [encode_prompt(q.text, processor, system=system, with_image=q.image is not None,
-                         image_size=question_image_size(q, processor)) for q in todo]
+    ids = [
+        encode_prompt(
+            q.text,
+            processor,
+            system=system,
+            with_image=q.image is not None,
+            image_size=question_image_size(q, processor),
+        )
+        for q in todo
+    ]
     batches = [[todo[i] for i in b] for b in length_sorted_batches([len(i) for i in ids], batch_size)]
     index = {q.qid: i for i, q in enumerate(todo)}
     n = 0

@@ -9,6 +9,7 @@
   full fine-tuning): `adapter/` is preferred (stock PEFT, carries a tuned projector via
   `modules_to_save`), else `structlora/`, else `model/`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,8 @@ from typing import Any
 
 import torch
 
-from llava_structlora.utils.jsonio import JsonInputError, read_adapter_config
 from llava_structlora.modeling import DTYPES, ModelLoadError, is_quantized, load_base_model, resolve_dtype  # noqa: F401
+from llava_structlora.utils.jsonio import JsonInputError, read_adapter_config
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,10 @@ def adapter_kind(adapter: str | Path | None) -> tuple[str, Path | None]:
     if _is_structlora(path):
         return "structlora", path
     found = sorted(p.name for p in path.iterdir())[:10]
-    raise ModelLoadError(f"adapter {path}: neither a PEFT adapter (adapter_config.json), a StructLoRA dir "
-                         f"(structlora/), nor a merged model (config.json + model.safetensors); found {found}")
+    raise ModelLoadError(
+        f"adapter {path}: neither a PEFT adapter (adapter_config.json), a StructLoRA dir "
+        f"(structlora/), nor a merged model (config.json + model.safetensors); found {found}"
+    )
 
 
 def check_adapter_config(path: Path) -> dict:
@@ -69,14 +72,20 @@ def _merge_structlora(model: torch.nn.Module, path: Path) -> torch.nn.Module:
     try:
         from llava_structlora.structlora import load_structlora, merge_structlora
     except ImportError as e:
-        raise ModelLoadError(f"{path} is a StructLoRA dir but llava_structlora.structlora does not provide "
-                             f"load_structlora/merge_structlora ({e}); pass the exported PEFT adapter/ instead") from e
+        raise ModelLoadError(
+            f"{path} is a StructLoRA dir but llava_structlora.structlora does not provide "
+            f"load_structlora/merge_structlora ({e}); pass the exported PEFT adapter/ instead"
+        ) from e
     return merge_structlora(load_structlora(model, path))
 
 
-def load_model(base: str | Path, adapter: str | Path | None = None, dtype: str | torch.dtype = "float32",
-               device: str | torch.device = "cpu", attn_implementation: str | None = None
-               ) -> tuple[torch.nn.Module, Any]:
+def load_model(
+    base: str | Path,
+    adapter: str | Path | None = None,
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
+    attn_implementation: str | None = None,
+) -> tuple[torch.nn.Module, Any]:
     """(model in eval mode with any adapter merged, processor); the base loads directly in `dtype`."""
     from transformers import AutoProcessor
 
@@ -90,8 +99,10 @@ def load_model(base: str | Path, adapter: str | Path | None = None, dtype: str |
     processor = AutoProcessor.from_pretrained(proc_dir)
     model = load_base_model(weights, dtype=dtype, attn_implementation=attn_implementation)
     if kind in ("peft", "structlora") and is_quantized(model):
-        raise ModelLoadError(f"base {weights} is stored quantized (4/8-bit): an adapter merged into quantized "
-                             "storage is rounded away; evaluate with the original bf16/fp16 base")
+        raise ModelLoadError(
+            f"base {weights} is stored quantized (4/8-bit): an adapter merged into quantized "
+            "storage is rounded away; evaluate with the original bf16/fp16 base"
+        )
     if kind == "peft":
         model = peft_from_pretrained_strict(model, apath).merge_and_unload()
     elif kind == "structlora":

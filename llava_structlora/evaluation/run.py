@@ -8,6 +8,7 @@ Output dir layout:
     submission.json          official upload file (splits without public answers)
     metrics.json             scores (or the submission path) + run info, written atomically
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,9 @@ def _check_key(cfg: EvalConfig, out: Path, questions_file: Path) -> None:
         if old != key:
             if not cfg.overwrite:
                 diff = {k: (old.get(k), v) for k, v in key.items() if old.get(k) != v}
-                raise ValueError(f"{out} holds answers of another run (old, new): {diff}; "
-                                 f"use another --output-dir or --overwrite")
+                raise ValueError(
+                    f"{out} holds answers of another run (old, new): {diff}; use another --output-dir or --overwrite"
+                )
             shutil.rmtree(out / "answers", ignore_errors=True)
     atomic_write_json(key_path, key)
 
@@ -89,13 +91,19 @@ def add_clip_score(cfg: EvalConfig, questions, answers: list[dict], metrics: dic
     """CLIPScore for captions when local open_clip weights are given; otherwise a note says how."""
     if cfg.clip_weights is None:
         metrics.setdefault("notes", []).append(
-            "CLIPScore skipped: set CLIP_WEIGHTS=<local open_clip checkpoint> (and CLIP_MODEL, default ViT-B-32)")
+            "CLIPScore skipped: set CLIP_WEIGHTS=<local open_clip checkpoint> (and CLIP_MODEL, default ViT-B-32)"
+        )
         return
     from llava_structlora.metrics.clipscore import clip_score
 
     images = {q.qid: q.image for q in questions}
-    metrics["CLIPScore"] = clip_score([images[a["question_id"]] for a in answers], [a["text"] for a in answers],
-                                      cfg.clip_weights, cfg.clip_model, cfg.device)
+    metrics["CLIPScore"] = clip_score(
+        [images[a["question_id"]] for a in answers],
+        [a["text"] for a in answers],
+        cfg.clip_weights,
+        cfg.clip_model,
+        cfg.device,
+    )
     metrics["clip_model"] = cfg.clip_model
 
 
@@ -117,18 +125,30 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     data_root, out = Path(cfg.data_root), Path(cfg.output_dir)
     qfile = cfg.spec.questions_jsonl(data_root, cfg.split)
     if not qfile.is_file():
-        raise FileNotFoundError(f"{qfile} not found: build the data (python -m data_prep.build_default "
-                                f"--root {data_root}) or pick another --split")
+        raise FileNotFoundError(
+            f"{qfile} not found: build the data (python -m data_prep.build_default "
+            f"--root {data_root}) or pick another --split"
+        )
     questions = load_questions(qfile, _image_folder(qfile))
     n_in_split = len(questions)
     known = {q.qid for q in questions}  # answers beyond --limit (an earlier, larger run) are kept, not merged
-    questions = questions[:cfg.limit] if cfg.limit else questions
+    questions = questions[: cfg.limit] if cfg.limit else questions
     out.mkdir(parents=True, exist_ok=True)
     _check_key(cfg, out, qfile)
-    job = ShardJob(base=str(cfg.model), adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device,
-                   batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, model_id=cfg.model_id,
-                   metadata={}, answers_dir=str(out / "answers"), world=cfg.num_gpus,
-                   system=cfg.system, attn_implementation=cfg.attn_implementation)
+    job = ShardJob(
+        base=str(cfg.model),
+        adapter=cfg.adapter,
+        dtype=cfg.dtype,
+        device=cfg.device,
+        batch_size=cfg.batch_size,
+        max_new_tokens=cfg.max_new_tokens,
+        model_id=cfg.model_id,
+        metadata={},
+        answers_dir=str(out / "answers"),
+        world=cfg.num_gpus,
+        system=cfg.system,
+        attn_implementation=cfg.attn_implementation,
+    )
     n_new = generate_sharded(job, questions)
     t_gen = time.time() - t0
     answers = merge_answers(out / "answers", questions, out / "answers.jsonl", known_ids=known)
@@ -140,10 +160,22 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             add_clip_score(cfg, questions, answers, metrics)
     else:
         metrics = _write_submission(cfg, data_root, answers, out)
-    metrics.update({"task": cfg.task, "split": cfg.split, "protocol": cfg.protocol, "model": str(cfg.model),
-                    "adapter": cfg.adapter, "conv_template": cfg.conv_template, "n_questions": len(questions),
-                    "limit": cfg.limit, "n_questions_in_split": n_in_split, "n_generated_this_run": n_new,
-                    "generation_s": round(t_gen, 2), "total_s": round(time.time() - t0, 2)})
+    metrics.update(
+        {
+            "task": cfg.task,
+            "split": cfg.split,
+            "protocol": cfg.protocol,
+            "model": str(cfg.model),
+            "adapter": cfg.adapter,
+            "conv_template": cfg.conv_template,
+            "n_questions": len(questions),
+            "limit": cfg.limit,
+            "n_questions_in_split": n_in_split,
+            "n_generated_this_run": n_new,
+            "generation_s": round(t_gen, 2),
+            "total_s": round(time.time() - t0, 2),
+        }
+    )
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
 
@@ -156,9 +188,12 @@ def summary(metrics: dict) -> str:
     by = metrics.get("protocols") or {metrics.get("protocol", "official"): metrics}
     head = f"{'VQAv2' if 'overall' in metrics else 'GQA'} {metrics['split']}{subset}"
     if "overall" in metrics:
-        parts = [f"({p}): overall {m['overall']:.2f} (" + ", ".join(f"{k} {v:.2f}" for k, v in
-                                                                 m["per_answer_type"].items()) + ")"
-                 for p, m in by.items()]
+        parts = [
+            f"({p}): overall {m['overall']:.2f} ("
+            + ", ".join(f"{k} {v:.2f}" for k, v in m["per_answer_type"].items())
+            + ")"
+            for p, m in by.items()
+        ]
         return f"{head} " + " | ".join(parts)
     if "accuracy" in metrics:
         return f"{head} " + " | ".join(f"({p}): accuracy {m['accuracy']:.2f}" for p, m in by.items())

@@ -5,14 +5,16 @@ Resume: the ids already present in ANY shard file of the answers dir are skipped
 with a different number of processes neither redoes nor duplicates work); each rank appends only
 to its own file, so there is never more than one writer per file.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -71,13 +73,30 @@ def run_shard(rank: int, job: ShardJob, questions: Sequence[Question]) -> int:
 
     if job.world > 1 and not job.device.startswith("cuda") and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // job.world))  # CPU workers share the cores
-    model, processor = load_model(job.base, job.adapter, job.dtype, _rank_device(job.device, rank),
-                                  attn_implementation=job.attn_implementation)
+    model, processor = load_model(
+        job.base, job.adapter, job.dtype, _rank_device(job.device, rank), attn_implementation=job.attn_implementation
+    )
     out = shard_path(Path(job.answers_dir), rank, job.world)
-    with tqdm(total=len(questions), desc=f"rank {rank}/{job.world}", file=sys.stderr, mininterval=10,
-              position=rank, leave=False) as bar:
-        n = generate_to_file(model, processor, questions, out, job.batch_size, job.max_new_tokens,
-                             job.model_id, job.metadata, job.system, bar.update)
+    with tqdm(
+        total=len(questions),
+        desc=f"rank {rank}/{job.world}",
+        file=sys.stderr,
+        mininterval=10,
+        position=rank,
+        leave=False,
+    ) as bar:
+        n = generate_to_file(
+            model,
+            processor,
+            questions,
+            out,
+            job.batch_size,
+            job.max_new_tokens,
+            job.model_id,
+            job.metadata,
+            job.system,
+            bar.update,
+        )
     logger.info("rank %d/%d: %d new answers -> %s", rank, job.world, n, out)
     return n
 
@@ -92,11 +111,16 @@ def generate_sharded(job: ShardJob, questions: Sequence[Question]) -> int:
     answers_dir.mkdir(parents=True, exist_ok=True)
     done = answered_ids(answers_dir)
     todo = [q for q in questions if q.qid not in done]
-    logger.info("%d questions, %d already answered, %d to generate on %d process(es)",
-                len(questions), len(questions) - len(todo), len(todo), job.world)
+    logger.info(
+        "%d questions, %d already answered, %d to generate on %d process(es)",
+        len(questions),
+        len(questions) - len(todo),
+        len(todo),
+        job.world,
+    )
     if not todo:
         return 0
-    shards = [todo[k::job.world] for k in range(job.world)]
+    shards = [todo[k :: job.world] for k in range(job.world)]
     if job.world == 1:
         return run_shard(0, job, shards[0])
     import torch.multiprocessing as mp
@@ -105,8 +129,9 @@ def generate_sharded(job: ShardJob, questions: Sequence[Question]) -> int:
     return len(todo)
 
 
-def merge_answers(answers_dir: Path, questions: Sequence[Question], out_path: Path,
-                  known_ids: set | None = None) -> list[dict]:
+def merge_answers(
+    answers_dir: Path, questions: Sequence[Question], out_path: Path, known_ids: set | None = None
+) -> list[dict]:
     """All shard answers in question order, each id once, written atomically to `out_path`.
 
     ``known_ids``: ids of the whole question file when ``questions`` is its first N (``--limit``);
@@ -123,15 +148,18 @@ def merge_answers(answers_dir: Path, questions: Sequence[Question], out_path: Pa
             if qid not in wanted and qid in known:
                 continue
             if qid not in wanted:
-                raise ValueError(f"{p}: answer for question_id {qid!r} which is not in the question file; "
-                                 f"was this output dir used for another split? Use a new --output-dir")
+                raise ValueError(
+                    f"{p}: answer for question_id {qid!r} which is not in the question file; "
+                    f"was this output dir used for another split? Use a new --output-dir"
+                )
             if qid in by_id and by_id[qid]["text"] != r["text"]:
                 logger.warning("question_id %r answered twice with different text; keeping the first", qid)
             by_id.setdefault(qid, r)
     missing = [q.qid for q in questions if q.qid not in by_id]
     if missing:
-        raise RuntimeError(f"{len(missing)} questions have no answer in {answers_dir} (e.g. {missing[:5]}); "
-                           f"rerun to resume")
+        raise RuntimeError(
+            f"{len(missing)} questions have no answer in {answers_dir} (e.g. {missing[:5]}); rerun to resume"
+        )
     records = [by_id[q.qid] for q in questions]
     atomic_write_text(out_path, "".join(json.dumps(r) + "\n" for r in records))
     return records

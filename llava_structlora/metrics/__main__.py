@@ -1,10 +1,12 @@
 """`python -m llava_structlora.metrics {vqav2,gqa,caption} ...` -> one JSON object on stdout.
 
-    python -m llava_structlora.metrics vqav2 --questions Q.json --annotations A.json --results R.json [--protocol official|llava]
+    python -m llava_structlora.metrics vqav2 --questions Q.json --annotations A.json --results R.json \
+        [--protocol official|llava]
     python -m llava_structlora.metrics gqa --questions Q.json --results R.json [--protocol official|llava]
     python -m llava_structlora.metrics caption --annotations A.json --results R.json
 Add --allow-partial to score the intersection of result and reference ids (counts reported).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +18,9 @@ from llava_structlora.utils.errors import entry_point
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m llava_structlora.metrics",
-                                description="Official-rule VQAv2 / GQA / COCO caption scorers.")
+    p = argparse.ArgumentParser(
+        prog="python -m llava_structlora.metrics", description="Official-rule VQAv2 / GQA / COCO caption scorers."
+    )
     sub = p.add_subparsers(dest="task", required=True)
     v = sub.add_parser("vqav2", help="VQAv2 accuracy (official vqaEval.py rules)")
     v.add_argument("--questions", required=True)
@@ -28,8 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--annotations", required=True)
     for s in (v, g, c):
         s.add_argument("--results", required=True)
-        s.add_argument("--allow-partial", action="store_true",
-                       help="score the ids present in both results and references; report what was left out")
+        s.add_argument(
+            "--allow-partial",
+            action="store_true",
+            help="score the ids present in both results and references; report what was left out",
+        )
     for s in (v, g):
         s.add_argument("--protocol", choices=("official", "llava"), default="official")
     return p

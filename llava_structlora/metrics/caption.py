@@ -5,6 +5,7 @@ way to score a subset such as the Karpathy test split): PTBTokenizer on referenc
 then Bleu(4), METEOR, ROUGE_L and CIDEr (corpus-level over the scored images). SPICE is not run.
 METEOR needs Java and 2 GB heap; if it cannot start, it is reported as null with a note.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,13 +22,15 @@ def load_coco_references(path: str | Path) -> dict[Any, list[str]]:
     data = load_json(path, "annotations")
     anns = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(anns, list) or not anns:
-        raise MetricInputError(f"annotations file {path}: expected the official COCO captions "
-                               f"object with a non-empty 'annotations' list")
+        raise MetricInputError(
+            f"annotations file {path}: expected the official COCO captions object with a non-empty 'annotations' list"
+        )
     refs: dict[Any, list[str]] = defaultdict(list)
     for i, a in enumerate(anns):
         if not isinstance(a, dict) or "image_id" not in a or not isinstance(a.get("caption"), str):
-            raise MetricInputError(f"annotations file {path}, annotation {i}: needs 'image_id' and a "
-                                   f"string 'caption', got {str(a)[:200]}")
+            raise MetricInputError(
+                f"annotations file {path}, annotation {i}: needs 'image_id' and a string 'caption', got {str(a)[:200]}"
+            )
         refs[a["image_id"]].append(a["caption"])
     return dict(refs)
 
@@ -75,8 +78,9 @@ def _meteor(gts_t: dict, res_t: dict, notes: list[str]) -> float | None:
         return None
 
 
-def score_captions(annotations: str | Path, results: str | Path, allow_partial: bool = False,
-                   meteor: bool = True) -> dict[str, Any]:
+def score_captions(
+    annotations: str | Path, results: str | Path, allow_partial: bool = False, meteor: bool = True
+) -> dict[str, Any]:
     """Score the images present in the results; unknown or duplicated image ids are errors."""
     refs = load_coco_references(annotations)
     pairs = load_results(results, "image_id", "caption")

@@ -4,10 +4,11 @@ CLIP-S(c, v) = 2.5 * max(cos(E_text("A photo depicts " + c), E_image(v)), 0), av
 images (the reference implementation's prompt prefix and weight w = 2.5). Reported on that scale
 (a typical value for good COCO captions with ViT-B/32 is about 0.76).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -16,8 +17,14 @@ WEIGHT = 2.5
 
 
 @torch.inference_mode()
-def clip_score(image_paths: Sequence[str | Path], captions: Sequence[str], weights: str | Path,
-               model_name: str = "ViT-B-32", device: str = "cpu", batch_size: int = 64) -> float:
+def clip_score(
+    image_paths: Sequence[str | Path],
+    captions: Sequence[str],
+    weights: str | Path,
+    model_name: str = "ViT-B-32",
+    device: str = "cpu",
+    batch_size: int = 64,
+) -> float:
     """Mean CLIP-S of (image, caption) pairs with an open_clip model loaded from `weights`."""
     import open_clip
     import torch.nn.functional as F
@@ -32,7 +39,7 @@ def clip_score(image_paths: Sequence[str | Path], captions: Sequence[str], weigh
     model.eval()
     total = 0.0
     for i in range(0, len(captions), batch_size):
-        paths, caps = image_paths[i:i + batch_size], captions[i:i + batch_size]
+        paths, caps = image_paths[i : i + batch_size], captions[i : i + batch_size]
         imgs = []
         for p in paths:
             with Image.open(p) as im:

@@ -4,13 +4,14 @@ The official tools assert that the results cover exactly the reference ids; we k
 default (with an error that says which ids are wrong) and offer `allow_partial` to score the
 intersection, reporting how many ids were left out and why.
 """
+
 from __future__ import annotations
 
-import json
 from collections import Counter
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Hashable, Iterable
+from typing import Any
 
 
 class MetricInputError(ValueError):
@@ -34,16 +35,22 @@ def load_results(path: str | Path, id_key: str, value_key: str) -> list[tuple[An
     """Read an official results list `[{id_key: .., value_key: str}, ...]` as (id, value) pairs."""
     data = load_json(path, "results")
     if not isinstance(data, list):
-        raise MetricInputError(f"results file {path}: expected a JSON list of "
-                               f"{{{id_key!r}, {value_key!r}}} objects, got {type(data).__name__}")
+        raise MetricInputError(
+            f"results file {path}: expected a JSON list of "
+            f"{{{id_key!r}, {value_key!r}}} objects, got {type(data).__name__}"
+        )
     pairs = []
     for i, rec in enumerate(data):
         if not isinstance(rec, dict) or id_key not in rec or value_key not in rec:
-            raise MetricInputError(f"results file {path}, record {i}: expected an object with "
-                                   f"{id_key!r} and {value_key!r}, got {str(rec)[:200]}")
+            raise MetricInputError(
+                f"results file {path}, record {i}: expected an object with "
+                f"{id_key!r} and {value_key!r}, got {str(rec)[:200]}"
+            )
         if not isinstance(rec[value_key], str):
-            raise MetricInputError(f"results file {path}, record {i} ({id_key}={rec[id_key]!r}): "
-                                   f"{value_key!r} must be a string, got {type(rec[value_key]).__name__}")
+            raise MetricInputError(
+                f"results file {path}, record {i} ({id_key}={rec[id_key]!r}): "
+                f"{value_key!r} must be a string, got {type(rec[value_key]).__name__}"
+            )
         pairs.append((rec[id_key], rec[value_key]))
     return pairs
 
@@ -53,14 +60,13 @@ class IdMatch:
     """Outcome of matching result ids against reference ids."""
 
     results: dict[Hashable, str]
-    ids: list[Hashable]                     # ids to score, in reference order
+    ids: list[Hashable]  # ids to score, in reference order
     missing: list[Hashable] = field(default_factory=list)
     unknown: list[Hashable] = field(default_factory=list)
     duplicate: list[Hashable] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
-        return {"n_missing": len(self.missing), "n_unknown": len(self.unknown),
-                "n_duplicate": len(self.duplicate)}
+        return {"n_missing": len(self.missing), "n_unknown": len(self.unknown), "n_duplicate": len(self.duplicate)}
 
 
 def _preview(ids: list, k: int = 5) -> str:
@@ -68,8 +74,12 @@ def _preview(ids: list, k: int = 5) -> str:
     return f"{shown}{', ...' if len(ids) > k else ''}"
 
 
-def match_ids(pairs: Iterable[tuple[Hashable, str]], reference_ids: Iterable[Hashable],
-              results_path: str | Path, allow_partial: bool = False) -> IdMatch:
+def match_ids(
+    pairs: Iterable[tuple[Hashable, str]],
+    reference_ids: Iterable[Hashable],
+    results_path: str | Path,
+    allow_partial: bool = False,
+) -> IdMatch:
     """Check that results name every reference id exactly once.
 
     Default: any missing, unknown or duplicated id is an error listing a few of them.
@@ -91,8 +101,11 @@ def match_ids(pairs: Iterable[tuple[Hashable, str]], reference_ids: Iterable[Has
             problems.append(f"{len(unknown)} result ids are not in the references (e.g. {_preview(unknown)})")
         if duplicate:
             problems.append(f"{len(duplicate)} ids appear more than once (e.g. {_preview(duplicate)})")
-        raise MetricInputError(f"results file {results_path}: " + "; ".join(problems)
-                               + ". Fix the results or pass --allow-partial to score the intersection.")
+        raise MetricInputError(
+            f"results file {results_path}: "
+            + "; ".join(problems)
+            + ". Fix the results or pass --allow-partial to score the intersection."
+        )
     dup_set = set(duplicate)
     results = {k: v for k, v in pairs if k in ref_set and k not in dup_set}
     ids = [k for k in ref if k in results]

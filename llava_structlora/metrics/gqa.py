@@ -5,6 +5,7 @@ match, no normalization; `binary` = structural types other than "query", `open` 
 Protocol `llava` first applies what LLaVA's `convert_gqa_for_eval.py` does to predictions:
 `text.rstrip('.').lower()`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,12 +25,16 @@ def load_gqa_questions(path: str | Path) -> dict[str, dict]:
     """Official balanced-questions dict {questionId: {...,'answer', 'isBalanced', 'types'}}."""
     data = load_json(path, "questions")
     if not isinstance(data, dict) or not data:
-        raise MetricInputError(f"questions file {path}: expected the official GQA object "
-                               f"{{questionId: question}}, got {type(data).__name__}")
+        raise MetricInputError(
+            f"questions file {path}: expected the official GQA object "
+            f"{{questionId: question}}, got {type(data).__name__}"
+        )
     for qid, q in data.items():
         if not isinstance(q, dict) or not isinstance(q.get("answer"), str):
-            raise MetricInputError(f"questions file {path}, question {qid!r}: needs a string 'answer' "
-                                   f"(testdev-without-answers cannot be scored; submit it instead)")
+            raise MetricInputError(
+                f"questions file {path}, question {qid!r}: needs a string 'answer' "
+                f"(testdev-without-answers cannot be scored; submit it instead)"
+            )
     return data
 
 
@@ -38,14 +43,16 @@ def _structural(q: dict) -> str | None:
     return types.get("structural") if isinstance(types, dict) else None
 
 
-def score_gqa(questions: str | Path, results: str | Path, protocol: str = "official",
-              allow_partial: bool = False) -> dict[str, Any]:
+def score_gqa(
+    questions: str | Path, results: str | Path, protocol: str = "official", allow_partial: bool = False
+) -> dict[str, Any]:
     """Accuracy (percent) over the balanced questions, plus the binary/open split when typed."""
     return score_gqa_protocols(questions, results, (protocol,), allow_partial)[protocol]
 
 
-def score_gqa_protocols(questions: str | Path, results: str | Path, protocols: tuple[str, ...] = PROTOCOLS,
-                        allow_partial: bool = False) -> dict[str, dict]:
+def score_gqa_protocols(
+    questions: str | Path, results: str | Path, protocols: tuple[str, ...] = PROTOCOLS, allow_partial: bool = False
+) -> dict[str, dict]:
     """``score_gqa`` under several protocols, reading the questions file once."""
     bad = [p for p in protocols if p not in PROTOCOLS]
     if bad:

@@ -13,11 +13,13 @@ Overall and per-answer-type numbers are `round(100 * mean, 2)` as in `setAccurac
 Protocol `llava` first passes predictions through the EvalAI answer processor, as LLaVA's
 `convert_vqav2_for_submission.py` does before uploading, then applies the same rules.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import ijson
 
@@ -61,8 +63,10 @@ def _iter_json_items(path: Path, prefix: str, what: str) -> Iterator[dict]:
 
 def _gt_answer(ans: Any, path: Path, i: int, qid: Any) -> GtAnswer:
     if not isinstance(ans, dict) or not isinstance(ans.get("answer"), str):
-        raise MetricInputError(f"annotations file {path}, annotation {i} (question_id={qid}): "
-                               f"each answer must be an object with a string 'answer', got {str(ans)[:120]}")
+        raise MetricInputError(
+            f"annotations file {path}, annotation {i} (question_id={qid}): "
+            f"each answer must be an object with a string 'answer', got {str(ans)[:120]}"
+        )
     return ans["answer"], tuple(sorted((k, v) for k, v in ans.items() if k != "answer"))
 
 
@@ -73,8 +77,10 @@ def load_vqa_annotations(path: str | Path) -> dict[int, tuple[str, list[GtAnswer
     for i, ann in enumerate(_iter_json_items(path, "annotations", "annotations")):
         qid = ann.get("question_id") if isinstance(ann, dict) else None
         if qid is None or not isinstance(ann.get("answers"), list) or not ann["answers"]:
-            raise MetricInputError(f"annotations file {path}, annotation {i}: expected 'question_id' "
-                                   f"and a non-empty 'answers' list, got {str(ann)[:200]}")
+            raise MetricInputError(
+                f"annotations file {path}, annotation {i}: expected 'question_id' "
+                f"and a non-empty 'answers' list, got {str(ann)[:200]}"
+            )
         if qid in out:
             raise MetricInputError(f"annotations file {path}, annotation {i}: duplicate question_id {qid}")
         answers = [_gt_answer(a, path, i, qid) for a in ann["answers"]]
@@ -96,14 +102,24 @@ def load_vqa_question_ids(path: str | Path) -> set:
     return ids
 
 
-def score_vqav2(questions: str | Path, annotations: str | Path, results: str | Path,
-                protocol: str = "official", allow_partial: bool = False) -> dict[str, Any]:
+def score_vqav2(
+    questions: str | Path,
+    annotations: str | Path,
+    results: str | Path,
+    protocol: str = "official",
+    allow_partial: bool = False,
+) -> dict[str, Any]:
     """Overall and per-answer-type accuracy (percent, 2 decimals as the official code)."""
     return score_vqav2_protocols(questions, annotations, results, (protocol,), allow_partial)[protocol]
 
 
-def score_vqav2_protocols(questions: str | Path, annotations: str | Path, results: str | Path,
-                          protocols: tuple[str, ...] = PROTOCOLS, allow_partial: bool = False) -> dict[str, dict]:
+def score_vqav2_protocols(
+    questions: str | Path,
+    annotations: str | Path,
+    results: str | Path,
+    protocols: tuple[str, ...] = PROTOCOLS,
+    allow_partial: bool = False,
+) -> dict[str, dict]:
     """``score_vqav2`` under several protocols, reading the (large) annotation file once."""
     bad = [p for p in protocols if p not in PROTOCOLS]
     if bad:
@@ -112,8 +128,10 @@ def score_vqav2_protocols(questions: str | Path, annotations: str | Path, result
     qids = load_vqa_question_ids(questions)
     stray = [q for q in anns if q not in qids]
     if stray:
-        raise MetricInputError(f"annotations file {annotations}: {len(stray)} question ids are not in "
-                               f"questions file {questions} (e.g. {stray[:5]}); are they the same split?")
+        raise MetricInputError(
+            f"annotations file {annotations}: {len(stray)} question ids are not in "
+            f"questions file {questions} (e.g. {stray[:5]}); are they the same split?"
+        )
     pairs = load_results(results, "question_id", "answer")
     match = match_ids(pairs, anns.keys(), results, allow_partial)
     if not match.ids:

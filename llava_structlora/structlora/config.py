@@ -1,8 +1,9 @@
 """StructLoRA configuration (one dataclass, validated on construction).
 
-Field names follow DESIGN.md §1 / issue 3. Every bad value raises a ``ValueError`` that names
+Field names follow docs/design.md §1. Every bad value raises a ``ValueError`` that names
 the field, so a typo in a YAML recipe fails at start-up instead of silently training LoRA.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,10 +32,15 @@ TARGET_PRESETS: dict[str, list[str]] = {
 }
 
 
-# What a config saved before issue 11 meant (no such fields then): free modulation, smoothing over every
+# What a config saved before the trainability fixes meant (no such fields then): free modulation, smoothing over every
 # same-shape edge, dead layers adapted; its gate init no longer matters once its tensors are loaded.
-LEGACY_BEHAVIOUR: dict[str, Any] = {"modulation": "free", "smooth_edges": "same_shape", "keep_dead_layers": True,
-                                    "gate_lr_mult": 1.0, "coordinator_lr_mult": 1.0}
+LEGACY_BEHAVIOUR: dict[str, Any] = {
+    "modulation": "free",
+    "smooth_edges": "same_shape",
+    "keep_dead_layers": True,
+    "gate_lr_mult": 1.0,
+    "coordinator_lr_mult": 1.0,
+}
 
 
 def _err(name: str, value: Any, expected: str) -> ValueError:
@@ -51,23 +57,32 @@ def _f(default: Any, help: str) -> Any:
 @dataclass
 class StructLoRAConfig:
     """All knobs of StructLoRA. Defaults: the paper's main setting (r=8, alpha=16, q/v, IB + 1-layer GAT,
-    hybrid graph) with the trainability fixes of issue 11 (see docs/structlora.md, "Knobs")."""
+    hybrid graph) with the trainability fixes (see docs/structlora.md, "Knobs")."""
 
     r: int = _f(8, "Adapter rank r.")
     alpha: float = _f(16.0, "Adapter scale alpha (update scale alpha / r).")
     dropout: float = _f(0.0, "Adapter input dropout.")
     targets: Union[str, list[str]] = _f("qv", f"Target preset ({'|'.join(TARGET_PRESETS)}) or a list of regexes.")
-    keep_dead_layers: bool = _f(False, "Also adapt layers whose output the model never uses (vision layers "
-                                       "above vision_feature_layer); off: their adapters would stay B = 0.")
+    keep_dead_layers: bool = _f(
+        False,
+        "Also adapt layers whose output the model never uses (vision layers "
+        "above vision_feature_layer); off: their adapters would stay B = 0.",
+    )
     # Stage 1: IB filter
     filter: str = _f("ib", "|".join(FILTERS))
     gate: str = _f("hard_concrete", "|".join(GATES))
-    gate_init: float = _f(1.0, "Evaluation gate at init, in (0, 1]; 1 = an untrained adapter merges to plain LoRA "
-                               "(gumbel: eval gate is 1 iff gate_init > 0.5; see docs).")
+    gate_init: float = _f(
+        1.0,
+        "Evaluation gate at init, in (0, 1]; 1 = an untrained adapter merges to plain LoRA "
+        "(gumbel: eval gate is 1 iff gate_init > 0.5; see docs).",
+    )
     gate_noise: str = _f("sample", "sample: stochastic gates in training (paper) | none: the eval gate in training.")
     gate_lr_mult: float = _f(300.0, "Gate parameters' lr = learning_rate x this (no weight decay).")
-    lambda_ib: float = _f(1e-3, "IB strength PER GATE: the regularizer is lambda_ib x the sum over all gates, so the "
-                                "pressure on one gate does not depend on the number of layers or on r.")
+    lambda_ib: float = _f(
+        1e-3,
+        "IB strength PER GATE: the regularizer is lambda_ib x the sum over all gates, so the "
+        "pressure on one gate does not depend on the number of layers or on r.",
+    )
     ib_warmup_steps: float = _f(0.0, "Linear warm-up of lambda_ib: >= 1 steps, < 1 fraction of the run, 0 none.")
     hard_concrete_temperature: float = _f(2.0 / 3.0, "Hard-concrete temperature beta.")
     gaussian_prior_mean: float = _f(0.0, "Gaussian gate: prior mean of the KL term.")
@@ -83,10 +98,16 @@ class StructLoRAConfig:
     coordinator: str = _f("gnn", "|".join(COORDINATORS))
     coordinator_lr_mult: float = _f(10.0, "Coordinator (GNN) parameters' lr = learning_rate x this (no weight decay).")
     graph: str = _f("hybrid", "|".join(GRAPHS) + " (edges the descriptor GNN sees).")
-    smooth_edges: str = _f("chain", "Edges the smoothing (I - eta L_a) may use: chain = the depth chain of each "
-                                    "projection type (what a 7B run can do) | same_shape = every same-shape graph edge.")
-    modulation: str = _f("off", "GNN gate modulation s_l (not in the paper): off | normalized (mean 1 per layer) | "
-                                "free (1 + tanh, a gain in (0, 2)).")
+    smooth_edges: str = _f(
+        "chain",
+        "Edges the smoothing (I - eta L_a) may use: chain = the depth chain of each "
+        "projection type (what a 7B run can do) | same_shape = every same-shape graph edge.",
+    )
+    modulation: str = _f(
+        "off",
+        "GNN gate modulation s_l (not in the paper): off | normalized (mean 1 per layer) | "
+        "free (1 + tanh, a gain in (0, 2)).",
+    )
     gnn_layers: int = _f(1, "Message-passing layers of the descriptor GNN (1-3).")
     gnn_type: str = _f("gat", "|".join(GNN_TYPES))
     gnn_hidden: int = _f(32, "Hidden width of the descriptor GNN.")
@@ -115,10 +136,17 @@ class StructLoRAConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise _err("dropout", self.dropout, "a float in [0, 1)")
         self._validate_targets()
-        for name, allowed in (("gate", GATES), ("filter", FILTERS), ("coordinator", COORDINATORS),
-                              ("graph", GRAPHS), ("gnn_type", GNN_TYPES),
-                              ("semantic_source", SEMANTIC_SOURCES), ("gate_noise", GATE_NOISES),
-                              ("modulation", MODULATIONS), ("smooth_edges", SMOOTH_EDGES)):
+        for name, allowed in (
+            ("gate", GATES),
+            ("filter", FILTERS),
+            ("coordinator", COORDINATORS),
+            ("graph", GRAPHS),
+            ("gnn_type", GNN_TYPES),
+            ("semantic_source", SEMANTIC_SOURCES),
+            ("gate_noise", GATE_NOISES),
+            ("modulation", MODULATIONS),
+            ("smooth_edges", SMOOTH_EDGES),
+        ):
             if getattr(self, name) not in allowed:
                 raise _err(name, getattr(self, name), f"one of {list(allowed)}")
         if not isinstance(self.gnn_layers, int) or not 1 <= self.gnn_layers <= 3:
@@ -184,7 +212,7 @@ class StructLoRAConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "StructLoRAConfig":
+    def from_dict(cls, data: dict[str, Any]) -> StructLoRAConfig:
         """From ``to_dict`` output; a pre-issue-11 save (it has ``gate_init_open``) keeps its old operator."""
         if "gate_init_open" in data:
             data = {**LEGACY_BEHAVIOUR, **{k: v for k, v in data.items() if k != "gate_init_open"}}

@@ -7,6 +7,7 @@ smoothing operator ``C = I - eta L_a`` and turns it into per-layer coefficient v
 installed until the next top-level forward (so activation checkpointing recomputes with the same
 coefficients). Layers called before any top-level forward compute a plan lazily.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -15,8 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import StructLoRAConfig
-from .coordinator import (Coordinator, descriptor_dim, node_descriptors, similarity_features,
-                          structural_descriptors)
+from .coordinator import Coordinator, descriptor_dim, node_descriptors, similarity_features, structural_descriptors
 from .gates import MaskGate, gumbel_temperature, topk_mask
 from .graph import Node, StructLoRAGraph, build_graph, chain_edges
 from .layer import Plan, StructLoRALinear
@@ -36,18 +36,21 @@ def _reject_reentrant_checkpointing(model: nn.Module) -> None:
     for mod in model.modules():
         fn = getattr(mod, "_gradient_checkpointing_func", None)
         if getattr(mod, "gradient_checkpointing", False) and getattr(fn, "keywords", {}).get("use_reentrant", False):
-            raise ValueError("StructLoRA needs non-reentrant activation checkpointing: enable it with "
-                             "gradient_checkpointing_kwargs={'use_reentrant': False} (the transformers v5 default)")
+            raise ValueError(
+                "StructLoRA needs non-reentrant activation checkpointing: enable it with "
+                "gradient_checkpointing_kwargs={'use_reentrant': False} (the transformers v5 default)"
+            )
 
 
 class StructLoRAController(nn.Module):
     """Owns the coordinator, the joint graph and the per-forward plans of all adapted layers."""
 
-    def __init__(self, cfg: StructLoRAConfig, layers: list[StructLoRALinear], nodes: list[Node],
-                 vision_top: Optional[int]) -> None:
+    def __init__(
+        self, cfg: StructLoRAConfig, layers: list[StructLoRALinear], nodes: list[Node], vision_top: Optional[int]
+    ) -> None:
         super().__init__()
         self.cfg = cfg
-        self.layers = layers            # plain list: the layers stay owned by the model tree
+        self.layers = layers  # plain list: the layers stay owned by the model tree
         self.nodes = nodes
         self.kinds = sorted({n.kind for n in nodes})
         self.vision_top = vision_top
@@ -61,8 +64,8 @@ class StructLoRAController(nn.Module):
         self.set_graph(build_graph(nodes, cfg.graph, desc, cfg.knn_k, cfg.bridge_layers, vision_top))
         self._eval_cache: Optional[tuple[Any, Optional[list[Plan]]]] = None
         self._desc_cache: Optional[tuple[Any, Tensor]] = None
-        self._step = 0          # python mirror of the ``step`` buffer (no device sync in cache keys)
-        self._max_steps = 0     # of the run, from on_step (the IB warm-up's fraction form needs it)
+        self._step = 0  # python mirror of the ``step`` buffer (no device sync in cache keys)
+        self._max_steps = 0  # of the run, from on_step (the IB warm-up's fraction form needs it)
         self._hooks: list = []
         for layer in layers:
             layer._plan_fn = self._lazy_plan
@@ -87,7 +90,7 @@ class StructLoRAController(nn.Module):
         self.register_buffer("cols", torch.tensor(cols, device=dev), persistent=False)
         self.counts = counts
         self._desc_cache = None
-        self.term_index = [cols[sum(counts[:i]):sum(counts[:i + 1])] for i in range(len(counts))]
+        self.term_index = [cols[sum(counts[:i]) : sum(counts[: i + 1])] for i in range(len(counts))]
         self._eval_cache = None
 
     # ------------------------------------------------------------------ coordinator state
@@ -129,9 +132,11 @@ class StructLoRAController(nn.Module):
         m, C = state["m"], state["C"]
         if C is None:
             return [([layer], m[i]) for i, layer in enumerate(self.layers)]
-        vals = C[self.rows, self.cols][:, None] * m[self.cols]          # (T, r), one gather for all layers
-        return [([self.layers[j] for j in idx], chunk.reshape(-1))
-                for idx, chunk in zip(self.term_index, vals.split(self.counts))]
+        vals = C[self.rows, self.cols][:, None] * m[self.cols]  # (T, r), one gather for all layers
+        return [
+            ([self.layers[j] for j in idx], chunk.reshape(-1))
+            for idx, chunk in zip(self.term_index, vals.split(self.counts))
+        ]
 
     def current_plans(self) -> Optional[list[Plan]]:
         """Plans for this forward; cached in eval under no_grad (generation calls forward per token)."""

@@ -1,7 +1,7 @@
 """Stage 2 of StructLoRA: the graph coordinator (paper eq. 4-7, App. C and E.3-E.4).
 
 The paper's node feature is the flattened update ``vec(dW~_l)``, millions of numbers per node.
-Following DESIGN.md §1 we keep message passing on *updates* exact but factored:
+Following docs/design.md §1 we keep message passing on *updates* exact but factored:
 
     dW = (I - eta * L_a) dW~      i.e.  dW_l = dW~_l + eta * sum_j a_lj (dW~_j - dW~_l)     (A)
 
@@ -14,6 +14,7 @@ over shape-free node *descriptors* of the joint vision <-> language graph.
 Ablations: ``laplacian`` (a_lj = 1, no learned parts), ``cosine_penalty`` / ``laplacian_penalty``
 (App. C: no smoothing, a loss on adjacent updates), ``none``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -67,9 +68,9 @@ def node_descriptors(layers: list, nodes: list[Node], kinds: list[str], gates: T
 
 def _group_spectra(layers: list, idx: list[int], gates: Tensor, norms: Tensor, svals: Tensor) -> None:
     """Fill norms / singular values of one same-shape group of layers (in place)."""
-    A = torch.stack([layers[i].lora_A for i in idx]).float()          # (g, r, d_in)
-    B = torch.stack([layers[i].lora_B for i in idx]).float()          # (g, d_out, r)
-    ga, gb = A @ A.transpose(1, 2), B.transpose(1, 2) @ B             # (g, r, r)
+    A = torch.stack([layers[i].lora_A for i in idx]).float()  # (g, r, d_in)
+    B = torch.stack([layers[i].lora_B for i in idx]).float()  # (g, d_out, r)
+    ga, gb = A @ A.transpose(1, 2), B.transpose(1, 2) @ B  # (g, r, r)
     norms[idx] = (torch.diagonal(ga, dim1=1, dim2=2) * torch.diagonal(gb, dim1=1, dim2=2)).clamp_min(0).sqrt()
     ev, vec = torch.linalg.eigh(ga.double())
     half = vec @ torch.diag_embed(ev.clamp_min(0).sqrt()) @ vec.transpose(1, 2)
@@ -89,7 +90,7 @@ def similarity_features(desc: Tensor, r: int) -> Tensor:
     std = value.std(0, unbiased=False) if desc.shape[0] > 1 else torch.zeros(3 * r)
     keep = std > 1e-6
     if not bool(keep.any()):
-        return desc[:, 3 * r:]
+        return desc[:, 3 * r :]
     return (value[:, keep] - value[:, keep].mean(0)) / std[keep]
 
 
@@ -105,8 +106,8 @@ class _GATLayer(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.lin = nn.Linear(dim, dim, bias=False)
-        self.att_src = nn.Parameter(torch.randn(dim) * dim ** -0.5)
-        self.att_dst = nn.Parameter(torch.randn(dim) * dim ** -0.5)
+        self.att_src = nn.Parameter(torch.randn(dim) * dim**-0.5)
+        self.att_dst = nn.Parameter(torch.randn(dim) * dim**-0.5)
 
     def forward(self, h: Tensor, adj: Tensor) -> Tensor:
         z = self.lin(h)
@@ -135,13 +136,13 @@ class DescriptorGNN(nn.Module):
         conv = _GATLayer if cfg.gnn_type == "gat" else _GCNLayer
         self.convs = nn.ModuleList(conv(hid) for _ in range(cfg.gnn_layers))
         self.edge_lin = nn.Linear(hid, hid, bias=False)
-        self.edge_src = nn.Parameter(torch.randn(hid) * hid ** -0.5)
-        self.edge_dst = nn.Parameter(torch.randn(hid) * hid ** -0.5)
+        self.edge_src = nn.Parameter(torch.randn(hid) * hid**-0.5)
+        self.edge_dst = nn.Parameter(torch.randn(hid) * hid**-0.5)
         self.modulation = cfg.modulation
         self.mod = None
         if cfg.modulation != "off":
             self.mod = nn.Sequential(nn.Linear(hid, hid), nn.GELU(), nn.Linear(hid, cfg.r))
-            nn.init.zeros_(self.mod[-1].weight)   # s_l = 1 at init: training starts as gated LoRA
+            nn.init.zeros_(self.mod[-1].weight)  # s_l = 1 at init: training starts as gated LoRA
             nn.init.zeros_(self.mod[-1].bias)
 
     def forward(self, desc: Tensor, adj: Tensor, smooth: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -151,11 +152,11 @@ class DescriptorGNN(nn.Module):
         self_loops = adj | torch.eye(adj.shape[0], dtype=torch.bool, device=adj.device)
         h = self.inp(desc)
         for conv in self.convs:
-            h = h + F.elu(conv(h, self_loops))          # residual message passing (paper eq. 6)
+            h = h + F.elu(conv(h, self_loops))  # residual message passing (paper eq. 6)
         z = self.edge_lin(h)
         e = F.leaky_relu((z @ self.edge_src)[:, None] + (z @ self.edge_dst)[None, :], 0.2)
         att = torch.softmax(e.masked_fill(~smooth, _NEG), dim=1).masked_fill(~smooth, 0.0)
-        a = 0.5 * (att + att.T)                          # symmetric: a weighted Laplacian exists
+        a = 0.5 * (att + att.T)  # symmetric: a weighted Laplacian exists
         if self.mod is None:
             return a, None
         s = 1.0 + torch.tanh(self.mod(h))

@@ -6,6 +6,7 @@ a shape group gives all pairwise inner products of the *filtered* updates (an ``
 ``G``) from two ``(N r) x (N r)`` Grams; the *final* updates of eq. (A) have Gram ``C G C^T``.
 No ``d_out x d_in`` matrix is ever formed.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,14 +23,14 @@ def filtered_gram(layers: list, nodes: list[Node], m: Tensor) -> Tensor:
     ``m`` (N x r) holds per-direction coefficients (gates x modulation x scale). Differentiable.
     """
     n, r = m.shape
-    m = m if m.dtype == torch.float64 else m.float()   # Grams in >= fp32 even for a bf16 model
+    m = m if m.dtype == torch.float64 else m.float()  # Grams in >= fp32 even for a bf16 model
     G = m.new_zeros(n, n)
     groups: dict[tuple[int, int], list[int]] = {}
     for nd in nodes:
         groups.setdefault(nd.shape, []).append(nd.index)
     for idx in groups.values():
-        A = torch.cat([layers[i].lora_A for i in idx], 0).to(m.dtype)   # (g r, d_in)
-        B = torch.cat([layers[i].lora_B for i in idx], 1).to(m.dtype)   # (d_out, g r)
+        A = torch.cat([layers[i].lora_A for i in idx], 0).to(m.dtype)  # (g r, d_in)
+        B = torch.cat([layers[i].lora_B for i in idx], 1).to(m.dtype)  # (d_out, g r)
         mf = m[idx].reshape(-1)
         block = (mf[:, None] * (B.T @ B) * mf[None, :]) * (A @ A.T)  # GA symmetric: trace(XY) = sum(X * Y^T)
         sub = block.reshape(len(idx), r, len(idx), r).sum((1, 3))
@@ -80,8 +81,9 @@ def penalty(kind: str, gram: Tensor, mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def diagnostics_from_state(state: dict[str, Any], layers: list, nodes: list[Node],
-                           edges: list[tuple[int, int, str]], open_threshold: float) -> dict[str, Any]:
+def diagnostics_from_state(
+    state: dict[str, Any], layers: list, nodes: list[Node], edges: list[tuple[int, int, str]], open_threshold: float
+) -> dict[str, Any]:
     """Build the diagnostics dict from an eval-mode coordinator state (see model.structlora_diagnostics)."""
     m, C, gates = state["m"], state["C"], state["gates"]
     G = filtered_gram(layers, nodes, m)
@@ -120,14 +122,18 @@ def cosine_matrix(layers: list, nodes: list[Node], m: Tensor, C: Tensor | None) 
     return cos.masked_fill(~same, float("nan"))
 
 
-# ----------------------------------------------------------------------------- what moved (issue 11)
+# ----------------------------------------------------------------------------- what moved
 def histogram(values: Tensor, bins: int = 10) -> dict[str, Any]:
     """Counts over [0, 1] in ``bins`` equal bins (1.0 falls in the last), plus values below 0 / above 1."""
     v = values.detach().float().flatten().cpu()
     inside = v[(v >= 0) & (v <= 1)]
     counts = torch.histc(inside, bins=bins, min=0.0, max=1.0) if inside.numel() else torch.zeros(bins)
-    return {"edges": [i / bins for i in range(bins + 1)], "counts": [int(c) for c in counts.tolist()],
-            "below": int((v < 0).sum()), "above": int((v > 1).sum())}
+    return {
+        "edges": [i / bins for i in range(bins + 1)],
+        "counts": [int(c) for c in counts.tolist()],
+        "below": int((v < 0).sum()),
+        "above": int((v > 1).sum()),
+    }
 
 
 def _abs_stats(delta: Tensor) -> dict[str, float]:
@@ -136,8 +142,15 @@ def _abs_stats(delta: Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def moved_from_state(state: dict[str, Any], layers: list, nodes: list[Node], init_params: list[dict[str, Tensor]],
-                     gate_cls, cfg, open_threshold: float) -> dict[str, Any]:
+def moved_from_state(
+    state: dict[str, Any],
+    layers: list,
+    nodes: list[Node],
+    init_params: list[dict[str, Tensor]],
+    gate_cls,
+    cfg,
+    open_threshold: float,
+) -> dict[str, Any]:
     """JSON-able record of how far training moved the adapter from its init (see model.structlora_moved).
 
     ``init_params``: per layer, the gate tensors a fresh adapter of the same config and seed starts with.
@@ -146,8 +159,11 @@ def moved_from_state(state: dict[str, Any], layers: list, nodes: list[Node], ini
     """
     gates, s = state["gates"], state["s"]
     names = [nd.name for nd in nodes]
-    out: dict[str, Any] = {"num_layers": len(nodes), "r": int(gates.shape[1]),
-                           "gate": None if gate_cls is None else gate_cls.__name__}
+    out: dict[str, Any] = {
+        "num_layers": len(nodes),
+        "r": int(gates.shape[1]),
+        "gate": None if gate_cls is None else gate_cls.__name__,
+    }
     if gate_cls is not None and init_params:
         init_stacked = {k: torch.stack([p[k] for p in init_params]).to(gates.device) for k in init_params[0]}
         now = {k: torch.stack([getattr(l.gate, k).detach() for l in layers]) for k in init_stacked}
@@ -158,8 +174,10 @@ def moved_from_state(state: dict[str, Any], layers: list, nodes: list[Node], ini
     out["eval_gate_delta"] = _abs_stats(gates - g0)
     out["eval_gate_hist"] = {"init": histogram(g0), "final": histogram(gates)}
     eff = gates if s is None else gates * s
-    out["open_directions"] = {"init": {n: int((g0[i].abs() > open_threshold).sum()) for i, n in enumerate(names)},
-                              "final": {n: int((eff[i].abs() > open_threshold).sum()) for i, n in enumerate(names)}}
+    out["open_directions"] = {
+        "init": {n: int((g0[i].abs() > open_threshold).sum()) for i, n in enumerate(names)},
+        "final": {n: int((eff[i].abs() > open_threshold).sum()) for i, n in enumerate(names)},
+    }
     out["open_fraction"] = {k: sum(v.values()) / max(gates.numel(), 1) for k, v in out["open_directions"].items()}
     out["modulation_mean"] = None if s is None else float(s.mean())
     out["modulation_mean_per_layer"] = None if s is None else {n: float(s[i].mean()) for i, n in enumerate(names)}

@@ -1,4 +1,4 @@
-"""Export the final StructLoRA updates as a stock PEFT LoRA adapter (DESIGN.md §2).
+"""Export the final StructLoRA updates as a stock PEFT LoRA adapter (docs/design.md §2).
 
 For each layer the final update of eq. (A) is ``sum_t B_t diag(c_t) A_t``: stacking the factors
 of its terms (own + smoothing neighbours) with the coefficients folded into ``B`` gives an exact
@@ -8,6 +8,7 @@ ranks go into ``rank_pattern`` and ``alpha_pattern = rank`` (so PEFT's scaling i
 With ``max_rank`` the stack is SVD-truncated in factored form (QR of both factors, SVD of the
 small core) and the relative Frobenius error is written to the README and the metadata.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,22 +45,27 @@ def compress(B: Tensor, A: Tensor, k: int) -> tuple[Tensor, Tensor, float, float
     root = s[:k].sqrt()
     b2 = (qb @ u[:, :k]) * root
     a2 = (root[:, None] * vh[:k]) @ qa.T
-    total = float((s ** 2).sum())
+    total = float((s**2).sum())
     return b2.to(B.dtype), a2.to(A.dtype), total - float((s[:k] ** 2).sum()), total
 
 
 def _readme(info: dict) -> str:
     err = info["relative_error"]
     lines = [
-        "# StructLoRA adapter (stock PEFT LoRA format)", "",
+        "# StructLoRA adapter (stock PEFT LoRA format)",
+        "",
         "Exported from a StructLoRA run (IB-gated, graph-coordinated LoRA; ACL 2026, arXiv 2603.14228).",
         "The gates, gate modulation and cross-layer smoothing are folded into plain LoRA factors:",
-        "load it with `PeftModel.from_pretrained(base_model, this_dir)`; no StructLoRA code is needed.", "",
+        "load it with `PeftModel.from_pretrained(base_model, this_dir)`; no StructLoRA code is needed.",
+        "",
         f"- adapted modules: {info['num_modules']} (dropped with rank 0: {len(info['empty_modules'])})",
         f"- ranks: min {info['min_rank']}, max {info['max_rank']}, total {info['total_rank']}",
         f"- max_rank (SVD compression): {info['max_rank_limit']}",
-        f"- relative Frobenius error of the compressed updates: {err:.6g} (max per layer {info['max_layer_error']:.6g})",
-        "", "Per-layer ranks and errors are in `structlora_export.json`.", "",
+        f"- relative Frobenius error of the compressed updates: {err:.6g} "
+        f"(max per layer {info['max_layer_error']:.6g})",
+        "",
+        "Per-layer ranks and errors are in `structlora_export.json`.",
+        "",
     ]
     return "\n".join(lines)
 
@@ -98,15 +104,28 @@ def export_peft_adapter(model: nn.Module, out_dir: str | Path, max_rank: Optiona
     rel = math.sqrt(max(disc_sum, 0.0) / total_sum) if total_sum > 0 else 0.0
     top = max(ranks.values())
     lora_cfg = LoraConfig(
-        r=top, lora_alpha=top, lora_dropout=0.0, bias="none", target_modules=sorted(ranks),
+        r=top,
+        lora_alpha=top,
+        lora_dropout=0.0,
+        bias="none",
+        target_modules=sorted(ranks),
         rank_pattern={re.escape(n): k for n, k in ranks.items()},
         alpha_pattern={re.escape(n): k for n, k in ranks.items()},
         base_model_name_or_path=getattr(getattr(model, "config", None), "_name_or_path", None) or None,
     )
-    info = {"num_modules": len(ranks), "empty_modules": empty, "ranks": ranks, "layer_errors": errors,
-            "relative_error": rel, "max_layer_error": max(errors.values(), default=0.0),
-            "max_rank_limit": max_rank, "min_rank": min(ranks.values()), "max_rank": top,
-            "total_rank": sum(ranks.values()), "structlora_config": ctrl.cfg.to_dict()}
+    info = {
+        "num_modules": len(ranks),
+        "empty_modules": empty,
+        "ranks": ranks,
+        "layer_errors": errors,
+        "relative_error": rel,
+        "max_layer_error": max(errors.values(), default=0.0),
+        "max_rank_limit": max_rank,
+        "min_rank": min(ranks.values()),
+        "max_rank": top,
+        "total_rank": sum(ranks.values()),
+        "structlora_config": ctrl.cfg.to_dict(),
+    }
     meta = {"format": "pt", "structlora_relative_error": repr(rel), "structlora_max_rank": str(max_rank)}
     out_dir = Path(out_dir)
     # Files go into out_dir like PEFT's save_pretrained, each atomically; the config comes last so

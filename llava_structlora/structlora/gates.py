@@ -1,10 +1,11 @@
 """Stage 1 of StructLoRA: per-direction gates (the IB filter, paper eq. 2-3 and App. E.2).
 
 Gates are data-independent: one value per rank-one direction of a layer, sampled once per model
-forward in training and deterministic in eval, which is what makes merging exact (DESIGN.md §1).
+forward in training and deterministic in eval, which is what makes merging exact (docs/design.md §1).
 All math works on parameters stacked over layers, shape ``(N, r)``, so the coordinator samples
 every layer's gates in a handful of ops; a single layer is the ``N = 1`` case.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,7 @@ class HardConcreteGate(BaseGate):
 
     param_names = ("log_alpha",)
     GAMMA, ZETA = -0.1, 1.1
-    OPEN_MARGIN = 0.05   # gate_init=1: the unclamped eval gate starts at 1.05, safely inside the clamp at 1
+    OPEN_MARGIN = 0.05  # gate_init=1: the unclamped eval gate starts at 1.05, safely inside the clamp at 1
 
     def __init__(self, r: int, cfg: StructLoRAConfig, device=None) -> None:
         super().__init__()
@@ -109,7 +110,7 @@ class GaussianGate(BaseGate):
     def kl(p, cfg):
         m0, s0 = cfg.gaussian_prior_mean, cfg.gaussian_prior_std
         var = (2 * p["log_sigma"]).exp()
-        kl = math.log(s0) - p["log_sigma"] + (var + (p["mu"] - m0) ** 2) / (2 * s0 ** 2) - 0.5
+        kl = math.log(s0) - p["log_sigma"] + (var + (p["mu"] - m0) ** 2) / (2 * s0**2) - 0.5
         return kl.sum(-1)
 
 
@@ -117,7 +118,7 @@ class GumbelGate(BaseGate):
     """Relaxed Bernoulli (binary Gumbel-softmax) with straight-through hard selection; KL to Bernoulli(prior_p)."""
 
     param_names = ("logit",)
-    MAX_OPEN = 0.95      # P(open) of a gate_init=1 gate: eval gate 1, training samples open 95 % of the time
+    MAX_OPEN = 0.95  # P(open) of a gate_init=1 gate: eval gate 1, training samples open 95 % of the time
 
     def __init__(self, r: int, cfg: StructLoRAConfig, device=None) -> None:
         super().__init__()
@@ -182,7 +183,9 @@ class MaskGate(BaseGate):
 
 
 GATE_CLASSES: dict[str, type[BaseGate]] = {
-    "hard_concrete": HardConcreteGate, "gaussian": GaussianGate, "gumbel": GumbelGate,
+    "hard_concrete": HardConcreteGate,
+    "gaussian": GaussianGate,
+    "gumbel": GumbelGate,
 }
 
 

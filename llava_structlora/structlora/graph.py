@@ -1,4 +1,4 @@
-"""The joint vision <-> language graph over adapted layers (DESIGN.md §1, "Graph").
+"""The joint vision <-> language graph over adapted layers (docs/design.md §1, "Graph").
 
 One node per adapted linear layer of BOTH towers. Edge kinds:
 
@@ -12,6 +12,7 @@ The graph is small (112 nodes for LLaVA-1.5-7B with q/v targets) and kept as an 
 list that tests, logs and plots can inspect. Smoothing (eq. A) uses only the edges whose
 endpoints have the same weight shape; the descriptor GNN uses all of them.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,10 +29,10 @@ _LAYER_RE = re.compile(r"layers\.(\d+)\.")
 class Node:
     index: int
     name: str
-    tower: str          # "vision" | "language" | "other"
-    proj: str           # last name component, e.g. "q_proj"
-    layer: int          # block index inside its tower
-    depth: float        # layer / (n_layers_in_tower - 1), in [0, 1]
+    tower: str  # "vision" | "language" | "other"
+    proj: str  # last name component, e.g. "q_proj"
+    layer: int  # block index inside its tower
+    depth: float  # layer / (n_layers_in_tower - 1), in [0, 1]
     shape: tuple[int, int]
 
     @property
@@ -61,7 +62,7 @@ def describe_nodes(names: list[str], shapes: list[tuple[int, int]], tower_layers
         layer = int(m.group(1)) if m else 0
         rows.append((("vision", "language", "other").index(tower), layer, name.rsplit(".", 1)[-1], name, shape, tower))
     rows.sort()
-    seen: dict[str, int] = {}   # towers of unknown depth (no model config): deepest adapted layer + 1
+    seen: dict[str, int] = {}  # towers of unknown depth (no model config): deepest adapted layer + 1
     for _, layer, _, _, _, tower in rows:
         seen[tower] = max(seen.get(tower, 0), layer + 1)
     nodes = []
@@ -116,8 +117,10 @@ class StructLoRAGraph:
         """The graph of ``to_json`` on the model's ``nodes``; ValueError (naming ``source``) if they differ."""
         names = [n.name for n in nodes]
         if data.get("nodes") != names:
-            raise ValueError(f"{source}: graph nodes differ from the model's adapted modules: "
-                             f"{sorted(set(names) ^ set(data.get('nodes') or []))[:5]}")
+            raise ValueError(
+                f"{source}: graph nodes differ from the model's adapted modules: "
+                f"{sorted(set(names) ^ set(data.get('nodes') or []))[:5]}"
+            )
         return cls(nodes, [(int(i), int(j), str(k)) for i, j, k in data["edges"]])
 
 
@@ -137,7 +140,7 @@ def structural_edges(nodes: list[Node], bridge_layers: int, vision_top: int | No
         add(i, j, "adjacent")
     for block in by_block.values():
         for i, a in enumerate(block):
-            for b in block[i + 1:]:
+            for b in block[i + 1 :]:
                 add(a.index, b.index, "qv")
     for a, b in _bridge_pairs(nodes, bridge_layers, vision_top):
         add(a, b, "bridge")
@@ -215,8 +218,9 @@ def semantic_edges(desc: Tensor, k: int, exclude: Tensor | None = None) -> list[
     return [(i, j, "semantic") for i, j in sorted(out)]
 
 
-def build_graph(nodes: list[Node], kind: str, desc: Tensor, knn_k: int, bridge_layers: int,
-                vision_top: int | None) -> StructLoRAGraph:
+def build_graph(
+    nodes: list[Node], kind: str, desc: Tensor, knn_k: int, bridge_layers: int, vision_top: int | None
+) -> StructLoRAGraph:
     """``adjacency`` | ``similarity`` | ``hybrid`` (union; semantic edges only add new pairs)."""
     g = StructLoRAGraph(nodes)
     if kind in ("adjacency", "hybrid"):

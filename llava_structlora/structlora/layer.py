@@ -2,7 +2,7 @@
 
 Implements the per-layer part of "Not All Directions Matter: Towards Structured and Task-Aware
 Low-Rank Model Adaptation" (StructLoRA, ACL 2026, arXiv 2603.14228), in the factored form of
-DESIGN.md §1 eq. (A):
+docs/design.md §1 eq. (A):
 
     dW_l = sum_t  (alpha / r) * B_t diag(c_t) A_t,     t in {l} + smoothing neighbours of l
 
@@ -15,11 +15,13 @@ neighbours' factors, so no ``d_out x d_in`` matrix is ever formed during trainin
 Without a plan (``filter="none"``, ``coordinator="none"``) the forward is PEFT's LoRA forward op
 for op, so outputs are bitwise those of ``peft.tuners.lora.Linear`` with the same factors.
 """
+
 from __future__ import annotations
 
 import math
 import zlib
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +36,7 @@ Plan = tuple[list["StructLoRALinear"], Tensor]
 
 def name_seed(seed: int, name: str) -> int:
     """Per-module seed independent of module order, identical on every rank."""
-    return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2 ** 31)
+    return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**31)
 
 
 class StructLoRALinear(nn.Module):
@@ -56,7 +58,7 @@ class StructLoRALinear(nn.Module):
         self.gate: Optional[BaseGate] = build_gate(cfg, device=dev, generator_seed=name_seed(cfg.seed, name))
         self.reset_lora_parameters(name_seed(cfg.seed, name))
         self._plan: Optional[Plan] = None
-        self._plan_fn: Optional[Callable[["StructLoRALinear"], Optional[Plan]]] = None
+        self._plan_fn: Optional[Callable[[StructLoRALinear], Optional[Plan]]] = None
 
     def reset_lora_parameters(self, seed: int) -> None:
         """PEFT's default init: A ~ kaiming_uniform(a=sqrt(5)), B = 0 (seeded per module)."""
@@ -109,4 +111,3 @@ def stacked_factors(terms: list[StructLoRALinear]) -> tuple[Tensor, Tensor]:
     if len(terms) == 1:
         return terms[0].lora_A, terms[0].lora_B
     return torch.cat([t.lora_A for t in terms], 0), torch.cat([t.lora_B for t in terms], 1)
-

@@ -9,6 +9,7 @@ Typical training loop (HF Trainer / DeepSpeed ZeRO-2)::
         loss.backward(); opt.step(); opt.zero_grad()
     export_peft_adapter(model, "out/adapter"); save_structlora(model, "out/structlora")
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,8 @@ from ..utils.io import atomic_save_safetensors, atomic_write_json, sha256_file
 from .config import StructLoRAConfig
 from .controller import StructLoRAController
 from .diagnostics import cosine_matrix, diagnostics_from_state, filtered_gram, moved_from_state, penalty
-from .graph import StructLoRAGraph, describe_nodes, vision_top_layer
 from .gates import build_gate
+from .graph import StructLoRAGraph, describe_nodes, vision_top_layer
 from .layer import StructLoRALinear, name_seed
 from .targets import resolve_target_modules
 
@@ -149,7 +150,7 @@ def structlora_diagnostics(model: nn.Module, with_cosine_matrix: bool = False) -
 
 
 def structlora_moved(model: nn.Module) -> dict[str, Any]:
-    """What training moved (issue 11): eval-gate histograms at init and now, open directions per layer,
+    """What training moved: eval-gate histograms at init and now, open directions per layer,
     gate-parameter and eval-gate deltas, modulation mean, update norms per layer. JSON-able.
 
     The init is rebuilt from the config and seed (gates start at a config-determined value, B = 0), so
@@ -162,8 +163,9 @@ def structlora_moved(model: nn.Module) -> dict[str, Any]:
         for layer in ctrl.layers:
             fresh = build_gate(cfg, device="cpu", generator_seed=name_seed(cfg.seed, layer.module_name))
             init.append({n: getattr(fresh, n).detach() for n in fresh.param_names})
-    return moved_from_state(state, ctrl.layers, ctrl.nodes, init, None if gate is None else type(gate), cfg,
-                            cfg.open_threshold)
+    return moved_from_state(
+        state, ctrl.layers, ctrl.nodes, init, None if gate is None else type(gate), cfg, cfg.open_threshold
+    )
 
 
 # ---------------------------------------------------------------------- state / save / load
@@ -197,11 +199,18 @@ def save_structlora(model: nn.Module, out_dir: str | Path) -> Path:
     """
     ctrl = get_controller(model)
     out_dir = Path(out_dir)
-    tensors = {k: v.detach().float() if v.is_floating_point() else v.detach()
-               for k, v in _named_tensors(model, trainable_only=False).items()}
+    tensors = {
+        k: v.detach().float() if v.is_floating_point() else v.detach()
+        for k, v in _named_tensors(model, trainable_only=False).items()
+    }
     atomic_save_safetensors(tensors, out_dir / WEIGHTS_FILE, metadata={"format": "pt", "structlora": FORMAT})
-    meta = {"format": FORMAT, "config": ctrl.cfg.to_dict(), **ctrl.graph.to_json(), "step": int(ctrl.step),
-            "weights_sha256": sha256_file(out_dir / WEIGHTS_FILE)}
+    meta = {
+        "format": FORMAT,
+        "config": ctrl.cfg.to_dict(),
+        **ctrl.graph.to_json(),
+        "step": int(ctrl.step),
+        "weights_sha256": sha256_file(out_dir / WEIGHTS_FILE),
+    }
     atomic_write_json(out_dir / CONFIG_FILE, meta)
     return out_dir
 
@@ -226,8 +235,9 @@ def load_structlora(model: nn.Module, in_dir: str | Path) -> nn.Module:
     ctrl = get_controller(model)
     names = [n.name for n in ctrl.nodes]
     if names != meta["nodes"]:
-        raise ValueError(f"{cfg_path}: adapted modules differ from the model's: "
-                         f"{sorted(set(names) ^ set(meta['nodes']))[:5]}")
+        raise ValueError(
+            f"{cfg_path}: adapted modules differ from the model's: {sorted(set(names) ^ set(meta['nodes']))[:5]}"
+        )
     saved = load_file(str(w_path))
     target = _named_tensors(model, trainable_only=False)
     missing, unexpected = sorted(set(target) - set(saved)), sorted(set(saved) - set(target))

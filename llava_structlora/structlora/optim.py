@@ -6,6 +6,7 @@ moves a logit by about 5 units, while Adam moves any parameter by about lr per s
 ``gate_lr_mult``. Weight decay would pull logits toward 0 (a half-open gate), which is a prior the IB
 term already states explicitly, so gates and the coordinator get none.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -43,8 +44,11 @@ def structlora_param_groups(model: nn.Module, base_lr: float, weight_decay: floa
     cfg = get_controller(model).cfg
     kinds = structlora_param_names(model)
     params = dict(model.named_parameters())
-    settings = {"factors": (base_lr, weight_decay), "gates": (base_lr * cfg.gate_lr_mult, 0.0),
-                "coordinator": (base_lr * cfg.coordinator_lr_mult, 0.0)}
+    settings = {
+        "factors": (base_lr, weight_decay),
+        "gates": (base_lr * cfg.gate_lr_mult, 0.0),
+        "coordinator": (base_lr * cfg.coordinator_lr_mult, 0.0),
+    }
     groups = []
     for kind, (lr, wd) in settings.items():
         ps = [params[n] for n, k in kinds.items() if k == kind]

@@ -1,4 +1,4 @@
-"""Planted problems: small linear stacks where the right answer is known (issue 11, item 2).
+"""Planted problems: small linear stacks where the right answer is known.
 
 (a) *Filter*: each layer's true update uses ``k`` of the adapter's ``r`` directions; the other ``r - k``
     directions see only noise. The adapter's ``A`` is frozen to those directions, so "direction k"
@@ -12,6 +12,7 @@ far a gate can travel is ``lr x steps`` in its own units, whatever the problem. 
 in seconds and is deterministic for a seed. Used by tests/structlora/test_planted.py and
 experiments/planted.py (which records the numbers).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,7 +43,7 @@ class LinearStack(nn.Module):
         torch.manual_seed(seed)
         self.layers = nn.ModuleList(_Block(d, d) for _ in range(n_layers))
 
-    def forward(self, x: Tensor) -> Tensor:          # x: (batch, n_layers, d)
+    def forward(self, x: Tensor) -> Tensor:  # x: (batch, n_layers, d)
         return torch.stack([blk.proj(x[:, i]) for i, blk in enumerate(self.layers)], 1)
 
 
@@ -55,7 +56,7 @@ class Schedule:
     weight_decay: float = 0.01
     warmup: float = 0.06
     batch: int = 16
-    old_optimizer: bool = False      # pre-issue-11: one AdamW group, gates at the LoRA lr WITH weight decay
+    old_optimizer: bool = False  # pre-issue-11: one AdamW group, gates at the LoRA lr WITH weight decay
 
 
 def _optimizer(model: nn.Module, sched: Schedule) -> torch.optim.Optimizer:
@@ -100,11 +101,11 @@ class FilterProblem:
     n_layers: int = 4
     d: int = 16
     r: int = 8
-    k: int = 2                  # true directions per layer (the first k of A's rows)
-    signal: float = 0.3         # singular value of each true direction (what 250 steps at lr 2e-4 can reach)
-    noise: float = 0.1          # std of the target noise
+    k: int = 2  # true directions per layer (the first k of A's rows)
+    signal: float = 0.3  # singular value of each true direction (what 250 steps at lr 2e-4 can reach)
+    noise: float = 0.1  # std of the target noise
     n_train: int = 64
-    a_norm: float = 2.0         # norm of A's rows (the planted directions)
+    a_norm: float = 2.0  # norm of A's rows (the planted directions)
 
 
 def filter_data(p: FilterProblem, seed: int) -> dict[str, Tensor]:
@@ -112,7 +113,7 @@ def filter_data(p: FilterProblem, seed: int) -> dict[str, Tensor]:
     g = torch.Generator().manual_seed(seed)
     dirs = torch.linalg.qr(torch.randn(p.n_layers, p.d, p.d, generator=g))[0][:, :, : p.r].transpose(1, 2)
     u = torch.linalg.qr(torch.randn(p.n_layers, p.d, p.k, generator=g))[0]
-    true = p.signal * u @ dirs[:, : p.k]                                        # (L, d, d), rank k
+    true = p.signal * u @ dirs[:, : p.k]  # (L, d, d), rank k
     x = torch.randn(p.n_train, p.n_layers, p.d, generator=g)
     y = torch.einsum("lod,nld->nlo", true, x) + p.noise * torch.randn(p.n_train, p.n_layers, p.d, generator=g)
     return {"A": dirs * p.a_norm, "true": true, "x": x, "y": y}
@@ -129,18 +130,24 @@ def run_filter(p: FilterProblem, cfg: StructLoRAConfig, sched: Schedule, seed: i
             layer.base_layer.weight.zero_()
             layer.lora_A.copy_(data["A"][i])
             layer.lora_A.requires_grad_(False)
-    params = lambda: torch.stack([getattr(l.gate, n).detach().clone()  # noqa: E731
-                                  for l in ctrl.layers for n in l.gate.param_names[:1]])
+
+    def params() -> torch.Tensor:
+        return torch.stack([getattr(l.gate, n).detach().clone() for l in ctrl.layers for n in l.gate.param_names[:1]])
+
     before, g0 = params(), ctrl.gates(False).detach().clone()
     losses = train(model, data["x"], data["y"], sched, seed)
     after, g1 = params(), ctrl.gates(False).detach()
-    return {"eval_gate_init": g0.tolist(), "eval_gate_final": g1.tolist(),
-            "true_kept": float((g1[:, : p.k] >= 0.5).float().mean()),
-            "nuisance_closed": float((g1[:, p.k:] < 0.5).float().mean()),
-            "nuisance_exactly_closed": float((g1[:, p.k:] <= cfg.open_threshold).float().mean()),
-            "median_abs_param_delta": float((after - before).abs().median()),
-            "median_abs_eval_gate_delta": float((g1 - g0).abs().median()),
-            "loss_first": losses[0], "loss_last": sum(losses[-10:]) / 10}
+    return {
+        "eval_gate_init": g0.tolist(),
+        "eval_gate_final": g1.tolist(),
+        "true_kept": float((g1[:, : p.k] >= 0.5).float().mean()),
+        "nuisance_closed": float((g1[:, p.k :] < 0.5).float().mean()),
+        "nuisance_exactly_closed": float((g1[:, p.k :] <= cfg.open_threshold).float().mean()),
+        "median_abs_param_delta": float((after - before).abs().median()),
+        "median_abs_eval_gate_delta": float((g1 - g0).abs().median()),
+        "loss_first": losses[0],
+        "loss_last": sum(losses[-10:]) / 10,
+    }
 
 
 # ----------------------------------------------------------------------------- (b) coordinator
@@ -151,7 +158,7 @@ class CoordinatorProblem:
     r: int = 4
     signal: float = 1.0
     noise: float = 0.5
-    n_train: int = 32           # per layer: 2 d samples for a d x d update, with noise
+    n_train: int = 32  # per layer: 2 d samples for a d x d update, with noise
     n_test: int = 512
 
 
@@ -162,7 +169,7 @@ def coordinator_data(p: CoordinatorProblem, seed: int) -> dict[str, Tensor]:
     t = torch.linspace(0, 1, p.n_layers)[:, None, None]
     u = torch.linalg.qr(math.cos(0.5) * u0 + (t * u1))[0]
     v = torch.linalg.qr(math.cos(0.5) * v0 + (t * v1))[0]
-    true = p.signal * u @ v.transpose(1, 2)                                     # (L, d, d), rank r
+    true = p.signal * u @ v.transpose(1, 2)  # (L, d, d), rank r
     x = torch.randn(p.n_train + p.n_test, p.n_layers, p.d, generator=g)
     y = torch.einsum("lod,nld->nlo", true, x) + p.noise * torch.randn(x.shape, generator=g)
     n = p.n_train

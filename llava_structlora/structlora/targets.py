@@ -6,6 +6,7 @@ their output never reaches the language model: adapters there get no gradient an
 (2 of the tiny base's 8 q/v vision adapters, CLIP layer 23 at 7B). Every method (StructLoRA and the
 PEFT baselines) builds its target list here, so all compare on the same live modules.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,8 +36,11 @@ def is_dead(name: str, dead_vision: set[int]) -> bool:
     return _tower_of(name) == "vision" and m is not None and int(m.group(1)) in dead_vision
 
 
-def resolve_target_modules(model: nn.Module, cfg_or_patterns: Union["StructLoRAConfig", str, list[str]],  # noqa: F821
-                           keep_dead_layers: bool | None = None) -> list[str]:
+def resolve_target_modules(
+    model: nn.Module,
+    cfg_or_patterns: Union[StructLoRAConfig, str, list[str]],  # noqa: F821
+    keep_dead_layers: bool | None = None,
+) -> list[str]:
     """Full names of the ``nn.Linear`` modules to adapt, in ``named_modules()`` order.
 
     ``cfg_or_patterns``: a StructLoRAConfig (its targets and ``keep_dead_layers`` unless given here), a
@@ -49,19 +53,23 @@ def resolve_target_modules(model: nn.Module, cfg_or_patterns: Union["StructLoRAC
         keep = cfg_or_patterns.keep_dead_layers if keep_dead_layers is None else keep_dead_layers
     else:
         raw = cfg_or_patterns
-        patterns = list(TARGET_PRESETS[raw]) if isinstance(raw, str) and raw in TARGET_PRESETS else (
-            [raw] if isinstance(raw, str) else list(raw))
+        patterns = (
+            list(TARGET_PRESETS[raw])
+            if isinstance(raw, str) and raw in TARGET_PRESETS
+            else ([raw] if isinstance(raw, str) else list(raw))
+        )
         keep = bool(keep_dead_layers)
     pats = [re.compile(p) for p in patterns]
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and any(p.search(n) for p in pats)]
     if not names:
-        raise ValueError(f"StructLoRAConfig.targets={patterns!r} matched no nn.Linear module of "
-                         f"{type(model).__name__}")
+        raise ValueError(f"StructLoRAConfig.targets={patterns!r} matched no nn.Linear module of {type(model).__name__}")
     if keep:
         return names
     dead = dead_vision_layers(model)
     live = [n for n in names if not is_dead(n, dead)]
     if not live:
-        raise ValueError(f"targets {patterns!r} match only dead layers (vision layers {sorted(dead)} above "
-                         "vision_feature_layer); set keep_dead_layers=True to adapt them anyway")
+        raise ValueError(
+            f"targets {patterns!r} match only dead layers (vision layers {sorted(dead)} above "
+            "vision_feature_layer); set keep_dead_layers=True to adapt them anyway"
+        )
     return live

@@ -4,10 +4,12 @@
 
 Trains the sentencepiece tokenizer, builds a stock ``LlavaProcessor`` (with the chat templates of
 ``llava_structlora.data.chat_template``, default ``vicuna_v1_nosys``: the format it is trained with) +
-``LlavaForConditionalGeneration``, pretrains it (stage 0 contrastive vision tower, stage 2 full instruction training; see pretrain.py)
+``LlavaForConditionalGeneration``, pretrains it (stage 0 contrastive vision tower, stage 2 full instruction
+training; see pretrain.py)
 and ``save_pretrained``s both into BASE_DIR atomically. Cached: ``build_stamp.json`` holds the hash
 of the preset and of every input JSON; an equal hash means nothing is rebuilt.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +26,14 @@ from llava_structlora.data.chat_template import attach_chat_templates
 from llava_structlora.data.conversation import DEFAULT_CONV_TEMPLATE
 from llava_structlora.portable import make_portable
 from llava_structlora.utils.errors import run_main
-from llava_structlora.utils.io import (atomic_directory, atomic_write_bytes, atomic_write_json, check_rebuildable,
-                                       hash_jsonable, sha256_file)
+from llava_structlora.utils.io import (
+    atomic_directory,
+    atomic_write_bytes,
+    atomic_write_json,
+    check_rebuildable,
+    hash_jsonable,
+    sha256_file,
+)
 
 from .model_config import BasePreset, get_preset, llava_config
 
@@ -45,8 +53,9 @@ def input_files(data_root: Path) -> list[Path]:
 
 
 def build_key(preset: BasePreset, files: list[Path]) -> str:
-    return hash_jsonable({"v": BUILD_VERSION, "preset": preset.to_dict(),
-                          "files": {p.parent.name: sha256_file(p) for p in files}})
+    return hash_jsonable(
+        {"v": BUILD_VERSION, "preset": preset.to_dict(), "files": {p.parent.name: sha256_file(p) for p in files}}
+    )
 
 
 def is_current(out: Path, key: str) -> bool:
@@ -60,8 +69,13 @@ def build_processor(tokenizer, preset: BasePreset):
 
     s = preset.model.image_size
     ip = CLIPImageProcessor(size={"shortest_edge": s}, crop_size={"height": s, "width": s})
-    return LlavaProcessor(image_processor=ip, tokenizer=tokenizer, patch_size=preset.model.patch_size,
-                          vision_feature_select_strategy="default", num_additional_image_tokens=1)
+    return LlavaProcessor(
+        image_processor=ip,
+        tokenizer=tokenizer,
+        patch_size=preset.model.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
 
 
 def encode_samples(json_path: Path, processor, preset: BasePreset) -> list[dict]:
@@ -78,8 +92,14 @@ def encode_samples(json_path: Path, processor, preset: BasePreset) -> list[dict]
         if path not in cache:
             cache[path] = load_image(path, processor)
         ids, labels = ds.encode(rec)
-        samples.append({"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
-                        "pixel_values": cache[path], "id": rec["id"]})
+        samples.append(
+            {
+                "input_ids": torch.tensor(ids),
+                "labels": torch.tensor(labels),
+                "pixel_values": cache[path],
+                "id": rec["id"],
+            }
+        )
     logger.info("encoded %d training samples (skipped %s, truncated %d)", len(samples), dict(ds.skipped), ds.truncated)
     return samples
 
@@ -96,8 +116,14 @@ def train_base(data_root: Path, preset: BasePreset, out_dir: Path, files: list[P
     processor = build_processor(tok, preset)
     samples = encode_samples(files[0], processor, preset)
     times["tokenizer+encode_s"] = round(time.time() - t0, 1)
-    cfg = llava_config(preset.model, len(tok), tok.convert_tokens_to_ids(processor.image_token),
-                       tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    cfg = llava_config(
+        preset.model,
+        len(tok),
+        tok.convert_tokens_to_ids(processor.image_token),
+        tok.pad_token_id,
+        tok.bos_token_id,
+        tok.eos_token_id,
+    )
     torch.manual_seed(preset.seed)
     model = LlavaForConditionalGeneration(cfg)
     t1 = time.time()
@@ -113,9 +139,14 @@ def train_base(data_root: Path, preset: BasePreset, out_dir: Path, files: list[P
     model.save_pretrained(out_dir)
     attach_chat_templates(processor, DEFAULT_CONV_TEMPLATE).save_pretrained(out_dir)
     times["total_s"] = round(time.time() - t0, 1)
-    return {"times": times, "n_params": sum(p.numel() for p in model.parameters()),
-            "contrastive_loss": [closs[0], closs[-1]], "pretrain_loss": [losses[0], sum(losses[-20:]) / len(losses[-20:])],
-            "n_train_samples": len(samples), "projector_input": scale}
+    return {
+        "times": times,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "contrastive_loss": [closs[0], closs[-1]],
+        "pretrain_loss": [losses[0], sum(losses[-20:]) / len(losses[-20:])],
+        "n_train_samples": len(samples),
+        "projector_input": scale,
+    }
 
 
 def add_missing_chat_templates(base_dir: Path) -> None:
@@ -155,8 +186,16 @@ def build_base(data_root: str | Path, out: str | Path, preset: str = "default", 
     with atomic_directory(out) as tmp:
         info = train_base(data_root, p, tmp, files)
         make_portable(tmp, tokenizer_class=TOKENIZER_CLASS)  # loads under transformers 4.57 and 5.x
-        atomic_write_json(tmp / STAMP, {"key": key, "preset": p.to_dict(), "data_root": str(data_root.resolve()),
-                                         "inputs": [str(f) for f in files], **info})
+        atomic_write_json(
+            tmp / STAMP,
+            {
+                "key": key,
+                "preset": p.to_dict(),
+                "data_root": str(data_root.resolve()),
+                "inputs": [str(f) for f in files],
+                **info,
+            },
+        )
     logger.info("built %s in %.1f s: %s", out, info["times"]["total_s"], info)
     return out
 

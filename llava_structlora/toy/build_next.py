@@ -11,6 +11,7 @@ base's image size (336 px -> ``image_size``). Used by ``ARCH=next`` in the finet
 the whole NeXT path (encoding, training, merge, export, evaluation) on the shapes world.
 Cached like build_base: an equal ``build_stamp.json`` key means nothing is rebuilt.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,14 +43,22 @@ def next_processor(base_processor, pinpoints: list[list[int]]):
 
     ip = base_processor.image_processor
     crop = getattr(ip, "crop_size", None) or {"height": ip.size["shortest_edge"], "width": ip.size["shortest_edge"]}
-    nip = LlavaNextImageProcessor(size={"shortest_edge": crop["height"]}, crop_size=dict(crop),
-                                  image_grid_pinpoints=pinpoints, image_mean=list(ip.image_mean),
-                                  image_std=list(ip.image_std), do_pad=True)
-    return LlavaNextProcessor(image_processor=nip, tokenizer=base_processor.tokenizer,
-                              patch_size=base_processor.patch_size,
-                              vision_feature_select_strategy=base_processor.vision_feature_select_strategy,
-                              num_additional_image_tokens=base_processor.num_additional_image_tokens,
-                              chat_template=getattr(base_processor, "chat_template", None))
+    nip = LlavaNextImageProcessor(
+        size={"shortest_edge": crop["height"]},
+        crop_size=dict(crop),
+        image_grid_pinpoints=pinpoints,
+        image_mean=list(ip.image_mean),
+        image_std=list(ip.image_std),
+        do_pad=True,
+    )
+    return LlavaNextProcessor(
+        image_processor=nip,
+        tokenizer=base_processor.tokenizer,
+        patch_size=base_processor.patch_size,
+        vision_feature_select_strategy=base_processor.vision_feature_select_strategy,
+        num_additional_image_tokens=base_processor.num_additional_image_tokens,
+        chat_template=getattr(base_processor, "chat_template", None),
+    )
 
 
 def max_image_tokens(processor, pinpoints: list[list[int]]) -> int:
@@ -66,13 +75,17 @@ def next_config(base_config, pinpoints: list[list[int]], max_positions: int):
     text = base_config.text_config.to_dict()
     text["max_position_embeddings"] = max(int(text.get("max_position_embeddings") or 0), max_positions)
     return LlavaNextConfig(
-        vision_config=base_config.vision_config.to_dict(), text_config=text,
-        image_token_index=base_config.image_token_id, projector_hidden_act=base_config.projector_hidden_act,
+        vision_config=base_config.vision_config.to_dict(),
+        text_config=text,
+        image_token_index=base_config.image_token_id,
+        projector_hidden_act=base_config.projector_hidden_act,
         vision_feature_select_strategy=base_config.vision_feature_select_strategy,
         vision_feature_layer=base_config.vision_feature_layer,
         multimodal_projector_bias=getattr(base_config, "multimodal_projector_bias", True),
-        image_grid_pinpoints=pinpoints, tie_word_embeddings=False,
-        **{k: getattr(base_config, k, None) for k in ("pad_token_id", "bos_token_id", "eos_token_id")})
+        image_grid_pinpoints=pinpoints,
+        tie_word_embeddings=False,
+        **{k: getattr(base_config, k, None) for k in ("pad_token_id", "bos_token_id", "eos_token_id")},
+    )
 
 
 def convert(base_dir: Path, out_dir: Path, seed: int = 0) -> dict:
@@ -92,14 +105,20 @@ def convert(base_dir: Path, out_dir: Path, seed: int = 0) -> dict:
     model = LlavaNextForConditionalGeneration(next_config(base.config, pinpoints, proc.tokenizer.model_max_length))
     missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
     if list(missing) != ["model.image_newline"] or unexpected:
-        raise RuntimeError(f"{base_dir}: not a LLaVA-1.5 layout this converter knows "
-                           f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise RuntimeError(
+            f"{base_dir}: not a LLaVA-1.5 layout this converter knows "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
     model.generation_config = base.generation_config
     model.save_pretrained(out_dir)
     proc.save_pretrained(out_dir)
     make_portable(out_dir, tokenizer_class=base_tokenizer_class(base_dir))  # transformers 4.57 reads it too
-    return {"pinpoints": pinpoints, "max_image_tokens": n_max, "model_max_length": proc.tokenizer.model_max_length,
-            "n_params": sum(p.numel() for p in model.parameters())}
+    return {
+        "pinpoints": pinpoints,
+        "max_image_tokens": n_max,
+        "model_max_length": proc.tokenizer.model_max_length,
+        "n_params": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def build_next(base_dir: str | Path, out: str | Path, force: bool = False) -> Path:

@@ -4,19 +4,20 @@ Stage 0 (contrastive): a stock ``CLIPModel(return_loss=True)`` whose vision towe
 vision config and whose text tower is tiny, trained on (image, conversation text) pairs; its
 vision weights are copied into the Llava vision tower. This gives the tower features that
 separate colours/shapes/positions before the LM ever sees them (the prototype without it
-answered at chance, DESIGN.md §5).
+answered at chance, docs/design.md §5).
 Stage 2 (instruction pretraining): next-token loss on the assistant tokens of the pretraining
 conversations, everything trainable, vision tower + projector at a higher lr.
 (There is no frozen-LM "stage 1" alignment: the toy LM starts random, so there is nothing to
 align to.)
 """
+
 from __future__ import annotations
 
 import itertools
 import logging
 import math
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -38,6 +39,7 @@ def _lr_lambda(warmup: int, total: int):
         if step < warmup:
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
     return f
 
 
@@ -52,12 +54,13 @@ def _text_ids(samples: Sequence[dict], tokenizer, max_len: int = 48) -> torch.Te
     rows = []
     for s in samples:
         ids = [t for t in s["labels"].tolist() if t >= 0 and t != tokenizer.eos_token_id]
-        rows.append(torch.tensor(ids[-(max_len - 1):] + [end]))
+        rows.append(torch.tensor(ids[-(max_len - 1) :] + [end]))
     return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=tokenizer.pad_token_id)
 
 
-def contrastive_stage(samples: Sequence[dict], vision_config, tokenizer, cfg: ContrastiveConfig,
-                      seed: int) -> tuple[dict[str, torch.Tensor], list[float]]:
+def contrastive_stage(
+    samples: Sequence[dict], vision_config, tokenizer, cfg: ContrastiveConfig, seed: int
+) -> tuple[dict[str, torch.Tensor], list[float]]:
     """Train a CLIPModel on (pixel_values, answer text) and return its vision_model state dict + losses.
 
     Only samples whose answer has >= ``cfg.min_answer_tokens`` tokens (captions) are used: one-word
@@ -69,11 +72,20 @@ def contrastive_stage(samples: Sequence[dict], vision_config, tokenizer, cfg: Co
     samples = captions if len(captions) >= cfg.batch_size else list(samples)
 
     torch.manual_seed(seed)
-    text_cfg = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=cfg.text_hidden, intermediate_size=2 * cfg.text_hidden,
-                              num_hidden_layers=cfg.text_layers, num_attention_heads=2, max_position_embeddings=64,
-                              pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=2)
-    clip = CLIPModel(CLIPConfig(text_config=text_cfg.to_dict(), vision_config=vision_config.to_dict(),
-                                projection_dim=64))
+    text_cfg = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.text_hidden,
+        intermediate_size=2 * cfg.text_hidden,
+        num_hidden_layers=cfg.text_layers,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=2,
+    )
+    clip = CLIPModel(
+        CLIPConfig(text_config=text_cfg.to_dict(), vision_config=vision_config.to_dict(), projection_dim=64)
+    )
     opt = torch.optim.AdamW(clip.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(max(1, cfg.steps // 10), cfg.steps))
     g = torch.Generator().manual_seed(seed)
@@ -83,8 +95,12 @@ def contrastive_stage(samples: Sequence[dict], vision_config, tokenizer, cfg: Co
         idx = torch.randperm(len(samples), generator=g)[: cfg.batch_size].tolist()
         batch = [samples[i] for i in idx]
         ids = _text_ids(batch, tokenizer)
-        out = clip(input_ids=ids, attention_mask=(ids != tokenizer.pad_token_id).long(),
-                   pixel_values=torch.stack([b["pixel_values"] for b in batch]), return_loss=True)
+        out = clip(
+            input_ids=ids,
+            attention_mask=(ids != tokenizer.pad_token_id).long(),
+            pixel_values=torch.stack([b["pixel_values"] for b in batch]),
+            return_loss=True,
+        )
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(clip.parameters(), 1.0)
@@ -133,21 +149,31 @@ def _batches(captions: Sequence[dict], samples: Sequence[dict], cfg: PretrainCon
     for data, n in ((captions, cfg.caption_steps), (samples, None)):
         if n == 0 or len(data) < cfg.batch_size:
             continue
-        loader = DataLoader(list(data), batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                            collate_fn=collate, generator=torch.Generator().manual_seed(seed))
+        loader = DataLoader(
+            list(data),
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            drop_last=True,
+            collate_fn=collate,
+            generator=torch.Generator().manual_seed(seed),
+        )
         yield from (b for _, b in zip(range(n) if n is not None else itertools.count(), _cycle(loader)))
 
 
-def instruction_stage(model, samples: Sequence[dict], pad_token_id: int, cfg: PretrainConfig,
-                      seed: int, min_caption_tokens: int = 4) -> list[float]:
+def instruction_stage(
+    model, samples: Sequence[dict], pad_token_id: int, cfg: PretrainConfig, seed: int, min_caption_tokens: int = 4
+) -> list[float]:
     """Stage 1 (captions) + stage 2 (full mix) next-token training; returns the loss curve."""
     torch.manual_seed(seed)
     named = list(model.named_parameters())
     tower = [p for n, p in named if "vision_tower" in n]
     proj = [p for n, p in named if "multi_modal_projector" in n]
     lm = [p for n, p in named if "vision_tower" not in n and "multi_modal_projector" not in n]
-    opt = torch.optim.AdamW([{"params": lm, "lr": cfg.lr}, {"params": proj, "lr": cfg.mm_lr},
-                             {"params": tower, "lr": cfg.mm_lr}], weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [{"params": lm, "lr": cfg.lr}, {"params": proj, "lr": cfg.mm_lr}, {"params": tower, "lr": cfg.mm_lr}],
+        weight_decay=cfg.weight_decay,
+        betas=(0.9, 0.98),
+    )
     total = cfg.caption_steps + cfg.steps
     base = _lr_lambda(cfg.warmup, total)
     # the contrastive tower stays frozen in stage 1 (as LLaVA's stage 1) so a random LM cannot wreck it
@@ -165,7 +191,13 @@ def instruction_stage(model, samples: Sequence[dict], pad_token_id: int, cfg: Pr
         sched.step()
         losses.append(loss.item())
         if step % 100 == 0 or step == total - 1:
-            logger.info("stage1-2 step %d/%d loss %.3f image gain %.3f nats (%.1f s)", step, total, losses[-1],
-                        image_gain(model, batch), time.time() - t0)
+            logger.info(
+                "stage1-2 step %d/%d loss %.3f image gain %.3f nats (%.1f s)",
+                step,
+                total,
+                losses[-1],
+                image_gain(model, batch),
+                time.time() - t0,
+            )
     model.eval()
     return losses

@@ -13,6 +13,7 @@ match), ``coco`` (CIDEr-D from pycocoevalcap on lower-cased, punctuation-strippe
 PTBTokenizer/Java). Quick probes, not the official scorers (llava_structlora.metrics).
 Greedy, batched, left-padded decoding; stock transformers classes only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,23 +43,38 @@ def vqa_answers(task_dir: Path) -> dict:
 
 
 @torch.no_grad()
-def generate(model, processor, questions: list[dict], image_folder: Path, batch_size: int = 64,
-             max_new_tokens: int = 12, shuffle_images: bool = False) -> list[str]:
+def generate(
+    model,
+    processor,
+    questions: list[dict],
+    image_folder: Path,
+    batch_size: int = 64,
+    max_new_tokens: int = 12,
+    shuffle_images: bool = False,
+) -> list[str]:
     """Greedy answers, in the order of ``questions``."""
     tok = processor.tokenizer
     pix = [load_image(str(image_folder / q["image"]), processor) for q in questions]
     if shuffle_images:
         perm = torch.randperm(len(pix), generator=torch.Generator().manual_seed(0)).tolist()
         pix = [pix[j] for j in perm]
-    items = [{"input_ids": torch.tensor(encode_prompt(q["text"], processor)), "pixel_values": p,
-              "id": q["question_id"]} for q, p in zip(questions, pix)]
+    items = [
+        {"input_ids": torch.tensor(encode_prompt(q["text"], processor)), "pixel_values": p, "id": q["question_id"]}
+        for q, p in zip(questions, pix)
+    ]
     outs = []
     for i in range(0, len(items), batch_size):
-        b = collate_for_generation(items[i:i + batch_size], tok.pad_token_id)
-        gen = model.generate(input_ids=b["input_ids"], attention_mask=b["attention_mask"], pixel_values=b["pixel_values"],
-                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                             eos_token_id=tok.eos_token_id)
-        outs += tok.batch_decode(gen[:, b["input_ids"].shape[1]:], skip_special_tokens=True)
+        b = collate_for_generation(items[i : i + batch_size], tok.pad_token_id)
+        gen = model.generate(
+            input_ids=b["input_ids"],
+            attention_mask=b["attention_mask"],
+            pixel_values=b["pixel_values"],
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+        outs += tok.batch_decode(gen[:, b["input_ids"].shape[1] :], skip_special_tokens=True)
     return [o.strip() for o in outs]
 
 
@@ -87,9 +103,13 @@ def probe_pretrain(model, processor, data_root: Path, n: int) -> dict:
     folder = resolve_image_folder(d / "llava_train.json")
     preds = generate(model, processor, qs, folder)
     shuf = generate(model, processor, qs, folder, shuffle_images=True)
-    return {"n": len(qs), "accuracy": grouped_accuracy(groups, preds, refs),
-            "shuffled": grouped_accuracy(groups, shuf, refs), "chance": majority_chance(groups, refs),
-            "examples": [[q["text"].split("\n")[0], r, p] for q, r, p in list(zip(qs, refs, preds))[:6]]}
+    return {
+        "n": len(qs),
+        "accuracy": grouped_accuracy(groups, preds, refs),
+        "shuffled": grouped_accuracy(groups, shuf, refs),
+        "chance": majority_chance(groups, refs),
+        "examples": [[q["text"].split("\n")[0], r, p] for q, r, p in list(zip(qs, refs, preds))[:6]],
+    }
 
 
 def probe_vqa(model, processor, data_root: Path, task: str, n: int) -> dict:
@@ -104,8 +124,12 @@ def probe_vqa(model, processor, data_root: Path, task: str, n: int) -> dict:
         refs = [ans[q["question_id"]][0] for q in qs]
         groups = [ans[q["question_id"]][1] for q in qs]
     preds = generate(model, processor, qs, resolve_image_folder(d / "llava_train.json"))
-    return {"n": len(qs), "exact_match": grouped_accuracy(groups, preds, refs), "chance": majority_chance(groups, refs),
-            "examples": [[q["text"].split("\n")[0], r, p] for q, r, p in list(zip(qs, refs, preds))[:4]]}
+    return {
+        "n": len(qs),
+        "exact_match": grouped_accuracy(groups, preds, refs),
+        "chance": majority_chance(groups, refs),
+        "examples": [[q["text"].split("\n")[0], r, p] for q, r, p in list(zip(qs, refs, preds))[:4]],
+    }
 
 
 def probe_coco(model, processor, data_root: Path, n: int) -> dict:
@@ -120,8 +144,11 @@ def probe_coco(model, processor, data_root: Path, n: int) -> dict:
     res = {q["question_id"]: [normalize(p) or "empty"] for q, p in zip(qs, preds)}
     gts = {q["question_id"]: refs[q["question_id"]] for q in qs}
     cider, _ = Cider().compute_score(gts, res)
-    return {"n": len(qs), "cider": round(float(cider), 4),
-            "examples": [[gts[q["question_id"]][0], p] for q, p in list(zip(qs, preds))[:4]]}
+    return {
+        "n": len(qs),
+        "cider": round(float(cider), 4),
+        "examples": [[gts[q["question_id"]][0], p] for q, p in list(zip(qs, preds))[:4]],
+    }
 
 
 def probe(base: str | Path, data_root: str | Path, n: int = 500) -> dict:

@@ -8,12 +8,13 @@ tokenization of a whole prompt equals the concatenation of its space-separated s
 ``add_dummy_prefix=False`` / ``add_prefix_space=False`` stop a spurious "▁" at segment
 starts; ``byte_fallback`` maps any unseen character to bytes instead of ``<unk>``.
 """
+
 from __future__ import annotations
 
 import io
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 IMAGE_TOKEN = "<image>"
 PAD_TOKEN = "<pad>"
@@ -46,12 +47,26 @@ def train_sentencepiece(lines: Iterable[str], out_model: str | Path, vocab_size:
     vocab_size = max(vocab_size, 256 + 3 + n_chars + 16)
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(corpus), model_writer=model, model_type="bpe",
-        vocab_size=vocab_size, hard_vocab_limit=False, character_coverage=1.0,
-        byte_fallback=True, split_digits=True, split_by_whitespace=True,
-        add_dummy_prefix=False, normalization_rule_name="identity", remove_extra_whitespaces=False,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2, num_threads=1,
-        input_sentence_size=200000, shuffle_input_sentence=True,
+        sentence_iterator=iter(corpus),
+        model_writer=model,
+        model_type="bpe",
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        byte_fallback=True,
+        split_digits=True,
+        split_by_whitespace=True,
+        add_dummy_prefix=False,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        minloglevel=2,
+        num_threads=1,
+        input_sentence_size=200000,
+        shuffle_input_sentence=True,
     )
     out_model = Path(out_model)
     out_model.write_bytes(model.getvalue())
@@ -60,14 +75,19 @@ def train_sentencepiece(lines: Iterable[str], out_model: str | Path, vocab_size:
 
 def hf_tokenizer_from_sentencepiece(model_file: str | Path, model_max_length: int = 256):
     """Wrap a sentencepiece BPE model as ``LlamaTokenizer`` with ``<image>`` and ``<pad>``."""
+    from tokenizers.models import BPE
     from transformers import LlamaTokenizer
     from transformers.convert_slow_tokenizer import SentencePieceExtractor
-    from tokenizers.models import BPE
 
     kwargs = SentencePieceExtractor(str(model_file)).extract(BPE)
     tok = LlamaTokenizer(
-        vocab=kwargs["vocab"], merges=kwargs["merges"], add_prefix_space=False,
-        model_max_length=model_max_length, padding_side="right", pad_token=PAD_TOKEN, add_bos_token=True,
+        vocab=kwargs["vocab"],
+        merges=kwargs["merges"],
+        add_prefix_space=False,
+        model_max_length=model_max_length,
+        padding_side="right",
+        pad_token=PAD_TOKEN,
+        add_bos_token=True,
         extra_special_tokens={"image_token": IMAGE_TOKEN},
     )
     return tok

@@ -1,4 +1,5 @@
 """`python -m llava_structlora.train ...` (see main.py)."""
+
 import sys
 
 from .main import main

@@ -1,10 +1,12 @@
 """CLI tokens from YAML mappings and option dicts (the pieces config.parse_args / compose_argv combine)."""
+
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 import yaml
 
@@ -55,7 +57,7 @@ def pop_option(tokens: list[str], name: str) -> Optional[str]:
     while i < len(tokens):
         if tokens[i] == f"--{name}" and i + 1 < len(tokens):
             value = tokens[i + 1]
-            del tokens[i:i + 2]
+            del tokens[i : i + 2]
         elif tokens[i].startswith(f"--{name}="):
             value = tokens.pop(i).split("=", 1)[1]
         else:

@@ -1,5 +1,6 @@
 """Trainer callbacks: StructLoRA diagnostics every N steps (logged to TensorBoard/W&B through the
 Trainer's own logger, and appended to diagnostics.jsonl for the end-of-run plots)."""
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ The Trainer writes `checkpoint-N/` file by file (and DeepSpeed writes per-rank s
 kill -9 can leave a half-written directory. The marker is written atomically after every rank
 finished; RESUME=auto picks the newest marked directory and never a partial one.
 """
+
 from __future__ import annotations
 
 import json

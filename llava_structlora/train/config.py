@@ -13,6 +13,7 @@ and the seed is `TrainingArguments.seed`; their defaults are StructLoRAConfig's.
 StructLoRAConfig.validate only. Every value is validated before a model, a dataset or a DeepSpeed
 launcher is touched, so a typo fails in a second with a message naming the field (and the YAML file).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,7 @@ from .specs import METHODS, get_spec
 TASKS = ("coco", "vqav2", "gqa")
 MIX_TASK = "mix"  # --task mix: the sources of data_path mixed (data/mixing.py), validated on every task of TASKS
 # StructLoRAConfig field -> the CLI/YAML name of the knob every adapter method shares.
-SHARED_KNOBS = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "targets",
-                "seed": "seed"}
+SHARED_KNOBS = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "targets", "seed": "seed"}
 _SL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StructLoRAConfig)}
 
 
@@ -47,42 +47,77 @@ _SL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StructLoRAConfig)}
 class ModelArguments:
     """Which base model and which fine-tuning method (shared by all methods for fair comparisons)."""
 
-    model_name_or_path: Optional[str] = field(default=None, metadata={"help": "HF Llava directory (save_pretrained layout)."})
+    model_name_or_path: Optional[str] = field(
+        default=None, metadata={"help": "HF Llava directory (save_pretrained layout)."}
+    )
     method: str = field(default="structlora", metadata={"help": "|".join(METHODS)})
     lora_r: int = field(default=_SL_DEFAULTS["r"], metadata={"help": "Adapter rank r (all adapter methods)."})
-    lora_alpha: float = field(default=_SL_DEFAULTS["alpha"],
-                              metadata={"help": "Adapter scale alpha (update scale alpha / r)."})
-    lora_dropout: Optional[float] = field(default=None, metadata={"help": "Adapter input dropout; default 0 (0.1 for --method lora_dropout)."})
-    targets: str = field(default=_SL_DEFAULTS["targets"], metadata={"help": "Target preset (qv|qkv|qkvo) or one regex over module names."})
+    lora_alpha: float = field(
+        default=_SL_DEFAULTS["alpha"], metadata={"help": "Adapter scale alpha (update scale alpha / r)."}
+    )
+    lora_dropout: Optional[float] = field(
+        default=None, metadata={"help": "Adapter input dropout; default 0 (0.1 for --method lora_dropout)."}
+    )
+    targets: str = field(
+        default=_SL_DEFAULTS["targets"],
+        metadata={"help": "Target preset (qv|qkv|qkvo) or one regex over module names."},
+    )
     tune_mm_projector: bool = field(default=False, metadata={"help": "Also train the multimodal projector in full."})
     mm_projector_lr: Optional[float] = field(default=None, metadata={"help": "Projector lr (default: learning_rate)."})
     adalora_init_r: int = field(default=12, metadata={"help": "AdaLoRA initial rank (pruned to lora_r)."})
-    attn_implementation: Optional[str] = field(default=None, metadata={
-        "help": "Attention backend: sdpa|eager|flash_attention_2 (default: transformers' choice, sdpa)."})
-    bits: Optional[int] = field(default=None, metadata={
-        "help": "QLoRA: load the base in 4 or 8 bit (bitsandbytes, CUDA); adapters stay fp32. Default: no."})
+    attn_implementation: Optional[str] = field(
+        default=None,
+        metadata={"help": "Attention backend: sdpa|eager|flash_attention_2 (default: transformers' choice, sdpa)."},
+    )
+    bits: Optional[int] = field(
+        default=None,
+        metadata={"help": "QLoRA: load the base in 4 or 8 bit (bitsandbytes, CUDA); adapters stay fp32. Default: no."},
+    )
 
 
 @dataclass
 class DataArguments:
     """Training data (LLaVA instruction JSON) and the quick validation run at the end."""
 
-    data_path: Optional[str] = field(default=None, metadata={
-        "help": "LLaVA instruction JSON (DATA_ROOT/<task>/llava_train.json); several: a.json,b.json (mixed)."})
-    data_ratios: Optional[str] = field(default=None, metadata={
-        "help": "Sampling ratios of the data_path sources, e.g. 0.5,0.3,0.2 (relative weights; default: concatenate)."})
-    mix_size: Optional[int] = field(default=None, metadata={
-        "help": "Samples in the mixture (default: the sources' total records); each source gets ratio * mix_size."})
-    image_folder: Optional[str] = field(default=None, metadata={"help": "Image root (default: the task manifest's image_folder)."})
-    model_max_length: Optional[int] = field(default=None, metadata={"help": "Truncation length (default: tokenizer's)."})
-    conv_template: str = field(default=DEFAULT_CONV_TEMPLATE, metadata={
-        "help": f"Conversation format ({'|'.join(CONV_TEMPLATES)}): vicuna_v1 = LLaVA-1.5's, with its system "
-                "prompt; vicuna_v1_nosys = the same without (the toy base). Recorded in run.json; evaluation, "
-                "merge and release default to it."})
+    data_path: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "LLaVA instruction JSON (DATA_ROOT/<task>/llava_train.json); several: a.json,b.json (mixed)."
+        },
+    )
+    data_ratios: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Sampling ratios of the data_path sources, e.g. 0.5,0.3,0.2 "
+            "(relative weights; default: concatenate)."
+        },
+    )
+    mix_size: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "Samples in the mixture (default: the sources' total records); each source gets ratio * mix_size."
+        },
+    )
+    image_folder: Optional[str] = field(
+        default=None, metadata={"help": "Image root (default: the task manifest's image_folder)."}
+    )
+    model_max_length: Optional[int] = field(
+        default=None, metadata={"help": "Truncation length (default: tokenizer's)."}
+    )
+    conv_template: str = field(
+        default=DEFAULT_CONV_TEMPLATE,
+        metadata={
+            "help": f"Conversation format ({'|'.join(CONV_TEMPLATES)}): vicuna_v1 = LLaVA-1.5's, with its system "
+            "prompt; vicuna_v1_nosys = the same without (the toy base). Recorded in run.json; evaluation, "
+            "merge and release default to it."
+        },
+    )
     data_fraction: float = field(default=1.0, metadata={"help": "Fraction of training records used (low-data tables)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Hard cap on training records."})
-    task: Optional[str] = field(default=None, metadata={
-        "help": "coco|vqav2|gqa: selects the validation scorer; mix: validated on each of the three."})
+    task: Optional[str] = field(
+        default=None,
+        metadata={"help": "coco|vqav2|gqa: selects the validation scorer; mix: validated on each of the three."},
+    )
     data_root: Optional[str] = field(default=None, metadata={"help": "DATA_ROOT for the validation run."})
     eval_split: str = field(default="val", metadata={"help": "Split of the validation run."})
     eval_batch_size: int = field(default=32, metadata={"help": "Batch size of the validation run."})
@@ -99,8 +134,10 @@ def _cli_type(name: str, hint: Any) -> Any:
             return Optional[inner[0]]
     if origin in (list, tuple) and len(args) >= 1 and args[0] in (int, float, str):
         return list[args[0]]
-    raise TypeError(f"StructLoRAConfig.{name}: type {hint!r} cannot be set from YAML/CLI; use int, float, str, "
-                    f"bool, Optional[...] or list[...] (train/config.py generates the CLI from the fields)")
+    raise TypeError(
+        f"StructLoRAConfig.{name}: type {hint!r} cannot be set from YAML/CLI; use int, float, str, "
+        f"bool, Optional[...] or list[...] (train/config.py generates the CLI from the fields)"
+    )
 
 
 def _structlora_arguments() -> type:
@@ -142,11 +179,15 @@ class TrainingArguments(transformers.TrainingArguments):
     save_strategy: str = "steps"
     save_steps: float = 50
     save_total_limit: Optional[int] = 2
-    report_to: Optional[str] = field(default="tensorboard", metadata={"help": "tensorboard (default), wandb, none, ..."})
+    report_to: Optional[str] = field(
+        default="tensorboard", metadata={"help": "tensorboard (default), wandb, none, ..."}
+    )
     remove_unused_columns: bool = False
     dataloader_num_workers: int = 0
     diagnostics_steps: int = field(default=10, metadata={"help": "Log StructLoRA diagnostics every N steps."})
-    resume: str = field(default="none", metadata={"help": "none | auto (newest complete checkpoint) | a checkpoint dir."})
+    resume: str = field(
+        default="none", metadata={"help": "none | auto (newest complete checkpoint) | a checkpoint dir."}
+    )
     run_eval: bool = field(default=True, metadata={"help": "Quick validation run at the end (EVAL=0 disables)."})
     plots: bool = field(default=True, metadata={"help": "Write diagnostic PNGs at the end."})
 
@@ -169,8 +210,12 @@ def _known_options(parser: transformers.HfArgumentParser) -> set[str]:
     return {a.dest for a in parser._actions if a.dest != "help"}
 
 
-def compose_argv(cli: Sequence[str], config: Optional[Path] = None, defaults: Optional[Mapping[str, Any]] = None,
-                 overrides: Optional[Mapping[str, Any]] = None) -> list[str]:
+def compose_argv(
+    cli: Sequence[str],
+    config: Optional[Path] = None,
+    defaults: Optional[Mapping[str, Any]] = None,
+    overrides: Optional[Mapping[str, Any]] = None,
+) -> list[str]:
     """One argv whose parse gives: dataclass default < defaults < YAML < cli < overrides.
 
     Args:
@@ -184,8 +229,12 @@ def compose_argv(cli: Sequence[str], config: Optional[Path] = None, defaults: Op
     yaml_keys = set(read_yaml(config)) if config is not None and config.is_file() else set()
     known = _known_options(_parser())
     low = {k: v for k, v in (defaults or {}).items() if k not in yaml_keys and k not in (overrides or {})}
-    return ((["--config", str(config)] if config else []) + to_tokens(low, known, "defaults") + rest
-            + to_tokens(overrides or {}, known, "overrides"))
+    return (
+        (["--config", str(config)] if config else [])
+        + to_tokens(low, known, "defaults")
+        + rest
+        + to_tokens(overrides or {}, known, "overrides")
+    )
 
 
 def parse_args(argv: Sequence[str], check_paths: bool = True, with_deepspeed: bool = True):
@@ -207,7 +256,8 @@ def parse_args(argv: Sequence[str], check_paths: bool = True, with_deepspeed: bo
     ds_file = pop_option(tokens, "deepspeed") if not with_deepspeed else None
     try:
         margs, dargs, sargs, targs, remaining = parser.parse_args_into_dataclasses(
-            args=tokens, return_remaining_strings=True)
+            args=tokens, return_remaining_strings=True
+        )
     except (argparse.ArgumentError, ValueError, TypeError) as e:
         raise ConfigError(f"{src}: {e}") from e
     if remaining:
@@ -225,8 +275,13 @@ def _check_finite(obj: Any) -> None:
             raise ConfigError(f"{type(obj).__name__}.{f.name}={v}: must be a finite number")
 
 
-def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArguments,
-             targs: TrainingArguments, check_paths: bool = True) -> None:
+def validate(
+    margs: ModelArguments,
+    dargs: DataArguments,
+    sargs: StructLoRAArguments,
+    targs: TrainingArguments,
+    check_paths: bool = True,
+) -> None:
     """Raise ConfigError naming the first bad value (called before anything is launched).
 
     The adapter knobs (rank, alpha, dropout, targets and every StructLoRA field) are checked by
@@ -266,9 +321,13 @@ def validate(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArgum
 
 # Integer knobs that must be >= 1: a 0 is otherwise noticed only after the model is built (batch size)
 # or after the whole training run (the validation run's batch size).
-_POSITIVE = (("DataArguments", "eval_batch_size"), ("DataArguments", "model_max_length"),
-             ("DataArguments", "max_train_samples"), ("TrainingArguments", "per_device_train_batch_size"),
-             ("TrainingArguments", "gradient_accumulation_steps"))
+_POSITIVE = (
+    ("DataArguments", "eval_batch_size"),
+    ("DataArguments", "model_max_length"),
+    ("DataArguments", "max_train_samples"),
+    ("TrainingArguments", "per_device_train_batch_size"),
+    ("TrainingArguments", "gradient_accumulation_steps"),
+)
 
 
 def _validate_sizes(dargs: DataArguments, targs: TrainingArguments) -> None:
@@ -290,8 +349,10 @@ def check_base_and_targets(margs: ModelArguments, sargs: StructLoRAArguments, se
     """
     base = Path(margs.model_name_or_path)
     if not any(any(base.glob(g)) for g in WEIGHT_GLOBS):
-        raise ConfigError(f"model_name_or_path={base}: config.json but no weights there "
-                          f"(expected model.safetensors or shards); is the download complete?")
+        raise ConfigError(
+            f"model_name_or_path={base}: config.json but no weights there "
+            f"(expected model.safetensors or shards); is the download complete?"
+        )
     if get_spec(margs.method).full_model:  # no adapter targets
         return
     from llava_structlora.modeling import ModelLoadError, load_config, meta_model
@@ -304,8 +365,7 @@ def check_base_and_targets(margs: ModelArguments, sargs: StructLoRAArguments, se
     try:
         resolve_target_modules(model, build_structlora_config(margs, sargs, seed))
     except ValueError as e:
-        raise ConfigError(f"targets={margs.targets!r}: {e} (module names look like "
-                          f"{_example_linear(model)!r})") from e
+        raise ConfigError(f"targets={margs.targets!r}: {e} (module names look like {_example_linear(model)!r})") from e
 
 
 def _example_linear(model: Any) -> str:
@@ -380,8 +440,14 @@ def data_sources(dargs: DataArguments) -> list:
 def build_structlora_config(margs: ModelArguments, sargs: StructLoRAArguments, seed: int) -> StructLoRAConfig:
     """StructLoRAConfig from the CLI dataclasses; its ValueError becomes a ConfigError naming the CLI option."""
     targets = margs.targets if margs.targets in TARGET_PRESETS else [margs.targets]  # a preset or one regex
-    kwargs = dict(r=margs.lora_r, alpha=margs.lora_alpha, dropout=margs.lora_dropout or 0.0, targets=targets,
-                  seed=seed, **dataclasses.asdict(sargs))
+    kwargs = dict(
+        r=margs.lora_r,
+        alpha=margs.lora_alpha,
+        dropout=margs.lora_dropout or 0.0,
+        targets=targets,
+        seed=seed,
+        **dataclasses.asdict(sargs),
+    )
     try:
         return StructLoRAConfig(**kwargs)
     except (ValueError, TypeError) as e:
@@ -406,8 +472,9 @@ _IDENTITY_DATA = ("data_path", "image_folder", "model_max_length", "data_fractio
 _IDENTITY_TRAINING = ("seed", "per_device_train_batch_size", "gradient_accumulation_steps", "weight_decay")
 
 
-def run_identity(margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArguments,
-                 targs: TrainingArguments) -> dict[str, Any]:
+def run_identity(
+    margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArguments, targs: TrainingArguments
+) -> dict[str, Any]:
     """The knobs that define what a run trains (flat option -> value; paths resolved)."""
     ident: dict[str, Any] = dict(dataclasses.asdict(margs))
     ident.update(dataclasses.asdict(sargs))

@@ -1,4 +1,5 @@
 """The training configuration's error type (its own module so that specs.py and config.py share it)."""
+
 from __future__ import annotations
 
 

@@ -20,6 +20,7 @@ re-signs one fails there, not silently in a run. What each one is for:
 
 The mixin expects ``self.spec`` (specs.MethodSpec) and ``self.projector_params`` (set by the Trainer).
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,8 +37,16 @@ from .safe_resume import weights_only_loads
 
 logger = logging.getLogger(__name__)
 TARGET_TRANSFORMERS = "5.23.0"
-OVERRIDDEN = ("_save", "_load_from_checkpoint", "_save_optimizer_and_scheduler", "_load_optimizer_and_scheduler",
-              "_load_rng_state", "_prepare_for_training", "_save_checkpoint", "save_model")
+OVERRIDDEN = (
+    "_save",
+    "_load_from_checkpoint",
+    "_save_optimizer_and_scheduler",
+    "_load_optimizer_and_scheduler",
+    "_load_rng_state",
+    "_prepare_for_training",
+    "_save_checkpoint",
+    "save_model",
+)
 
 
 def _barrier() -> None:
@@ -52,8 +61,11 @@ class TrainerOverrides:
         if not self.spec.owns_checkpoint_weights:
             return super()._save(output_dir, state_dict)
         if self.args.should_save:
-            self.spec.save_weights(self.accelerator.unwrap_model(self.model), Path(output_dir or self.args.output_dir),
-                                   self.projector_params)
+            self.spec.save_weights(
+                self.accelerator.unwrap_model(self.model),
+                Path(output_dir or self.args.output_dir),
+                self.projector_params,
+            )
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[nn.Module] = None) -> None:
         if not self.spec.owns_checkpoint_weights:
@@ -104,8 +116,11 @@ class TrainerOverrides:
         model, train_dataloader = super()._prepare_for_training(max_steps, train_dataloader, None)
         with weights_only_loads():
             load_path, _ = self.model_wrapped.load_checkpoint(
-                resume_from_checkpoint, load_module_strict=False, load_optimizer_states=True,
-                load_lr_scheduler_states=True)
+                resume_from_checkpoint,
+                load_module_strict=False,
+                load_optimizer_states=True,
+                load_lr_scheduler_states=True,
+            )
         if load_path is None:
             raise RuntimeError(f"DeepSpeed could not resume from {resume_from_checkpoint}")
         self._persist_if_zero3()  # after the load: gathers the resumed values

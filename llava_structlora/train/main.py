@@ -4,6 +4,7 @@ Runs under the `deepspeed` launcher (ZeRO-2 by default, see zero_configs/), unde
 one plain process. Each rank builds the same model (same seed) and dataset; the stock HF Trainer
 drives DeepSpeed; rank 0 writes the deliverables at the end (see outputs.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,8 +60,13 @@ def _total_steps(n_records: int, targs) -> int:
 
 def _setup_logging(targs) -> None:
     level = logging.INFO if targs.process_index == 0 else logging.WARNING
-    logging.basicConfig(level=level, format="[%(asctime)s rank%(rank)s] %(message)s".replace("%(rank)s", str(targs.process_index)),
-                        datefmt="%H:%M:%S", stream=sys.stdout, force=True)
+    logging.basicConfig(
+        level=level,
+        format="[%(asctime)s rank%(rank)s] %(message)s".replace("%(rank)s", str(targs.process_index)),
+        datefmt="%H:%M:%S",
+        stream=sys.stdout,
+        force=True,
+    )
 
 
 def run(argv: Sequence[str]) -> Optional[Path]:
@@ -84,26 +90,49 @@ def run(argv: Sequence[str]) -> Optional[Path]:
 
     processor = load_processor(margs)
     dataset = build_dataset(dargs, processor, targs.seed)
-    model = build_model(margs, sargs, targs.seed, _total_steps(len(dataset), targs),
-                        dtype=base_load_dtype(margs, targs), gradient_checkpointing=targs.activation_checkpointing)
+    model = build_model(
+        margs,
+        sargs,
+        targs.seed,
+        _total_steps(len(dataset), targs),
+        dtype=base_load_dtype(margs, targs),
+        gradient_checkpointing=targs.activation_checkpointing,
+    )
     trainer = StructLoRATrainer(
-        model=model, args=targs, train_dataset=dataset,
+        model=model,
+        args=targs,
+        train_dataset=dataset,
         data_collator=DataCollatorForSupervisedDataset(pad_token_id=processor.tokenizer.pad_token_id),
-        method=margs.method, mm_projector_lr=margs.mm_projector_lr if margs.tune_mm_projector else None,
+        method=margs.method,
+        mm_projector_lr=margs.mm_projector_lr if margs.tune_mm_projector else None,
         projector_params=projector_param_names(model) if margs.tune_mm_projector else set(),
-        keep_checkpoints=targs.save_total_limit, **_debug_hooks())
+        keep_checkpoints=targs.save_total_limit,
+        **_debug_hooks(),
+    )
     for callback in get_spec(margs.method).callbacks(trainer, RunDir(targs.output_dir)):
         trainer.add_callback(callback)
     if resume:
         logger.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
-    out = write_outputs(trainer, processor, (margs, dargs, sargs, targs), result,
-                        times={"start": started, "end": time.time()}, resumed_from=resume)
+    out = write_outputs(
+        trainer,
+        processor,
+        (margs, dargs, sargs, targs),
+        result,
+        times={"start": started, "end": time.time()},
+        resumed_from=resume,
+    )
     if targs.run_eval and dargs.task and trainer.args.should_save:
         from .outputs import run_validation
 
-        run_validation(RunDir(targs.output_dir), dargs.task, margs.model_name_or_path, dargs.data_root,
-                       dargs.eval_split, dargs.eval_batch_size)
+        run_validation(
+            RunDir(targs.output_dir),
+            dargs.task,
+            margs.model_name_or_path,
+            dargs.data_root,
+            dargs.eval_split,
+            dargs.eval_batch_size,
+        )
     return out
 
 

@@ -4,6 +4,7 @@ All adapter methods share the target modules (StructLoRA's target presets), rank
 schedule, so that the comparisons of the paper's tables are fair. `full` trains every language
 model parameter (vision tower frozen, as in LLaVA's full fine-tune).
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,9 @@ def target_regex(targets: str) -> str:
     return "|".join(f"(?:.*{p})" if not p.startswith(".*") else f"(?:{p})" for p in patterns)
 
 
-def peft_config(margs: ModelArguments, total_steps: int, model: nn.Module | None = None,
-                keep_dead_layers: bool = False):
+def peft_config(
+    margs: ModelArguments, total_steps: int, model: nn.Module | None = None, keep_dead_layers: bool = False
+):
     """The PEFT config of a baseline (DoRA = use_dora, AdaLoRA = AdaLoraConfig with total_step).
 
     With ``model``, the targets are the explicit module list of StructLoRA's resolver (same live modules,
@@ -38,12 +40,19 @@ def peft_config(margs: ModelArguments, total_steps: int, model: nn.Module | None
     """
     from llava_structlora.structlora import resolve_target_modules
 
-    targets = (target_regex(margs.targets) if model is None
-               else resolve_target_modules(model, margs.targets, keep_dead_layers=keep_dead_layers))
+    targets = (
+        target_regex(margs.targets)
+        if model is None
+        else resolve_target_modules(model, margs.targets, keep_dead_layers=keep_dead_layers)
+    )
     spec = get_spec(margs.method)
-    common: dict[str, Any] = dict(target_modules=targets, lora_alpha=margs.lora_alpha,
-                                  lora_dropout=spec.dropout(margs), bias="none",
-                                  modules_to_save=["multi_modal_projector"] if margs.tune_mm_projector else None)
+    common: dict[str, Any] = dict(
+        target_modules=targets,
+        lora_alpha=margs.lora_alpha,
+        lora_dropout=spec.dropout(margs),
+        bias="none",
+        modules_to_save=["multi_modal_projector"] if margs.tune_mm_projector else None,
+    )
     return spec.peft_config(margs, total_steps, common)
 
 
@@ -83,20 +92,31 @@ def base_load_dtype(margs: ModelArguments, targs: Any) -> torch.dtype:
     return half
 
 
-def build_model(margs: ModelArguments, sargs: StructLoRAArguments, seed: int, total_steps: int, *,
-                dtype: str | torch.dtype = torch.float32, gradient_checkpointing: bool = False) -> nn.Module:
+def build_model(
+    margs: ModelArguments,
+    sargs: StructLoRAArguments,
+    seed: int,
+    total_steps: int,
+    *,
+    dtype: str | torch.dtype = torch.float32,
+    gradient_checkpointing: bool = False,
+) -> nn.Module:
     """Load the base in `dtype` (see base_load_dtype) and make it trainable; adapters are fp32."""
     from llava_structlora.modeling import load_base_model
 
     torch.manual_seed(seed)  # adapter init depends only on the seed, identical on every rank
-    model = load_base_model(margs.model_name_or_path, dtype=dtype, attn_implementation=margs.attn_implementation,
-                            bits=margs.bits)
+    model = load_base_model(
+        margs.model_name_or_path, dtype=dtype, attn_implementation=margs.attn_implementation, bits=margs.bits
+    )
     model.config.use_cache = False
     if margs.bits is not None:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
     spec = get_spec(margs.method)
     model = spec.build(model, margs, sargs, seed, total_steps)
     if margs.tune_mm_projector and not spec.peft:  # PEFT trains it as modules_to_save
@@ -121,7 +141,9 @@ def align_lora_init(model: nn.Module, seed: int) -> int:
     for name, module in model.named_modules():
         if isinstance(module, LoraLayer) and "default" in module.lora_A:
             weight = module.lora_A["default"].weight
-            gen = torch.Generator(device=weight.device).manual_seed(name_seed(seed, name.removeprefix("base_model.model.")))
+            gen = torch.Generator(device=weight.device).manual_seed(
+                name_seed(seed, name.removeprefix("base_model.model."))
+            )
             with torch.no_grad():
                 nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=gen)
             n += 1
@@ -151,9 +173,14 @@ def build_dataset(dargs: DataArguments, processor, seed: int):
     from .config import data_sources
 
     def source(path: str):
-        ds = LazySupervisedDataset(path, processor, image_folder=dargs.image_folder,
-                                   model_max_length=dargs.model_max_length, limit=dargs.max_train_samples,
-                                   system=conv_system(dargs.conv_template))
+        ds = LazySupervisedDataset(
+            path,
+            processor,
+            image_folder=dargs.image_folder,
+            model_max_length=dargs.model_max_length,
+            limit=dargs.max_train_samples,
+            system=conv_system(dargs.conv_template),
+        )
         if dargs.data_fraction < 1.0:
             g = torch.Generator().manual_seed(seed)
             keep = max(1, int(round(len(ds) * dargs.data_fraction)))

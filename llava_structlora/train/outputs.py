@@ -1,6 +1,7 @@
 """End-of-run deliverables in the run directory (rank 0; layout: llava_structlora.rundir.RunDir):
 the exported adapter (or full model), StructLoRA state, run.json, plots; and the one validation
 after training (run_validation -> metrics.json / metrics_base.json)."""
+
 from __future__ import annotations
 
 import json
@@ -23,20 +24,24 @@ logger = logging.getLogger(__name__)
 
 def git_commit(where: Path) -> dict[str, Any]:
     """HEAD commit of the git checkout containing `where`, and whether it has local changes (None outside one)."""
+
     def _git(*args: str) -> Optional[str]:
         try:
-            return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
-                                  timeout=10, check=True).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", str(where), *args], capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
+
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {"commit": _git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
 
 
 def trained_projector(model) -> dict:
     """The tuned projector's tensors (empty when the projector is frozen)."""
-    return {n: p.detach() for n, p in model.named_parameters()
-            if p.requires_grad and ".multi_modal_projector." in f".{n}"}
+    return {
+        n: p.detach() for n, p in model.named_parameters() if p.requires_grad and ".multi_modal_projector." in f".{n}"
+    }
 
 
 def add_projector_to_adapter(model, adapter_dir: Path) -> None:
@@ -66,8 +71,9 @@ def export_adapter(trainer, method: str, out_dir: Path) -> Path:
     return get_spec(method).export(model, RunDir(out_dir))
 
 
-def write_outputs(trainer, processor, args: tuple, result, times: dict[str, float],
-                  resumed_from: Optional[str]) -> Optional[Path]:
+def write_outputs(
+    trainer, processor, args: tuple, result, times: dict[str, float], resumed_from: Optional[str]
+) -> Optional[Path]:
     """Rank 0 writes the deliverables; every rank waits so that none exits before they exist."""
     margs, dargs, sargs, targs = args
     out_dir = Path(targs.output_dir)
@@ -78,13 +84,19 @@ def write_outputs(trainer, processor, args: tuple, result, times: dict[str, floa
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         run = {
             "base_model": str(Path(margs.model_name_or_path).resolve()),
-            "method": margs.method, "conv_template": dargs.conv_template, "adapter": str(adapter_dir),
+            "method": margs.method,
+            "conv_template": dargs.conv_template,
+            "adapter": str(adapter_dir),
             "structlora": extras.get("structlora"),
             "config": to_jsonable(margs, dargs, sargs) | {"TrainingArguments": _training_summary(targs)},
             "git": git_commit(Path(__file__).parent),  # the checkout the code runs from
-            "seed": targs.seed, "data_seed": targs.data_seed, "world_size": targs.world_size,
-            "deepspeed": targs.deepspeed, "resumed_from": resumed_from,
-            "global_step": trainer.state.global_step, "final_loss": losses[-1] if losses else None,
+            "seed": targs.seed,
+            "data_seed": targs.data_seed,
+            "world_size": targs.world_size,
+            "deepspeed": targs.deepspeed,
+            "resumed_from": resumed_from,
+            "global_step": trainer.state.global_step,
+            "final_loss": losses[-1] if losses else None,
             "train_runtime_s": result.metrics.get("train_runtime"),
             "data_mix": getattr(trainer.train_dataset, "composition", None),
             "times": times,
@@ -97,15 +109,41 @@ def write_outputs(trainer, processor, args: tuple, result, times: dict[str, floa
 
 
 def _training_summary(targs) -> dict[str, Any]:
-    keys = ("output_dir", "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon",
-            "warmup_steps", "lr_scheduler_type", "per_device_train_batch_size", "gradient_accumulation_steps",
-            "num_train_epochs", "max_steps", "seed", "bf16", "fp16", "deepspeed", "save_steps", "logging_steps")
+    keys = (
+        "output_dir",
+        "learning_rate",
+        "weight_decay",
+        "adam_beta1",
+        "adam_beta2",
+        "adam_epsilon",
+        "warmup_steps",
+        "lr_scheduler_type",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "num_train_epochs",
+        "max_steps",
+        "seed",
+        "bf16",
+        "fp16",
+        "deepspeed",
+        "save_steps",
+        "logging_steps",
+    )
     return {k: getattr(getattr(targs, k), "value", getattr(targs, k)) for k in keys}
 
 
-def run_validation(run: RunDir, task: str, base: str | Path, data_root: str | Path, split: str,
-                   batch_size: int, which: str = "adapter", work_dir: Optional[Path] = None,
-                   reuse: bool = False, conv_template: Optional[str] = None) -> dict[str, Any]:
+def run_validation(
+    run: RunDir,
+    task: str,
+    base: str | Path,
+    data_root: str | Path,
+    split: str,
+    batch_size: int,
+    which: str = "adapter",
+    work_dir: Optional[Path] = None,
+    reuse: bool = False,
+    conv_template: Optional[str] = None,
+) -> dict[str, Any]:
     """The one validation after training: the run's adapter (or the base) on `split`, scored by the
     evaluation package; writes `run.metrics(which)` (metrics.json / metrics_base.json). A `mix` run is
     validated on every task: the record holds `tasks: {coco: ..., vqav2: ..., gqa: ...}`.
@@ -134,13 +172,23 @@ def run_validation(run: RunDir, task: str, base: str | Path, data_root: str | Pa
         if cached:
             per_task[t] = cached
             continue
-        cfg = EvalConfig(task=t, model=str(base), data_root=str(data_root), output_dir=str(work), split=split,
-                         adapter=str(adapter) if adapter else None, batch_size=batch_size,
-                         conv_template=conv_template, overwrite=True)
+        cfg = EvalConfig(
+            task=t,
+            model=str(base),
+            data_root=str(data_root),
+            output_dir=str(work),
+            split=split,
+            adapter=str(adapter) if adapter else None,
+            batch_size=batch_size,
+            conv_template=conv_template,
+            overwrite=True,
+        )
         per_task[t] = evaluate(cfg)
     metrics = per_task[task] if task != MIX_TASK else {"tasks": per_task}
-    atomic_write_json(run.metrics(which), {"which": which, "task": task, "split": split,
-                                           "adapter": str(adapter) if adapter else None, **metrics})
+    atomic_write_json(
+        run.metrics(which),
+        {"which": which, "task": task, "split": split, "adapter": str(adapter) if adapter else None, **metrics},
+    )
     return metrics
 
 

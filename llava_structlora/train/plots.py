@@ -1,5 +1,6 @@
 """Diagnostic PNGs of a StructLoRA run (matplotlib, headless): gate map per layer, cosine heatmap
 across layers, drift energy (and CosAdj) over steps. Inputs are structlora_diagnostics records."""
+
 from __future__ import annotations
 
 import logging
@@ -99,8 +100,9 @@ def plot_moved(moved: dict[str, Any], path: Path) -> Path:
     return _save(plt, fig, path)
 
 
-def write_plots(diag_path: Path, final: dict[str, Any], out_dir: Path,
-                moved: dict[str, Any] | None = None) -> list[Path]:
+def write_plots(
+    diag_path: Path, final: dict[str, Any], out_dir: Path, moved: dict[str, Any] | None = None
+) -> list[Path]:
     """All PNGs (a plot whose inputs are missing is skipped with a log line)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -112,8 +114,9 @@ def write_plots(diag_path: Path, final: dict[str, Any], out_dir: Path,
     if final.get("gate_values"):
         written.append(plot_gate_map(final["gate_values"], out_dir / "gate_map.png"))
     if final.get("cosine_matrix"):
-        written.append(plot_cosine(final["cosine_matrix"], list(final.get("update_norms", {})),
-                                   out_dir / "cosine_heatmap.png"))
+        written.append(
+            plot_cosine(final["cosine_matrix"], list(final.get("update_norms", {})), out_dir / "cosine_heatmap.png")
+        )
     if moved and moved.get("eval_gate_hist"):
         written.append(plot_moved(moved, out_dir / "gates_moved.png"))
     return written

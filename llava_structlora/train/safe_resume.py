@@ -12,15 +12,17 @@ enum and fragment addresses, numpy RNG arrays):
 - ``weights_only_loads``: while DeepSpeed / the Trainer restore state, ``torch.load`` itself is
   forced to ``weights_only=True`` with the same allow-list, so no later load can unpickle code.
 """
+
 from __future__ import annotations
 
 import importlib
 import pickle
 import re
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -68,7 +70,8 @@ def _refusal(path: Any, err: BaseException) -> UnsafeCheckpointError:
     return UnsafeCheckpointError(
         f"{path}: refusing to resume: this checkpoint file holds pickled objects outside the allow-list of "
         f"checkpoint types ({detail}). It may run code when loaded; only resume from checkpoints you wrote "
-        f"(delete this checkpoint dir or pass RESUME=none / --resume none).")
+        f"(delete this checkpoint dir or pass RESUME=none / --resume none)."
+    )
 
 
 def safe_load(path: str | Path, map_location: Any = "cpu", mmap: bool | None = None) -> Any:
@@ -93,16 +96,25 @@ def verify_checkpoint(ckpt: str | Path) -> int:
         except UnsafeCheckpointError:
             raise
         except (RuntimeError, OSError, EOFError, ValueError) as e:
-            raise UnsafeCheckpointError(f"{path}: unreadable checkpoint file ({e}); "
-                                        "resume from another checkpoint or pass RESUME=none") from None
+            raise UnsafeCheckpointError(
+                f"{path}: unreadable checkpoint file ({e}); resume from another checkpoint or pass RESUME=none"
+            ) from None
     return len(files)
 
 
 @contextmanager
 def weights_only_loads() -> Iterator[None]:
     """Force every torch.load in this block to weights_only=True with the allow-list."""
-    def guarded(f: Any, map_location: Any = None, pickle_module: Any = None, *, weights_only: Any = None,
-                mmap: Any = None, **kwargs: Any) -> Any:
+
+    def guarded(
+        f: Any,
+        map_location: Any = None,
+        pickle_module: Any = None,
+        *,
+        weights_only: Any = None,
+        mmap: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         try:
             with torch.serialization.safe_globals(trusted_globals()):
                 return _ORIGINAL_LOAD(f, map_location=map_location, weights_only=True, mmap=mmap, **kwargs)

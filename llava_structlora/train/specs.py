@@ -9,6 +9,7 @@ at the end of a run. Training code asks ``get_spec(method)``; it never compares 
 
 A new method is one subclass registered in SPECS (and a test in tests/train/test_specs.py).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,8 +29,8 @@ class MethodSpec:
     """Defaults shared by the methods; a subclass overrides what differs."""
 
     name = ""
-    peft = False         # a PEFT model: a tuned projector travels as PEFT `modules_to_save`
-    full_model = False   # trains (and exports) the base weights themselves
+    peft = False  # a PEFT model: a tuned projector travels as PEFT `modules_to_save`
+    full_model = False  # trains (and exports) the base weights themselves
     owns_checkpoint_weights = False  # checkpoints hold save_weights' files instead of the Trainer's model save
 
     def check(self, margs: Any, targs: Any, zero_stage: Optional[int] = None) -> None:
@@ -100,8 +101,10 @@ class StructLoRASpec(MethodSpec):
         # ZeRO-3 is fine: train/zero3.py keeps the factors the coordinator reads across layers whole on every rank
         kwargs = targs.activation_checkpointing_kwargs or {}
         if targs.activation_checkpointing and kwargs.get("use_reentrant", False):
-            raise ConfigError("gradient_checkpointing_kwargs use_reentrant=true: StructLoRA needs non-reentrant "
-                              "activation checkpointing (its shared coordinator graph); drop the option")
+            raise ConfigError(
+                "gradient_checkpointing_kwargs use_reentrant=true: StructLoRA needs non-reentrant "
+                "activation checkpointing (its shared coordinator graph); drop the option"
+            )
 
     def build(self, model, margs, sargs, seed, total_steps):
         from llava_structlora.structlora import apply_structlora
@@ -182,7 +185,7 @@ class StructLoRASpec(MethodSpec):
         from llava_structlora.utils.io import atomic_write_json
 
         model = trainer.accelerator.unwrap_model(trainer.model)
-        moved = structlora_moved(model)   # issue 11: eval-gate histograms, open directions, update norms
+        moved = structlora_moved(model)  # eval-gate histograms, open directions, update norms
         atomic_write_json(run.path / "moved.json", moved)
         if plots:
             from llava_structlora.structlora import structlora_diagnostics
@@ -222,8 +225,9 @@ class PeftLoraSpec(MethodSpec):
 
         from .methods import peft_config
 
-        model = get_peft_model(model, peft_config(margs, total_steps, model,
-                                                  keep_dead_layers=getattr(sargs, "keep_dead_layers", False)))
+        model = get_peft_model(
+            model, peft_config(margs, total_steps, model, keep_dead_layers=getattr(sargs, "keep_dead_layers", False))
+        )
         self.init_factors(model, seed)
         return model
 
@@ -240,8 +244,10 @@ class AdaLoraSpec(PeftLoraSpec):
 
     def check(self, margs, targs, zero_stage=None):
         if targs.deepspeed:
-            raise ConfigError("method=adalora: PEFT's rank allocator reads param.grad after each step, which the "
-                              "DeepSpeed engine has already zeroed/partitioned; run it with NO_DEEPSPEED=1")
+            raise ConfigError(
+                "method=adalora: PEFT's rank allocator reads param.grad after each step, which the "
+                "DeepSpeed engine has already zeroed/partitioned; run it with NO_DEEPSPEED=1"
+            )
 
     def peft_config(self, margs, total_steps, common):
         from peft import AdaLoraConfig
@@ -251,8 +257,15 @@ class AdaLoraSpec(PeftLoraSpec):
         tinit, tfinal = max(1, total_steps // 10), max(1, total_steps // 5)
         if tinit + tfinal >= total_steps:
             raise ConfigError(f"method=adalora: {total_steps} steps are too few for its warm-up/final phases")
-        return AdaLoraConfig(init_r=max(margs.adalora_init_r, margs.lora_r), target_r=margs.lora_r,
-                             total_step=total_steps, tinit=tinit, tfinal=tfinal, deltaT=1, **common)
+        return AdaLoraConfig(
+            init_r=max(margs.adalora_init_r, margs.lora_r),
+            target_r=margs.lora_r,
+            total_step=total_steps,
+            tinit=tinit,
+            tfinal=tfinal,
+            deltaT=1,
+            **common,
+        )
 
     def init_factors(self, model, seed):
         """AdaLoRA's SVD-style factors keep PEFT's own init."""
@@ -271,9 +284,11 @@ class FullSpec(MethodSpec):
         if margs.bits is not None:
             raise ConfigError(f"bits={margs.bits}: a quantized base cannot be fully fine-tuned; use an adapter method")
         if zero_stage == 3:
-            raise ConfigError(f"deepspeed={targs.deepspeed}: method=full with ZeRO-3: the end-of-run export reads "
-                              "whole weights on rank 0, which ZeRO-3 partitions; use zero_configs/zero2.json or "
-                              "zero2_offload.json")
+            raise ConfigError(
+                f"deepspeed={targs.deepspeed}: method=full with ZeRO-3: the end-of-run export reads "
+                "whole weights on rank 0, which ZeRO-3 partitions; use zero_configs/zero2.json or "
+                "zero2_offload.json"
+            )
 
     def build(self, model, margs, sargs, seed, total_steps):
         from .methods import enable_full
@@ -284,9 +299,17 @@ class FullSpec(MethodSpec):
         return model
 
 
-SPECS: dict[str, MethodSpec] = {s.name: s for s in (
-    StructLoRASpec(), PeftLoraSpec("lora"), PeftLoraSpec("dora", use_dora=True),
-    AdaLoraSpec(), PeftLoraSpec("lora_dropout", default_dropout=0.1), FullSpec())}
+SPECS: dict[str, MethodSpec] = {
+    s.name: s
+    for s in (
+        StructLoRASpec(),
+        PeftLoraSpec("lora"),
+        PeftLoraSpec("dora", use_dora=True),
+        AdaLoraSpec(),
+        PeftLoraSpec("lora_dropout", default_dropout=0.1),
+        FullSpec(),
+    )
+}
 METHODS = tuple(SPECS)
 
 

@@ -5,6 +5,7 @@ hf_overrides.py (with the transformers version they target).
 Everything else (DeepSpeed ZeRO engine, AdamW, cosine schedule with warm-up, logging, RNG/optimizer/
 scheduler checkpointing, data order on resume) is the stock Trainer.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,7 +37,7 @@ def _any_rank(flag: bool) -> bool:
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
-    return (int(seed) * 1_000_003 + int(step) * 7919 + int(rank) * 104_729) % (2 ** 63 - 1)
+    return (int(seed) * 1_000_003 + int(step) * 7919 + int(rank) * 104_729) % (2**63 - 1)
 
 
 class StructLoRATrainer(TrainerOverrides, transformers.Trainer):
@@ -49,9 +50,17 @@ class StructLoRATrainer(TrainerOverrides, transformers.Trainer):
         inject_nan_step, step_sleep: test-only fault injection (main._debug_hooks).
     """
 
-    def __init__(self, *args: Any, method: str = "structlora", mm_projector_lr: Optional[float] = None,
-                 projector_params: Optional[set[str]] = None, keep_checkpoints: Optional[int] = 2,
-                 inject_nan_step: Optional[int] = None, step_sleep: float = 0.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        method: str = "structlora",
+        mm_projector_lr: Optional[float] = None,
+        projector_params: Optional[set[str]] = None,
+        keep_checkpoints: Optional[int] = 2,
+        inject_nan_step: Optional[int] = None,
+        step_sleep: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.method, self.spec = method, get_spec(method)
         self.mm_projector_lr = mm_projector_lr
@@ -77,8 +86,7 @@ class StructLoRATrainer(TrainerOverrides, transformers.Trainer):
             proj = name in self.projector_params and self.mm_projector_lr is not None
             groups.setdefault((name in decay, proj), []).append(p)
         param_groups = [
-            {"params": ps, "weight_decay": wd if is_decay else 0.0,
-             **({"lr": self.mm_projector_lr} if is_proj else {})}
+            {"params": ps, "weight_decay": wd if is_decay else 0.0, **({"lr": self.mm_projector_lr} if is_proj else {})}
             for (is_decay, is_proj), ps in sorted(groups.items())
         ] + sl_groups
         cls, kwargs = transformers.Trainer.get_optimizer_cls_and_kwargs(self.args, model)
@@ -102,11 +110,12 @@ class StructLoRATrainer(TrainerOverrides, transformers.Trainer):
         self._last_hook_step = step
         return super().training_step(model, inputs, num_items_in_batch)
 
-    def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
-                     num_items_in_batch=None):
+    def compute_loss(
+        self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch=None
+    ):
         """Task loss (+ the spec's regularizer), with a NaN/inf stop agreed by all ranks."""
         out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        loss, outputs = (out if return_outputs else (out, None))
+        loss, outputs = out if return_outputs else (out, None)
         reg = self.spec.regularizer(self.accelerator.unwrap_model(self.model))
         if reg is not None:
             loss = loss + reg.to(loss.dtype)
@@ -123,4 +132,5 @@ class StructLoRATrainer(TrainerOverrides, transformers.Trainer):
         where = f"last good checkpoint kept: {last}" if last else "no checkpoint had been written yet"
         raise TrainingDivergedError(
             f"loss is {value} at step {self.state.global_step + 1} (method={self.method}); stopping. {where}. "
-            "Lower learning_rate, check the data, or resume from that checkpoint with RESUME=auto.")
+            "Lower learning_rate, check the data, or resume from that checkpoint with RESUME=auto."
+        )

@@ -19,6 +19,7 @@ What is refused (config validation, before launch): ``--bits`` with ZeRO-3 (bits
 not partitioned by ZeRO-3 in this recipe; use ZeRO-2), and ``--method full`` with ZeRO-3 (its
 end-of-run export reads unpartitioned weights on rank 0; use ZeRO-2 / zero2_offload.json; specs.FullSpec).
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,10 @@ logger = logging.getLogger(__name__)
 def zero3_refusal(bits: Optional[int]) -> Optional[str]:
     """Why this configuration cannot run under ZeRO-3, or None when it can (method limits: specs.py)."""
     if bits is not None:
-        return (f"bits={bits} with ZeRO-3: bitsandbytes' packed 4/8-bit storage is not partitioned by ZeRO-3 in "
-                "this recipe; QLoRA runs use zero_configs/zero2.json (the quantized base is small anyway)")
+        return (
+            f"bits={bits} with ZeRO-3: bitsandbytes' packed 4/8-bit storage is not partitioned by ZeRO-3 in "
+            "this recipe; QLoRA runs use zero_configs/zero2.json (the quantized base is small anyway)"
+        )
     return None
 
 
@@ -50,8 +53,10 @@ def persist_trainable_parameters(engine: Any) -> int:
     optimizer = getattr(engine, "optimizer", None)
     persistent = getattr(optimizer, "persistent_parameters", None)
     if not isinstance(persistent, list):
-        raise RuntimeError(f"ZeRO-3: {type(optimizer).__name__} has no persistent_parameters list; StructLoRA under "
-                           "ZeRO-3 needs DeepSpeed's stage-3 optimizer (deepspeed 0.19.x)")
+        raise RuntimeError(
+            f"ZeRO-3: {type(optimizer).__name__} has no persistent_parameters list; StructLoRA under "
+            "ZeRO-3 needs DeepSpeed's stage-3 optimizer (deepspeed 0.19.x)"
+        )
     trainable = [p for p in engine.module.parameters() if p.requires_grad]
     if not all(is_zero3_param(p) for p in trainable):
         raise RuntimeError("ZeRO-3: some trainable parameters were not converted by DeepSpeed")
@@ -66,18 +71,24 @@ def persist_trainable_parameters(engine: Any) -> int:
     if trainable:
         trainable[0].all_gather(trainable)  # only the not-yet-available ones are gathered
     check_whole(engine.module, "after gathering")
-    logger.info("ZeRO-3: %d trainable parameters (%d elements) kept whole on every rank; the frozen base stays "
-                "partitioned", len(trainable), sum(p.ds_numel for p in trainable))
+    logger.info(
+        "ZeRO-3: %d trainable parameters (%d elements) kept whole on every rank; the frozen base stays partitioned",
+        len(trainable),
+        sum(p.ds_numel for p in trainable),
+    )
     return len(new)
 
 
 def check_whole(module: nn.Module, when: str) -> None:
     """Raise RuntimeError if a trainable ZeRO-3 parameter is partitioned (its reads would see no data)."""
-    short = [n for n, p in module.named_parameters()
-             if p.requires_grad and is_zero3_param(p) and p.numel() != p.ds_numel]
+    short = [
+        n for n, p in module.named_parameters() if p.requires_grad and is_zero3_param(p) and p.numel() != p.ds_numel
+    ]
     if short:
-        raise RuntimeError(f"ZeRO-3: {len(short)} trainable parameters are partitioned {when} (e.g. {short[0]}); "
-                           "StructLoRA needs them whole on every rank (llava_structlora/train/zero3.py)")
+        raise RuntimeError(
+            f"ZeRO-3: {len(short)} trainable parameters are partitioned {when} (e.g. {short[0]}); "
+            "StructLoRA needs them whole on every rank (llava_structlora/train/zero3.py)"
+        )
 
 
 def engine_is_zero3(engine: Any) -> bool:

@@ -9,13 +9,15 @@ merge, release, converters, build_default, build_base) go through ``run_main`` /
 (a bug: RuntimeError, KeyError, TypeError...) keeps its traceback. ``LLAVA_SL_TRACEBACK=1``
 prints the traceback of user errors too (for debugging).
 """
+
 from __future__ import annotations
 
 import functools
 import os
 import sys
 import traceback
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
 
 EXIT_USER_ERROR = 2
 
@@ -59,8 +61,10 @@ def user_message(exc: BaseException) -> Optional[str]:
     if isinstance(exc, RecursionError):
         return f"input nested too deeply to parse ({exc})"
     if isinstance(exc, UnicodeDecodeError):
-        return (f"not UTF-8 text: byte {exc.object[exc.start:exc.start + 1]!r} at position {exc.start} "
-                f"({exc.reason}); re-save the file as UTF-8")
+        return (
+            f"not UTF-8 text: byte {exc.object[exc.start : exc.start + 1]!r} at position {exc.start} "
+            f"({exc.reason}); re-save the file as UTF-8"
+        )
     if isinstance(exc, OSError):
         text = str(exc)
         name = getattr(exc, "filename", None)
@@ -91,9 +95,12 @@ def run_main(fn: Callable[..., Any], argv: Optional[Sequence[str]] = None, prog:
 
 def entry_point(prog: str) -> Callable[[Callable[..., Any]], Callable[..., int]]:
     """Decorator: ``main(argv)`` behind the error boundary (see ``run_main``)."""
+
     def wrap(fn: Callable[..., Any]) -> Callable[..., int]:
         @functools.wraps(fn)
         def main(argv: Optional[Sequence[str]] = None) -> int:
             return run_main(fn, argv, prog)
+
         return main
+
     return wrap

@@ -4,6 +4,7 @@ A kill -9 at any point must leave either the previous complete file/directory or
 complete one, never a half-written file: write to a temp path in the same directory, fsync,
 then os.replace (atomic on POSIX).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -13,9 +14,10 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:  # torch is imported lazily: converters use this module without it
     import torch
@@ -68,8 +70,9 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
     return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
 
 
-def atomic_save_safetensors(tensors: "dict[str, torch.Tensor]", path: str | os.PathLike,
-                            metadata: dict[str, str] | None = None) -> Path:
+def atomic_save_safetensors(
+    tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> Path:
     """safetensors.torch.save_file into a temp file, then rename."""
     from safetensors.torch import save_file
 
@@ -140,8 +143,12 @@ def check_no_overlap(out: str | os.PathLike, protected: dict[str, str | os.PathL
             raise OutputDirError(f"refusing to write {out}: it {rel} the {label} {path}; choose another output dir")
 
 
-def check_output_dir(out: str | os.PathLike, kind: str, overwrite: bool = False,
-                     protected: dict[str, str | os.PathLike | None] | None = None) -> Path:
+def check_output_dir(
+    out: str | os.PathLike,
+    kind: str,
+    overwrite: bool = False,
+    protected: dict[str, str | os.PathLike | None] | None = None,
+) -> Path:
     """Raise OutputDirError unless writing a `kind` output at `out` cannot destroy foreign data.
 
     Allowed: `out` absent or an empty directory; with `overwrite`, a previous output of the
@@ -157,28 +164,38 @@ def check_output_dir(out: str | os.PathLike, kind: str, overwrite: bool = False,
     found = output_kind(out)
     if found != kind:
         what = f"a {found} output" if found else f"a non-empty directory that is not a {kind} output"
-        raise OutputDirError(f"refusing to replace {out}: it is {what} (no {OUTPUT_MARKER} of kind {kind!r}); "
-                             "choose an empty or new output dir")
+        raise OutputDirError(
+            f"refusing to replace {out}: it is {what} (no {OUTPUT_MARKER} of kind {kind!r}); "
+            "choose an empty or new output dir"
+        )
     if not overwrite:
-        raise OutputDirError(f"refusing to replace {out}: it holds a previous {kind} output; "
-                             "pass --overwrite to replace it")
+        raise OutputDirError(
+            f"refusing to replace {out}: it holds a previous {kind} output; pass --overwrite to replace it"
+        )
     return out
 
 
-def check_rebuildable(out: str | os.PathLike, stamp: str, what: str,
-                      protected: dict[str, str | os.PathLike | None] | None = None) -> Path:
+def check_rebuildable(
+    out: str | os.PathLike, stamp: str, what: str, protected: dict[str, str | os.PathLike | None] | None = None
+) -> Path:
     """A cached build (data root, base) replaces `out` wholesale: only when absent, empty or stamped by us."""
     out = Path(out)
     check_no_overlap(out, protected or {})
     if out.exists() and not (out / stamp).is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise OutputDirError(f"refusing to build the {what} into {out}: it exists and has no {stamp}, so it is "
-                             f"not a previous {what} build; choose an empty or new directory")
+        raise OutputDirError(
+            f"refusing to build the {what} into {out}: it exists and has no {stamp}, so it is "
+            f"not a previous {what} build; choose an empty or new directory"
+        )
     return out
 
 
 @contextmanager
-def atomic_directory(final: str | os.PathLike, kind: str | None = None, overwrite: bool = False,
-                     protected: dict[str, str | os.PathLike | None] | None = None) -> Iterator[Path]:
+def atomic_directory(
+    final: str | os.PathLike,
+    kind: str | None = None,
+    overwrite: bool = False,
+    protected: dict[str, str | os.PathLike | None] | None = None,
+) -> Iterator[Path]:
     """Yield a temp directory beside `final`; on success it replaces `final` atomically.
 
     An existing `final` is swapped with the new one in a single renameat2(RENAME_EXCHANGE), so a

@@ -10,6 +10,7 @@ same hostile inputs the same way:
 Streaming readers wrap their binary file with ``open_json_stream`` (BOM check + depth guard in C-speed
 chunk scans); whole-file readers use ``read_json``.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -17,16 +18,21 @@ import functools
 import json
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 from .errors import UserError
 
 MAX_DEPTH = 64  # LLaVA records nest 4 levels, official COCO / VQAv2 / GQA files at most 6
 _UTF8_BOM = codecs.BOM_UTF8
-_WIDE = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
-         (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+_WIDE = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
 _ESCAPE = re.compile(rb"\\.", re.S)
 
 
@@ -50,11 +56,12 @@ def bom_skip(head: bytes, path: str | os.PathLike) -> int:
         return len(_UTF8_BOM)
     for bom, name in _WIDE:
         if head.startswith(bom):
-            raise JsonInputError(f"{path}: the file is {name} text (byte order mark at byte 0); "
-                                 "re-save it as UTF-8")
+            raise JsonInputError(f"{path}: the file is {name} text (byte order mark at byte 0); re-save it as UTF-8")
     if len(head) >= 2 and (head[0] == 0 or head[1] == 0):
-        raise JsonInputError(f"{path}: the file looks like UTF-16/UTF-32 text (NUL byte at byte "
-                             f"{0 if head[0] == 0 else 1}); re-save it as UTF-8")
+        raise JsonInputError(
+            f"{path}: the file looks like UTF-16/UTF-32 text (NUL byte at byte "
+            f"{0 if head[0] == 0 else 1}); re-save it as UTF-8"
+        )
     return 0
 
 
@@ -81,7 +88,7 @@ class DepthGuard:
         buf = self._pending + data
         tail = len(buf) - len(buf.rstrip(b"\\"))
         self._pending = b"\\" if tail % 2 else b""
-        buf = buf[:len(buf) - (tail % 2)]
+        buf = buf[: len(buf) - (tail % 2)]
         if b"\\\\" in buf or b'\\"' in buf:  # only \\ and \" change where strings end
             buf = _ESCAPE.sub(b"", buf)
         arr = np.frombuffer(buf, dtype=np.uint8)
@@ -93,9 +100,11 @@ class DepthGuard:
             depth = self.depth + np.cumsum(step, dtype=np.int32)
             peak = int(depth.max())
             if peak > self.max_depth:
-                raise JsonInputError(f"{self.path}: JSON nested deeper than {self.max_depth} levels (near byte "
-                                     f"{self.offset + int(np.argmax(depth > self.max_depth))}); no LLaVA or "
-                                     "official COCO/VQA/GQA file does that")
+                raise JsonInputError(
+                    f"{self.path}: JSON nested deeper than {self.max_depth} levels (near byte "
+                    f"{self.offset + int(np.argmax(depth > self.max_depth))}); no LLaVA or "
+                    "official COCO/VQA/GQA file does that"
+                )
             self.depth = int(depth[-1])
 
 
@@ -111,8 +120,9 @@ def read_adapter_config(path: str | os.PathLike) -> dict:
     """A PEFT adapter_config.json, or JsonInputError naming it (PEFT's own errors name no file)."""
     cfg = read_json(path, "adapter config")
     if not isinstance(cfg, dict) or not isinstance(cfg.get("peft_type", "LORA"), str):
-        raise JsonInputError(f"adapter config {path}: expected a JSON object with a 'peft_type' string, "
-                             f"got {str(cfg)[:120]}")
+        raise JsonInputError(
+            f"adapter config {path}: expected a JSON object with a 'peft_type' string, got {str(cfg)[:120]}"
+        )
     return cfg
 
 
@@ -129,15 +139,18 @@ def read_json(path: str | os.PathLike, what: str = "JSON") -> Any:
     try:
         text = data[skip:].decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[:skip + e.start].count(b"\n") + 1
-        raise JsonInputError(f"{what} file {path} is not UTF-8 text: byte {data[skip + e.start:][:1]!r} at offset "
-                             f"{skip + e.start} (line {line}); re-save it as UTF-8") from None
+        line = data[: skip + e.start].count(b"\n") + 1
+        raise JsonInputError(
+            f"{what} file {path} is not UTF-8 text: byte {data[skip + e.start :][:1]!r} at offset "
+            f"{skip + e.start} (line {line}); re-save it as UTF-8"
+        ) from None
     guard = DepthGuard(None, path)  # type: ignore[arg-type]
     guard._scan(data[skip:])
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise JsonInputError(f"{what} file {path} is not valid JSON: line {e.lineno} column {e.colno}: "
-                             f"{e.msg}") from None
+        raise JsonInputError(
+            f"{what} file {path} is not valid JSON: line {e.lineno} column {e.colno}: {e.msg}"
+        ) from None
     except RecursionError:
         raise JsonInputError(f"{what} file {path}: JSON nested too deeply to parse") from None

@@ -5,6 +5,7 @@ weights), and PEFT only warns about missing adapter keys. A checkpoint saved und
 transformers version or a wrong base then runs with random tensors and produces garbage scores.
 Every load in this project goes through these two functions.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,9 +30,11 @@ def _listing(kind: str, keys: list[str]) -> str:
 def check_loading_info(info: dict[str, Any], source: str | Path) -> None:
     """Raise if `from_pretrained(..., output_loading_info=True)` reports any key mismatch."""
     parts = []
-    for kind, label in (("missing_keys", "tensors missing from the checkpoint (would be re-initialised)"),
-                        ("mismatched_keys", "tensors with the wrong shape (would be re-initialised)"),
-                        ("unexpected_keys", "checkpoint tensors the model has no place for (would be dropped)")):
+    for kind, label in (
+        ("missing_keys", "tensors missing from the checkpoint (would be re-initialised)"),
+        ("mismatched_keys", "tensors with the wrong shape (would be re-initialised)"),
+        ("unexpected_keys", "checkpoint tensors the model has no place for (would be dropped)"),
+    ):
         keys = _names(info.get(kind))
         if keys:
             parts.append(_listing(label, keys))
@@ -39,9 +42,11 @@ def check_loading_info(info: dict[str, Any], source: str | Path) -> None:
         parts.append("errors: " + "; ".join(map(str, info["error_msgs"]))[:2000])
     if parts:
         raise ReinitializedWeightsError(
-            f"loading {source}: " + "\n  - ".join([""] + parts)
+            f"loading {source}: "
+            + "\n  - ".join([""] + parts)
             + "\nThe checkpoint does not match this model class / transformers version "
-              "(a checkpoint saved with other key names, or a different architecture).")
+            "(a checkpoint saved with other key names, or a different architecture)."
+        )
 
 
 def from_pretrained_strict(cls: Any, path: str | Path, **kwargs: Any) -> Any:

@@ -1,6 +1,7 @@
 """llava-v1.6-vicuna-7b (LLaVA-NeXT) on the meta device: StructLoRA's targets span both towers, the
 PEFT LoRA baseline adapts exactly the same linears, and the coordinator stays a rounding error of
 LoRA's parameter count (the numbers benchmarks/arch_meta.py records into docs/RESULTS.md)."""
+
 from __future__ import annotations
 
 import sys

@@ -2,6 +2,7 @@
 
 No timing is asserted here: benchmarks are run by benchmarks/run_all.sh, not by the test suite.
 """
+
 from __future__ import annotations
 
 import sys
@@ -13,7 +14,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.common import (  # noqa: E402
-    METHODS, Stepper, adapted_count, build_llava, make_batch, make_pair, paired_ratio, step_peak_bytes, tiny_shape,
+    METHODS,
+    Stepper,
+    adapted_count,
+    build_llava,
+    make_batch,
+    make_pair,
+    paired_ratio,
+    step_peak_bytes,
+    tiny_shape,
 )
 
 
@@ -42,8 +51,9 @@ def test_peak_memory_counts_state_and_step_allocations(tiny):
     trainable = sum(p.numel() * 4 for p in pair["lora"].model.parameters() if p.requires_grad)
     assert mem["frozen"] == frozen and mem["trainable"] == trainable
     assert mem["optimizer"] >= 2 * trainable  # AdamW: exp_avg + exp_avg_sq
-    assert mem["step_peak"] > 0 and mem["total_peak"] == sum(mem[k] for k in
-                                                             ("frozen", "trainable", "buffers", "optimizer", "step_peak"))
+    assert mem["step_peak"] > 0 and mem["total_peak"] == sum(
+        mem[k] for k in ("frozen", "trainable", "buffers", "optimizer", "step_peak")
+    )
 
 
 def test_step_peak_sees_a_known_allocation():

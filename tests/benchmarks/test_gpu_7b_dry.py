@@ -1,4 +1,5 @@
 """benchmarks/gpu_7b.py imports and runs its CPU dry path (tiny shapes); the real run needs a GPU."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """Tiny LLaVA world for the data tests: a few 64 px shape images, a LLaVA JSON and the smoke
 processor (tokenizer trained on the JSON's text)."""
+
 from __future__ import annotations
 
 import json
@@ -27,13 +28,23 @@ def write_world(root: Path, n: int = 12) -> Path:
     for i in range(n):
         c, s = list(COLOURS)[i % 3], SHAPES[i % 2]
         write_image(root / "images" / f"{i}.png", c, s)
-        recs.append({"id": f"r{i}", "image": f"images/{i}.png", "conversations": [
-            {"from": "human", "value": f"<image>\nwhat color is the {s}?"}, {"from": "gpt", "value": c},
-            {"from": "human", "value": "what shape is it?"}, {"from": "gpt", "value": f"a {s}"}]})
+        recs.append(
+            {
+                "id": f"r{i}",
+                "image": f"images/{i}.png",
+                "conversations": [
+                    {"from": "human", "value": f"<image>\nwhat color is the {s}?"},
+                    {"from": "gpt", "value": c},
+                    {"from": "human", "value": "what shape is it?"},
+                    {"from": "gpt", "value": f"a {s}"},
+                ],
+            }
+        )
     path = root / "llava_train.json"
     path.write_text(json.dumps(recs))
-    (root / "manifest.json").write_text(json.dumps({"counts": {"records": n}, "skipped": 0, "reasons": {},
-                                                    "image_folder": "."}))
+    (root / "manifest.json").write_text(
+        json.dumps({"counts": {"records": n}, "skipped": 0, "reasons": {}, "image_folder": "."})
+    )
     return path
 
 

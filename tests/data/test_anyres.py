@@ -1,5 +1,6 @@
 """LLaVA-NeXT (anyres) encoding: image-token counts, ids, pixel tiles and image_sizes agree with the
 stock LlavaNextProcessor for images of any aspect ratio, and a tiny NeXT model accepts the batches."""
+
 from __future__ import annotations
 
 import json
@@ -8,10 +9,17 @@ import pytest
 import torch
 from PIL import Image
 
-from llava_structlora.data import (DataCollatorForSupervisedDataset, LazySupervisedDataset, collate_for_generation,
-                                   conversation_segments, encode_conversation, encode_prompt, is_anyres,
-                                   load_image_and_size, num_image_tokens)
-
+from llava_structlora.data import (
+    DataCollatorForSupervisedDataset,
+    LazySupervisedDataset,
+    collate_for_generation,
+    conversation_segments,
+    encode_conversation,
+    encode_prompt,
+    is_anyres,
+    load_image_and_size,
+    num_image_tokens,
+)
 
 SIZES = [(64, 64), (40, 100), (100, 30), (150, 200), (17, 33), (48, 144)]  # (height, width)
 TURNS = [{"from": "human", "value": "<image>\nwhat color is the circle?"}, {"from": "gpt", "value": "red"}]
@@ -32,8 +40,14 @@ def tiny_next(next_proc):
     from llava_structlora.toy.model_config import get_preset, llava_config
 
     tok = next_proc.tokenizer
-    base = llava_config(get_preset("smoke").model, len(tok), next_proc.image_token_id, tok.pad_token_id,
-                        tok.bos_token_id, tok.eos_token_id)
+    base = llava_config(
+        get_preset("smoke").model,
+        len(tok),
+        next_proc.image_token_id,
+        tok.pad_token_id,
+        tok.bos_token_id,
+        tok.eos_token_id,
+    )
     torch.manual_seed(0)
     cfg = next_config(base, next_proc.image_processor.image_grid_pinpoints, 256)
     return LlavaNextForConditionalGeneration(cfg).eval()
@@ -74,7 +88,7 @@ def test_pixel_tiles_equal_stock_processor(next_proc, tmp_path, hw):
     ref = next_proc.image_processor(_img(hw), return_tensors="pt")
     assert size == hw and px.dim() == 4 and px.shape[1:] == (3, 48, 48)
     assert torch.equal(px, ref["pixel_values"][0][: px.shape[0]])
-    assert ref["pixel_values"][0][px.shape[0]:].abs().sum() == 0  # only zero padding was cut
+    assert ref["pixel_values"][0][px.shape[0] :].abs().sum() == 0  # only zero padding was cut
 
 
 def _mixed_world(root):
@@ -104,8 +118,10 @@ def test_dataset_collator_and_forward(next_proc, tiny_next, tmp_path):
     assert batch["image_sizes"].tolist() == [list(hw) for hw in SIZES[:4]]
     with torch.no_grad():
         out = tiny_next(**batch)
-        single = [tiny_next(**DataCollatorForSupervisedDataset(next_proc.tokenizer.pad_token_id)([it])).loss
-                  for it in items[:2]]
+        single = [
+            tiny_next(**DataCollatorForSupervisedDataset(next_proc.tokenizer.pad_token_id)([it])).loss
+            for it in items[:2]
+        ]
     assert torch.isfinite(out.loss) and all(torch.isfinite(s) for s in single)
     # patch padding changes nothing: the first sample's logits alone equal its logits in the batch
     with torch.no_grad():
@@ -117,11 +133,24 @@ def test_dataset_collator_and_forward(next_proc, tiny_next, tmp_path):
 def test_generation_batch_with_image_sizes(next_proc, tiny_next):
     hws = [(64, 64), (100, 30)]
     pixels = [next_proc.image_processor(_img(hw), return_tensors="pt")["pixel_values"][0] for hw in hws]
-    items = [{"input_ids": torch.tensor(encode_prompt("what color?", next_proc, image_size=hw)), "id": i,
-              "pixel_values": px, "image_sizes": torch.tensor(hw)} for i, (hw, px) in enumerate(zip(hws, pixels))]
+    items = [
+        {
+            "input_ids": torch.tensor(encode_prompt("what color?", next_proc, image_size=hw)),
+            "id": i,
+            "pixel_values": px,
+            "image_sizes": torch.tensor(hw),
+        }
+        for i, (hw, px) in enumerate(zip(hws, pixels))
+    ]
     batch = collate_for_generation(items, next_proc.tokenizer.pad_token_id)
     assert batch["image_sizes"].tolist() == [list(hw) for hw in hws]
-    out = tiny_next.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                             pixel_values=batch["pixel_values"], image_sizes=batch["image_sizes"],
-                             max_new_tokens=3, do_sample=False, pad_token_id=next_proc.tokenizer.pad_token_id)
+    out = tiny_next.generate(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        pixel_values=batch["pixel_values"],
+        image_sizes=batch["image_sizes"],
+        max_new_tokens=3,
+        do_sample=False,
+        pad_token_id=next_proc.tokenizer.pad_token_id,
+    )
     assert out.shape == (2, batch["input_ids"].shape[1] + 3)

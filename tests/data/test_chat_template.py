@@ -1,4 +1,5 @@
 """The generated chat templates reproduce our own prompt encoding token for token, per format."""
+
 from __future__ import annotations
 
 import pytest
@@ -50,8 +51,9 @@ def templated(processor, tmp_path_factory):
 
 
 def _ids(templated, msgs, name, gen: bool) -> list[int]:
-    ids = templated.apply_chat_template(msgs, chat_template=name, add_generation_prompt=gen, tokenize=True,
-                                        return_tensors=None)
+    ids = templated.apply_chat_template(
+        msgs, chat_template=name, add_generation_prompt=gen, tokenize=True, return_tensors=None
+    )
     return list(ids[0] if ids and isinstance(ids[0], list) else ids)
 
 
@@ -76,9 +78,14 @@ def test_generation_prompt_ids_equal_encode(templated, name, n_turns):
 def test_full_conversation_ids_and_assistant_mask_equal_training(templated, name):
     """Whole conversation: ids equal encode_conversation, assistant mask equals the training labels."""
     ids, labels = encode_conversation(llava_turns(TURNS), templated, system=conv_system(name))
-    out = templated.apply_chat_template(hf_messages(TURNS, with_answer_last=True), chat_template=name,
-                                        tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
-                                        return_tensors=None)
+    out = templated.apply_chat_template(
+        hf_messages(TURNS, with_answer_last=True),
+        chat_template=name,
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+        return_tensors=None,
+    )
     assert list(out["input_ids"][0]) == ids
     assert [bool(m) for m in out["assistant_masks"][0]] == [lab != -100 for lab in labels]
 
@@ -88,24 +95,35 @@ def test_default_is_the_trained_format_and_system_message_overrides(templated):
     assert _ids(templated, msgs, None, gen=True) == _ids(templated, msgs, DEFAULT_CONV_TEMPLATE, gen=True)
     text = templated.apply_chat_template(msgs, chat_template="vicuna_v1", add_generation_prompt=True)
     assert text == f"{VICUNA_SYSTEM} USER: <image>\n{TURNS[0][0]} ASSISTANT:"
-    custom = templated.apply_chat_template(hf_messages(TURNS[:1], False, system="Be brief."),
-                                           chat_template="vicuna_v1", add_generation_prompt=True)
+    custom = templated.apply_chat_template(
+        hf_messages(TURNS[:1], False, system="Be brief."), chat_template="vicuna_v1", add_generation_prompt=True
+    )
     assert custom == f"Be brief. USER: <image>\n{TURNS[0][0]} ASSISTANT:"
     plain = templated.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True)
     assert plain == "USER: hi ASSISTANT:"  # string content, no image, no system prompt
 
 
 def test_tokenizer_carries_the_default_template(templated):
-    text = templated.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                                   add_generation_prompt=True)
+    text = templated.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text == "USER: hi ASSISTANT:"
 
 
-@pytest.mark.parametrize("msgs, match", [
-    ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], "alternate"),
-    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-      {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "c"}]}], "one image"),
-])
+@pytest.mark.parametrize(
+    "msgs, match",
+    [
+        ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], "alternate"),
+        (
+            [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": "b"},
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "c"}]},
+            ],
+            "one image",
+        ),
+    ],
+)
 def test_bad_conversations_raise(templated, msgs, match):
     with pytest.raises(Exception, match=match):
         templated.apply_chat_template(msgs, chat_template="vicuna_v1")

@@ -7,8 +7,10 @@ from llava_structlora.data import IGNORE_INDEX, DataCollatorForSupervisedDataset
 
 def _items():
     px = torch.zeros(3, 4, 4)
-    return [{"input_ids": torch.tensor([5, 6, 7]), "labels": torch.tensor([-100, 6, 7]), "pixel_values": px, "id": "a"},
-            {"input_ids": torch.tensor([8]), "labels": torch.tensor([8]), "pixel_values": px + 1, "id": "b"}]
+    return [
+        {"input_ids": torch.tensor([5, 6, 7]), "labels": torch.tensor([-100, 6, 7]), "pixel_values": px, "id": "a"},
+        {"input_ids": torch.tensor([8]), "labels": torch.tensor([8]), "pixel_values": px + 1, "id": "b"},
+    ]
 
 
 def test_training_collator_pads_right():

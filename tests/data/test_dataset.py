@@ -7,18 +7,32 @@ import pytest
 import torch
 from PIL import Image
 
-from llava_structlora.data import (IGNORE_INDEX, BadRecordError, LazySupervisedDataset, build_prompt,
-                                   conversation_segments, encode_conversation, encode_prompt, expand2square,
-                                   mean_colour, num_image_tokens)
+from llava_structlora.data import (
+    IGNORE_INDEX,
+    BadRecordError,
+    LazySupervisedDataset,
+    build_prompt,
+    conversation_segments,
+    encode_conversation,
+    encode_prompt,
+    expand2square,
+    mean_colour,
+    num_image_tokens,
+)
 
-TWO_TURNS = [{"from": "human", "value": "what color is the circle?\n<image>"}, {"from": "gpt", "value": "red"},
-             {"from": "human", "value": "what shape is it?"}, {"from": "gpt", "value": "a circle"}]
+TWO_TURNS = [
+    {"from": "human", "value": "what color is the circle?\n<image>"},
+    {"from": "gpt", "value": "red"},
+    {"from": "human", "value": "what shape is it?"},
+    {"from": "gpt", "value": "a circle"},
+]
 
 
 def test_segments_follow_vicuna_v1():
     segs = conversation_segments(TWO_TURNS)
     assert "".join(s.text for s in segs) == (
-        "USER: <image>\nwhat color is the circle? ASSISTANT: red</s>USER: what shape is it? ASSISTANT: a circle</s>")
+        "USER: <image>\nwhat color is the circle? ASSISTANT: red</s>USER: what shape is it? ASSISTANT: a circle</s>"
+    )
     assert [s.is_target for s in segs] == [False, True, False, True]
     assert build_prompt("what shape is it?") == "USER: <image>\nwhat shape is it? ASSISTANT:"
 
@@ -41,8 +55,8 @@ def test_two_turn_ids_and_label_mask_exact(processor, world):
     a2 = tok(" a circle</s>", add_special_tokens=False)["input_ids"]
     assert ids == prompt1 + a1 + q2 + a2
     s1, s2 = len(prompt1), len(prompt1) + len(a1) + len(q2)
-    expect[s1:s1 + len(a1)] = a1
-    expect[s2:s2 + len(a2)] = a2
+    expect[s1 : s1 + len(a1)] = a1
+    expect[s2 : s2 + len(a2)] = a2
     assert labels == expect
     assert tok.decode([t for t in labels if t != IGNORE_INDEX]) == " red</s> a circle</s>"
 
@@ -58,8 +72,14 @@ def test_dataset_item_and_forward(processor, world):
     assert item["id"] == "r0" and item["pixel_values"].shape == (3, 48, 48)
     batch = DataCollatorForSupervisedDataset(processor.tokenizer.pad_token_id)([ds[0], ds[1]])
     tok = processor.tokenizer
-    cfg = llava_config(get_preset("smoke").model, len(tok), processor.image_token_id, tok.pad_token_id,
-                       tok.bos_token_id, tok.eos_token_id)
+    cfg = llava_config(
+        get_preset("smoke").model,
+        len(tok),
+        processor.image_token_id,
+        tok.pad_token_id,
+        tok.bos_token_id,
+        tok.eos_token_id,
+    )
     loss = LlavaForConditionalGeneration(cfg)(**batch).loss
     assert torch.isfinite(loss)
 

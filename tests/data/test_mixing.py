@@ -1,4 +1,5 @@
 """Data mixing: exact ratios, identical order on every rank, bad specs rejected with a clear message."""
+
 from __future__ import annotations
 
 import json
@@ -67,21 +68,30 @@ def test_identical_on_every_rank():
     outs = []
     for rank in (0, 1):
         env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", PYTHONPATH=str(ROOT))
-        res = subprocess.run([sys.executable, "-c", _RANK_SCRIPT, str(100 + rank)], env=env, capture_output=True,
-                             text=True, timeout=120, check=True)
+        res = subprocess.run(
+            [sys.executable, "-c", _RANK_SCRIPT, str(100 + rank)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         outs.append(json.loads(res.stdout))
     assert outs[0] == outs[1] == [list(p) for p in mixture_index([40, 25, 9], [30, 30, 14], seed=7)]
 
 
-@pytest.mark.parametrize("paths, ratios, needle", [
-    ("a.json,b.json", "0.5", "has 1 values for 2 data_path entries"),
-    ("a.json,b.json", "0.5,x", "'x' (for b.json) is not a number"),
-    ("a.json,b.json", "0.5,-1", "'-1' (for b.json) must be a positive finite number"),
-    ("a.json,b.json", "0.5,0", "must be a positive finite number"),
-    ("a.json,b.json", "nan,1", "'nan' (for a.json) must be a positive finite number"),
-    ("a.json,,b.json", None, "without empty entries"),
-    ("a.json,a.json", "1,1", "lists a.json twice"),
-])
+@pytest.mark.parametrize(
+    "paths, ratios, needle",
+    [
+        ("a.json,b.json", "0.5", "has 1 values for 2 data_path entries"),
+        ("a.json,b.json", "0.5,x", "'x' (for b.json) is not a number"),
+        ("a.json,b.json", "0.5,-1", "'-1' (for b.json) must be a positive finite number"),
+        ("a.json,b.json", "0.5,0", "must be a positive finite number"),
+        ("a.json,b.json", "nan,1", "'nan' (for a.json) must be a positive finite number"),
+        ("a.json,,b.json", None, "without empty entries"),
+        ("a.json,a.json", "1,1", "lists a.json twice"),
+    ],
+)
 def test_bad_specs_are_rejected_clearly(paths, ratios, needle):
     with pytest.raises(DataMixError, match=None) as e:
         parse_sources(paths, ratios)
@@ -111,8 +121,15 @@ def test_training_config_rejects_bad_specs_before_launch(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match="b.json: file not found"):
-        parse_args(base + ["--model_name_or_path", str(tmp_path / "m"),
-                           "--data_path", f"{tmp_path / 'a.json'},{tmp_path / 'b.json'}"])
+        parse_args(
+            base
+            + [
+                "--model_name_or_path",
+                str(tmp_path / "m"),
+                "--data_path",
+                f"{tmp_path / 'a.json'},{tmp_path / 'b.json'}",
+            ]
+        )
 
 
 def test_real_sources_mixed_through_the_training_builder(world, processor):

@@ -1,4 +1,5 @@
 """Tiny hand-made files in the official COCO / VQAv2 / GQA formats, for converter tests."""
+
 from __future__ import annotations
 
 import json
@@ -30,17 +31,24 @@ def coco_captions(root: Path, subtype: str, image_ids: list[int], n_caps: int = 
         name = coco_name(subtype, iid)
         jpeg(root / "images" / subtype / name)
         images.append({"id": iid, "file_name": name, "height": 8, "width": 8})
-        anns += [{"id": 10 * iid + k, "image_id": iid, "caption": f"shape {iid} number {k}."}
-                 for k in range(n_caps)]
-    return dump(root / "annotations" / f"captions_{subtype}.json",
-                {"info": {"description": "tiny"}, "licenses": [{"id": 1, "name": "x"}],
-                 "images": images, "annotations": anns})
+        anns += [{"id": 10 * iid + k, "image_id": iid, "caption": f"shape {iid} number {k}."} for k in range(n_caps)]
+    return dump(
+        root / "annotations" / f"captions_{subtype}.json",
+        {"info": {"description": "tiny"}, "licenses": [{"id": 1, "name": "x"}], "images": images, "annotations": anns},
+    )
 
 
 def karpathy(root: Path, splits: dict[int, str]) -> Path:
-    return dump(root / "dataset_coco.json", {"dataset": "coco", "images": [
-        {"cocoid": cid, "split": s, "filepath": "x", "filename": "x", "sentences": []}
-        for cid, s in splits.items()]})
+    return dump(
+        root / "dataset_coco.json",
+        {
+            "dataset": "coco",
+            "images": [
+                {"cocoid": cid, "split": s, "filepath": "x", "filename": "x", "sentences": []}
+                for cid, s in splits.items()
+            ],
+        },
+    )
 
 
 def vqa_questions(root: Path, subtype: str, qs: list[tuple[int, int, str]]) -> Path:
@@ -48,29 +56,51 @@ def vqa_questions(root: Path, subtype: str, qs: list[tuple[int, int, str]]) -> P
     img_sub = "test2015" if subtype.startswith("test") else subtype
     for _, iid, _ in qs:
         jpeg(root / "images" / img_sub / coco_name(img_sub, iid))
-    return dump(root / f"v2_OpenEnded_mscoco_{subtype}_questions.json", {
-        "info": {"description": "tiny"}, "task_type": "Open-Ended", "data_type": "mscoco",
-        "license": {"name": "x"}, "data_subtype": subtype,
-        "questions": [{"question_id": q, "image_id": i, "question": t} for q, i, t in qs]})
+    return dump(
+        root / f"v2_OpenEnded_mscoco_{subtype}_questions.json",
+        {
+            "info": {"description": "tiny"},
+            "task_type": "Open-Ended",
+            "data_type": "mscoco",
+            "license": {"name": "x"},
+            "data_subtype": subtype,
+            "questions": [{"question_id": q, "image_id": i, "question": t} for q, i, t in qs],
+        },
+    )
 
 
 def vqa_annotation(qid: int, image_id: int, answer: str, answer_type: str = "other") -> dict:
-    return {"question_id": qid, "image_id": image_id, "question_type": "what",
-            "answer_type": answer_type, "multiple_choice_answer": answer,
-            "answers": [{"answer": answer, "answer_confidence": "yes", "answer_id": k + 1}
-                        for k in range(10)]}
+    return {
+        "question_id": qid,
+        "image_id": image_id,
+        "question_type": "what",
+        "answer_type": answer_type,
+        "multiple_choice_answer": answer,
+        "answers": [{"answer": answer, "answer_confidence": "yes", "answer_id": k + 1} for k in range(10)],
+    }
 
 
 def vqa_annotations(root: Path, subtype: str, anns: list[dict]) -> Path:
-    return dump(root / f"v2_mscoco_{subtype}_annotations.json", {
-        "info": {"description": "tiny"}, "license": {"name": "x"}, "data_type": "mscoco",
-        "data_subtype": subtype, "annotations": anns})
+    return dump(
+        root / f"v2_mscoco_{subtype}_annotations.json",
+        {
+            "info": {"description": "tiny"},
+            "license": {"name": "x"},
+            "data_type": "mscoco",
+            "data_subtype": subtype,
+            "annotations": anns,
+        },
+    )
 
 
 def gqa_question(image_id: str, question: str, answer: str | None) -> dict:
-    rec = {"imageId": image_id, "question": question, "fullAnswer": f"It is {answer}.",
-           "isBalanced": True, "types": {"structural": "query", "semantic": "attr",
-                                         "detailed": "color"}}
+    rec = {
+        "imageId": image_id,
+        "question": question,
+        "fullAnswer": f"It is {answer}.",
+        "isBalanced": True,
+        "types": {"structural": "query", "semantic": "attr", "detailed": "color"},
+    }
     if answer is not None:
         rec["answer"] = answer
     return rec

@@ -1,4 +1,5 @@
 """build_default: shapes world through the official converters, cached, crash-safe."""
+
 from __future__ import annotations
 
 import json

@@ -1,11 +1,12 @@
 """data_prep.coco: exact outputs, file/Karpathy splits, per-image sampling, bad input."""
+
 from __future__ import annotations
 
 import pytest
+from official_fixtures import coco_captions, coco_name, dump, karpathy, read_json, read_jsonl
 
 from data_prep.coco import convert_coco, main
 from data_prep.common import ConvertError
-from official_fixtures import (coco_captions, coco_name, dump, karpathy, read_json, read_jsonl)
 
 PROMPT = "Provide a one-sentence caption for the provided image."
 
@@ -16,8 +17,11 @@ def _world(tmp_path):
 
 
 def _rec(rec_id, subtype, iid, text):
-    return {"id": rec_id, "image": f"{subtype}/{coco_name(subtype, iid)}", "conversations": [
-        {"from": "human", "value": f"<image>\n{PROMPT}"}, {"from": "gpt", "value": text}]}
+    return {
+        "id": rec_id,
+        "image": f"{subtype}/{coco_name(subtype, iid)}",
+        "conversations": [{"from": "human", "value": f"<image>\n{PROMPT}"}, {"from": "gpt", "value": text}],
+    }
 
 
 def test_file_splits_exact_outputs(tmp_path):
@@ -25,15 +29,20 @@ def test_file_splits_exact_outputs(tmp_path):
     man = convert_coco([train, val], images=raw / "images", out=tmp_path / "coco")
     out = tmp_path / "coco"
     assert read_json(out / "llava_train.json") == [
-        _rec(str(10 * i + k), "train2014", i, f"shape {i} number {k}.")
-        for i in (1, 2, 3) for k in (0, 1)]
+        _rec(str(10 * i + k), "train2014", i, f"shape {i} number {k}.") for i in (1, 2, 3) for k in (0, 1)
+    ]
     assert read_jsonl(out / "val_questions.jsonl") == [
-        {"question_id": i, "image": f"val2014/{coco_name('val2014', i)}", "text": PROMPT}
-        for i in (11, 12)]
+        {"question_id": i, "image": f"val2014/{coco_name('val2014', i)}", "text": PROMPT} for i in (11, 12)
+    ]
     refs = read_json(out / "val_annotations.json")
     src = read_json(val)
-    assert refs == {"info": src["info"], "licenses": src["licenses"], "type": "captions",
-                    "images": src["images"], "annotations": src["annotations"]}
+    assert refs == {
+        "info": src["info"],
+        "licenses": src["licenses"],
+        "type": "captions",
+        "images": src["images"],
+        "annotations": src["annotations"],
+    }
     assert not (out / "test_questions.jsonl").exists()
     assert man["counts"] == {"train": 6, "val": 2}
     assert man["splits"]["val"]["references"] == 4
@@ -68,7 +77,8 @@ def test_per_image_uses_first_caption(tmp_path):
     raw, train, _ = _world(tmp_path)
     convert_coco([train], images=raw / "images", out=tmp_path / "coco", per="image")
     assert read_json(tmp_path / "coco" / "llava_train.json") == [
-        _rec(str(i), "train2014", i, f"shape {i} number 0.") for i in (1, 2, 3)]
+        _rec(str(i), "train2014", i, f"shape {i} number 0.") for i in (1, 2, 3)
+    ]
 
 
 def test_fraction_samples_whole_images_deterministically(tmp_path):
@@ -95,11 +105,9 @@ def test_bad_images_and_captions_are_counted_skips(tmp_path):
     (raw / "images" / "train2014" / coco_name("train2014", 1)).unlink()
     (raw / "images" / "train2014" / coco_name("train2014", 2)).write_bytes(b"not a jpeg")
     data = read_json(val)
-    data["annotations"] = [a if a["image_id"] != 12 else {**a, "caption": " "}
-                           for a in data["annotations"]]
+    data["annotations"] = [a if a["image_id"] != 12 else {**a, "caption": " "} for a in data["annotations"]]
     dump(val, data)
-    man = convert_coco([train, val], images=raw / "images", out=tmp_path / "coco",
-                       check_images="full")
+    man = convert_coco([train, val], images=raw / "images", out=tmp_path / "coco", check_images="full")
     assert man["reasons"]["train"] == {"corrupt_image": 1, "missing_image": 1}
     assert man["reasons"]["val"] == {"empty_caption": 2, "no_captions": 1}
     assert man["counts"] == {"train": 2, "val": 1}
@@ -108,14 +116,17 @@ def test_bad_images_and_captions_are_counted_skips(tmp_path):
         convert_coco([train, val], images=raw / "images", out=tmp_path / "coco", strict=True)
 
 
-@pytest.mark.parametrize("case,match", [
-    ("dup_image", "duplicated image id 1"),
-    ("dup_annotation", "duplicated annotation id 10"),
-    ("unknown_image", "annotation id=10: image_id 77 is not in 'images'"),
-    ("malformed", r"malformed JSON in .*captions_train2014.json: line \d+ column"),
-    ("missing_field", r"annotation #0 \(id=10\): missing field 'caption'"),
-    ("no_annotations", "no top-level 'annotations' array"),
-])
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("dup_image", "duplicated image id 1"),
+        ("dup_annotation", "duplicated annotation id 10"),
+        ("unknown_image", "annotation id=10: image_id 77 is not in 'images'"),
+        ("malformed", r"malformed JSON in .*captions_train2014.json: line \d+ column"),
+        ("missing_field", r"annotation #0 \(id=10\): missing field 'caption'"),
+        ("no_annotations", "no top-level 'annotations' array"),
+    ],
+)
 def test_errors_name_file_and_record(tmp_path, case, match):
     raw, train, val = _world(tmp_path)
     data = read_json(train)
@@ -139,8 +150,24 @@ def test_errors_name_file_and_record(tmp_path, case, match):
 def test_cli(tmp_path, capsys):
     raw, train, val = _world(tmp_path)
     out = tmp_path / "coco"
-    assert main(["--captions", str(train), str(val), "--images", str(raw / "images"),
-                 "--out", str(out), "--per", "image", "--check-images", "none"]) == 0
+    assert (
+        main(
+            [
+                "--captions",
+                str(train),
+                str(val),
+                "--images",
+                str(raw / "images"),
+                "--out",
+                str(out),
+                "--per",
+                "image",
+                "--check-images",
+                "none",
+            ]
+        )
+        == 0
+    )
     assert len(read_json(out / "llava_train.json")) == 3
     assert "coco/train: 3 records" in capsys.readouterr().out
     assert main(["--captions", str(train), "--images", str(raw / "nope"), "--out", str(out)]) == 2

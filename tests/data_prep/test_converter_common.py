@@ -1,14 +1,24 @@
 """data_prep.common: sampling, streaming JSON I/O, image checks, skips, manifest."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-
-from data_prep.common import (ConvertError, ImageChecker, JsonStreamWriter, SkipLog, atomic_open,
-                              portable_path, iter_json, read_header, select_subset,
-                              write_manifest)
 from official_fixtures import jpeg
+
+from data_prep.common import (
+    ConvertError,
+    ImageChecker,
+    JsonStreamWriter,
+    SkipLog,
+    atomic_open,
+    iter_json,
+    portable_path,
+    read_header,
+    select_subset,
+    write_manifest,
+)
 
 
 def test_select_subset_is_deterministic_nested_and_order_free():
@@ -29,8 +39,12 @@ def test_select_subset_is_deterministic_nested_and_order_free():
 
 def test_stream_writers_produce_valid_json(tmp_path):
     p = tmp_path / "x.json"
-    for kind, items, expect in (("list", [1, {"a": "é"}], [1, {"a": "é"}]), ("list", [], []),
-                                ("dict", [("k", [1])], {"k": [1]}), ("dict", [], {})):
+    for kind, items, expect in (
+        ("list", [1, {"a": "é"}], [1, {"a": "é"}]),
+        ("list", [], []),
+        ("dict", [("k", [1])], {"k": [1]}),
+        ("dict", [], {}),
+    ):
         with atomic_open(p) as f:
             w = JsonStreamWriter(f, kind=kind)
             for item in items:
@@ -66,8 +80,7 @@ def test_iter_json_errors_name_file_and_position(tmp_path):
     with pytest.raises(ConvertError, match="input file not found"):
         list(iter_json(tmp_path / "none.json", "item"))
     p.write_text('{"data_subtype": "val2014", "questions": [], "info": {"year": 2015.5}}')
-    assert read_header(p, ["info", "data_subtype", "absent"]) == {
-        "info": {"year": 2015.5}, "data_subtype": "val2014"}
+    assert read_header(p, ["info", "data_subtype", "absent"]) == {"info": {"year": 2015.5}, "data_subtype": "val2014"}
 
 
 def test_image_checker_modes(tmp_path):
@@ -96,8 +109,11 @@ def test_skip_log_counts_caps_examples_and_strict():
     log = SkipLog(max_examples=2)
     for i in range(5):
         log.skip("train", "missing_image", f"f.json: record {i}")
-    assert log.summary("train") == {"skipped": 5, "reasons": {"missing_image": 5}, "examples": {
-        "missing_image": ["f.json: record 0", "f.json: record 1"]}}
+    assert log.summary("train") == {
+        "skipped": 5,
+        "reasons": {"missing_image": 5},
+        "examples": {"missing_image": ["f.json: record 0", "f.json: record 1"]},
+    }
     assert log.summary("val") == {"skipped": 0, "reasons": {}, "examples": {}}
     with pytest.raises(ConvertError, match="f.json: record 9: empty_answer"):
         SkipLog(strict=True).skip("train", "empty_answer", "f.json: record 9")
@@ -113,7 +129,9 @@ def test_manifest_merges_splits_and_refuses_other_image_folder(tmp_path):
     with pytest.raises(ConvertError, match="image_folder"):
         write_manifest(tmp_path, "gqa", "/other", {"val": entry})
     assert write_manifest(tmp_path, "gqa", "/other", {"train": entry, "testdev": entry})["counts"] == {
-        "train": 3, "testdev": 3}
+        "train": 3,
+        "testdev": 3,
+    }
 
 
 def test_big_malformed_file_reports_byte_offset(tmp_path, monkeypatch):

@@ -1,21 +1,31 @@
 """data_prep.gqa: exact outputs, split from file name, manifest merging, bad input."""
+
 from __future__ import annotations
 
 import pytest
+from official_fixtures import dump, gqa_file, gqa_question, read_json, read_jsonl
 
 from data_prep.common import ConvertError
 from data_prep.gqa import convert_gqa, main
-from official_fixtures import dump, gqa_file, gqa_question, read_json, read_jsonl
 
 PROMPT = "Answer the question using a single word or phrase."
 
 
 def _world(tmp_path):
     raw = tmp_path / "raw"
-    train = gqa_file(raw, "train", {"t1": gqa_question("n1", "What color is the disk?", "red"),
-                                    "t2": gqa_question("n2", "Is there a square?", "no")})
-    dev = gqa_file(raw, "testdev", {"d1": gqa_question("n3", "Which shape is left?", "circle"),
-                                    "d2": gqa_question("n4", "Is it big?", "yes")})
+    train = gqa_file(
+        raw,
+        "train",
+        {
+            "t1": gqa_question("n1", "What color is the disk?", "red"),
+            "t2": gqa_question("n2", "Is there a square?", "no"),
+        },
+    )
+    dev = gqa_file(
+        raw,
+        "testdev",
+        {"d1": gqa_question("n3", "Which shape is left?", "circle"), "d2": gqa_question("n4", "Is it big?", "yes")},
+    )
     return raw, train, dev
 
 
@@ -25,15 +35,27 @@ def test_exact_outputs_and_manifest_merge(tmp_path):
     convert_gqa([train], images=raw / "gqa_images", out=out)
     man = convert_gqa([dev], images=raw / "gqa_images", out=out)
     assert read_json(out / "llava_train.json") == [
-        {"id": "t1", "image": "n1.jpg", "conversations": [
-            {"from": "human", "value": f"<image>\nWhat color is the disk?\n{PROMPT}"},
-            {"from": "gpt", "value": "red"}]},
-        {"id": "t2", "image": "n2.jpg", "conversations": [
-            {"from": "human", "value": f"<image>\nIs there a square?\n{PROMPT}"},
-            {"from": "gpt", "value": "no"}]}]
+        {
+            "id": "t1",
+            "image": "n1.jpg",
+            "conversations": [
+                {"from": "human", "value": f"<image>\nWhat color is the disk?\n{PROMPT}"},
+                {"from": "gpt", "value": "red"},
+            ],
+        },
+        {
+            "id": "t2",
+            "image": "n2.jpg",
+            "conversations": [
+                {"from": "human", "value": f"<image>\nIs there a square?\n{PROMPT}"},
+                {"from": "gpt", "value": "no"},
+            ],
+        },
+    ]
     assert read_jsonl(out / "testdev_questions.jsonl") == [
         {"question_id": "d1", "image": "n3.jpg", "text": f"Which shape is left?\n{PROMPT}"},
-        {"question_id": "d2", "image": "n4.jpg", "text": f"Is it big?\n{PROMPT}"}]
+        {"question_id": "d2", "image": "n4.jpg", "text": f"Is it big?\n{PROMPT}"},
+    ]
     assert read_json(out / "testdev_questions.json") == read_json(dev)
     assert man["counts"] == {"train": 2, "testdev": 2}  # second run kept the first's split
     assert man["image_folder"] == "../raw/gqa_images"
@@ -78,18 +100,21 @@ def test_fraction_is_deterministic(tmp_path):
     assert len(a) == 3 and a == ids("b", fraction=0.1) and a < ids("c", fraction=0.5)
 
 
-@pytest.mark.parametrize("case,match", [
-    ("dup", "duplicated question id 't1'"),
-    ("list", "top-level JSON value must be an object"),
-    ("malformed", r"malformed JSON in .*train_balanced_questions.json: line 1 column"),
-    ("two_for_split", "two files for one split"),
-])
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("dup", "duplicated question id 't1'"),
+        ("list", "top-level JSON value must be an object"),
+        ("malformed", r"malformed JSON in .*train_balanced_questions.json: line 1 column"),
+        ("two_for_split", "two files for one split"),
+    ],
+)
 def test_errors(tmp_path, case, match):
     raw, train, dev = _world(tmp_path)
     files = [train]
     if case == "dup":
         text = train.read_text()
-        train.write_text(text[:-1] + ', "t1": ' + text[text.index("{", 1):text.index("}}") + 2] + "}")
+        train.write_text(text[:-1] + ', "t1": ' + text[text.index("{", 1) : text.index("}}") + 2] + "}")
     elif case == "list":
         dump(train, [])
     elif case == "malformed":
@@ -109,8 +134,7 @@ def test_image_folder_mismatch_across_runs(tmp_path):
 
 def test_cli(tmp_path, capsys):
     raw, train, dev = _world(tmp_path)
-    argv = ["--questions", str(train), str(dev), "--images", str(raw / "gqa_images"),
-            "--out", str(tmp_path / "gqa")]
+    argv = ["--questions", str(train), str(dev), "--images", str(raw / "gqa_images"), "--out", str(tmp_path / "gqa")]
     assert main(argv) == 0
     assert "gqa/testdev: 2 records" in capsys.readouterr().out
     assert main(argv + ["--fraction", "1.5"]) == 2

@@ -1,5 +1,6 @@
 """Shapes world: determinism, official formats, answers true to the image, held-out splits,
 vocabulary coverage and balanced answer priors."""
+
 from __future__ import annotations
 
 import json
@@ -80,8 +81,8 @@ def test_vqav2_official_shape_and_human_disagreement(world):
     disagree = sum(len(set(x)) > 1 for x in raw) / len(raw)
     assert 0.5 < disagree < 0.95
     flat = [x for ans in raw for x in ans]
-    assert any(x in ("two", "one", "three") for x in flat)          # "2" vs "two"
-    assert any(x.startswith(("a ", "the ")) for x in flat)         # articles
+    assert any(x in ("two", "one", "three") for x in flat)  # "2" vs "two"
+    assert any(x.startswith(("a ", "the ")) for x in flat)  # articles
     assert not (world / "vqav2/v2_mscoco_test-dev2015_annotations.json").exists()
     td = _load(world / "vqav2/v2_OpenEnded_mscoco_test-dev2015_questions.json")
     assert td["data_subtype"] == "test-dev2015"
@@ -91,8 +92,11 @@ def test_vqav2_official_shape_and_human_disagreement(world):
 def test_human_answers_keep_canonical_majority():
     rng = random.Random(0)
     noisy = AnswerNoise(cosmetic=0.2, synonym=0.2, typo=0.1, wrong=0.2)
-    for ans, t, space in [("yes", "yes/no", ("yes", "no")), ("2", "number", ("0", "1", "2")),
-                          ("top left", "other", ("top left", "center"))]:
+    for ans, t, space in [
+        ("yes", "yes/no", ("yes", "no")),
+        ("2", "number", ("0", "1", "2")),
+        ("top left", "other", ("top left", "center")),
+    ]:
         for _ in range(50):
             answers, mc = human_answers(rng, ans, t, space, noisy)
             assert mc == ans and len(answers) == 10
@@ -102,8 +106,20 @@ def test_gqa_official_shape_and_images(world):
     g = _load(world / "gqa/train_balanced_questions.json")
     qid, rec = next(iter(g.items()))
     assert isinstance(qid, str)
-    assert {"imageId", "question", "answer", "fullAnswer", "types", "isBalanced", "groups",
-            "annotations", "semantic", "equivalent", "entailed", "semanticStr"} <= set(rec)
+    assert {
+        "imageId",
+        "question",
+        "answer",
+        "fullAnswer",
+        "types",
+        "isBalanced",
+        "groups",
+        "annotations",
+        "semantic",
+        "equivalent",
+        "entailed",
+        "semanticStr",
+    } <= set(rec)
     assert set(rec["types"]) == {"structural", "semantic", "detailed"}
     assert {"operation", "dependencies", "argument"} == set(rec["semantic"][0])
     structural = Counter(r["types"]["structural"] for r in g.values())
@@ -115,15 +131,23 @@ def test_gqa_official_shape_and_images(world):
 def _ids(world: Path) -> dict[str, set]:
     cap_tr = {i["id"] for i in _load(world / "coco/annotations/captions_train2014.json")["images"]}
     kp = _load(world / "coco/dataset_coco.json")["images"]
-    vq = {s: {q["image_id"] for q in _load(world / f"vqav2/v2_OpenEnded_mscoco_{s}_questions.json")["questions"]}
-          for s in ("train2014", "val2014", "test-dev2015")}
-    gq = {s: {r["imageId"] for r in _load(world / f"gqa/{s}_balanced_questions.json").values()}
-          for s in ("train", "val", "testdev")}
-    pre = {i["id"] for s in ("train2014", "val2014")
-           for i in _load(world / f"pretrain/captions_{s}.json")["images"]}
-    return {"cap_tr": cap_tr, "kp_train": {i["cocoid"] for i in kp if i["split"] in ("train", "restval")},
-            "kp_eval": {i["cocoid"] for i in kp if i["split"] in ("val", "test")}, **vq,
-            **{f"gqa_{k}": v for k, v in gq.items()}, "pre": pre}
+    vq = {
+        s: {q["image_id"] for q in _load(world / f"vqav2/v2_OpenEnded_mscoco_{s}_questions.json")["questions"]}
+        for s in ("train2014", "val2014", "test-dev2015")
+    }
+    gq = {
+        s: {r["imageId"] for r in _load(world / f"gqa/{s}_balanced_questions.json").values()}
+        for s in ("train", "val", "testdev")
+    }
+    pre = {i["id"] for s in ("train2014", "val2014") for i in _load(world / f"pretrain/captions_{s}.json")["images"]}
+    return {
+        "cap_tr": cap_tr,
+        "kp_train": {i["cocoid"] for i in kp if i["split"] in ("train", "restval")},
+        "kp_eval": {i["cocoid"] for i in kp if i["split"] in ("val", "test")},
+        **vq,
+        **{f"gqa_{k}": v for k, v in gq.items()},
+        "pre": pre,
+    }
 
 
 def test_held_out_splits_never_overlap_training_images(world):
@@ -156,8 +180,10 @@ def _oracle(q: str, objs: list[dict], grid: int) -> str | None:
 def test_answers_are_true_to_the_scene(world):
     meta = _load(world / "shapes_meta.json")
     checked = 0
-    for qf, af in [("pretrain/v2_OpenEnded_mscoco_train2014_questions.json", "pretrain/v2_mscoco_train2014_annotations.json"),
-                   ("vqav2/v2_OpenEnded_mscoco_train2014_questions.json", "vqav2/v2_mscoco_train2014_annotations.json")]:
+    for qf, af in [
+        ("pretrain/v2_OpenEnded_mscoco_train2014_questions.json", "pretrain/v2_mscoco_train2014_annotations.json"),
+        ("vqav2/v2_OpenEnded_mscoco_train2014_questions.json", "vqav2/v2_mscoco_train2014_annotations.json"),
+    ]:
         answers = {a["question_id"]: a["multiple_choice_answer"] for a in _load(world / af)["annotations"]}
         for q in _load(world / qf)["questions"]:
             want = _oracle(q["question"], meta["scenes"][str(q["image_id"])]["objects"], SMOKE.grid)
@@ -168,9 +194,15 @@ def test_answers_are_true_to_the_scene(world):
 
 
 def test_render_draws_each_object_in_its_cell():
-    objs = tuple(Obj(s, c, z, r, col) for s, c, z, r, col in [
-        ("circle", "red", "small", 0, 0), ("cross", "blue", "large", 1, 1),
-        ("triangle", "yellow", "small", 2, 2), ("square", "purple", "large", 0, 2)])
+    objs = tuple(
+        Obj(s, c, z, r, col)
+        for s, c, z, r, col in [
+            ("circle", "red", "small", 0, 0),
+            ("cross", "blue", "large", 1, 1),
+            ("triangle", "yellow", "small", 2, 2),
+            ("square", "purple", "large", 0, 2),
+        ]
+    )
     img = render(Scene(objs, 3), 64, random.Random(0))
     assert img.size == (64, 64)
     cell = 64 / 3
@@ -189,7 +221,7 @@ def test_vocabulary_coverage_and_balance_on_default_sizes():
     for name, rows in st["chance"].items():
         for key, r in rows.items():
             if key.startswith("family/") and r["uniform"] == 0.5 and r["n"] > 100 and name != "gqa":
-                assert r["prior_exact"] < 0.62, (name, key, r)   # yes/no families stay balanced
+                assert r["prior_exact"] < 0.62, (name, key, r)  # yes/no families stay balanced
     yn = Counter(v.mc_answer for it in items["pretrain_train"] for v in it.vqa if v.qa.answer_type == "yes/no")
     assert 0.45 < yn["yes"] / (yn["yes"] + yn["no"]) < 0.55
 

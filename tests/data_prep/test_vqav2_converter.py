@@ -1,14 +1,14 @@
 """data_prep.vqav2: exact outputs, split inference, sampling and every bad-input case."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
+from official_fixtures import coco_name, dump, read_json, read_jsonl, vqa_annotation, vqa_annotations, vqa_questions
 
 from data_prep.common import ConvertError
 from data_prep.vqav2 import convert_vqav2, main
-from official_fixtures import (coco_name, dump, read_json, read_jsonl, vqa_annotation,
-                               vqa_annotations, vqa_questions)
 
 PROMPT = "Answer the question using a single word or phrase."
 
@@ -16,22 +16,31 @@ PROMPT = "Answer the question using a single word or phrase."
 def _world(tmp_path, train_anns=None):
     raw = tmp_path / "raw"
     files = {
-        "qtrain": vqa_questions(raw, "train2014", [(101, 1, "What color is it?"),
-                                                  (102, 2, "How many shapes?")]),
+        "qtrain": vqa_questions(raw, "train2014", [(101, 1, "What color is it?"), (102, 2, "How many shapes?")]),
         "qval": vqa_questions(raw, "val2014", [(201, 11, "Is it red?"), (202, 12, "What shape?")]),
         "qdev": vqa_questions(raw, "test-dev2015", [(301, 21, "Where is the disk?")]),
-        "atrain": vqa_annotations(raw, "train2014", train_anns if train_anns is not None else [
-            vqa_annotation(101, 1, "red"), vqa_annotation(102, 2, "2", "number")]),
-        "aval": vqa_annotations(raw, "val2014", [vqa_annotation(201, 11, "yes", "yes/no"),
-                                                 vqa_annotation(202, 12, "square")]),
+        "atrain": vqa_annotations(
+            raw,
+            "train2014",
+            train_anns
+            if train_anns is not None
+            else [vqa_annotation(101, 1, "red"), vqa_annotation(102, 2, "2", "number")],
+        ),
+        "aval": vqa_annotations(
+            raw, "val2014", [vqa_annotation(201, 11, "yes", "yes/no"), vqa_annotation(202, 12, "square")]
+        ),
     }
     return raw, files
 
 
 def _convert(tmp_path, files, **kw):
-    return convert_vqav2([files["qtrain"], files["qval"], files["qdev"]],
-                         [files["atrain"], files["aval"]], images=tmp_path / "raw" / "images",
-                         out=tmp_path / "vqav2", **kw)
+    return convert_vqav2(
+        [files["qtrain"], files["qval"], files["qdev"]],
+        [files["atrain"], files["aval"]],
+        images=tmp_path / "raw" / "images",
+        out=tmp_path / "vqav2",
+        **kw,
+    )
 
 
 def test_exact_outputs_all_splits(tmp_path, monkeypatch):
@@ -40,21 +49,31 @@ def test_exact_outputs_all_splits(tmp_path, monkeypatch):
     man = _convert(tmp_path, files)
     out = tmp_path / "vqav2"
     assert read_json(out / "llava_train.json") == [
-        {"id": "101", "image": "train2014/" + coco_name("train2014", 1), "conversations": [
-            {"from": "human", "value": f"<image>\nWhat color is it?\n{PROMPT}"},
-            {"from": "gpt", "value": "red"}]},
-        {"id": "102", "image": "train2014/" + coco_name("train2014", 2), "conversations": [
-            {"from": "human", "value": f"<image>\nHow many shapes?\n{PROMPT}"},
-            {"from": "gpt", "value": "2"}]}]
+        {
+            "id": "101",
+            "image": "train2014/" + coco_name("train2014", 1),
+            "conversations": [
+                {"from": "human", "value": f"<image>\nWhat color is it?\n{PROMPT}"},
+                {"from": "gpt", "value": "red"},
+            ],
+        },
+        {
+            "id": "102",
+            "image": "train2014/" + coco_name("train2014", 2),
+            "conversations": [
+                {"from": "human", "value": f"<image>\nHow many shapes?\n{PROMPT}"},
+                {"from": "gpt", "value": "2"},
+            ],
+        },
+    ]
     assert read_jsonl(out / "val_questions.jsonl") == [
-        {"question_id": 201, "image": "val2014/" + coco_name("val2014", 11),
-         "text": f"Is it red?\n{PROMPT}"},
-        {"question_id": 202, "image": "val2014/" + coco_name("val2014", 12),
-         "text": f"What shape?\n{PROMPT}"}]
+        {"question_id": 201, "image": "val2014/" + coco_name("val2014", 11), "text": f"Is it red?\n{PROMPT}"},
+        {"question_id": 202, "image": "val2014/" + coco_name("val2014", 12), "text": f"What shape?\n{PROMPT}"},
+    ]
     # test-dev questions use the test2015 images; no annotations exist for them
     assert read_jsonl(out / "test-dev_questions.jsonl") == [
-        {"question_id": 301, "image": "test2015/" + coco_name("test2015", 21),
-         "text": f"Where is the disk?\n{PROMPT}"}]
+        {"question_id": 301, "image": "test2015/" + coco_name("test2015", 21), "text": f"Where is the disk?\n{PROMPT}"}
+    ]
     assert not (out / "test-dev_annotations.json").exists()
     assert read_json(out / "val_questions.json") == read_json(files["qval"])
     assert read_json(out / "val_annotations.json") == read_json(files["aval"])
@@ -68,8 +87,9 @@ def test_exact_outputs_all_splits(tmp_path, monkeypatch):
 
 def test_images_flat_folder(tmp_path):
     raw, files = _world(tmp_path)
-    man = convert_vqav2([files["qtrain"]], [files["atrain"]], images=raw / "images" / "train2014",
-                        out=tmp_path / "vqav2")
+    man = convert_vqav2(
+        [files["qtrain"]], [files["atrain"]], images=raw / "images" / "train2014", out=tmp_path / "vqav2"
+    )
     rec = read_json(tmp_path / "vqav2" / "llava_train.json")[0]
     assert rec["image"] == coco_name("train2014", 1)
     assert man["image_folder"] == "../raw/images/train2014"
@@ -92,8 +112,7 @@ def test_counted_skips(tmp_path):
     raw, files = _world(tmp_path, train_anns=anns)
     man = _convert(tmp_path, files)
     assert man["counts"]["train"] == 0
-    assert man["reasons"]["train"] == {"annotation_without_question": 1, "empty_answer": 1,
-                                       "no_annotation": 1}
+    assert man["reasons"]["train"] == {"annotation_without_question": 1, "empty_answer": 1, "no_annotation": 1}
     assert read_json(tmp_path / "vqav2" / "llava_train.json") == []
     with pytest.raises(ConvertError, match="no_annotation|empty_answer"):
         _convert(tmp_path, files, strict=True)
@@ -117,14 +136,17 @@ def test_fraction_and_limit_are_deterministic(tmp_path):
     assert quarter == [i for i in src_order if i in quarter]  # source order is preserved
 
 
-@pytest.mark.parametrize("case,match", [
-    ("dup_question", "duplicated question_id 101"),
-    ("dup_annotation", "duplicated question_id 101"),
-    ("no_subtype", "data_subtype"),
-    ("malformed", "malformed JSON in .*v2_mscoco_train2014_annotations.json: line 1 column"),
-    ("missing_field", r"question #1 \(question_id=102\): missing field 'question'"),
-    ("train_without_annotations", "needs its annotations file"),
-])
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("dup_question", "duplicated question_id 101"),
+        ("dup_annotation", "duplicated question_id 101"),
+        ("no_subtype", "data_subtype"),
+        ("malformed", "malformed JSON in .*v2_mscoco_train2014_annotations.json: line 1 column"),
+        ("missing_field", r"question #1 \(question_id=102\): missing field 'question'"),
+        ("train_without_annotations", "needs its annotations file"),
+    ],
+)
 def test_errors_name_file_and_record(tmp_path, case, match):
     raw, files = _world(tmp_path)
     qtrain = read_json(files["qtrain"])
@@ -132,8 +154,13 @@ def test_errors_name_file_and_record(tmp_path, case, match):
         qtrain["questions"].append(dict(qtrain["questions"][0]))
         dump(files["qtrain"], qtrain)
     elif case == "dup_annotation":
-        dump(files["atrain"], {**read_json(files["atrain"]), "annotations": [
-            vqa_annotation(101, 1, "red"), vqa_annotation(101, 1, "blue")]})
+        dump(
+            files["atrain"],
+            {
+                **read_json(files["atrain"]),
+                "annotations": [vqa_annotation(101, 1, "red"), vqa_annotation(101, 1, "blue")],
+            },
+        )
     elif case == "no_subtype":
         del qtrain["data_subtype"]
         dump(files["qtrain"], qtrain)
@@ -161,13 +188,35 @@ def test_corrupt_image_is_a_skip_only_with_full_check(tmp_path):
 
 def test_cli(tmp_path, capsys):
     raw, files = _world(tmp_path)
-    argv = ["--questions", str(files["qtrain"]), str(files["qval"]),
-            "--annotations", str(files["atrain"]), str(files["aval"]),
-            "--images", str(raw / "images"), "--out", str(tmp_path / "vqav2"),
-            "--eval-limit", "1"]
+    argv = [
+        "--questions",
+        str(files["qtrain"]),
+        str(files["qval"]),
+        "--annotations",
+        str(files["atrain"]),
+        str(files["aval"]),
+        "--images",
+        str(raw / "images"),
+        "--out",
+        str(tmp_path / "vqav2"),
+        "--eval-limit",
+        "1",
+    ]
     assert main(argv) == 0
     assert len(read_jsonl(tmp_path / "vqav2" / "val_questions.jsonl")) == 1
     assert "vqav2/train: 2 records" in capsys.readouterr().out
-    assert main(["--questions", str(raw / "nope.json"), "--annotations",
-                 "--images", str(raw / "images"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "--questions",
+                str(raw / "nope.json"),
+                "--annotations",
+                "--images",
+                str(raw / "images"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "nope.json" in capsys.readouterr().err

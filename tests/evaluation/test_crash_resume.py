@@ -1,4 +1,5 @@
 """kill -9 during generation, rerun: every id exactly once, answers equal an uninterrupted run."""
+
 import json
 import os
 import signal
@@ -15,9 +16,25 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(smoke, out):
-    cmd = [sys.executable, "-m", "llava_structlora.evaluation", "--task", "vqav2", "--model", str(smoke["random"]),
-           "--data-root", str(smoke["data"]), "--output-dir", str(out), "--batch-size", "1",
-           "--max-new-tokens", "6", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "llava_structlora.evaluation",
+        "--task",
+        "vqav2",
+        "--model",
+        str(smoke["random"]),
+        "--data-root",
+        str(smoke["data"]),
+        "--output-dir",
+        str(out),
+        "--batch-size",
+        "1",
+        "--max-new-tokens",
+        "6",
+        "--device",
+        "cpu",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     return cmd, env
 
@@ -29,12 +46,22 @@ def _lines(path: Path) -> int:
 @pytest.mark.slow
 def test_kill9_then_resume_equals_uninterrupted(smoke, tmp_path):
     ref_dir, out = tmp_path / "ref", tmp_path / "crash"
-    evaluate(EvalConfig(task="vqav2", model=str(smoke["random"]), data_root=str(smoke["data"]),
-                        output_dir=str(ref_dir), batch_size=1, max_new_tokens=6, device="cpu"))
+    evaluate(
+        EvalConfig(
+            task="vqav2",
+            model=str(smoke["random"]),
+            data_root=str(smoke["data"]),
+            output_dir=str(ref_dir),
+            batch_size=1,
+            max_new_tokens=6,
+            device="cpu",
+        )
+    )
     n_total = _lines(ref_dir / "answers.jsonl")
     cmd, env = _cli(smoke, out)
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     shard = out / "answers" / "shard-00-of-01.jsonl"
     deadline = time.monotonic() + 240
     while _lines(shard) < 5 and proc.poll() is None and time.monotonic() < deadline:

@@ -1,12 +1,19 @@
 """Batched greedy generation equals a batch-1 loop; answer files survive torn writes; resume skips."""
+
 import json
 from pathlib import Path
 
 import pytest
 
 from llava_structlora.data import resolve_image_folder
-from llava_structlora.evaluation.generate import (QuestionFileError, generate_to_file, length_sorted_batches,
-                                                  load_questions, read_jsonl, repair_jsonl)
+from llava_structlora.evaluation.generate import (
+    QuestionFileError,
+    generate_to_file,
+    length_sorted_batches,
+    load_questions,
+    read_jsonl,
+    repair_jsonl,
+)
 from llava_structlora.evaluation.load import load_model
 
 
@@ -20,7 +27,7 @@ def test_repair_cuts_only_a_torn_last_line(tmp_path):
     assert [r["question_id"] for r in read_jsonl(p)] == [1, 2]
     repair_jsonl(p)
     assert p.read_text() == '{"question_id": 1}\n{"question_id": 2}\n'
-    repair_jsonl(p)   # idempotent on a clean file
+    repair_jsonl(p)  # idempotent on a clean file
     assert len(p.read_text().splitlines()) == 2
 
 
@@ -54,7 +61,7 @@ def test_resume_appends_only_missing(smoke, tmp_path):
     out = tmp_path / "a.jsonl"
     generate_to_file(model, processor, qs[:5], out, 4, 4, "m")
     with open(out, "a") as f:
-        f.write('{"question_id": 12345, "te')      # a torn line left by a kill -9
+        f.write('{"question_id": 12345, "te')  # a torn line left by a kill -9
     assert generate_to_file(model, processor, qs, out, 4, 4, "m") == 7
     ids = [r["question_id"] for r in read_jsonl(out)]
     assert sorted(ids) == sorted(q.qid for q in qs) and len(ids) == len(set(ids))

@@ -1,6 +1,7 @@
 """The lmms-eval exporter: task YAMLs that name lmms-eval's own functions, data with embedded images,
 prompts equal to ours. Runs without lmms-eval; the check against an installed lmms-eval skips
 (with the reason) when LMMS_PYTHON does not point to one."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,6 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> tuple[Path, Path, list[dict]]:
     from data_prep.build_default import build_default
-
     from llava_structlora.evaluation.lmms_export import export_all
 
     data = REPO / "artifacts" / "data" / "smoke"
@@ -56,8 +56,13 @@ def test_yaml_uses_lmms_eval_functions_and_our_generation_length(exported):
     coco = _load_yaml(out / infos[2]["task"] / f"{infos[2]['task']}.yaml")
     assert [m["metric"] for m in coco["metric_list"]][-1] == "coco_CIDEr"
     gqa = _load_yaml(out / infos[1]["task"] / f"{infos[1]['task']}.yaml")
-    assert gqa["metric_list"][0] == {"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
-                                    "ignore_case": True, "ignore_punctuation": True}
+    assert gqa["metric_list"][0] == {
+        "metric": "exact_match",
+        "aggregation": "mean",
+        "higher_is_better": True,
+        "ignore_case": True,
+        "ignore_punctuation": True,
+    }
 
 
 def test_data_embeds_images_and_rebuilds_our_prompts(exported):
@@ -78,8 +83,11 @@ def test_data_embeds_images_and_rebuilds_our_prompts(exported):
         assert (post is None) == (info["ours"] == "coco")  # coco_doc_to_text(doc) takes no kwargs
         raw = ds.cast_column("image", datasets.Image(decode=False))
         for q, doc, rawdoc in zip(questions, ds, raw):
-            text = "Provide a one-sentence caption for the provided image." if info["ours"] == "coco" \
-                else doc["question"] + post  # what lmms-eval's doc_to_text returns
+            text = (
+                "Provide a one-sentence caption for the provided image."
+                if info["ours"] == "coco"
+                else doc["question"] + post
+            )  # what lmms-eval's doc_to_text returns
             assert text == q.text
             assert rawdoc["image"]["bytes"] == q.image.read_bytes()  # the very file our evaluator reads
         if info["ours"] == "vqav2":
@@ -100,12 +108,19 @@ def test_bad_split_is_a_clear_error(exported, tmp_path):
 def test_functions_exist_in_installed_lmms_eval(exported):
     python = os.environ.get("LMMS_PYTHON")
     if not python:
-        pytest.skip("lmms-eval is not part of the project venv: set LMMS_PYTHON to a python that has it "
-                    "(requirements-lmms-eval.txt) to check the exported names against it")
+        pytest.skip(
+            "lmms-eval is not part of the project venv: set LMMS_PYTHON to a python that has it "
+            "(requirements-lmms-eval.txt) to check the exported names against it"
+        )
     _, out, infos = exported
     for info in infos:
         utils = out / info["task"] / "utils.py"
-        res = subprocess.run([python, "-c", f"import runpy; runpy.run_path({str(utils)!r})"], capture_output=True,
-                             text=True, timeout=300, cwd="/tmp")
+        res = subprocess.run(
+            [python, "-c", f"import runpy; runpy.run_path({str(utils)!r})"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd="/tmp",
+        )
         assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads((out / "tasks.json").read_text()) == infos

@@ -1,4 +1,5 @@
 """load_model merges adapters (no wrapper left) and reproduces the adapted model's logits."""
+
 import pytest
 import torch
 
@@ -10,8 +11,11 @@ def _inputs(processor):
 
     ids = torch.tensor([encode_prompt("is there a red circle?", processor)])
     size = processor.image_processor.crop_size["height"]
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-            "pixel_values": torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))}
+    return {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "pixel_values": torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1)),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +49,7 @@ def test_peft_adapter_is_merged_and_exact(smoke, peft_run):
 def test_adapter_kinds(smoke, peft_run, tmp_path):
     run, _ = peft_run
     assert adapter_kind(None) == ("none", None)
-    assert adapter_kind(run) == ("peft", run / "adapter")          # a training run dir
+    assert adapter_kind(run) == ("peft", run / "adapter")  # a training run dir
     assert adapter_kind(smoke["random"]) == ("merged", smoke["random"])
     (tmp_path / "junk.txt").write_text("x")
     with pytest.raises(ModelLoadError, match="neither a PEFT adapter"):
@@ -64,13 +68,12 @@ def test_merged_model_dir_replaces_base(smoke):
 def test_structlora_dir_is_merged_and_exact(smoke, tmp_path):
     from transformers import LlavaForConditionalGeneration
 
-    from llava_structlora.structlora import (StructLoRAConfig, apply_structlora, merge_structlora,
-                                             save_structlora)
+    from llava_structlora.structlora import StructLoRAConfig, apply_structlora, merge_structlora, save_structlora
 
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration.from_pretrained(smoke["base"], dtype=torch.float32)
     apply_structlora(model, StructLoRAConfig(r=4, alpha=8))
-    with torch.no_grad():   # non-zero B factors (zero at init) so the merge matters
+    with torch.no_grad():  # non-zero B factors (zero at init) so the merge matters
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))

@@ -1,5 +1,6 @@
 """LLaVA-NeXT generation: prompts carry each image's own anyres token count, batches carry
 image_sizes, and batched greedy answers (left padding, patch padding) equal batch-1 answers."""
+
 from __future__ import annotations
 
 import sys

@@ -1,5 +1,6 @@
 """End to end: evaluate() writes answers once per id in question order, scores with the metrics
 CLI's code, writes submissions for test-dev, refuses to mix runs, and shards across processes."""
+
 import json
 
 import pytest
@@ -9,8 +10,15 @@ from llava_structlora.metrics import score_vqav2
 
 
 def _cfg(smoke, out, **kw):
-    args = dict(task="vqav2", model=str(smoke["random"]), data_root=str(smoke["data"]), output_dir=str(out),
-                batch_size=32, max_new_tokens=6, device="cpu")
+    args = dict(
+        task="vqav2",
+        model=str(smoke["random"]),
+        data_root=str(smoke["data"]),
+        output_dir=str(out),
+        batch_size=32,
+        max_new_tokens=6,
+        device="cpu",
+    )
     args.update(kw)
     return EvalConfig(**args)
 
@@ -24,11 +32,14 @@ def test_vqav2_val_scores_and_writes_metrics(smoke, tmp_path):
     qfile = smoke["data"] / "vqav2" / "val_questions.jsonl"
     assert _qids(tmp_path / "answers.jsonl") == _qids(qfile)
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
-    ref = score_vqav2(smoke["data"] / "vqav2" / "val_questions.json",
-                      smoke["data"] / "vqav2" / "val_annotations.json", tmp_path / "results.json")
+    ref = score_vqav2(
+        smoke["data"] / "vqav2" / "val_questions.json",
+        smoke["data"] / "vqav2" / "val_annotations.json",
+        tmp_path / "results.json",
+    )
     assert metrics["overall"] == ref["overall"] and metrics["n"] == len(_qids(qfile))
     assert set(metrics["per_answer_type"]) <= {"yes/no", "number", "other"}
-    again = evaluate(_cfg(smoke, tmp_path))            # resume: nothing left to generate
+    again = evaluate(_cfg(smoke, tmp_path))  # resume: nothing left to generate
     assert again["n_generated_this_run"] == 0 and again["overall"] == metrics["overall"]
     with pytest.raises(ValueError, match="holds answers of another run"):
         evaluate(_cfg(smoke, tmp_path, max_new_tokens=7))
@@ -38,7 +49,7 @@ def test_test_dev_writes_submission(smoke, tmp_path):
     metrics = evaluate(_cfg(smoke, tmp_path, split="test-dev", protocol="llava"))
     sub = json.loads((tmp_path / "submission.json").read_text())
     test_dev = _qids(smoke["data"] / "vqav2" / "test-dev_questions.jsonl")
-    assert [r["question_id"] for r in sub][:len(test_dev)] == test_dev
+    assert [r["question_id"] for r in sub][: len(test_dev)] == test_dev
     assert "overall" not in metrics and metrics["submission"].endswith("submission.json")
     assert all(isinstance(r["answer"], str) for r in sub)
 
@@ -46,7 +57,7 @@ def test_test_dev_writes_submission(smoke, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["gqa", "coco"])
 def test_gqa_and_coco(smoke, tmp_path, task):
-    metrics = evaluate(_cfg(smoke, tmp_path, task=task, meteor=False))   # METEOR: tests/metrics/test_cli.py
+    metrics = evaluate(_cfg(smoke, tmp_path, task=task, meteor=False))  # METEOR: tests/metrics/test_cli.py
     key = "accuracy" if task == "gqa" else "CIDEr"
     assert key in metrics and metrics["n"] == metrics["n_questions"] > 0
     if task == "coco":
@@ -71,7 +82,7 @@ def test_rebuilt_question_file_is_not_resumed(smoke, tmp_path):
     evaluate(_cfg(smoke, tmp_path / "out", data_root=str(data)))
     qfile = data / "vqav2" / "val_questions.jsonl"
     lines = qfile.read_text().splitlines()
-    qfile.write_text("\n".join(lines[:-1]) + "\n")      # the data was rebuilt
+    qfile.write_text("\n".join(lines[:-1]) + "\n")  # the data was rebuilt
     with pytest.raises(ValueError, match="questions_sha256"):
         evaluate(_cfg(smoke, tmp_path / "out", data_root=str(data)))
 

@@ -1,4 +1,5 @@
 """Testbed checks (margins, gate movement, mechanical CosAdj) and the parallel workers' plan (no training)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,15 +23,29 @@ def test_margin_is_gain_over_seed_std():
 
 
 def test_gate_shift_prefers_the_what_moved_record_and_falls_back_to_diagnostics():
-    moved = {"what_moved": {"eval_gate_delta": {"median_abs": 0.25, "mean_abs": 0.4},
-                            "gate_param_delta": {"log_alpha": {"median_abs": 6.0}}, "open_fraction": {"final": 0.6}}}
+    moved = {
+        "what_moved": {
+            "eval_gate_delta": {"median_abs": 0.25, "mean_abs": 0.4},
+            "gate_param_delta": {"log_alpha": {"median_abs": 6.0}},
+            "open_fraction": {"final": 0.6},
+        }
+    }
     assert gate_shift(moved) == (0.25, "what-moved record")
-    assert gate_moves(moved) == {"median_abs_delta_eval_gate": 0.25, "mean_abs_delta_eval_gate": 0.4,
-                                 "median_abs_delta_gate_param": 6.0, "open_fraction_end": 0.6}
-    diag = {"structlora_diagnostics": {"first_gate_values": {"a": [1.0, 1.0], "b": [1.0, 0.5]},
-                                       "gate_values": {"a": [0.5, 1.0], "b": [0.9, 0.5]}, "first_step": 10}}
+    assert gate_moves(moved) == {
+        "median_abs_delta_eval_gate": 0.25,
+        "mean_abs_delta_eval_gate": 0.4,
+        "median_abs_delta_gate_param": 6.0,
+        "open_fraction_end": 0.6,
+    }
+    diag = {
+        "structlora_diagnostics": {
+            "first_gate_values": {"a": [1.0, 1.0], "b": [1.0, 0.5]},
+            "gate_values": {"a": [0.5, 1.0], "b": [0.9, 0.5]},
+            "first_step": 10,
+        }
+    }
     value, src = gate_shift(diag)
-    assert value == pytest.approx(0.05) and "step 10" in src      # median of |Δ| = (0.5, 0, 0.1, 0)
+    assert value == pytest.approx(0.05) and "step 10" in src  # median of |Δ| = (0.5, 0, 0.1, 0)
     assert gate_shift({"structlora_diagnostics": None}) == (None, "no gate record")
 
 
@@ -39,8 +54,17 @@ def _fake_result(spec: RunSpec, suite, val: float, test: float) -> None:
 
     path = result_path(spec, suite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"key": spec.key(suite), "val": {"score": val}, "test": {"score": test},
-                                "geometry": {"drift_energy": 0.0, "cos_adj": 0.0}, "train_s": 1.0}))
+    path.write_text(
+        json.dumps(
+            {
+                "key": spec.key(suite),
+                "val": {"score": val},
+                "test": {"score": test},
+                "geometry": {"drift_energy": 0.0, "cos_adj": 0.0},
+                "train_s": 1.0,
+            }
+        )
+    )
 
 
 def test_workers_plan_grid_then_extension_then_seeds(tmp_path, monkeypatch):
@@ -53,10 +77,10 @@ def test_workers_plan_grid_then_extension_then_seeds(tmp_path, monkeypatch):
     monkeypatch.setitem(tables.TABLES, "t", Table("t", "t", ("coco",), (LORA, STRUCT)))
     need = needed_runs(["t"], suite, ["LoRA"])
     assert [(s.method, s.lr, s.seed) for s in need] == [("lora", 1e-3, 100), ("lora", 2e-3, 100)]
-    for s, val in zip(need, (1.0, 2.0)):                 # the top of the grid wins: grow it upwards
+    for s, val in zip(need, (1.0, 2.0)):  # the top of the grid wins: grow it upwards
         _fake_result(s, suite, val, 0.0)
     assert [(s.lr, s.seed) for s in needed_runs(["t"], suite, ["LoRA"])] == [(5e-3, 100)]
     _fake_result(RunSpec("coco", "lora", 100, 5e-3), suite, 1.5, 0.0)
     seeds = needed_runs(["t"], suite, ["LoRA"])
-    assert [(s.lr, s.seed) for s in seeds] == [(2e-3, 0), (2e-3, 1)]   # minor table: 2 seeds at the bracketed lr
-    assert claim(seeds[0], suite) and not claim(seeds[0], suite)        # one worker per run
+    assert [(s.lr, s.seed) for s in seeds] == [(2e-3, 0), (2e-3, 1)]  # minor table: 2 seeds at the bracketed lr
+    assert claim(seeds[0], suite) and not claim(seeds[0], suite)  # one worker per run

@@ -1,5 +1,6 @@
 """`bash experiments/run_all.sh --quick`: the whole harness end to end at CI size, through the real
 trainer and evaluator; tables come from the cached per-run JSON; the suite resumes from its cache."""
+
 from __future__ import annotations
 
 import json
@@ -33,15 +34,22 @@ def test_quick_suite_end_to_end_and_resume(tmp_path):
     summary = records["experiments__summary"]
     assert summary["data"]["tables_missing"] == [] and sum(summary["data"]["verdict_counts"].values()) >= 4
     results = {p.stem: json.loads(p.read_text()) for p in (quick / "results").glob("*.json")}
-    planned = int(_run([sys.executable, "-m", "experiments", "all", "--quick", "--plan"], tmp_path)
-                  .stdout.split(">= ")[1].split()[0])
-    extensions = sum(len(f["val"]) - 2 for rec in records.values() for fams in rec["data"].get("tuned", {}).values()
-                     for f in fams.values())   # lr values added beyond the 2-value quick grid
+    planned = int(
+        _run([sys.executable, "-m", "experiments", "all", "--quick", "--plan"], tmp_path)
+        .stdout.split(">= ")[1]
+        .split()[0]
+    )
+    extensions = sum(
+        len(f["val"]) - 2
+        for rec in records.values()
+        for fams in rec["data"].get("tuned", {}).values()
+        for f in fams.values()
+    )  # lr values added beyond the 2-value quick grid
     assert planned <= len(results) <= planned + extensions
     # every number of a table is the test score of a cached run (nothing typed by hand)
     main = records["experiments_main"]["data"]["rows"]
-    for label, tasks in main.items():
-        for task, row in tasks.items():
+    for _label, tasks in main.items():
+        for _task, row in tasks.items():
             for seed, score in row["test"].items():
                 assert results[row["run_keys"][seed]]["test"]["score"] == score
     assert {"LoRA", "StructLoRA"} <= set(main)

@@ -1,4 +1,5 @@
 """Statistics, table definitions and report generation of the experiments harness (no training)."""
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,7 @@ def test_paired_ttest_is_scipy_ttest_rel():
 
 
 def test_paired_ttest_pairs_by_seed_and_handles_degenerate_cases():
-    assert paired_ttest({0: 1.0, 1: 2.0}, {1: 2.0, 2: 3.0}).p is None          # one common seed
+    assert paired_ttest({0: 1.0, 1: 2.0}, {1: 2.0, 2: 3.0}).p is None  # one common seed
     same = paired_ttest({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0})
     assert same.p is None and same.note == "identical to LoRA"
     shift = paired_ttest({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.0})
@@ -41,9 +42,12 @@ def test_summary_and_verdicts():
 
 def test_defaults_are_not_distinct_runs():
     """'1-layer GNN', 'graph=hybrid', 'filter=ib' are the default StructLoRA: one cached run, not four."""
-    keys = {RunSpec("coco", v.method, 0, 2e-4, overrides=v.overrides).key(FULL)
-            for t in ("gnn_depth", "graph", "filter") for v in TABLES[t].variants if v.method == "structlora"
-            and v.label in ("1-layer GNN", "graph=hybrid", "filter=ib")}
+    keys = {
+        RunSpec("coco", v.method, 0, 2e-4, overrides=v.overrides).key(FULL)
+        for t in ("gnn_depth", "graph", "filter")
+        for v in TABLES[t].variants
+        if v.method == "structlora" and v.label in ("1-layer GNN", "graph=hybrid", "filter=ib")
+    }
     assert keys == {RunSpec("coco", "structlora", 0, 2e-4).key(FULL)}
     assert Variant("x", "structlora", (("filter", "none"),)).overrides == (("filter", "none"),)
 
@@ -85,7 +89,7 @@ def test_holm_and_minimum_detectable_effect():
     assert adj[2] is None and adj[0] == pytest.approx(0.03) and adj[1] == pytest.approx(0.06) == adj[3]
     d = mde_paired(2.0, 8)
     crit = t.ppf(0.975, 7)
-    nc = d * 8 ** 0.5 / 2.0
+    nc = d * 8**0.5 / 2.0
     assert nct.sf(crit, 7, nc) + nct.cdf(-crit, 7, nc) == pytest.approx(0.8, abs=1e-6)
     assert mde_paired(2.0, 8, alpha=0.01) > d > mde_paired(2.0, 16)
 

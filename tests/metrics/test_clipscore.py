@@ -1,4 +1,5 @@
 """CLIPScore with local open_clip weights: equals 2.5 * max(cos, 0) computed by hand with open_clip."""
+
 import json
 
 import pytest
@@ -9,9 +10,11 @@ open_clip = pytest.importorskip("open_clip")
 
 from llava_structlora.metrics.clipscore import clip_score  # noqa: E402
 
-TINY = {"embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 1, "layers": 1}}
+TINY = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 1, "layers": 1},
+}
 
 
 def test_clip_score_matches_manual(tmp_path):

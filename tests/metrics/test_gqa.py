@@ -1,4 +1,5 @@
 """GQA: exact match over balanced questions; protocol llava = rstrip('.') + lower (hand-computed)."""
+
 import json
 
 import pytest
@@ -7,17 +8,32 @@ from llava_structlora.metrics import MetricInputError, score_gqa
 
 
 def _q(answer, structural="query", balanced=True):
-    return {"imageId": "n1", "question": "?", "answer": answer, "fullAnswer": answer + ".",
-            "isBalanced": balanced, "types": {"structural": structural, "semantic": "attr", "detailed": "x"}}
+    return {
+        "imageId": "n1",
+        "question": "?",
+        "answer": answer,
+        "fullAnswer": answer + ".",
+        "isBalanced": balanced,
+        "types": {"structural": structural, "semantic": "attr", "detailed": "x"},
+    }
 
 
 @pytest.fixture
 def files(tmp_path):
-    qs = {"1": _q("left"), "2": _q("yes", "verify"), "3": _q("red"), "4": _q("no", "logical"),
-          "5": _q("blue", balanced=False)}
-    res = [{"questionId": "1", "prediction": "left"}, {"questionId": "2", "prediction": "Yes."},
-           {"questionId": "3", "prediction": "red."}, {"questionId": "4", "prediction": "yes"},
-           {"questionId": "5", "prediction": "blue"}]
+    qs = {
+        "1": _q("left"),
+        "2": _q("yes", "verify"),
+        "3": _q("red"),
+        "4": _q("no", "logical"),
+        "5": _q("blue", balanced=False),
+    }
+    res = [
+        {"questionId": "1", "prediction": "left"},
+        {"questionId": "2", "prediction": "Yes."},
+        {"questionId": "3", "prediction": "red."},
+        {"questionId": "4", "prediction": "yes"},
+        {"questionId": "5", "prediction": "blue"},
+    ]
     q, r = tmp_path / "q.json", tmp_path / "r.json"
     q.write_text(json.dumps(qs))
     r.write_text(json.dumps(res))
@@ -33,7 +49,7 @@ def test_official_exact_match(files):
 
 def test_llava_protocol_strips_period_and_lowercases(files):
     out = score_gqa(*files, protocol="llava")
-    assert out["accuracy"] == pytest.approx(75.0)            # 1, 2, 3 right; 4 wrong
+    assert out["accuracy"] == pytest.approx(75.0)  # 1, 2, 3 right; 4 wrong
     assert (out["open"], out["binary"]) == (pytest.approx(100.0), pytest.approx(50.0))
 
 

@@ -1,4 +1,5 @@
 """load_base_model: one loader for training, evaluation and merge; loads straight into the asked dtype."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,8 +23,10 @@ HAS_BNB = importlib.util.find_spec("bitsandbytes") is not None
 HAS_FLASH = importlib.util.find_spec("flash_attn") is not None
 
 
-@pytest.mark.parametrize("dtype,want", [("bf16", torch.bfloat16), ("fp16", torch.float16),
-                                        ("float32", torch.float32), (torch.bfloat16, torch.bfloat16)])
+@pytest.mark.parametrize(
+    "dtype,want",
+    [("bf16", torch.bfloat16), ("fp16", torch.float16), ("float32", torch.float32), (torch.bfloat16, torch.bfloat16)],
+)
 def test_loads_in_the_asked_dtype(llava_base, dtype, want):
     model = load_base_model(llava_base, dtype=dtype)
     assert {p.dtype for p in model.parameters()} == {want}

@@ -1,4 +1,5 @@
 """eval/*.sh defaults: newest finetune run, clear message when there is none, end to end via bash."""
+
 import json
 import os
 import subprocess
@@ -25,7 +26,7 @@ def test_newest_run_and_missing_message(tmp_path):
     time.sleep(0.02)
     new = _fake_run(tmp_path, "vqav2-structlora-r8-s0")
     _fake_run(tmp_path, "gqa-structlora-r8-s0")
-    (tmp_path / "vqav2-structlora-r8-s1").mkdir()          # unfinished run: no adapter yet
+    (tmp_path / "vqav2-structlora-r8-s1").mkdir()  # unfinished run: no adapter yet
     os.utime(old / "adapter", (time.time() - 100, time.time() - 100))
     assert recipe.newest_run("vqav2", smoke=False, outputs=tmp_path) == new
     with pytest.raises(recipe.RecipeError, match=r"(?s)set SMOKE=0.*SMOKE=1 bash scripts/finetune_vqav2.sh"):
@@ -35,8 +36,14 @@ def test_newest_run_and_missing_message(tmp_path):
 def test_config_from_env(monkeypatch, tmp_path, smoke):
     run = _fake_run(tmp_path, "gqa-structlora-r8-s0-smoke")
     (run / "run.json").write_text(json.dumps({"base_model": str(smoke["base"])}))
-    for k, v in {"ADAPTER": str(run), "DATA_ROOT": str(smoke["data"]), "PROTOCOL": "llava", "NUM_GPUS": "1",
-                 "BATCH_SIZE": "8", "SMOKE": "1"}.items():
+    for k, v in {
+        "ADAPTER": str(run),
+        "DATA_ROOT": str(smoke["data"]),
+        "PROTOCOL": "llava",
+        "NUM_GPUS": "1",
+        "BATCH_SIZE": "8",
+        "SMOKE": "1",
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("MODEL", raising=False)
     monkeypatch.delenv("OUTPUT_DIR", raising=False)
@@ -51,8 +58,15 @@ def test_config_from_env(monkeypatch, tmp_path, smoke):
 
 @pytest.mark.slow
 def test_eval_script_end_to_end(smoke, tmp_path):
-    env = {**os.environ, "ADAPTER": str(smoke["random"]), "MODEL": str(smoke["base"]), "DATA_ROOT": str(smoke["data"]),
-           "OUTPUT_DIR": str(tmp_path / "out"), "NUM_GPUS": "1", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "ADAPTER": str(smoke["random"]),
+        "MODEL": str(smoke["base"]),
+        "DATA_ROOT": str(smoke["data"]),
+        "OUTPUT_DIR": str(tmp_path / "out"),
+        "NUM_GPUS": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     proc = subprocess.run(["bash", "eval/vqav2.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads(proc.stdout)
@@ -66,5 +80,22 @@ def test_throughput_benchmark_runs(smoke):
     spec = importlib.util.spec_from_file_location("eval_throughput", ROOT / "benchmarks" / "eval_throughput.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.main(["--model", str(smoke["random"]), "--data-root", str(smoke["data"]), "--n", "8",
-                     "--batch-size", "4", "--repeats", "1", "--threads", "1"]) == 0
+    assert (
+        mod.main(
+            [
+                "--model",
+                str(smoke["random"]),
+                "--data-root",
+                str(smoke["data"]),
+                "--n",
+                "8",
+                "--batch-size",
+                "4",
+                "--repeats",
+                "1",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )

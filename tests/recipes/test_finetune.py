@@ -1,5 +1,6 @@
 """recipes.finetune: precedence (dataclass default < YAML < flag < set env var), run name from the parsed
 config, refusal of a mismatched resume, and the layering rules (the library never imports data_prep/recipes)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,21 @@ from recipes import finetune
 from recipes.layout import RepoLayout
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV_VARS = ("MODEL", "DATA_ROOT", "OUTPUT_DIR", "METHOD", "RANK", "SEED", "DATA_FRACTION", "RESUME", "ZERO",
-            "SMOKE", "NO_DEEPSPEED", "EVAL", "ARCH")
+ENV_VARS = (
+    "MODEL",
+    "DATA_ROOT",
+    "OUTPUT_DIR",
+    "METHOD",
+    "RANK",
+    "SEED",
+    "DATA_FRACTION",
+    "RESUME",
+    "ZERO",
+    "SMOKE",
+    "NO_DEEPSPEED",
+    "EVAL",
+    "ARCH",
+)
 
 
 @pytest.fixture
@@ -114,15 +128,16 @@ def test_library_imports_neither_data_prep_nor_recipes():
         text = path.read_text()
         assert not re.search(r"^\s*(from|import)\s+(data_prep|recipes)\b", text, re.M), path
         assert "parents[2]" not in text and "parents[1]" not in text, f"{path}: derives the checkout root"
-    code = "import sys, llava_structlora.train.main, llava_structlora.evaluation.run; " \
-           "print(sorted(m for m in sys.modules if m.split('.')[0] in ('data_prep', 'recipes')))"
+    code = (
+        "import sys, llava_structlora.train.main, llava_structlora.evaluation.run; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('data_prep', 'recipes')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.slow
-def test_rank_flag_gives_r16_run_dir_and_adapter_and_mismatched_resume_is_refused(tmp_path, smoke, monkeypatch,
-                                                                                   capfd):
+def test_rank_flag_gives_r16_run_dir_and_adapter_and_mismatched_resume_is_refused(tmp_path, smoke, monkeypatch, capfd):
     """`--lora_r 16` (no RANK, no OUTPUT_DIR) trains r=16 into <outputs>/coco-structlora-r16-s0-smoke; resuming
     that directory with another method and rank is refused before anything is launched."""
     root = tmp_path / "checkout"
@@ -132,8 +147,16 @@ def test_rank_flag_gives_r16_run_dir_and_adapter_and_mismatched_resume_is_refuse
     layout = RepoLayout(root)
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
-    env = {"SMOKE": "1", "NO_DEEPSPEED": "1", "NUM_GPUS": "1", "EVAL": "0", "MODEL": str(smoke["base"]),
-           "DATA_ROOT": str(smoke["data"]), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {
+        "SMOKE": "1",
+        "NO_DEEPSPEED": "1",
+        "NUM_GPUS": "1",
+        "EVAL": "0",
+        "MODEL": str(smoke["base"]),
+        "DATA_ROOT": str(smoke["data"]),
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     assert finetune.main(["--task", "coco", "--lora_r", "16"], layout=layout) == 0
@@ -143,8 +166,11 @@ def test_rank_flag_gives_r16_run_dir_and_adapter_and_mismatched_resume_is_refuse
     assert json.loads((run / "run.json").read_text())["config"]["ModelArguments"]["lora_r"] == 16
     from safetensors.torch import load_file
 
-    factors = {k: v for k, v in load_file(str(run / "structlora" / "structlora_model.safetensors")).items()
-               if k.endswith(".lora_A")}
+    factors = {
+        k: v
+        for k, v in load_file(str(run / "structlora" / "structlora_model.safetensors")).items()
+        if k.endswith(".lora_A")
+    }
     assert factors and all(v.shape[0] == 16 for v in factors.values())
     assert (run / "adapter" / "adapter_config.json").is_file()
     capfd.readouterr()
@@ -165,7 +191,9 @@ def test_mix_recipe_reads_the_three_tasks_with_its_ratios(monkeypatch):
     layout = RepoLayout(ROOT)
     _, d, _, t = parse_args(finetune.train_argv(layout, "mix", "smoke", []), check_paths=False, with_deepspeed=False)
     assert d.task == "mix" and d.data_ratios == "1,1,1"
-    assert d.data_path.split(",") == [str(layout.data("smoke") / k / "llava_train.json") for k in ("coco", "vqav2", "gqa")]
+    assert d.data_path.split(",") == [
+        str(layout.data("smoke") / k / "llava_train.json") for k in ("coco", "vqav2", "gqa")
+    ]
     assert t.output_dir == str(layout.outputs / "mix-structlora-r8-s0-smoke")
     monkeypatch.setenv("DATA_ROOT", "/elsewhere")
     _, d, _, _ = parse_args(finetune.train_argv(layout, "mix", "smoke", []), check_paths=False, with_deepspeed=False)

@@ -1,5 +1,6 @@
 """A real StructLoRA smoke run (shapes world smoke preset, the project's trainer and evaluator),
 shared by the release/merge tests; plus tiny from-config bases for the fast wrong-base checks."""
+
 from __future__ import annotations
 
 import json
@@ -33,12 +34,46 @@ def smoke_run(smoke_world, tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("release") / "run"
     data, base = smoke_world["data"], smoke_world["base"]
-    train_run(["--model_name_or_path", str(base), "--task", "coco", "--data_root", str(data),
-               "--data_path", str(data / "coco" / "llava_train.json"), "--output_dir", str(out),
-               "--method", "structlora", "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "5e-3",
-               "--max_steps", "10", "--per_device_train_batch_size", "8", "--seed", "0",
-               "--save_strategy", "no", "--report_to", "none", "--plots", "false", "--disable_tqdm", "true",
-               "--eval_split", "val", "--run_eval", "true"])  # the trainer's own validation writes metrics.json
+    train_run(
+        [
+            "--model_name_or_path",
+            str(base),
+            "--task",
+            "coco",
+            "--data_root",
+            str(data),
+            "--data_path",
+            str(data / "coco" / "llava_train.json"),
+            "--output_dir",
+            str(out),
+            "--method",
+            "structlora",
+            "--lora_r",
+            "4",
+            "--lora_alpha",
+            "8",
+            "--learning_rate",
+            "5e-3",
+            "--max_steps",
+            "10",
+            "--per_device_train_batch_size",
+            "8",
+            "--seed",
+            "0",
+            "--save_strategy",
+            "no",
+            "--report_to",
+            "none",
+            "--plots",
+            "false",
+            "--disable_tqdm",
+            "true",
+            "--eval_split",
+            "val",
+            "--run_eval",
+            "true",
+        ]
+    )  # the trainer's own validation writes metrics.json
     assert json.loads((out / "run.json").read_text())["base_model"] == str(base.resolve())
     return out
 
@@ -48,7 +83,10 @@ def tiny_bases(tmp_path_factory) -> dict[str, Path]:
     from release_toy_models import save_lora_run, save_tiny_base
 
     root = tmp_path_factory.mktemp("tiny")
-    bases = {"base": save_tiny_base(root / "base"), "wider": save_tiny_base(root / "wider", text_hidden=48),
-             "deeper": save_tiny_base(root / "deeper", text_layers=3)}
+    bases = {
+        "base": save_tiny_base(root / "base"),
+        "wider": save_tiny_base(root / "wider", text_hidden=48),
+        "deeper": save_tiny_base(root / "deeper", text_layers=3),
+    }
     bases["run"] = save_lora_run(bases["base"], root / "run")
     return bases

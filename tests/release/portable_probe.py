@@ -3,10 +3,12 @@
     python portable_probe.py OUT_PREFIX NAME=MODEL_DIR[+ADAPTER_DIR] ...
 
 For every model: load with ``output_loading_info``, attach the adapter with stock PEFT, encode a
-fixed image + prompt with the folder's own processor (the adapter folder's when it has one) and write the logits, input ids and pixel
+fixed image + prompt with the folder's own processor (the adapter folder's when it has one) and write the logits,
+input ids and pixel
 values to OUT_PREFIX.safetensors (keys ``NAME.logits`` ...) and the loading report (missing /
 unexpected keys, tokenizer class, LoRA tensors attached with their norms) to OUT_PREFIX.json.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,16 +34,22 @@ def probe(model_dir: str, adapter: str | None) -> tuple[dict, dict]:
 
         model = PeftModel.from_pretrained(model, adapter)
         # names in one spelling, so that v4 and v5 reports compare
-        report["lora"] = {re.sub(r"vision_model\.|\.default", "", n): float(p.detach().norm())
-                          for n, p in model.named_parameters() if ".lora_" in n}
+        report["lora"] = {
+            re.sub(r"vision_model\.|\.default", "", n): float(p.detach().norm())
+            for n, p in model.named_parameters()
+            if ".lora_" in n
+        }
     model.eval()
     # a release folder carries the processor files too: read them from there when present
     has_own = adapter is not None and os.path.isfile(os.path.join(adapter, "tokenizer_config.json"))
     processor = AutoProcessor.from_pretrained(adapter if has_own else model_dir)
     report["tokenizer"] = type(processor.tokenizer).__name__
     msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What shape is it?"}]}]
-    report["chat"] = (processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-                      if getattr(processor, "chat_template", None) else None)
+    report["chat"] = (
+        processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        if getattr(processor, "chat_template", None)
+        else None
+    )
     size = processor.image_processor.crop_size["height"]
     image = Image.fromarray((np.random.RandomState(0).rand(size, size, 3) * 255).astype("uint8"))
     enc = processor(images=image, text=PROMPT, return_tensors="pt")

@@ -1,4 +1,5 @@
 """Helpers shared by the release tests (subprocesses run offline, single-threaded)."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def env(project: bool) -> dict[str, str]:
     """Offline, passive OpenMP, one thread; `project=False` keeps the repository off the import path."""
-    out = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1"}
+    out = {
+        **os.environ,
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
     out.pop("PYTHONPATH", None)
     if project:
         out["PYTHONPATH"] = str(REPO)
@@ -19,6 +25,10 @@ def env(project: bool) -> dict[str, str]:
 
 
 def run_cmd(args: list[str], project: bool = True, **kw) -> subprocess.CompletedProcess:
-    """Run a command in a fresh process (cwd: a neutral directory so `import llava_structlora` cannot work by accident)."""
-    return subprocess.run(args, capture_output=True, text=True, env=env(project), timeout=600,
-                          cwd=kw.pop("cwd", "/tmp"), **kw)
+    """Run a command in a fresh process.
+
+    cwd is a neutral directory, so `import llava_structlora` cannot work by accident.
+    """
+    return subprocess.run(
+        args, capture_output=True, text=True, env=env(project), timeout=600, cwd=kw.pop("cwd", "/tmp"), **kw
+    )

@@ -1,4 +1,5 @@
 """Tiny Llava bases built from config (no pretraining) for the fast release/merge unit tests."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,12 +10,31 @@ import torch
 def tiny_llava_config(text_hidden: int = 32, text_layers: int = 2, vocab: int = 96):
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=32, patch_size=16, projection_dim=32)
-    text = LlamaConfig(hidden_size=text_hidden, intermediate_size=64, num_hidden_layers=text_layers,
-                       num_attention_heads=2, num_key_value_heads=2, vocab_size=vocab, max_position_embeddings=64)
-    return LlavaConfig(vision_config=vision, text_config=text, image_token_id=vocab - 1,
-                       vision_feature_layer=-1, vision_feature_select_strategy="default")
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=16,
+        projection_dim=32,
+    )
+    text = LlamaConfig(
+        hidden_size=text_hidden,
+        intermediate_size=64,
+        num_hidden_layers=text_layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=vocab,
+        max_position_embeddings=64,
+    )
+    return LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=vocab - 1,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
 
 
 def save_tiny_base(out: Path, seed: int = 0, **kw) -> Path:

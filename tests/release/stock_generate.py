@@ -10,6 +10,7 @@ This is what a user of a release does: no `llava_structlora` import anywhere (ch
 end). The prompt is LLaVA-1.5's vicuna_v1 format as the model card documents, the image is padded
 to a square with the processor's mean colour (LLaVA's expand2square) and decoding is greedy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,11 +53,22 @@ def answer(model, processor, rows: list[dict], images: str, max_new_tokens: int)
         text = row["text"] if "<image>" in row["text"] else f"<image>\n{row['text']}"
         inputs = processor(images=img, text=f"USER: {text} ASSISTANT:", return_tensors="pt")
         with torch.no_grad():
-            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                 output_logits=True, return_dict_in_generate=True)
-        new = out.sequences[0, inputs["input_ids"].shape[1]:]
-        answers.append({"question_id": row["question_id"], "tokens": new.tolist(),
-                        "text": processor.tokenizer.decode(new, skip_special_tokens=True).strip()})
+            out = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                output_logits=True,
+                return_dict_in_generate=True,
+            )
+        new = out.sequences[0, inputs["input_ids"].shape[1] :]
+        answers.append(
+            {
+                "question_id": row["question_id"],
+                "tokens": new.tolist(),
+                "text": processor.tokenizer.decode(new, skip_special_tokens=True).strip(),
+            }
+        )
         first_logits[str(row["question_id"])] = out.logits[0][0].contiguous()
     return answers, first_logits
 

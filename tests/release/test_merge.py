@@ -1,5 +1,6 @@
 """scripts/merge_adapter.sh: a merged model that stock transformers loads, equal to base + adapter;
 a wrong base is refused with every difference named."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from release_helpers import REPO, run_cmd
 
 STOCK = str(Path(__file__).parent / "stock_generate.py")
@@ -54,8 +54,9 @@ def test_missing_adapter_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_merged_model_loads_stock_and_generates_like_base_plus_adapter(smoke_run, smoke_world, tmp_path):
     merged = tmp_path / "merged"
-    res = run_cmd(["bash", str(REPO / "scripts" / "merge_adapter.sh"), str(smoke_run), str(merged),
-                   "--max-shard-size", "150KB"])
+    res = run_cmd(
+        ["bash", str(REPO / "scripts" / "merge_adapter.sh"), str(smoke_run), str(merged), "--max-shard-size", "150KB"]
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     shards = sorted(merged.glob("model-*.safetensors"))
     assert len(shards) >= 2 and (merged / "model.safetensors.index.json").exists()
@@ -68,18 +69,40 @@ def test_merged_model_loads_stock_and_generates_like_base_plus_adapter(smoke_run
     prompt = AutoProcessor.from_pretrained(merged).apply_chat_template(msgs, add_generation_prompt=True)
     assert prompt == "USER: <image>\ndescribe it ASSISTANT:"  # the run's format, generated chat template
     data = smoke_world["data"] / "coco"
-    common = ["--questions", str(data / "val_questions.jsonl"),
-              "--images", str((data / json.loads((data / "manifest.json").read_text())["image_folder"]).resolve()),
-              "--limit", "6", "--max-new-tokens", "16"]
-    res = run_cmd(["python3", STOCK, "--model", f"merged={merged}",
-                   "--model", f"adapter={smoke_world['base']}+{smoke_run / 'adapter'}",
-                   "--model", f"base={smoke_world['base']}", *common, "--out", str(tmp_path / "gen")], project=False)
+    common = [
+        "--questions",
+        str(data / "val_questions.jsonl"),
+        "--images",
+        str((data / json.loads((data / "manifest.json").read_text())["image_folder"]).resolve()),
+        "--limit",
+        "6",
+        "--max-new-tokens",
+        "16",
+    ]
+    res = run_cmd(
+        [
+            "python3",
+            STOCK,
+            "--model",
+            f"merged={merged}",
+            "--model",
+            f"adapter={smoke_world['base']}+{smoke_run / 'adapter'}",
+            "--model",
+            f"base={smoke_world['base']}",
+            *common,
+            "--out",
+            str(tmp_path / "gen"),
+        ],
+        project=False,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     from safetensors.torch import load_file
 
-    outs = {name: (json.loads((tmp_path / f"gen.{name}.json").read_text()),
-                   load_file(tmp_path / f"gen.{name}.safetensors")) for name in ("merged", "adapter", "base")}
-    (m_ans, m_log), (a_ans, a_log), (b_ans, b_log) = outs["merged"], outs["adapter"], outs["base"]
+    outs = {
+        name: (json.loads((tmp_path / f"gen.{name}.json").read_text()), load_file(tmp_path / f"gen.{name}.safetensors"))
+        for name in ("merged", "adapter", "base")
+    }
+    (m_ans, m_log), (a_ans, a_log), (_b_ans, b_log) = outs["merged"], outs["adapter"], outs["base"]
     assert [a["tokens"] for a in m_ans] == [a["tokens"] for a in a_ans]
     diff = max(float((m_log[k] - a_log[k]).abs().max()) for k in m_log)
     assert diff <= 1e-4, diff
@@ -89,8 +112,16 @@ def test_merged_model_loads_stock_and_generates_like_base_plus_adapter(smoke_run
 
 @pytest.mark.slow
 def test_merge_script_refuses_wrong_base(smoke_run, tiny_bases, tmp_path):
-    res = run_cmd(["bash", str(REPO / "scripts" / "merge_adapter.sh"), str(smoke_run), str(tmp_path / "m"),
-                   "--base", str(tiny_bases["base"])])
+    res = run_cmd(
+        [
+            "bash",
+            str(REPO / "scripts" / "merge_adapter.sh"),
+            str(smoke_run),
+            str(tmp_path / "m"),
+            "--base",
+            str(tiny_bases["base"]),
+        ]
+    )
     assert res.returncode == 2
     assert "refusing to merge" in res.stderr and "config text_config.hidden_size" in res.stderr
     assert not (tmp_path / "m").exists()
@@ -105,9 +136,11 @@ def test_shape_check_understands_every_peft_baseline(kind, tiny_bases, tmp_path)
     from llava_structlora.merge import BaseMismatchError, check_base
 
     targets = r".*layers\.\d+\.self_attn\.(q_proj|v_proj)"
-    cfg = {"adalora": AdaLoraConfig(init_r=6, target_r=4, total_step=10, target_modules=targets),
-           "dora": LoraConfig(r=4, use_dora=True, target_modules=targets),
-           "projector": LoraConfig(r=4, target_modules=targets, modules_to_save=["multi_modal_projector"])}[kind]
+    cfg = {
+        "adalora": AdaLoraConfig(init_r=6, target_r=4, total_step=10, target_modules=targets),
+        "dora": LoraConfig(r=4, use_dora=True, target_modules=targets),
+        "projector": LoraConfig(r=4, target_modules=targets, modules_to_save=["multi_modal_projector"]),
+    }[kind]
     model = get_peft_model(LlavaForConditionalGeneration.from_pretrained(str(tiny_bases["base"])), cfg)
     model.save_pretrained(tmp_path / "run" / "adapter")
     check_base(tmp_path / "run", tiny_bases["base"])

@@ -2,6 +2,7 @@
 
 The cross-version test installs transformers 4.57 into artifacts/tf4/ (pip --target, cached), runs
 the stock-only tests/release/portable_probe.py once under each version and compares logits."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from release_helpers import run_cmd
 from tf4_env import ensure_tf4, run_tf4
 
@@ -24,8 +24,10 @@ def test_key_and_target_rewrites_match_both_spellings():
     from llava_structlora.portable import portable_adapter_config, v4_key
 
     assert v4_key("vision_tower.encoder.layers.0.fc1.weight") == "vision_tower.vision_model.encoder.layers.0.fc1.weight"
-    assert v4_key("base_model.model.model.vision_tower.embeddings.x") == \
-        "base_model.model.model.vision_tower.vision_model.embeddings.x"
+    assert (
+        v4_key("base_model.model.model.vision_tower.embeddings.x")
+        == "base_model.model.model.vision_tower.vision_model.embeddings.x"
+    )
     for key in ("vision_tower.vision_model.encoder.a", "language_model.model.layers.0.a", "multi_modal_projector.l.w"):
         assert v4_key(key) == key and v4_key(v4_key(key)) == key  # idempotent, LM keys untouched
     cfg = portable_adapter_config({"target_modules": V5, "rank_pattern": {re.escape(V5[0]): 2}})
@@ -33,8 +35,10 @@ def test_key_and_target_rewrites_match_both_spellings():
     for name in both:  # PEFT: re.fullmatch(target_modules, name) for a string
         assert re.fullmatch(cfg["target_modules"], name), name
         assert re.fullmatch(cfg["target_modules"], "base_model.model." + name), name
-    for other in ("model.vision_tower.encoder.layers.0.self_attn.k_proj",
-                  "model.language_model.layers.10.self_attn.v_proj"):
+    for other in (
+        "model.vision_tower.encoder.layers.0.self_attn.k_proj",
+        "model.language_model.layers.10.self_attn.v_proj",
+    ):
         assert not re.fullmatch(cfg["target_modules"], other), other
     (pattern,) = cfg["rank_pattern"]  # PEFT: re.match(rf"(.*\.)?({pattern})$", name)
     assert all(re.match(rf"(.*\.)?({pattern})$", n) for n in both[::2])
@@ -45,12 +49,20 @@ def test_key_and_target_rewrites_match_both_spellings():
 def test_tokenizer_and_config_rewrites():
     from llava_structlora.portable import portable_model_config, portable_tokenizer_config
 
-    tok = portable_tokenizer_config({"tokenizer_class": "TokenizersBackend", "add_prefix_space": False,
-                                     "extra_special_tokens": [], "image_token": "<image>"}, "LlamaTokenizer")
+    tok = portable_tokenizer_config(
+        {
+            "tokenizer_class": "TokenizersBackend",
+            "add_prefix_space": False,
+            "extra_special_tokens": [],
+            "image_token": "<image>",
+        },
+        "LlamaTokenizer",
+    )
     assert tok == {"tokenizer_class": "LlamaTokenizer", "extra_special_tokens": {"image_token": "<image>"}}
     assert portable_tokenizer_config(tok) == tok
-    cfg = portable_model_config({"text_config": {"rope_parameters": {"rope_theta": 1e6, "rope_type": "linear",
-                                                                     "factor": 2.0}}})
+    cfg = portable_model_config(
+        {"text_config": {"rope_parameters": {"rope_theta": 1e6, "rope_type": "linear", "factor": 2.0}}}
+    )
     assert cfg["text_config"]["rope_theta"] == 1e6
     assert cfg["text_config"]["rope_scaling"] == {"rope_type": "linear", "factor": 2.0}
 
@@ -122,8 +134,12 @@ def vision_lora(smoke_world, tmp_path_factory) -> dict[str, Path]:
     peft_model.save_pretrained(root / "adapter_v5")
     shutil.copytree(root / "adapter_v5", root / "adapter")
     make_adapter_portable(root / "adapter")
-    return {"base": root / "base", "v5keys": root / "v5keys", "adapter": root / "adapter",
-            "adapter_v5": root / "adapter_v5"}
+    return {
+        "base": root / "base",
+        "v5keys": root / "v5keys",
+        "adapter": root / "adapter",
+        "adapter_v5": root / "adapter_v5",
+    }
 
 
 def _probe(target: Path | None, out: Path, specs: list[str]) -> tuple[dict, dict]:
@@ -146,9 +162,13 @@ def test_release_and_merged_model_load_identically_under_transformers4(smoke_run
     merged = merge_run(smoke_run, tmp_path / "merged")
     release = build_release(smoke_run, tmp_path / "release")
     assert "transformers 4.57.x and 5.23.x" in (release / "README.md").read_text()
-    specs = [f"merged={merged}", f"release={smoke_world['base']}+{release}",
-             f"vision={vision_lora['base']}+{vision_lora['adapter']}",
-             f"v5adapter={vision_lora['base']}+{vision_lora['adapter_v5']}", f"v5keys={vision_lora['v5keys']}"]
+    specs = [
+        f"merged={merged}",
+        f"release={smoke_world['base']}+{release}",
+        f"vision={vision_lora['base']}+{vision_lora['adapter']}",
+        f"v5adapter={vision_lora['base']}+{vision_lora['adapter_v5']}",
+        f"v5keys={vision_lora['v5keys']}",
+    ]
     rep5, t5 = _probe(None, tmp_path / "v5", specs)
     rep4, t4 = _probe(target, tmp_path / "v4", specs)
     assert rep4["transformers"].startswith("4.57") and rep5["transformers"].startswith("5.")

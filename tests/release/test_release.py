@@ -1,5 +1,6 @@
 """scripts/release_adapter.sh: the release folder, its loading with stock PEFT in a fresh process,
 and the adapter config a real LLaVA-1.5-7B run exports (checked on the meta device)."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from release_helpers import REPO, run_cmd
 
 STOCK = str(Path(__file__).parent / "stock_generate.py")
@@ -17,8 +17,16 @@ STOCK = str(Path(__file__).parent / "stock_generate.py")
 @pytest.fixture(scope="module")
 def release(smoke_run, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("rel") / "release"
-    res = run_cmd(["bash", str(REPO / "scripts" / "release_adapter.sh"), str(smoke_run), str(out),
-                   "--push", "someone/shapes-structlora"])
+    res = run_cmd(
+        [
+            "bash",
+            str(REPO / "scripts" / "release_adapter.sh"),
+            str(smoke_run),
+            str(out),
+            "--push",
+            "someone/shapes-structlora",
+        ]
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "huggingface_hub" in res.stdout and "upload_folder" in res.stdout
     return out
@@ -29,8 +37,15 @@ def test_release_folder_contents(release, smoke_run, smoke_world):
     from llava_structlora.release import verify_checksums
 
     names = {p.name for p in release.iterdir()}
-    assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "run.json", "metrics.json",
-            "SHA256SUMS", "PUSH.md"} <= names
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "README.md",
+        "run.json",
+        "metrics.json",
+        "SHA256SUMS",
+        "PUSH.md",
+    } <= names
     cfg = json.loads((release / "adapter_config.json").read_text())
     assert cfg["base_model_name_or_path"] == str(smoke_world["base"].resolve())
     from transformers import AutoProcessor
@@ -39,11 +54,19 @@ def test_release_folder_contents(release, smoke_run, smoke_world):
     processor = AutoProcessor.from_pretrained(release)  # the release carries the processor + chat templates
     assert processor.apply_chat_template(msgs, add_generation_prompt=True) == "USER: <image>\ndescribe it ASSISTANT:"
     assert processor.apply_chat_template(msgs, chat_template="vicuna_v1", add_generation_prompt=True).startswith(
-        "A chat between a curious user")
+        "A chat between a curious user"
+    )
     card = (release / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: peft\n") and f"base_model: {smoke_world['base'].resolve()}" in card
-    for section in ("## Method", "## How to load", "## Training configuration", "## Data", "## Evaluation",
-                    "## License", "Protocol: COCO captions"):
+    for section in (
+        "## Method",
+        "## How to load",
+        "## Training configuration",
+        "## Data",
+        "## Evaluation",
+        "## License",
+        "Protocol: COCO captions",
+    ):
         assert section in card, section
     snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1).strip().splitlines()
     assert len(snippet) == 5 and "PeftModel.from_pretrained" in snippet[3]
@@ -65,9 +88,23 @@ def test_release_loads_with_stock_peft_in_fresh_process_and_reproduces_metrics(r
     split = recorded["split"]
     base = json.loads((release / "adapter_config.json").read_text())["base_model_name_or_path"]
     images = (data / json.loads((data / "manifest.json").read_text())["image_folder"]).resolve()
-    res = run_cmd(["python3", STOCK, "--model", f"release={base}+{release}",
-                   "--questions", str(data / f"{split}_questions.jsonl"), "--images", str(images),
-                   "--max-new-tokens", "48", "--out", str(tmp_path / "gen")], project=False)
+    res = run_cmd(
+        [
+            "python3",
+            STOCK,
+            "--model",
+            f"release={base}+{release}",
+            "--questions",
+            str(data / f"{split}_questions.jsonl"),
+            "--images",
+            str(images),
+            "--max-new-tokens",
+            "48",
+            "--out",
+            str(tmp_path / "gen"),
+        ],
+        project=False,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     answers = json.loads((tmp_path / "gen.release.json").read_text())
     assert len(answers) == recorded["n"]
@@ -83,10 +120,24 @@ def llava_7b_config(hidden: int = 4096, layers: int = 32, heads: int = 32, ffn: 
     """LLaVA-1.5-7B (llava-hf layout): CLIP ViT-L/14-336 + 32-layer 4096-wide Llama, vocab 32064 (13B: 5120/40/40)."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
-    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                              image_size=336, patch_size=14, projection_dim=768)
-    text = LlamaConfig(hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=layers, num_attention_heads=heads,
-                       num_key_value_heads=heads, vocab_size=32064, max_position_embeddings=4096)
+    vision = CLIPVisionConfig(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
+    )
+    text = LlamaConfig(
+        hidden_size=hidden,
+        intermediate_size=ffn,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        vocab_size=32064,
+        max_position_embeddings=4096,
+    )
     return LlavaConfig(vision_config=vision, text_config=text, image_token_id=32000, vocab_size=32064)
 
 
@@ -99,8 +150,11 @@ def materialize_adapter(ctrl) -> None:
                 continue
             for pn, p in list(sub.named_parameters(recurse=False)):
                 if p.device.type == "meta":
-                    setattr(sub, pn, torch.nn.Parameter(torch.randn(p.shape, generator=gen) * 0.02,
-                                                        requires_grad=p.requires_grad))
+                    setattr(
+                        sub,
+                        pn,
+                        torch.nn.Parameter(torch.randn(p.shape, generator=gen) * 0.02, requires_grad=p.requires_grad),
+                    )
             for bn, b in list(sub.named_buffers(recurse=False)):
                 if b is not None and b.device.type == "meta":
                     sub._buffers[bn] = torch.zeros(b.shape, dtype=b.dtype)
@@ -126,8 +180,15 @@ def test_llava_7b_meta_release_config(tmp_path):
     run = tmp_path / "run"
     export_peft_adapter(model, run / "adapter")
     cfg7.save_pretrained(tmp_path / "llava-1.5-7b-hf")  # config only: what the release needs to know the base
-    (run / "run.json").write_text(json.dumps({"base_model": str(tmp_path / "llava-1.5-7b-hf"), "method": "structlora",
-                                              "config": {"DataArguments": {"task": "coco"}}}))
+    (run / "run.json").write_text(
+        json.dumps(
+            {
+                "base_model": str(tmp_path / "llava-1.5-7b-hf"),
+                "method": "structlora",
+                "config": {"DataArguments": {"task": "coco"}},
+            }
+        )
+    )
     rel = build_release(run, tmp_path / "release")
     acfg = json.loads((rel / "adapter_config.json").read_text())
     assert acfg["base_model_name_or_path"] == "llava-hf/llava-1.5-7b-hf"
@@ -137,15 +198,19 @@ def test_llava_7b_meta_release_config(tmp_path):
     assert len(expected) == 110  # target_modules: one regex matching the v4 and v5 spelling (portable.py)
     v4_names = {v4_key(n) for n in expected}
     assert all(re.fullmatch(acfg["target_modules"], n) for n in expected | v4_names)
-    ranks = {re.sub(r"\\(.)", r"\1", k.replace(BOTH_TOWER_RX, "vision_tower.")): v
-             for k, v in acfg["rank_pattern"].items()}
+    ranks = {
+        re.sub(r"\\(.)", r"\1", k.replace(BOTH_TOWER_RX, "vision_tower.")): v for k, v in acfg["rank_pattern"].items()
+    }
     assert set(ranks) == expected and all(8 <= r <= 8 * (1 + 8) for r in ranks.values())
     # stock PEFT reads that config into LoRA layers of exactly the exported shapes, on a fresh 7B
     with torch.device("meta"):
         fresh = LlavaForConditionalGeneration(cfg7)
     inject_adapter_in_model(LoraConfig.from_pretrained(str(rel)), fresh)
-    injected = {n: (tuple(m.lora_A["default"].weight.shape), tuple(m.lora_B["default"].weight.shape))
-                for n, m in fresh.named_modules() if hasattr(m, "lora_A") and "default" in m.lora_A}
+    injected = {
+        n: (tuple(m.lora_A["default"].weight.shape), tuple(m.lora_B["default"].weight.shape))
+        for n, m in fresh.named_modules()
+        if hasattr(m, "lora_A") and "default" in m.lora_A
+    }
     shapes = adapter_shapes(rel)
     assert set(injected) == expected
     for name, (a, b) in injected.items():

@@ -5,6 +5,7 @@ requirements-transformers4.txt (no dependencies: torch, safetensors, peft, numpy
 into artifacts/tf4/<hash of the file>/ once; a process with that directory first on PYTHONPATH imports
 transformers 4. Measured here: about 22 s on a 2-core machine with a warm pip cache.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,12 +34,29 @@ def ensure_tf4() -> tuple[Path | None, str]:
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     t0 = time.time()
-    res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check",
-                          "--target", str(tmp), "-r", str(REQUIREMENTS)], capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--target",
+            str(tmp),
+            "-r",
+            str(REQUIREMENTS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if res.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        return None, (f"pip could not install {REQUIREMENTS.name} into a --target dir (rc {res.returncode}): "
-                      f"{(res.stderr or res.stdout)[-600:]}")
+        return None, (
+            f"pip could not install {REQUIREMENTS.name} into a --target dir (rc {res.returncode}): "
+            f"{(res.stderr or res.stdout)[-600:]}"
+        )
     (tmp / "INSTALLED").write_text(f"{time.time() - t0:.1f} s\n")
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
@@ -53,5 +71,6 @@ def tf4_env(target: Path) -> dict[str, str]:
 
 
 def run_tf4(target: Path, args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=tf4_env(target),
-                          timeout=600, cwd="/tmp")
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=tf4_env(target), timeout=600, cwd="/tmp"
+    )

@@ -4,6 +4,7 @@ Every corpus entry is a small file written the way real corruption looks (a JPEG
 PNG with its tail missing, a CMYK JPEG from a print pipeline, an empty file left by a crashed
 download, JSON with invalid UTF-8 bytes...), so the tests exercise the real decoders and parsers.
 """
+
 from __future__ import annotations
 
 import io
@@ -52,8 +53,7 @@ def write_images(folder: Path) -> dict[str, Path]:
     return out
 
 
-def record(rid: str, image: str | None, question: str = "<image>\nwhat shape is it?",
-           answer: str = "a circle") -> dict:
+def record(rid: str, image: str | None, question: str = "<image>\nwhat shape is it?", answer: str = "a circle") -> dict:
     rec = {"id": rid, "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]}
     if image is not None:
         rec["image"] = image
@@ -79,8 +79,10 @@ def processor(tmp_path_factory):
     from llava_structlora.toy.model_config import get_preset
     from llava_structlora.toy.tokenizer import build_tokenizer
 
-    texts = [record(f"t{i}", None, f"what colour is the {s}?", f"a {c} {s}")
-             for i, (s, c) in enumerate([("circle", "red"), ("square", "blue"), ("triangle", "green")] * 4)]
+    texts = [
+        record(f"t{i}", None, f"what colour is the {s}?", f"a {c} {s}")
+        for i, (s, c) in enumerate([("circle", "red"), ("square", "blue"), ("triangle", "green")] * 4)
+    ]
     path = write_json(tmp_path_factory.mktemp("tok") / "text.json", texts)
     return build_processor(build_tokenizer([path], 128, 64), get_preset("smoke"))
 
@@ -93,8 +95,14 @@ def tiny_base(tmp_path_factory, processor) -> Path:
     from llava_structlora.toy.model_config import get_preset, llava_config
 
     tok = processor.tokenizer
-    cfg = llava_config(get_preset("smoke").model, len(tok), tok.convert_tokens_to_ids(processor.image_token),
-                       tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    cfg = llava_config(
+        get_preset("smoke").model,
+        len(tok),
+        tok.convert_tokens_to_ids(processor.image_token),
+        tok.pad_token_id,
+        tok.bos_token_id,
+        tok.eos_token_id,
+    )
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("base")
     LlavaForConditionalGeneration(cfg).save_pretrained(out)
@@ -109,7 +117,9 @@ def peft_adapter(tmp_path_factory, tiny_base) -> Path:
     from transformers import LlavaForConditionalGeneration
 
     model = LlavaForConditionalGeneration.from_pretrained(tiny_base)
-    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=r".*layers\.\d+\.self_attn\.(q_proj|v_proj)"))
+    peft = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=r".*layers\.\d+\.self_attn\.(q_proj|v_proj)")
+    )
     with torch.no_grad():
         for name, p in peft.named_parameters():
             if "lora_B" in name:

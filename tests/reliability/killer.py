@@ -4,6 +4,7 @@ Why a helper: the crash tests must kill a *real* process (no exception handlers,
 blocks, no atexit) at a point that is either deterministic (the child prints a marker and then
 blocks, e.g. half-way through a write) or random (a delay drawn by the test).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,15 @@ def start(code: str | list[str], cwd: Path | None = None, **env: str) -> subproc
     """A python snippet (str) or a command (list), in its own session so that ``kill9`` can
     take down the whole group it spawns (e.g. the DeepSpeed launcher's ranks)."""
     cmd = [sys.executable, "-c", code] if isinstance(code, str) else code
-    return subprocess.Popen(cmd, cwd=cwd or REPO, env=child_env(**env), start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd or REPO,
+        env=child_env(**env),
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_line(proc: subprocess.Popen, marker: str, timeout: float = 60.0) -> str:

@@ -1,4 +1,4 @@
-"""Bad-input corpus (issue 7, reliability 1): every kind gives a clear error naming the file /
+"""Bad-input corpus: every kind gives a clear error naming the file /
 record, a counted skip, or (convertible images) just works; nothing crashes deep in a stack.
 
 Policies under test are the documented ones: ``llava_structlora/data/dataset.py`` (structural
@@ -7,6 +7,7 @@ problems and undecodable images are counted skips, ``strict=True`` raises ``BadR
 duplicated ids are ``ConvertError``), ``StructLoRAConfig`` (a bad value is a ``ValueError``
 naming the field).
 """
+
 from __future__ import annotations
 
 import json
@@ -65,14 +66,20 @@ def test_only_bad_images_stop_with_clear_error(tmp_path, corpus, processor):
 
 
 # ----------------------------------------------------------------------------- JSON files
-@pytest.mark.parametrize("content,what", [
-    (b'[{"id": "a", "conversations": [', "malformed JSON"),
-    (b"", "empty file"),
-    (b'{"data": [{"id": "a"}]}', "object instead of a list"),
-    (b'["just", "strings"]', "list of non-records"),
-    (b'[{"id": "a", "image": "good.png", "conversations": [{"from": "human", "value": "\xff\xfe caf\xe9"}]}]',
-     "non-UTF8 bytes"),
-], ids=["malformed", "empty_file", "object_not_list", "list_of_strings", "non_utf8"])
+@pytest.mark.parametrize(
+    "content,what",
+    [
+        (b'[{"id": "a", "conversations": [', "malformed JSON"),
+        (b"", "empty file"),
+        (b'{"data": [{"id": "a"}]}', "object instead of a list"),
+        (b'["just", "strings"]', "list of non-records"),
+        (
+            b'[{"id": "a", "image": "good.png", "conversations": [{"from": "human", "value": "\xff\xfe caf\xe9"}]}]',
+            "non-UTF8 bytes",
+        ),
+    ],
+    ids=["malformed", "empty_file", "object_not_list", "list_of_strings", "non_utf8"],
+)
 def test_bad_json_file_is_clear_error(content, what, tmp_path, corpus, processor):
     path = tmp_path / "llava_train.json"
     path.write_bytes(content)
@@ -81,11 +88,16 @@ def test_bad_json_file_is_clear_error(content, what, tmp_path, corpus, processor
 
 
 def test_records_without_assistant_turn_are_counted(tmp_path, corpus, processor):
-    recs = [record("ok", corpus["good"].name),
-            {"id": "no_gpt", "image": corpus["good"].name,
-             "conversations": [{"from": "human", "value": "<image>\nwhat is it?"}]},
-            {"id": "no_conv", "image": corpus["good"].name},
-            {"id": "bad_roles", "conversations": [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}]}]
+    recs = [
+        record("ok", corpus["good"].name),
+        {
+            "id": "no_gpt",
+            "image": corpus["good"].name,
+            "conversations": [{"from": "human", "value": "<image>\nwhat is it?"}],
+        },
+        {"id": "no_conv", "image": corpus["good"].name},
+        {"id": "bad_roles", "conversations": [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}]},
+    ]
     ds = _dataset(tmp_path, corpus, processor, recs)
     assert len(ds) == 1 and sum(ds.skipped.values()) == 3  # none lost: 1 kept + 3 counted
     with pytest.raises(BadRecordError, match="record no_gpt"):
@@ -96,8 +108,7 @@ def test_image_record_without_image_token_stays_consistent(tmp_path, corpus, pro
     """An image but no ``<image>`` in the text: either refused clearly or the image tokens are
     inserted; never a sample whose image-token count mismatches its pixel_values (which only
     fails later, deep inside the model's forward)."""
-    recs = [record("no_token", corpus["good"].name, question="what shape is it?"),
-            record("next", corpus["good"].name)]
+    recs = [record("no_token", corpus["good"].name, question="what shape is it?"), record("next", corpus["good"].name)]
     try:
         ds = _dataset(tmp_path, corpus, processor, recs)
         item = ds[0]
@@ -108,15 +119,18 @@ def test_image_record_without_image_token_stays_consistent(tmp_path, corpus, pro
         n = _n_image_tokens(item, processor)
         assert n == num_image_tokens(processor), (
             f"record with an image but no <image> token gave {n} image tokens with pixel_values set "
-            f"(the model's forward would fail); expected {num_image_tokens(processor)} or a counted skip")
+            f"(the model's forward would fail); expected {num_image_tokens(processor)} or a counted skip"
+        )
     else:
         assert sum(ds.skipped.values()) == 1
 
 
 def test_multiple_image_tokens_are_a_counted_skip(tmp_path, corpus, processor, caplog):
-    """Issue 15: exactly one <image> in the first human turn; several are a named, counted skip."""
-    recs = [record("multi", corpus["good"].name, question="<image>\nwhat <image> shape is <image> it?"),
-            record("next", corpus["good"].name)]
+    """Exactly one <image> in the first human turn; several are a named, counted skip."""
+    recs = [
+        record("multi", corpus["good"].name, question="<image>\nwhat <image> shape is <image> it?"),
+        record("next", corpus["good"].name),
+    ]
     ds = _dataset(tmp_path, corpus, processor, recs)
     assert len(ds) == 1 and ds.skipped == {"bad image token": 1} and "record multi (index 0)" in caplog.text
     assert _n_image_tokens(ds[0], processor) == num_image_tokens(processor)
@@ -154,13 +168,25 @@ def _gqa(tmp_path, corpus, questions: dict | bytes, check="full", name="val_bala
 
 
 def _gqa_q(image_id: str, answer: str = "red") -> dict:
-    return {"imageId": image_id, "question": "what colour is it?", "answer": answer, "fullAnswer": "It is red.",
-            "types": {"structural": "query", "semantic": "attr", "detailed": "color"}}
+    return {
+        "imageId": image_id,
+        "question": "what colour is it?",
+        "answer": answer,
+        "fullAnswer": "It is red.",
+        "types": {"structural": "query", "semantic": "attr", "detailed": "color"},
+    }
 
 
 def test_converter_counts_each_unusable_image(tmp_path, corpus):
-    qs = {"1": _gqa_q("good"), "2": _gqa_q("corrupt_jpeg"), "3": _gqa_q("truncated_png"),
-          "4": _gqa_q("empty_file"), "5": _gqa_q("missing"), "6": _gqa_q("cmyk"), "7": _gqa_q("good", answer="")}
+    qs = {
+        "1": _gqa_q("good"),
+        "2": _gqa_q("corrupt_jpeg"),
+        "3": _gqa_q("truncated_png"),
+        "4": _gqa_q("empty_file"),
+        "5": _gqa_q("missing"),
+        "6": _gqa_q("cmyk"),
+        "7": _gqa_q("good", answer=""),
+    }
     man = _gqa(tmp_path, corpus, qs)
     reasons = man["reasons"]["val"]
     assert man["counts"]["val"] == 2  # good + cmyk (convertible)
@@ -168,14 +194,21 @@ def test_converter_counts_each_unusable_image(tmp_path, corpus):
     assert man["counts"]["val"] + man["skipped"]["val"] == len(qs)  # no lost record
 
 
-@pytest.mark.parametrize("content,pattern", [
-    (b'{"1": {"imageId": "good", "question": ', r"malformed JSON in .*val_balanced_questions\.json"),
-    (b"", r"val_balanced_questions\.json"),
-    (b'[{"imageId": "good"}]', r"val_balanced_questions\.json: top-level JSON value must be an object"),
-    (b'{"1": {"imageId": "good", "question": "q?", "answer": "a"}, "1": {"imageId": "good", "question": "q?", '
-     b'"answer": "b"}}', r"duplicated question id '1'"),
-    (b'{"1": {"imageId": "good", "question": "caf\xe9?", "answer": "a"}}', r"val_balanced_questions\.json"),
-], ids=["malformed", "empty_file", "list_not_object", "duplicate_id", "non_utf8"])
+@pytest.mark.parametrize(
+    "content,pattern",
+    [
+        (b'{"1": {"imageId": "good", "question": ', r"malformed JSON in .*val_balanced_questions\.json"),
+        (b"", r"val_balanced_questions\.json"),
+        (b'[{"imageId": "good"}]', r"val_balanced_questions\.json: top-level JSON value must be an object"),
+        (
+            b'{"1": {"imageId": "good", "question": "q?", "answer": "a"}, "1": {"imageId": "good", "question": "q?", '
+            b'"answer": "b"}}',
+            r"duplicated question id '1'",
+        ),
+        (b'{"1": {"imageId": "good", "question": "caf\xe9?", "answer": "a"}}', r"val_balanced_questions\.json"),
+    ],
+    ids=["malformed", "empty_file", "list_not_object", "duplicate_id", "non_utf8"],
+)
 def test_converter_bad_file_is_clear_error(content, pattern, tmp_path, corpus):
     from data_prep.common import ConvertError
 
@@ -184,8 +217,20 @@ def test_converter_bad_file_is_clear_error(content, pattern, tmp_path, corpus):
 
 
 # ----------------------------------------------------------------------------- configs
-@pytest.mark.parametrize("field", ["alpha", "dropout", "lambda_ib", "lambda_penalty", "smooth_eta",
-                                   "gate_init", "gate_lr_mult", "ib_warmup_steps", "hard_concrete_temperature"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "alpha",
+        "dropout",
+        "lambda_ib",
+        "lambda_penalty",
+        "smooth_eta",
+        "gate_init",
+        "gate_lr_mult",
+        "ib_warmup_steps",
+        "hard_concrete_temperature",
+    ],
+)
 def test_nan_in_structlora_config_names_the_field(field):
     from llava_structlora.structlora.config import StructLoRAConfig
 
@@ -193,26 +238,55 @@ def test_nan_in_structlora_config_names_the_field(field):
         StructLoRAConfig(**{field: math.nan})
 
 
-@pytest.mark.parametrize("field,cls", [("learning_rate", "TrainingArguments"), ("lambda_ib", "StructLoRAArguments"),
-                                       ("lora_alpha", "ModelArguments")])
+@pytest.mark.parametrize(
+    "field,cls",
+    [("learning_rate", "TrainingArguments"), ("lambda_ib", "StructLoRAArguments"), ("lora_alpha", "ModelArguments")],
+)
 def test_nan_in_training_yaml_is_refused_before_launch(field, cls, tmp_path):
     from llava_structlora.train.config import ConfigError, parse_args
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"task: coco\nmax_steps: 3\n{field}: .nan\n")
     with pytest.raises(ConfigError, match=rf"{cls}\.{field}=nan"):
-        parse_args(["--config", str(recipe), "--model_name_or_path", str(tmp_path), "--data_path",
-                    str(tmp_path / "llava_train.json"), "--output_dir", str(tmp_path / "out")], with_deepspeed=False)
+        parse_args(
+            [
+                "--config",
+                str(recipe),
+                "--model_name_or_path",
+                str(tmp_path),
+                "--data_path",
+                str(tmp_path / "llava_train.json"),
+                "--output_dir",
+                str(tmp_path / "out"),
+            ],
+            with_deepspeed=False,
+        )
 
 
-@pytest.mark.parametrize("results,pattern", [
-    ([{"questionId": "1", "prediction": "red"}, {"questionId": "1", "prediction": "blue"},
-      {"questionId": "2", "prediction": "red"}], "appear more than once (e.g. '1')"),
-    ([{"questionId": "1", "prediction": "red"}], "have no result (e.g. '2')"),
-    ([{"questionId": "1", "prediction": "red"}, {"questionId": "2", "prediction": "red"},
-      {"questionId": "9", "prediction": "red"}], "not in the references (e.g. '9')"),
-    ({"questionId": "1"}, "results"),
-], ids=["duplicate_id", "missing_id", "unknown_id", "wrong_shape"])
+@pytest.mark.parametrize(
+    "results,pattern",
+    [
+        (
+            [
+                {"questionId": "1", "prediction": "red"},
+                {"questionId": "1", "prediction": "blue"},
+                {"questionId": "2", "prediction": "red"},
+            ],
+            "appear more than once (e.g. '1')",
+        ),
+        ([{"questionId": "1", "prediction": "red"}], "have no result (e.g. '2')"),
+        (
+            [
+                {"questionId": "1", "prediction": "red"},
+                {"questionId": "2", "prediction": "red"},
+                {"questionId": "9", "prediction": "red"},
+            ],
+            "not in the references (e.g. '9')",
+        ),
+        ({"questionId": "1"}, "results"),
+    ],
+    ids=["duplicate_id", "missing_id", "unknown_id", "wrong_shape"],
+)
 def test_scorer_refuses_bad_result_ids(results, pattern, tmp_path, capsys):
     """Duplicate / missing / unknown ids in a results file: exit 2 with a clear message, no score."""
     from llava_structlora.metrics.__main__ import main
@@ -225,12 +299,16 @@ def test_scorer_refuses_bad_result_ids(results, pattern, tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- evaluation inputs
-@pytest.mark.parametrize("content,pattern", [
-    (b'{"question_id": 1, "text": "q?"}\n{"question_id": 1, "text": "again?"}\n', r":2: duplicate question_id 1"),
-    (b'{"question_id": 1, "text": "q?"}\n{"question_id": 2, "text": \n', r":2: not valid JSON"),
-    (b'{"question_id": 1, "text": "caf\xe9?"}\n', r"questions\.jsonl"),
-    (b"", r"no questions"),
-], ids=["duplicate_id", "malformed_line", "non_utf8", "empty_file"])
+@pytest.mark.parametrize(
+    "content,pattern",
+    [
+        (b'{"question_id": 1, "text": "q?"}\n{"question_id": 1, "text": "again?"}\n', r":2: duplicate question_id 1"),
+        (b'{"question_id": 1, "text": "q?"}\n{"question_id": 2, "text": \n', r":2: not valid JSON"),
+        (b'{"question_id": 1, "text": "caf\xe9?"}\n', r"questions\.jsonl"),
+        (b"", r"no questions"),
+    ],
+    ids=["duplicate_id", "malformed_line", "non_utf8", "empty_file"],
+)
 def test_eval_question_file_errors_name_file_and_line(content, pattern, tmp_path):
     from llava_structlora.evaluation.generate import load_questions
 

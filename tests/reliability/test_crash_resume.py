@@ -1,4 +1,4 @@
-"""Crash tests (issue 7, reliability 2 + 3): ``kill -9`` of the real recipe at 3 points of training
+"""Crash tests: ``kill -9`` of the real recipe at 3 points of training
 and of the real evaluation CLI at 3 points of generation; resumed results equal uninterrupted ones.
 
 Training: ``SMOKE=1 EVAL=0 bash scripts/finetune_coco.sh`` (2-rank DeepSpeed ZeRO-2 on CPU,
@@ -11,6 +11,7 @@ uninterrupted run within 1e-6, and the last run must really have resumed. Evalua
 three times, then run to the end: every question answered exactly once and every answer
 identical to an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,13 +51,21 @@ def _finetune_cmd() -> list[str]:
 
 
 def _train_env(out: Path, smoke: dict[str, Path]) -> dict[str, str]:
-    return {"SMOKE": "1", "EVAL": "0", "OUTPUT_DIR": str(out), "RESUME": "auto", "SEED": "0",
-            "DATA_ROOT": str(smoke["data"]), "MODEL": str(smoke["base"])}
+    return {
+        "SMOKE": "1",
+        "EVAL": "0",
+        "OUTPUT_DIR": str(out),
+        "RESUME": "auto",
+        "SEED": "0",
+        "DATA_ROOT": str(smoke["data"]),
+        "MODEL": str(smoke["base"]),
+    }
 
 
 def _train(out: Path, smoke: dict[str, Path]) -> subprocess.CompletedProcess:
-    return subprocess.run(_finetune_cmd(), cwd=REPO, env=child_env(**_train_env(out, smoke)), capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        _finetune_cmd(), cwd=REPO, env=child_env(**_train_env(out, smoke)), capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -127,13 +136,31 @@ def test_training_killed_three_times_resumes_to_the_same_adapter(reference_run, 
 
 # ----------------------------------------------------------------------------- evaluation
 def _eval_cmd(adapter: Path, out: Path, smoke: dict[str, Path]) -> list[str]:
-    return [sys.executable, "-m", "llava_structlora.evaluation", "--task", "gqa", "--model", str(smoke["base"]),
-            "--adapter", str(adapter), "--data-root", str(smoke["data"]), "--output-dir", str(out),
-            "--batch-size", "1", "--device", "cpu"]
+    return [
+        sys.executable,
+        "-m",
+        "llava_structlora.evaluation",
+        "--task",
+        "gqa",
+        "--model",
+        str(smoke["base"]),
+        "--adapter",
+        str(adapter),
+        "--data-root",
+        str(smoke["data"]),
+        "--output-dir",
+        str(out),
+        "--batch-size",
+        "1",
+        "--device",
+        "cpu",
+    ]
 
 
 def _answered(out: Path) -> int:
-    return sum(p.read_bytes().count(b"\n") for p in (out / "answers").glob("*.jsonl")) if (out / "answers").is_dir() else 0
+    return (
+        sum(p.read_bytes().count(b"\n") for p in (out / "answers").glob("*.jsonl")) if (out / "answers").is_dir() else 0
+    )
 
 
 def _answers(out: Path) -> dict:
@@ -146,8 +173,9 @@ def _answers(out: Path) -> dict:
 def test_evaluation_killed_three_times_gives_identical_answers(reference_run, smoke, tmp_path):
     adapter = reference_run / "adapter"
     ref, out = tmp_path / "ref", tmp_path / "crashed"
-    res = subprocess.run(_eval_cmd(adapter, ref, smoke), cwd=REPO, env=child_env(), capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        _eval_cmd(adapter, ref, smoke), cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     expected = _answers(ref)
     n = len(expected)
@@ -162,7 +190,8 @@ def test_evaluation_killed_three_times_gives_identical_answers(reference_run, sm
         landed.append(_answered(out))
     assert any(0 < a < n for a in landed), f"no kill landed mid-generation: {landed} of {n}"
     assert not (out / "answers.jsonl").exists() or _answered(out) == n
-    res = subprocess.run(_eval_cmd(adapter, out, smoke), cwd=REPO, env=child_env(), capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        _eval_cmd(adapter, out, smoke), cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert _answers(out) == expected

@@ -1,9 +1,10 @@
-"""Data loss (issue 15): merge / release never replace what they do not own.
+"""Data loss: merge / release never replace what they do not own.
 
 A non-empty OUT is refused unless ``--overwrite`` is given *and* OUT is a previous output of the
 same kind (its marker says so); OUT equal to, inside or above the run or the base is always
 refused. Each refusal exits 2 and leaves every byte that was there.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,11 @@ import pytest
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture()
@@ -46,13 +50,21 @@ def _user_folder(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["merge", "release"])
-@pytest.mark.parametrize("case", ["user_folder", "run_dir", "parent_of_run", "outputs_root", "inside_run",
-                                  "base_dir", "inside_base", "a_file"])
+@pytest.mark.parametrize(
+    "case",
+    ["user_folder", "run_dir", "parent_of_run", "outputs_root", "inside_run", "base_dir", "inside_base", "a_file"],
+)
 def test_out_that_would_destroy_data_is_refused(kind, case, tmp_path, run_dir, tiny_base, capsys):
-    out = {"user_folder": lambda: _user_folder(tmp_path), "run_dir": lambda: run_dir,
-           "parent_of_run": lambda: run_dir.parent, "outputs_root": lambda: tmp_path,
-           "inside_run": lambda: run_dir / "merged", "base_dir": lambda: tiny_base,
-           "inside_base": lambda: tiny_base / "out", "a_file": lambda: run_dir / "adapter_config.json"}[case]()
+    out = {
+        "user_folder": lambda: _user_folder(tmp_path),
+        "run_dir": lambda: run_dir,
+        "parent_of_run": lambda: run_dir.parent,
+        "outputs_root": lambda: tmp_path,
+        "inside_run": lambda: run_dir / "merged",
+        "base_dir": lambda: tiny_base,
+        "inside_base": lambda: tiny_base / "out",
+        "a_file": lambda: run_dir / "adapter_config.json",
+    }[case]()
     watched = [tmp_path, tiny_base]
     before = [_snapshot(w) for w in watched]
     argv = [str(run_dir), str(out), "--overwrite"] + (["--base", str(tiny_base)] if kind == "merge" else [])
@@ -118,9 +130,16 @@ def _gqa_raw(root: Path, image_ids=("1", "2")) -> tuple[Path, Path]:
     images.mkdir(parents=True, exist_ok=True)
     for iid in image_ids:
         Image.new("RGB", (8, 8), (200, 30, 30)).save(images / f"{iid}.jpg")
-    qs = {f"q{i}": {"imageId": iid, "question": "what colour?", "answer": "red", "fullAnswer": "It is red.",
-                    "types": {"structural": "query", "semantic": "attr", "detailed": "color"}}
-          for i, iid in enumerate(image_ids)}
+    qs = {
+        f"q{i}": {
+            "imageId": iid,
+            "question": "what colour?",
+            "answer": "red",
+            "fullAnswer": "It is red.",
+            "types": {"structural": "query", "semantic": "attr", "detailed": "color"},
+        }
+        for i, iid in enumerate(image_ids)
+    }
     path = root / "train_balanced_questions.json"
     path.write_text(json.dumps(qs))
     return path, images
@@ -201,9 +220,11 @@ def test_cached_builders_refuse_a_folder_that_is_not_theirs(builder, tmp_path, c
     before = _snapshot(folder)
     if builder == "build_default":
         from data_prep.build_default import main
+
         argv = ["--root", str(folder), "--preset", "smoke"]
     else:
         from llava_structlora.toy.build_base import main
+
         argv = ["--data", str(tmp_path), "--out", str(folder), "--preset", "smoke"]
     assert run_main(main, argv, builder) == 2
     assert "refusing" in capsys.readouterr().err

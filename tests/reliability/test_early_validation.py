@@ -1,9 +1,10 @@
-"""Early validation (issue 15): bad sizes, a base without weights and targets that match nothing fail
+"""Early validation: bad sizes, a base without weights and targets that match nothing fail
 in the configuration check, before any model, dataset or DeepSpeed launcher is built.
 
 The entry point is the real ``python -m llava_structlora.train`` main; the base loader is replaced
 by a tripwire, so a test passes only if the error came before it: exit 2, the option named.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -30,18 +31,32 @@ def tripwire(monkeypatch):
 
 def _argv(tmp_path, base, *extra):
     data = write_json(tmp_path / "llava_train.json", [record("a", None, "what is it?", "a circle")])
-    return ["--model_name_or_path", str(base), "--data_path", str(data), "--output_dir", str(tmp_path / "out"),
-            "--report_to", "none", "--max_steps", "1", *extra]
+    return [
+        "--model_name_or_path",
+        str(base),
+        "--data_path",
+        str(data),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--report_to",
+        "none",
+        "--max_steps",
+        "1",
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("flag,value,field", [
-    ("--eval_batch_size", "0", "DataArguments.eval_batch_size=0"),
-    ("--eval_batch_size", "-4", "DataArguments.eval_batch_size=-4"),
-    ("--per_device_train_batch_size", "0", "TrainingArguments.per_device_train_batch_size=0"),
-    ("--gradient_accumulation_steps", "0", "TrainingArguments.gradient_accumulation_steps=0"),
-    ("--model_max_length", "0", "DataArguments.model_max_length=0"),
-    ("--max_train_samples", "0", "DataArguments.max_train_samples=0"),
-])
+@pytest.mark.parametrize(
+    "flag,value,field",
+    [
+        ("--eval_batch_size", "0", "DataArguments.eval_batch_size=0"),
+        ("--eval_batch_size", "-4", "DataArguments.eval_batch_size=-4"),
+        ("--per_device_train_batch_size", "0", "TrainingArguments.per_device_train_batch_size=0"),
+        ("--gradient_accumulation_steps", "0", "TrainingArguments.gradient_accumulation_steps=0"),
+        ("--model_max_length", "0", "DataArguments.model_max_length=0"),
+        ("--max_train_samples", "0", "DataArguments.max_train_samples=0"),
+    ],
+)
 def test_zero_sizes_refused_before_anything_is_built(flag, value, field, tmp_path, tiny_base, tripwire, capsys):
     from llava_structlora.train.main import main
 

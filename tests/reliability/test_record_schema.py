@@ -1,10 +1,11 @@
-"""Training-record schema (issue 15): every bad record is a counted skip that names it, found when
+"""Training-record schema: every bad record is a counted skip that names it, found when
 the dataset is built (not mid-run); bad JSON encodings and nesting are clear errors naming the file.
 
 Cases are invented per class: wrong types of each field, wrong roles, ``<image>`` anywhere but
 once in the first human turn, empty / non-string answers, decompression bombs, answers cut away
 by truncation, and files that are UTF-16, BOM-prefixed or absurdly nested.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,11 @@ BAD_RECORDS = {  # id -> (record without id/image, has image, expected category)
     "unknown_role": (_turns(("user", "<image>\nq?"), ("assistant", "a")), True, "bad turn"),
     "role_missing": ([{"value": "<image>\nq?"}, {"from": G, "value": "a"}], True, "bad turn"),
     "image_in_answer": (_turns((H, "<image>\nq?"), (G, "a <image> circle")), True, "bad image token"),
-    "image_in_second_question": (_turns((H, "<image>\nq?"), (G, "a"), (H, "<image> and?"), (G, "b")), True,
-                                 "bad image token"),
+    "image_in_second_question": (
+        _turns((H, "<image>\nq?"), (G, "a"), (H, "<image> and?"), (G, "b")),
+        True,
+        "bad image token",
+    ),
     "no_image_token": (_turns((H, "q?"), (G, "a")), True, "bad image token"),
     "two_image_tokens": (_turns((H, "<image><image>\nq?"), (G, "a")), True, "bad image token"),
     "token_without_image": (_turns((H, "<image>\nq?"), (G, "a")), False, "bad image token"),
@@ -69,11 +73,18 @@ def test_bad_record_is_a_named_counted_skip_at_build_time(rid, tmp_path, corpus,
         _build(tmp_path, corpus, processor, recs, strict=True)
 
 
-@pytest.mark.parametrize("field,value,category", [
-    ("image", 7, "bad image field"), ("image", ["a.png"], "bad image field"), ("image", "", "bad image field"),
-    ("image", {"path": "a.png"}, "bad image field"), ("id", ["x"], "bad id"), ("id", True, "bad id"),
-    ("id", {"k": 1}, "bad id"),
-])
+@pytest.mark.parametrize(
+    "field,value,category",
+    [
+        ("image", 7, "bad image field"),
+        ("image", ["a.png"], "bad image field"),
+        ("image", "", "bad image field"),
+        ("image", {"path": "a.png"}, "bad image field"),
+        ("id", ["x"], "bad id"),
+        ("id", True, "bad id"),
+        ("id", {"k": 1}, "bad id"),
+    ],
+)
 def test_mistyped_top_level_field_is_a_counted_skip(field, value, category, tmp_path, corpus, processor, caplog):
     bad = record("bad", corpus["good"].name)
     bad[field] = value
@@ -93,9 +104,11 @@ def test_all_records_bad_is_an_error_with_the_counts(tmp_path, corpus, processor
 
 
 def test_good_multi_turn_and_text_only_records_pass(tmp_path, corpus, processor):
-    recs = [_rec("multi", _turns((H, "what is it?\n<image>"), (G, "a circle"), (H, "colour?"), (G, "red")), True),
-            _rec("text", _turns((H, "say hi"), (G, "hi")), False),
-            _rec("lead_gpt", _turns((G, "hello"), (H, "<image>\nq?"), (G, "a")), True)]
+    recs = [
+        _rec("multi", _turns((H, "what is it?\n<image>"), (G, "a circle"), (H, "colour?"), (G, "red")), True),
+        _rec("text", _turns((H, "say hi"), (G, "hi")), False),
+        _rec("lead_gpt", _turns((G, "hello"), (H, "<image>\nq?"), (G, "a")), True),
+    ]
     ds = _build(tmp_path, corpus, processor, recs)
     assert len(ds) == 3 and not ds.skipped
     assert ds[1]["pixel_values"] is None and ds[0]["pixel_values"] is not None
@@ -115,8 +128,10 @@ def test_decompression_bomb_image_is_a_counted_skip(scale, tmp_path, corpus, pro
 
 def test_answer_cut_away_by_truncation_is_a_counted_skip(tmp_path, corpus, processor, caplog):
     """Zero target tokens would make the loss 0/0 (NaN) at batch size 1."""
-    recs = [record("cut", corpus["good"].name, question="<image>\n" + "what shape " * 20, answer="a circle"),
-            record("fits", corpus["good"].name)]
+    recs = [
+        record("cut", corpus["good"].name, question="<image>\n" + "what shape " * 20, answer="a circle"),
+        record("fits", corpus["good"].name),
+    ]
     full = _build(tmp_path, corpus, processor, recs, model_max_length=4096)
     prompt_len = int((full[1]["labels"] != -100).nonzero()[0])
     ds = _build(tmp_path, corpus, processor, recs, model_max_length=prompt_len + 4)
@@ -143,9 +158,14 @@ def test_utf16_and_utf32_files_are_named_errors(encoding, tmp_path, corpus, proc
         LazySupervisedDataset(path, processor, image_folder=corpus["good"].parent)
 
 
-@pytest.mark.parametrize("payload", [b"[" * 100_000,
-                                     b'[{"id": "a", "x": ' + b'{"k": ' * 5000 + b"1" + b"}" * 5000 + b"}]",
-                                     b'[{"conversations": [' + b"[" * 3000 + b"]" * 3000 + b"]}]"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * 100_000,
+        b'[{"id": "a", "x": ' + b'{"k": ' * 5000 + b"1" + b"}" * 5000 + b"}]",
+        b'[{"conversations": [' + b"[" * 3000 + b"]" * 3000 + b"]}]",
+    ],
+)
 def test_deeply_nested_json_is_refused_before_parsing(payload, tmp_path, corpus, processor):
     """ijson's memory grows with the square of the depth (100k levels would take tens of GB)."""
     path = tmp_path / "llava_train.json"

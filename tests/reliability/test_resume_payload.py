@@ -1,10 +1,11 @@
-"""Untrusted code on resume (issue 15): ``RESUME=auto`` never unpickles code from a checkpoint.
+"""Untrusted code on resume: ``RESUME=auto`` never unpickles code from a checkpoint.
 
 DeepSpeed's checkpoint engine calls ``torch.load(weights_only=False)``; a ``.pt`` planted in a
 ``checkpoint-N/`` with a ``COMPLETE.json`` must be refused, with the file named, and its payload
 (which creates a marker file when unpickled) must never run. The allow-listed types of real
 DeepSpeed / Trainer checkpoints still load.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,16 @@ def _fake_checkpoint(root: Path, step: int = 4) -> Path:
     return ckpt
 
 
-@pytest.mark.parametrize("where", ["global_step4/zero_pp_rank_0_mp_rank_00_optim_states.pt", "rng_state_0.pth",
-                                   "scheduler.pt", "global_step4/mp_rank_00_model_states.pt", "optimizer.bin"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "global_step4/zero_pp_rank_0_mp_rank_00_optim_states.pt",
+        "rng_state_0.pth",
+        "scheduler.pt",
+        "global_step4/mp_rank_00_model_states.pt",
+        "optimizer.bin",
+    ],
+)
 def test_resume_auto_refuses_planted_pickle(where, tmp_path):
     from llava_structlora.train.checkpoints import resolve_resume
     from llava_structlora.train.safe_resume import UnsafeCheckpointError
@@ -66,9 +75,14 @@ def test_allow_listed_checkpoint_types_load(tmp_path):
 
     from llava_structlora.train.safe_resume import safe_load
 
-    state = {"loss_scaler": LossScaler(1.0), "dyn": DynamicLossScaler(2.0 ** 8, 1000, 1.0, 2, False),
-             "zero_stage": ZeroStageEnum.gradients, "frag": fragment_address(numel=4, start=0),
-             "numpy": np.random.get_state(), "cpu": torch.random.get_rng_state()}
+    state = {
+        "loss_scaler": LossScaler(1.0),
+        "dyn": DynamicLossScaler(2.0**8, 1000, 1.0, 2, False),
+        "zero_stage": ZeroStageEnum.gradients,
+        "frag": fragment_address(numel=4, start=0),
+        "numpy": np.random.get_state(),
+        "cpu": torch.random.get_rng_state(),
+    }
     torch.save(state, tmp_path / "ok.pt")
     got = safe_load(tmp_path / "ok.pt")
     assert got["zero_stage"] == ZeroStageEnum.gradients and got["frag"].numel == 4
@@ -102,8 +116,7 @@ def test_real_recipe_resume_with_planted_payload_is_refused(tmp_path):
     assert shard.is_file() and (out / "checkpoint-2" / "COMPLETE.json").is_file()
     marker = tmp_path / "pwned"
     plant(shard, marker)
-    second = subprocess.run(cmd + ["--max_steps", "4"], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=400)
+    second = subprocess.run(cmd + ["--max_steps", "4"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert second.returncode != 0
     assert str(shard) in second.stdout + second.stderr and "refusing to resume" in second.stdout + second.stderr
     assert not marker.exists(), "the planted payload ran"

@@ -1,9 +1,10 @@
-"""Untrusted files (issue 7, reliability 4) and adapter dirs with a missing file (corpus kind 15).
+"""Untrusted files and adapter dirs with a missing file (corpus kind 15).
 
 Only safetensors or ``torch.load(weights_only=True)`` may read weights: a pickle payload planted
 in an adapter or checkpoint dir must be refused *without running it*. The payload's side effect
 (creating a marker file) proves whether it ran.
 """
+
 from __future__ import annotations
 
 import shutil

@@ -1,5 +1,6 @@
 """End-to-end: the three recipes on the smoke preset through the real `deepspeed` 2-rank ZeRO-2 path
 (DeepSpeed's CPU accelerator + gloo here), kill -9 + RESUME=auto, NaN stop, bad config before launch."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,14 @@ def _env(out: Path, **extra: str) -> dict:
 
 def _run(task: str, out: Path, timeout: int = 420, **extra: str) -> tuple[subprocess.CompletedProcess, float]:
     t0 = time.time()
-    proc = subprocess.run(["bash", f"scripts/finetune_{task}.sh"], cwd=ROOT, env=_env(out, **extra),
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        ["bash", f"scripts/finetune_{task}.sh"],
+        cwd=ROOT,
+        env=_env(out, **extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return proc, time.time() - t0
 
 
@@ -40,10 +47,18 @@ def _adapter(out: Path) -> dict:
 def smoke_snapshot(tmp_path_factory):
     """A private copy of the smoke data + base: runs compared with each other must not see a rebuild
     (the shared artifacts/ are rebuilt whenever data/base code changes)."""
-    build = ("from recipes.finetune import ensure_defaults; from recipes.layout import RepoLayout; "
-             "ensure_defaults(RepoLayout.checkout(), 'smoke')")
-    subprocess.run([sys.executable, "-c", build], cwd=ROOT, check=True, capture_output=True, timeout=300,
-                   env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    build = (
+        "from recipes.finetune import ensure_defaults; from recipes.layout import RepoLayout; "
+        "ensure_defaults(RepoLayout.checkout(), 'smoke')"
+    )
+    subprocess.run(
+        [sys.executable, "-c", build],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     snap = tmp_path_factory.mktemp("smoke_snapshot")
     shutil.copytree(ROOT / "artifacts" / "data" / "smoke", snap / "data")
     shutil.copytree(ROOT / "artifacts" / "base" / "smoke", snap / "base")
@@ -67,7 +82,7 @@ def _check_deliverables(out: Path, proc, secs: float, task: str, key: str) -> No
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "structlora").is_dir()
     for png in ("gate_map.png", "cosine_heatmap.png", "drift_energy.png", "gates_moved.png"):
         assert (out / "plots" / png).stat().st_size > 1000
-    moved = json.loads((out / "moved.json").read_text())   # issue 11: what the run moved
+    moved = json.loads((out / "moved.json").read_text())  # what the run moved
     assert moved["eval_gate_hist"]["init"]["counts"] and moved["gate_param_delta"]["log_alpha"]["median_abs"] > 0
     assert list((out / "runs").rglob("events.out.tfevents*")), "TensorBoard logs by default"
     adapter, base = (json.loads((out / n).read_text()) for n in ("metrics.json", "metrics_base.json"))
@@ -111,9 +126,14 @@ def test_kill9_then_resume_equals_uninterrupted(coco_run, smoke_snapshot, tmp_pa
     ref_out = coco_run[0]
     out = tmp_path / "run"
     log = open(tmp_path / "killed.log", "w")
-    proc = subprocess.Popen(["bash", "scripts/finetune_coco.sh"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env=_env(out, EVAL="0", LLAVA_SL_DEBUG_STEP_SLEEP="1.5", **smoke_snapshot),
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", "scripts/finetune_coco.sh"],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_env(out, EVAL="0", LLAVA_SL_DEBUG_STEP_SLEEP="1.5", **smoke_snapshot),
+        start_new_session=True,
+    )
     try:
         _wait_for(out / "checkpoint-3" / "COMPLETE.json", proc, timeout=300)
     finally:
@@ -139,16 +159,25 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path):
     assert (out / "checkpoint-3" / "COMPLETE.json").is_file() and not (out / "adapter").exists()
 
 
-@pytest.mark.parametrize("extra, env, needle", [
-    ([], {"METHOD": "qlora"}, "method='qlora'"),
-    (["--learning_rate", "nan"], {}, "learning_rate=nan"),
-    ([], {"EVAL": "maybe"}, "EVAL='maybe'"),
-    ([], {"ARCH": "llava2"}, "ARCH='llava2'"),
-])
+@pytest.mark.parametrize(
+    "extra, env, needle",
+    [
+        ([], {"METHOD": "qlora"}, "method='qlora'"),
+        (["--learning_rate", "nan"], {}, "learning_rate=nan"),
+        ([], {"EVAL": "maybe"}, "EVAL='maybe'"),
+        ([], {"ARCH": "llava2"}, "ARCH='llava2'"),
+    ],
+)
 def test_bad_config_fails_before_launch(tmp_path, extra, env, needle):
     out = tmp_path / "run"
-    proc = subprocess.run(["bash", "scripts/finetune_coco.sh", *extra], cwd=ROOT, env=_env(out, **env),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["bash", "scripts/finetune_coco.sh", *extra],
+        cwd=ROOT,
+        env=_env(out, **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "configuration error" in proc.stderr and needle in proc.stderr
     assert "deepspeed" not in proc.stdout and not out.exists()

@@ -1,6 +1,7 @@
 """The first run of a recipe on a fresh machine: scripts/setup.sh creates .venv and installs the
 requirements under the recipes' own `set -euo pipefail` (a pipeline that exits non-zero would stop it).
 The real, full first run (`SMOKE=1 bash scripts/finetune_coco.sh` without .venv) is the first step of .ci/run."""
+
 from __future__ import annotations
 
 import os
@@ -30,12 +31,14 @@ def test_setup_first_run_under_pipefail(tmp_path):
     env.update(PATH="/usr/bin:/bin", PYTHON=SYSTEM_PYTHON)
     check = subprocess.run([SYSTEM_PYTHON, "scripts/check_env.py", "requirements.txt"], cwd=repo, env=env)
     assert check.returncode != 0, "the system python already satisfies the test requirement: nothing to install"
-    first = subprocess.run(["bash", "scripts/recipe.sh"], cwd=repo, env=env, capture_output=True, text=True,
-                           timeout=600)
+    first = subprocess.run(
+        ["bash", "scripts/recipe.sh"], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     assert "first run ok 4.70.1" in first.stdout and "[setup] creating" in first.stderr
-    second = subprocess.run(["bash", "scripts/recipe.sh"], cwd=repo, env=env, capture_output=True, text=True,
-                            timeout=300)
+    second = subprocess.run(
+        ["bash", "scripts/recipe.sh"], cwd=repo, env=env, capture_output=True, text=True, timeout=300
+    )
     assert second.returncode == 0 and "installing" not in second.stderr and "first run ok" in second.stdout
 
 

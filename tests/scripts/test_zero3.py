@@ -1,5 +1,6 @@
 """ZeRO-3 for StructLoRA on 2 CPU ranks (DeepSpeed CPU accelerator + gloo): the same adapter as ZeRO-2,
 and an interrupted ZeRO-3 run resumes to the same adapter. See llava_structlora/train/zero3.py."""
+
 from __future__ import annotations
 
 import os
@@ -19,10 +20,18 @@ FILES = ("adapter/adapter_model.safetensors", "structlora/structlora_model.safet
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory):
     """A private copy of the smoke data + base (the shared artifacts/ may be rebuilt meanwhile)."""
-    build = ("from recipes.finetune import ensure_defaults; from recipes.layout import RepoLayout; "
-             "ensure_defaults(RepoLayout.checkout(), 'smoke')")
-    subprocess.run([sys.executable, "-c", build], cwd=ROOT, check=True, capture_output=True, timeout=300,
-                   env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    build = (
+        "from recipes.finetune import ensure_defaults; from recipes.layout import RepoLayout; "
+        "ensure_defaults(RepoLayout.checkout(), 'smoke')"
+    )
+    subprocess.run(
+        [sys.executable, "-c", build],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     snap = tmp_path_factory.mktemp("zero3_snapshot")
     shutil.copytree(ROOT / "artifacts" / "data" / "smoke", snap / "data")
     shutil.copytree(ROOT / "artifacts" / "base" / "smoke", snap / "base")
@@ -30,11 +39,20 @@ def snapshot(tmp_path_factory):
 
 
 def _train(out: Path, zero: str, snap: dict) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SMOKE="1", EVAL="0", NUM_GPUS="2", RESUME="auto", OUTPUT_DIR=str(out),
-               ZERO=f"zero_configs/{zero}.json", **snap)
+    env = dict(
+        os.environ,
+        SMOKE="1",
+        EVAL="0",
+        NUM_GPUS="2",
+        RESUME="auto",
+        OUTPUT_DIR=str(out),
+        ZERO=f"zero_configs/{zero}.json",
+        **snap,
+    )
     env.pop("MASTER_PORT", None)
-    proc = subprocess.run(["bash", "scripts/finetune_coco.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        ["bash", "scripts/finetune_coco.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 

@@ -1,16 +1,16 @@
 """Acceptance 1, 5, 7: targets, freezing, meta-device 7B shapes, config validation."""
+
 from __future__ import annotations
 
 import re
 
 import pytest
 import torch
+from conftest import tiny_llava
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
 from llava_structlora.structlora import StructLoRAConfig, apply_structlora, get_controller
 from llava_structlora.structlora.layer import StructLoRALinear
-
-from conftest import tiny_llava
 
 QV = re.compile(r"^model\.(vision_tower\.encoder|language_model)\.layers\.(\d+)\.self_attn\.(q_proj|v_proj)$")
 
@@ -36,10 +36,12 @@ def test_dead_layers_skipped_for_every_method_unless_kept():
     kept = apply_structlora(tiny_llava(), StructLoRAConfig(keep_dead_layers=True))
     assert len(get_controller(kept).layers) == 2 * 2 * 4
     live = resolve_target_modules(tiny_llava(), "qv")
-    assert set(live) == {l.module_name for l in get_controller(apply_structlora(tiny_llava(), StructLoRAConfig())).layers}
+    assert set(live) == {
+        l.module_name for l in get_controller(apply_structlora(tiny_llava(), StructLoRAConfig())).layers
+    }
     assert len(resolve_target_modules(tiny_llava(), "qv", keep_dead_layers=True)) == 16
     model = tiny_llava()
-    model.config.vision_feature_layer = -1   # every vision layer feeds the projector: nothing is dead
+    model.config.vision_feature_layer = -1  # every vision layer feeds the projector: nothing is dead
     assert len(resolve_target_modules(model, "qv")) == 16
     with pytest.raises(ValueError, match="only dead layers.*keep_dead_layers"):
         resolve_target_modules(tiny_llava(), [r"vision_tower\.encoder\.layers\.3\.self_attn\.q_proj$"])
@@ -48,18 +50,41 @@ def test_dead_layers_skipped_for_every_method_unless_kept():
 def test_qkvo_preset_and_regex_targets():
     model = apply_structlora(tiny_llava(), StructLoRAConfig(targets="qkvo"))
     assert len(get_controller(model).layers) == 4 * (3 + 4)
-    model = apply_structlora(tiny_llava(), StructLoRAConfig(targets=[r"language_model\.layers\.[01]\.self_attn\.q_proj$"]))
+    model = apply_structlora(
+        tiny_llava(), StructLoRAConfig(targets=[r"language_model\.layers\.[01]\.self_attn\.q_proj$"])
+    )
     assert [l.module_name for l in get_controller(model).layers] == [
-        "model.language_model.layers.0.self_attn.q_proj", "model.language_model.layers.1.self_attn.q_proj"]
+        "model.language_model.layers.0.self_attn.q_proj",
+        "model.language_model.layers.1.self_attn.q_proj",
+    ]
 
 
-@pytest.mark.parametrize("field,value", [("gate", "bernoulli"), ("r", 0), ("r", -2), ("filter", "ib2"),
-                                         ("coordinator", "mlp"), ("graph", "full"), ("gnn_layers", 4),
-                                         ("gnn_type", "sage"), ("dropout", 1.5), ("targets", "qz"),
-                                         ("targets", ["("]), ("smooth_eta", 1.5), ("keep_k", 99),
-                                         ("gate_init", 0.0), ("gate_init", 1.5), ("gate_noise", "gauss"),
-                                         ("modulation", "on"), ("smooth_edges", "all"), ("gate_lr_mult", 0.0),
-                                         ("coordinator_lr_mult", -1.0), ("ib_warmup_steps", -1.0)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("gate", "bernoulli"),
+        ("r", 0),
+        ("r", -2),
+        ("filter", "ib2"),
+        ("coordinator", "mlp"),
+        ("graph", "full"),
+        ("gnn_layers", 4),
+        ("gnn_type", "sage"),
+        ("dropout", 1.5),
+        ("targets", "qz"),
+        ("targets", ["("]),
+        ("smooth_eta", 1.5),
+        ("keep_k", 99),
+        ("gate_init", 0.0),
+        ("gate_init", 1.5),
+        ("gate_noise", "gauss"),
+        ("modulation", "on"),
+        ("smooth_edges", "all"),
+        ("gate_lr_mult", 0.0),
+        ("coordinator_lr_mult", -1.0),
+        ("ib_warmup_steps", -1.0),
+    ],
+)
 def test_bad_config_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=rf"StructLoRAConfig\.{field}"):
         StructLoRAConfig(**{field: value})
@@ -73,10 +98,23 @@ def test_targets_matching_nothing_is_a_clear_error():
 
 
 def _llava_7b_meta() -> LlavaForConditionalGeneration:
-    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                              num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768)
-    text = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                       num_attention_heads=32, num_key_value_heads=32, vocab_size=32064)
+    vision = CLIPVisionConfig(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
+    )
+    text = LlamaConfig(
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32064,
+    )
     cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=32000)
     with torch.device("meta"):
         return LlavaForConditionalGeneration(cfg)
@@ -97,8 +135,10 @@ def test_llava_1_5_7b_on_meta_device():
     gates = sum(l.gate.log_alpha.numel() for l in ctrl.layers)
     coord = sum(p.numel() for p in ctrl.parameters())
     plain = apply_structlora(_llava_7b_meta(), StructLoRAConfig(r=8, filter="none", coordinator="none"))
-    print(f"\n[7B meta] trainable: LoRA r=8 {_trainable(plain):,} | StructLoRA r=8 {_trainable(model):,} "
-          f"(factors {lora:,} + gates {gates:,} + coordinator {coord:,}); coordinator/LoRA = {coord / lora:.4%}")
+    print(
+        f"\n[7B meta] trainable: LoRA r=8 {_trainable(plain):,} | StructLoRA r=8 {_trainable(model):,} "
+        f"(factors {lora:,} + gates {gates:,} + coordinator {coord:,}); coordinator/LoRA = {coord / lora:.4%}"
+    )
     print(f"[7B meta] graph edges: {ctrl.graph.kinds()}")
     assert _trainable(plain) == lora == 23 * 2 * 8 * 2048 + 32 * 2 * 8 * 8192
     assert _trainable(model) == lora + gates + coord

@@ -1,4 +1,5 @@
 """The overhead benchmark runs end to end (tiny width; the real numbers come from the CLI)."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,4 +1,5 @@
 """Acceptance 4 (drift energy never increases under the clamped step) and 9 (the coordinator trains)."""
+
 from __future__ import annotations
 
 import math
@@ -6,22 +7,27 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from conftest import tiny_batch, tiny_llava
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llava_structlora.structlora import StructLoRAConfig, apply_structlora, get_controller, structlora_regularizer
 from llava_structlora.structlora.coordinator import DescriptorGNN, lambda_max, smoothing_operator, weighted_laplacian
 from llava_structlora.structlora.diagnostics import energy, filtered_gram
 from llava_structlora.structlora.graph import Node
 
-from conftest import tiny_batch, tiny_llava
-
 
 def _random_problem(seed: int, n: int, r: int, density: float, two_shapes: bool):
     g = torch.Generator().manual_seed(seed)
     shapes = [(6, 5) if (two_shapes and i % 3 == 0) else (4, 7) for i in range(n)]
     nodes = [Node(i, f"n{i}", "language", "q_proj", i, i / max(n - 1, 1), s) for i, s in enumerate(shapes)]
-    layers = [SimpleNamespace(lora_A=torch.randn(r, s[1], generator=g, dtype=torch.float64),
-                              lora_B=torch.randn(s[0], r, generator=g, dtype=torch.float64)) for s in shapes]
+    layers = [
+        SimpleNamespace(
+            lora_A=torch.randn(r, s[1], generator=g, dtype=torch.float64),
+            lora_B=torch.randn(s[0], r, generator=g, dtype=torch.float64),
+        )
+        for s in shapes
+    ]
     same = torch.tensor([[a == b for b in shapes] for a in shapes])
     mask = (torch.rand(n, n, generator=g) < density).triu(1)
     mask = (mask | mask.T) & same
@@ -30,12 +36,18 @@ def _random_problem(seed: int, n: int, r: int, density: float, two_shapes: bool)
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(2, 9), r=st.integers(1, 4),
-       density=st.floats(0.1, 1.0), eta0=st.floats(0.05, 1.0), two_shapes=st.booleans(),
-       learned=st.booleans())
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(2, 9),
+    r=st.integers(1, 4),
+    density=st.floats(0.1, 1.0),
+    eta0=st.floats(0.05, 1.0),
+    two_shapes=st.booleans(),
+    learned=st.booleans(),
+)
 def test_one_step_never_increases_drift_energy(seed, n, r, density, eta0, two_shapes, learned):
     nodes, layers, mask, m, g = _random_problem(seed, n, r, density, two_shapes)
-    if learned:   # weights from a randomly initialized descriptor GNN (symmetrized attention)
+    if learned:  # weights from a randomly initialized descriptor GNN (symmetrized attention)
         cfg = StructLoRAConfig(r=r, gnn_hidden=8)
         torch.manual_seed(seed)
         gnn = DescriptorGNN(cfg, 5).double()
@@ -62,11 +74,11 @@ def test_lambda_max_is_computed_and_the_clamp_matters():
     path = torch.diag(torch.ones(n - 1, dtype=torch.float64), 1)
     path = path + path.T
     lam = lambda_max(weighted_laplacian(path))
-    assert math.isclose(float(lam), 2 + 2 * math.cos(math.pi / n), rel_tol=1e-9)   # not the bound 2 * max deg
+    assert math.isclose(float(lam), 2 + 2 * math.cos(math.pi / n), rel_tol=1e-9)  # not the bound 2 * max deg
     C, eta, _ = smoothing_operator(path, 1.0)
     assert math.isclose(float(eta), 1 / float(lam), rel_tol=1e-12)
     u = torch.tensor([(-1.0) ** k for k in range(n)], dtype=torch.float64)[:, None]
-    G = u @ u.T                                   # highest-frequency signal on the path
+    G = u @ u.T  # highest-frequency signal on the path
     lap = weighted_laplacian(path)
     too_big = torch.eye(n, dtype=torch.float64) - (2.5 / lam) * lap
     assert energy(C @ G @ C.T, path) < energy(G, path) < energy(too_big @ G @ too_big.T, path)
@@ -100,7 +112,7 @@ def test_coordinator_really_trains(modulation):
         assert s1["s"] is None and not any(k.startswith("gnn.mod.") for k in coord)
     else:
         assert (s1["s"] - s0["s"]).abs().max() > 1e-4
-    if modulation == "normalized":   # mean gain 1 per layer: it can only shift weight between directions
+    if modulation == "normalized":  # mean gain 1 per layer: it can only shift weight between directions
         assert torch.allclose(s1["s"].mean(-1), torch.ones(s1["s"].shape[0]), atol=1e-5)
     assert float(s1["eta"] * s1["lambda_max"]) <= 0.5 + 1e-6
 

@@ -1,4 +1,5 @@
 """Export format details: rank_pattern, dropped closed directions, SVD compression with reported error."""
+
 from __future__ import annotations
 
 import json
@@ -6,20 +7,19 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_llava, train_steps
 from peft import PeftModel
 from safetensors import safe_open
 
 from llava_structlora.structlora import StructLoRAConfig, apply_structlora, export_peft_adapter, get_controller
 from llava_structlora.structlora.model import eval_plans
 
-from conftest import tiny_llava, train_steps
-
 
 @pytest.fixture(scope="module")
 def trained():
     model = apply_structlora(tiny_llava(0), StructLoRAConfig(graph="adjacency"))
     train_steps(model, steps=3)
-    with torch.no_grad():   # close two directions of one layer: the export must drop them
+    with torch.no_grad():  # close two directions of one layer: the export must drop them
         get_controller(model).layers[0].gate.log_alpha[:2] = -20.0
     return model
 
@@ -34,12 +34,12 @@ def test_ranks_and_closed_directions(trained, tmp_path):
     cfg = json.loads((out / "adapter_config.json").read_text())
     info = json.loads((out / "structlora_export.json").read_text())
     ctrl = get_controller(trained)
-    assert cfg["peft_type"] == "LORA" and len(cfg["target_modules"]) == 14   # dead vision layer 3 not adapted
-    smooth = ctrl.smooth.sum(1)            # smooth_edges=chain: the depth chain of each projection type
+    assert cfg["peft_type"] == "LORA" and len(cfg["target_modules"]) == 14  # dead vision layer 3 not adapted
+    smooth = ctrl.smooth.sum(1)  # smooth_edges=chain: the depth chain of each projection type
     assert int(smooth.max()) <= 2
     first = ctrl.layers[0].module_name
     touches_first = ctrl.smooth[0].clone()
-    touches_first[0] = True   # layer 0 and its smoothing neighbours all carry layer 0's closed directions
+    touches_first[0] = True  # layer 0 and its smoothing neighbours all carry layer 0's closed directions
     for i, l in enumerate(ctrl.layers):
         expected = 8 * (1 + int(smooth[i])) - (2 if touches_first[i] else 0)
         assert info["ranks"][l.module_name] == expected
@@ -61,7 +61,7 @@ def test_svd_compression_reports_the_true_error(trained, tmp_path):
         mod = peft_model.base_model.model.get_submodule(name)
         approx = mod.get_delta_weight("default")
         num += float(((approx - d) ** 2).sum())
-        den += float((d ** 2).sum())
+        den += float((d**2).sum())
         assert torch.linalg.matrix_rank(approx) <= 4
     assert math.isclose(info["relative_error"], math.sqrt(num / den), rel_tol=1e-3)
     assert 0 < info["relative_error"] < 1

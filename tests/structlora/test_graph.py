@@ -1,13 +1,13 @@
 """Acceptance 8: the joint graph is inspectable and has the right edge kinds; similarity graph is sparse kNN."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_llava, train_steps
 
 from llava_structlora.structlora import StructLoRAConfig, apply_structlora, get_controller
 from llava_structlora.structlora.graph import semantic_edges
-
-from conftest import tiny_llava, train_steps
 
 
 def _edges(graph: str, **kw):
@@ -28,13 +28,14 @@ def test_hybrid_graph_edge_kinds():
     assert any(_tower(a) == _tower(b) == "language" for a, b in adj)
     assert not any(_tower(a) != _tower(b) for a, b in adj)
     for a, b, k in edges:
-        if k == "qv":   # q <-> v of the same block
+        if k == "qv":  # q <-> v of the same block
             assert a.rsplit(".", 1)[0] == b.rsplit(".", 1)[0] and {a[-6:], b[-6:]} == {"q_proj", "v_proj"}
     bridges = [(a, b) for a, b, k in edges if k == "bridge"]
     assert bridges and all({_tower(a), _tower(b)} == {"vision", "language"} for a, b in bridges)
     # vision_feature_layer=-2: the last CLIP layer (3) does not feed the projector, layer 2 does
-    assert any("encoder.layers.2.self_attn.q_proj" in a and "language_model.layers.0.self_attn.q_proj" in b
-               for a, b in bridges)
+    assert any(
+        "encoder.layers.2.self_attn.q_proj" in a and "language_model.layers.0.self_attn.q_proj" in b for a, b in bridges
+    )
     assert not any("encoder.layers.3." in a for a, b in bridges)
 
 
@@ -47,7 +48,7 @@ def test_semantic_edges_only_under_similarity_graphs(graph):
     else:
         n = ctrl.graph.num_nodes
         assert kinds == {"semantic"}
-        assert len(edges) <= 2 * n < n * (n - 1) // 2           # sparse: k per node, not all pairs
+        assert len(edges) <= 2 * n < n * (n - 1) // 2  # sparse: k per node, not all pairs
 
 
 def test_knn_is_k_per_node_and_deterministic():
@@ -61,7 +62,7 @@ def test_knn_is_k_per_node_and_deterministic():
     assert len(edges) <= 3 * 30 and chosen.sum(1).min() >= 3
     x = torch.nn.functional.normalize(desc - desc.mean(0), dim=1)
     sim = (x @ x.T).fill_diagonal_(-2)
-    for i in range(30):                           # every node's own top-3 are among its neighbours
+    for i in range(30):  # every node's own top-3 are among its neighbours
         assert chosen[i, sim[i].topk(3).indices].all()
 
 
@@ -72,5 +73,5 @@ def test_graph_refresh_uses_parameters_and_keeps_trainable_set():
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     train_steps(model, steps=3)
     assert [n for n, p in model.named_parameters() if p.requires_grad] == names
-    assert ctrl.graph.edges != before            # refreshed from the trained descriptors
+    assert ctrl.graph.edges != before  # refreshed from the trained descriptors
     assert all(k == "semantic" for _, _, k in ctrl.graph.edges)

@@ -1,5 +1,6 @@
 """Issue-11 knobs: optimizer groups, per-gate IB with warm-up, gate init per family, gate_noise, smooth_edges,
 legacy configs and the "what moved" record."""
+
 from __future__ import annotations
 
 import json
@@ -7,12 +8,18 @@ import math
 
 import pytest
 import torch
-
-from llava_structlora.structlora import (StructLoRAConfig, apply_structlora, get_controller, structlora_moved,
-                                         structlora_on_step, structlora_param_groups, structlora_regularizer)
-from llava_structlora.structlora.gates import GumbelGate, HardConcreteGate
-
 from conftest import tiny_batch, tiny_llava, train_steps
+
+from llava_structlora.structlora import (
+    StructLoRAConfig,
+    apply_structlora,
+    get_controller,
+    structlora_moved,
+    structlora_on_step,
+    structlora_param_groups,
+    structlora_regularizer,
+)
+from llava_structlora.structlora.gates import GumbelGate, HardConcreteGate
 
 
 def test_param_groups_separate_gates_and_coordinator_without_weight_decay():
@@ -27,7 +34,7 @@ def test_param_groups_separate_gates_and_coordinator_without_weight_decay():
     ctrl = get_controller(model)
     assert {id(p) for p in groups["structlora_gates"]["params"]} == {id(l.gate.log_alpha) for l in ctrl.layers}
     covered = [id(p) for g in groups.values() for p in g["params"]]
-    assert sorted(covered) == sorted(id(p) for p in model.parameters() if p.requires_grad)   # each exactly once
+    assert sorted(covered) == sorted(id(p) for p in model.parameters() if p.requires_grad)  # each exactly once
     none = apply_structlora(tiny_llava(), StructLoRAConfig(filter="none", coordinator="none"))
     assert [g["name"] for g in structlora_param_groups(none, 1e-3, 0.0)] == ["structlora_factors"]
 
@@ -61,14 +68,14 @@ def test_gate_init_is_the_eval_gate_and_gate_noise_none_is_deterministic(gate):
     a = ctrl.gates(True)
     torch.manual_seed(1)
     assert torch.equal(a, ctrl.gates(True)) and torch.equal(a.detach(), ctrl.gates(False))
-    train_steps(model, steps=2)   # still trainable: the gate parameters get gradients and move
+    train_steps(model, steps=2)  # still trainable: the gate parameters get gradients and move
 
 
 def test_gumbel_and_hard_concrete_init_values():
     assert math.isclose(1 / (1 + math.exp(-GumbelGate.init_logit(1.0))), GumbelGate.MAX_OPEN)
-    assert GumbelGate.init_logit(0.3) < 0            # eval gate 0 for gate_init <= 0.5 (a threshold gate)
+    assert GumbelGate.init_logit(0.3) < 0  # eval gate 0 for gate_init <= 0.5 (a threshold gate)
     la = HardConcreteGate.init_log_alpha
-    assert la(1.0) > math.log(11) > la(0.99)         # log 11: where the unclamped eval gate reaches 1
+    assert la(1.0) > math.log(11) > la(0.99)  # log 11: where the unclamped eval gate reaches 1
 
 
 def test_smooth_edges_chain_vs_same_shape():
@@ -85,8 +92,16 @@ def test_smooth_edges_chain_vs_same_shape():
 
 def test_legacy_config_keeps_its_old_operator():
     old = StructLoRAConfig().to_dict()
-    for k in ("gate_init", "gate_noise", "gate_lr_mult", "coordinator_lr_mult", "ib_warmup_steps", "modulation",
-              "smooth_edges", "keep_dead_layers"):
+    for k in (
+        "gate_init",
+        "gate_noise",
+        "gate_lr_mult",
+        "coordinator_lr_mult",
+        "ib_warmup_steps",
+        "modulation",
+        "smooth_edges",
+        "keep_dead_layers",
+    ):
         old.pop(k)
     old["gate_init_open"] = 0.9
     cfg = StructLoRAConfig.from_dict(old)
@@ -105,7 +120,11 @@ def test_moved_record_is_jsonable_and_measures_movement():
     assert moved["modulation_mean"] == pytest.approx(1.0, abs=1e-5)
     assert set(moved["open_directions"]["final"]) == {l.module_name for l in get_controller(model).layers}
     assert all(v > 0 for v in moved["update_norms"]["final"].values())
-    assert sum(moved["eval_gate_hist"]["final"]["counts"]) + moved["eval_gate_hist"]["final"]["below"] \
-        + moved["eval_gate_hist"]["final"]["above"] == 14 * 8
+    assert (
+        sum(moved["eval_gate_hist"]["final"]["counts"])
+        + moved["eval_gate_hist"]["final"]["below"]
+        + moved["eval_gate_hist"]["final"]["above"]
+        == 14 * 8
+    )
     model.train()
     _ = model(**tiny_batch(0))

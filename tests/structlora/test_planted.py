@@ -1,15 +1,15 @@
-"""Planted problems (issue 11): the IB filter and the coordinator on problems whose answer is known.
+"""Planted problems: the IB filter and the coordinator on problems whose answer is known.
 
 Deterministic (fixed seeds), CPU, a few seconds per run. The numbers behind the thresholds are recorded by
 experiments/planted.py (docs/results/planted_problems.json); the thresholds test the measured behaviour.
 """
+
 from __future__ import annotations
 
 import pytest
 
 from llava_structlora.structlora import StructLoRAConfig
-from llava_structlora.structlora.planted import (CoordinatorProblem, FilterProblem, Schedule, run_coordinator,
-                                                 run_filter)
+from llava_structlora.structlora.planted import CoordinatorProblem, FilterProblem, Schedule, run_coordinator, run_filter
 
 FILTER = FilterProblem()
 
@@ -25,7 +25,7 @@ def test_ib_filter_closes_nuisance_directions_and_keeps_true_ones(seed):
     res = run_filter(FILTER, StructLoRAConfig(lambda_ib=SEPARATING_LAMBDA), Schedule(), seed)
     assert res["true_kept"] == 1.0, res["eval_gate_final"]
     assert res["nuisance_closed"] >= 0.75, res["eval_gate_final"]
-    assert res["median_abs_param_delta"] > 1.0          # log_alpha units
+    assert res["median_abs_param_delta"] > 1.0  # log_alpha units
 
 
 def test_default_lambda_moves_the_gates_but_closes_no_planted_nuisance_direction():

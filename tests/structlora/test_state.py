@@ -1,18 +1,25 @@
 """save/load round trip, state dict, diagnostics (factored == materialized), gates, schedule."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
+from conftest import tiny_batch, tiny_llava, train_steps
 
-from llava_structlora.structlora import (StructLoRAConfig, apply_structlora, get_controller, load_structlora,
-                                         save_structlora, structlora_diagnostics, structlora_on_step,
-                                         structlora_state_dict)
+from llava_structlora.structlora import (
+    StructLoRAConfig,
+    apply_structlora,
+    get_controller,
+    load_structlora,
+    save_structlora,
+    structlora_diagnostics,
+    structlora_on_step,
+    structlora_state_dict,
+)
 from llava_structlora.structlora.gates import HardConcreteGate
 from llava_structlora.structlora.model import eval_plans
-
-from conftest import tiny_batch, tiny_llava, train_steps
 
 
 def _logits(model, batch):
@@ -44,7 +51,7 @@ def test_load_errors(tmp_path):
     other = apply_structlora(tiny_llava(0), StructLoRAConfig(targets="qkv"))
     with pytest.raises(ValueError, match="adapted modules differ"):
         load_structlora(other, tmp_path / "s")
-    (tmp_path / "s" / "keep.txt").write_text("trainer state")   # saving again keeps foreign files
+    (tmp_path / "s" / "keep.txt").write_text("trainer state")  # saving again keeps foreign files
     save_structlora(model, tmp_path / "s")
     assert (tmp_path / "s" / "keep.txt").exists()
     w = tmp_path / "s" / "structlora_model.safetensors"
@@ -82,12 +89,12 @@ def test_gates_init_open_and_eval_deterministic():
     assert torch.equal(HardConcreteGate.evaluate(p, cfg), torch.ones(8))
     torch.manual_seed(0)
     samples = torch.stack([HardConcreteGate.sample(p, cfg, None) for _ in range(4000)])
-    assert float((samples == 1).float().mean()) == pytest.approx(0.82, abs=0.02)   # P(u >= 0.177)
+    assert float((samples == 1).float().mean()) == pytest.approx(0.82, abs=0.02)  # P(u >= 0.177)
     assert float(samples.mean()) > 0.93
     assert torch.equal(HardConcreteGate.evaluate(p, cfg), HardConcreteGate.evaluate(p, cfg))
     shift = cfg.hard_concrete_temperature * math.log(0.1 / 1.1)
     assert float(HardConcreteGate.kl(p, cfg)) == pytest.approx(float(torch.sigmoid(gate.log_alpha - shift).sum()))
-    half = HardConcreteGate(8, StructLoRAConfig(gate_init=0.5))   # below 1 the init is the eval gate itself
+    half = HardConcreteGate(8, StructLoRAConfig(gate_init=0.5))  # below 1 the init is the eval gate itself
     assert torch.allclose(HardConcreteGate.evaluate(half.stacked_inputs(), cfg), torch.full((8,), 0.5))
 
 
@@ -100,7 +107,7 @@ def test_gumbel_annealing_and_topk_refresh():
     assert float(ctrl.tau) == pytest.approx(0.1)
     model = apply_structlora(tiny_llava(0), StructLoRAConfig(filter="topk_norm", keep_k=2, topk_refresh_steps=1))
     ctrl = get_controller(model)
-    assert all(bool((l.gate.mask == 1).all()) for l in ctrl.layers)   # all open until the first refresh
+    assert all(bool((l.gate.mask == 1).all()) for l in ctrl.layers)  # all open until the first refresh
     train_steps(model, steps=2)
     structlora_on_step(model, 2, 2)
     for l in ctrl.layers:
@@ -139,4 +146,4 @@ def test_bf16_model_trains_exports_and_merges(tmp_path):
     batch["pixel_values"] = batch["pixel_values"].bfloat16()
     ref = _logits(model, batch).float()
     merged = _logits(merge_structlora(model), batch).float()
-    assert (merged - ref).abs().max() < 2e-2      # bf16 rounding of the merged weights only
+    assert (merged - ref).abs().max() < 2e-2  # bf16 rounding of the merged weights only

@@ -1,4 +1,5 @@
 """A tiny LLaVA world (pretrain JSON + 64 px shape images) for the toy-base tests."""
+
 from __future__ import annotations
 
 import json
@@ -20,12 +21,18 @@ def write_pretrain(root: Path, n: int = 40) -> Path:
     for i in range(n):
         colour, shape = list(COLOURS)[i % 3], ("circle", "square")[(i // 3) % 2]
         img = Image.new("RGB", (64, 64), (0, 0, 0))
-        (ImageDraw.Draw(img).ellipse if shape == "circle" else ImageDraw.Draw(img).rectangle)([16, 16, 48, 48],
-                                                                                             fill=COLOURS[colour])
+        (ImageDraw.Draw(img).ellipse if shape == "circle" else ImageDraw.Draw(img).rectangle)(
+            [16, 16, 48, 48], fill=COLOURS[colour]
+        )
         img.save(root / "images" / f"{i}.jpg")
         q, a = (f"what color is the {shape}?", colour) if i % 2 else ("describe the image.", f"a {colour} {shape}")
-        recs.append({"id": str(i), "image": f"{i}.jpg", "conversations": [
-            {"from": "human", "value": f"<image>\n{q}"}, {"from": "gpt", "value": a}]})
+        recs.append(
+            {
+                "id": str(i),
+                "image": f"{i}.jpg",
+                "conversations": [{"from": "human", "value": f"<image>\n{q}"}, {"from": "gpt", "value": a}],
+            }
+        )
     (task / "llava_train.json").write_text(json.dumps(recs))
     (task / "manifest.json").write_text(json.dumps({"image_folder": "../images", "counts": {"train": n}}))
     return root

@@ -9,8 +9,8 @@ from llava_structlora.toy.build_base import STAMP, build_base
 
 
 def test_smoke_base_builds_loads_with_stock_classes_and_is_cached(data_root, tmp_path):
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
     from PIL import Image
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     out = build_base(data_root, tmp_path / "base", preset="smoke")
     stamp = json.loads((out / STAMP).read_text())

@@ -1,4 +1,5 @@
 """Tiny Llava built from config (no downloads) and an in-memory dataset for the Trainer tests."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,12 +12,32 @@ N_IMG = 16  # 32 px / patch 8 = 16 patches (CLS dropped by the "default" strateg
 def tiny_llava_config(vision_feature_layer: int = -1):
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
-    vc = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                          image_size=32, patch_size=8, projection_dim=32)
-    tc = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                     num_key_value_heads=2, vocab_size=100, max_position_embeddings=128, pad_token_id=0)
-    return LlavaConfig(vision_config=vc, text_config=tc, image_token_index=IMAGE_TOKEN,
-                       vision_feature_layer=vision_feature_layer, vision_feature_select_strategy="default")
+    vc = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
+    )
+    tc = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=100,
+        max_position_embeddings=128,
+        pad_token_id=0,
+    )
+    return LlavaConfig(
+        vision_config=vc,
+        text_config=tc,
+        image_token_index=IMAGE_TOKEN,
+        vision_feature_layer=vision_feature_layer,
+        vision_feature_select_strategy="default",
+    )
 
 
 def _save_tiny_base(tmp_path_factory, vision_feature_layer: int):

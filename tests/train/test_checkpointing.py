@@ -4,6 +4,7 @@ Checkpointing only recomputes activations in backward; with dropout off every nu
 plain run (StructLoRA's plans are installed once per top-level forward, so the recompute sees the same
 gate samples and coefficients).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -26,21 +27,44 @@ class _GradTap(transformers.TrainerCallback):
         self.grads: list[dict[str, torch.Tensor]] = []
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        self.grads.append({n: p.grad.detach().clone() for n, p in model.named_parameters()
-                           if p.requires_grad and p.grad is not None})
+        self.grads.append(
+            {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+        )
 
 
 def _run(base, out, data, method: str, checkpointing: bool):
-    flags = ["--output_dir", str(out), "--model_name_or_path", str(base), "--method", method, "--max_steps", "3",
-             "--per_device_train_batch_size", "4", "--logging_steps", "1", "--save_strategy", "no",
-             "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", "--seed", "3"]
+    flags = [
+        "--output_dir",
+        str(out),
+        "--model_name_or_path",
+        str(base),
+        "--method",
+        method,
+        "--max_steps",
+        "3",
+        "--per_device_train_batch_size",
+        "4",
+        "--logging_steps",
+        "1",
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--use_cpu",
+        "true",
+        "--seed",
+        "3",
+    ]
     if checkpointing:
         flags += ["--gradient_checkpointing", "true"]
     m, _, s, t = parse_args(flags, check_paths=False)
     model = build_model(m, s, t.seed, total_steps=3, gradient_checkpointing=checkpointing)
     tap = _GradTap()
-    trainer = StructLoRATrainer(model=model, args=t, train_dataset=data(), data_collator=_collate,
-                                method=m.method, callbacks=[tap])
+    trainer = StructLoRATrainer(
+        model=model, args=t, train_dataset=data(), data_collator=_collate, method=m.method, callbacks=[tap]
+    )
     trainer.train()
     used = any(getattr(mod, "gradient_checkpointing", False) for mod in trainer.model.modules())
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]

@@ -1,10 +1,10 @@
 """Complete-only checkpoints: partial directories are never resumed from nor rotated too early."""
+
 from __future__ import annotations
 
 import pytest
 
-from llava_structlora.train.checkpoints import (mark_complete, newest_complete, resolve_resume,
-                                                 rotate_complete)
+from llava_structlora.train.checkpoints import mark_complete, newest_complete, resolve_resume, rotate_complete
 
 
 def _ckpt(root, step, complete=True):

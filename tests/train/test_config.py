@@ -1,4 +1,5 @@
 """Config parsing/validation: YAML + CLI, paper defaults, clear errors before anything launches."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,18 +27,21 @@ def test_yaml_then_cli_override(tmp_path):
     assert (m.method, m.lora_r, m.tune_mm_projector, t.learning_rate) == ("lora", 16, True, 1e-4)
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--learning_rate", "nan"], "learning_rate=nan"),
-    (["--learning_rate", "abc"], "learning_rate"),
-    (["--lora_alpha", "inf"], "lora_alpha"),
-    (["--method", "qlora"], "method='qlora'"),
-    (["--lora_r", "0"], "lora_r=0"),
-    (["--data_fraction", "1.5"], "data_fraction"),
-    (["--filter", "magic"], "filter"),
-    (["--coordinator", "gcn"], "coordinator"),
-    (["--bogus", "1"], "unknown arguments"),
-    (["--conv_template", "plain"], "vicuna_v1_nosys"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--learning_rate", "nan"], "learning_rate=nan"),
+        (["--learning_rate", "abc"], "learning_rate"),
+        (["--lora_alpha", "inf"], "lora_alpha"),
+        (["--method", "qlora"], "method='qlora'"),
+        (["--lora_r", "0"], "lora_r=0"),
+        (["--data_fraction", "1.5"], "data_fraction"),
+        (["--filter", "magic"], "filter"),
+        (["--coordinator", "gcn"], "coordinator"),
+        (["--bogus", "1"], "unknown arguments"),
+        (["--conv_template", "plain"], "vicuna_v1_nosys"),
+    ],
+)
 def test_bad_values_name_the_field(argv, needle):
     with pytest.raises(ConfigError, match=None) as e:
         _parse(*argv)
@@ -62,14 +66,32 @@ def test_paths_checked(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match="data_path=.*file not found"):
-        parse_args(["--output_dir", str(tmp_path), "--model_name_or_path", str(tmp_path / "m"),
-                    "--data_path", str(tmp_path / "nope.json")])
+        parse_args(
+            [
+                "--output_dir",
+                str(tmp_path),
+                "--model_name_or_path",
+                str(tmp_path / "m"),
+                "--data_path",
+                str(tmp_path / "nope.json"),
+            ]
+        )
     (tmp_path / "d.json").write_text("[]")
     (tmp_path / "z.json").write_text("{not json")
     with pytest.raises(ConfigError, match="deepspeed=.*not a readable JSON"):
-        parse_args(["--output_dir", str(tmp_path), "--model_name_or_path", str(tmp_path / "m"),
-                    "--data_path", str(tmp_path / "d.json"), "--deepspeed", str(tmp_path / "z.json")],
-                   with_deepspeed=False)
+        parse_args(
+            [
+                "--output_dir",
+                str(tmp_path),
+                "--model_name_or_path",
+                str(tmp_path / "m"),
+                "--data_path",
+                str(tmp_path / "d.json"),
+                "--deepspeed",
+                str(tmp_path / "z.json"),
+            ],
+            with_deepspeed=False,
+        )
 
 
 def _meta_base(path):
@@ -77,10 +99,17 @@ def _meta_base(path):
     pre-build checks (weights present, targets matched on the meta device)."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
-    text = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=4, vocab_size=64)
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                              image_size=32, patch_size=8)
+    text = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=64,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
+    )
     path.mkdir()
     LlavaConfig(text_config=text, vision_config=vision, image_token_index=63).to_json_file(path / "config.json")
     (path / "model.safetensors").write_bytes(b"")
@@ -90,8 +119,16 @@ def _meta_base(path):
 def test_zero3_accepts_adapters_and_refuses_full_before_launch(tmp_path):
     _meta_base(tmp_path / "m")
     (tmp_path / "d.json").write_text("[]")
-    base = ["--output_dir", str(tmp_path), "--model_name_or_path", str(tmp_path / "m"), "--data_path",
-            str(tmp_path / "d.json"), "--deepspeed", "zero_configs/zero3.json"]
+    base = [
+        "--output_dir",
+        str(tmp_path),
+        "--model_name_or_path",
+        str(tmp_path / "m"),
+        "--data_path",
+        str(tmp_path / "d.json"),
+        "--deepspeed",
+        "zero_configs/zero3.json",
+    ]
     parse_args(base, with_deepspeed=False)  # StructLoRA runs under ZeRO-3 (train/zero3.py)
     parse_args(base + ["--method", "lora"], with_deepspeed=False)
     with pytest.raises(ConfigError, match="method=full with ZeRO-3.*zero2"):
@@ -155,8 +192,10 @@ def test_every_structlora_field_settable_from_yaml_and_cli(f, tmp_path):
     option = SHARED_KNOBS.get(f.name, f.name)
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({option: value}))
-    for argv in (["--config", str(recipe)], [f"--{option}", str(value).lower() if isinstance(value, bool)
-                                             else str(value)]):
+    for argv in (
+        ["--config", str(recipe)],
+        [f"--{option}", str(value).lower() if isinstance(value, bool) else str(value)],
+    ):
         m, _, s, t = _parse(*argv)
         assert getattr(build_structlora_config(m, s, t.seed), f.name) == value, (f.name, argv)
 

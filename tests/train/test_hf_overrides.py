@@ -1,5 +1,6 @@
 """The private Trainer methods hf_overrides.py overrides still exist in the installed transformers with
 the parameters the overrides use (an upgrade that renames or re-signs one fails here)."""
+
 from __future__ import annotations
 
 import inspect
@@ -20,8 +21,12 @@ def test_every_private_override_matches_the_installed_trainer():
 
 def test_overrides_live_in_one_place_and_name_their_version():
     assert transformers.__version__ == TARGET_TRANSFORMERS, "re-check hf_overrides.py against the new Trainer"
-    private = {n for n, v in vars(StructLoRATrainer).items() if n.startswith("_") and not n.startswith("__")
-               and callable(v) and hasattr(transformers.Trainer, n)}
+    private = {
+        n
+        for n, v in vars(StructLoRATrainer).items()
+        if n.startswith("_") and not n.startswith("__") and callable(v) and hasattr(transformers.Trainer, n)
+    }
     assert not private, f"private Trainer overrides outside hf_overrides.py: {private}"
-    assert set(OVERRIDDEN) == {n for n in vars(TrainerOverrides) if not n.startswith("__") and
-                               hasattr(transformers.Trainer, n)}
+    assert set(OVERRIDDEN) == {
+        n for n in vars(TrainerOverrides) if not n.startswith("__") and hasattr(transformers.Trainer, n)
+    }

@@ -1,4 +1,5 @@
 """7B knobs of the training config: base load dtype, attention backend, QLoRA and checkpointing checks."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,10 +15,15 @@ def _args(base, *flags):
     return parse_args(["--output_dir", "/tmp/unused", "--model_name_or_path", str(base), *flags], check_paths=False)
 
 
-@pytest.mark.parametrize("flags,method,want", [
-    ((), "structlora", torch.float32), (("--bf16", "true"), "structlora", torch.bfloat16),
-    (("--fp16", "true"), "lora", torch.float16), (("--bf16", "true"), "full", torch.float32),
-])
+@pytest.mark.parametrize(
+    "flags,method,want",
+    [
+        ((), "structlora", torch.float32),
+        (("--bf16", "true"), "structlora", torch.bfloat16),
+        (("--fp16", "true"), "lora", torch.float16),
+        (("--bf16", "true"), "full", torch.float32),
+    ],
+)
 def test_base_load_dtype_follows_the_training_dtype(tiny_base, flags, method, want):
     m, _, _, t = _args(tiny_base, "--method", method, "--use_cpu", "true", *flags)
     assert base_load_dtype(m, t) == want
@@ -69,10 +75,18 @@ def test_checkpointing_is_non_reentrant_and_reentrant_is_refused_for_structlora(
     *_, t = _args(tiny_base, "--gradient_checkpointing", "true")
     assert t.activation_checkpointing and t.activation_checkpointing_kwargs == {"use_reentrant": False}
     with pytest.raises(ConfigError, match="non-reentrant"):
-        _args(tiny_base, "--gradient_checkpointing", "true", "--gradient_checkpointing_kwargs",
-              '{"use_reentrant": true}')
-    _args(tiny_base, "--method", "lora", "--gradient_checkpointing", "true", "--gradient_checkpointing_kwargs",
-          '{"use_reentrant": true}')  # PEFT LoRA works with reentrant checkpointing (input grads enabled)
+        _args(
+            tiny_base, "--gradient_checkpointing", "true", "--gradient_checkpointing_kwargs", '{"use_reentrant": true}'
+        )
+    _args(
+        tiny_base,
+        "--method",
+        "lora",
+        "--gradient_checkpointing",
+        "true",
+        "--gradient_checkpointing_kwargs",
+        '{"use_reentrant": true}',
+    )  # PEFT LoRA works with reentrant checkpointing (input grads enabled)
 
 
 def test_zero3_refusals_name_the_part_that_cannot_work():

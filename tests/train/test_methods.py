@@ -1,4 +1,5 @@
 """Every --method adapts the same target modules (fair baselines); full trains the LM only."""
+
 from __future__ import annotations
 
 import re
@@ -12,8 +13,10 @@ TARGET = re.compile(r"(vision_tower|language_model)\..*layers\.(\d+)\.self_attn\
 
 
 def _build(base, method, *flags):
-    m, _, s, t = parse_args(["--output_dir", "/tmp/unused", "--model_name_or_path", str(base),
-                             "--method", method, *flags], check_paths=False)
+    m, _, s, t = parse_args(
+        ["--output_dir", "/tmp/unused", "--model_name_or_path", str(base), "--method", method, *flags],
+        check_paths=False,
+    )
     return build_model(m, s, t.seed, total_steps=100)
 
 

@@ -1,6 +1,7 @@
 """LLaVA-NeXT end to end on a tiny NeXT built from config: the real training entry point (anyres
 dataset + collator), StructLoRA and LoRA, then the stock PEFT adapter reloads on a fresh base and
 the merged model (llava_structlora.merge) gives the same logits as base + adapter, within 1e-4."""
+
 from __future__ import annotations
 
 import json
@@ -25,11 +26,43 @@ def next_base(tmp_path_factory):
 def _train(next_base, out, method: str, *flags: str):
     from llava_structlora.train.main import run
 
-    run(["--model_name_or_path", str(next_base["base"]), "--data_path", str(next_base["data"]),
-         "--output_dir", str(out), "--method", method, "--lora_r", "4", "--lora_alpha", "8",
-         "--learning_rate", "2e-2", "--max_steps", "4", "--per_device_train_batch_size", "4", "--seed", "0",
-         "--save_strategy", "no", "--report_to", "none", "--plots", "false", "--disable_tqdm", "true",
-         "--logging_steps", "1", "--run_eval", "false", *flags])
+    run(
+        [
+            "--model_name_or_path",
+            str(next_base["base"]),
+            "--data_path",
+            str(next_base["data"]),
+            "--output_dir",
+            str(out),
+            "--method",
+            method,
+            "--lora_r",
+            "4",
+            "--lora_alpha",
+            "8",
+            "--learning_rate",
+            "2e-2",
+            "--max_steps",
+            "4",
+            "--per_device_train_batch_size",
+            "4",
+            "--seed",
+            "0",
+            "--save_strategy",
+            "no",
+            "--report_to",
+            "none",
+            "--plots",
+            "false",
+            "--disable_tqdm",
+            "true",
+            "--logging_steps",
+            "1",
+            "--run_eval",
+            "false",
+            *flags,
+        ]
+    )
     return out
 
 
@@ -119,9 +152,13 @@ def test_merge_refuses_a_llava_1_5_base_with_the_same_towers(runs, next_base, tm
     from llava_structlora.merge import BaseMismatchError, merge_run
 
     nxt = AutoConfig.from_pretrained(next_base["base"])
-    cfg = LlavaConfig(vision_config=nxt.vision_config.to_dict(), text_config=nxt.text_config.to_dict(),
-                      image_token_index=nxt.image_token_id, vision_feature_layer=nxt.vision_feature_layer,
-                      vision_feature_select_strategy=nxt.vision_feature_select_strategy)
+    cfg = LlavaConfig(
+        vision_config=nxt.vision_config.to_dict(),
+        text_config=nxt.text_config.to_dict(),
+        image_token_index=nxt.image_token_id,
+        vision_feature_layer=nxt.vision_feature_layer,
+        vision_feature_select_strategy=nxt.vision_feature_select_strategy,
+    )
     LlavaForConditionalGeneration(cfg).save_pretrained(tmp_path / "llava15")
     with pytest.raises(BaseMismatchError, match="model_type"):
         merge_run(runs["lora"], tmp_path / "merged", base=tmp_path / "llava15")

@@ -1,4 +1,5 @@
 """Methods as spec objects: one registry, and no method-name branches left in the training code."""
+
 from __future__ import annotations
 
 import re
@@ -25,11 +26,14 @@ def test_no_method_string_branches_in_train():
         assert not hits, f"{path.name}: {hits}"
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--method", "adalora", "--deepspeed", "zero_configs/zero2.json"], "NO_DEEPSPEED=1"),
-    (["--method", "lora_dropout", "--lora_dropout", "0"], "lora_dropout > 0"),
-    (["--method", "full", "--bits", "4"], "cannot be fully fine-tuned"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--method", "adalora", "--deepspeed", "zero_configs/zero2.json"], "NO_DEEPSPEED=1"),
+        (["--method", "lora_dropout", "--lora_dropout", "0"], "lora_dropout > 0"),
+        (["--method", "full", "--bits", "4"], "cannot be fully fine-tuned"),
+    ],
+)
 def test_spec_checks_run_before_launch(argv, needle):
     with pytest.raises(ConfigError, match=re.escape(needle)):
         parse_args(["--output_dir", "/tmp/unused", *argv], check_paths=False, with_deepspeed=False)

@@ -1,4 +1,5 @@
 """Trainer subclass in one process (the DeepSpeed path is covered by tests/scripts)."""
+
 from __future__ import annotations
 
 import json
@@ -18,14 +19,42 @@ def _collate(batch):
 
 
 def _trainer(base, out, *flags, data=None, **kw):
-    m, _, s, t = parse_args(["--output_dir", str(out), "--model_name_or_path", str(base), "--max_steps", "6",
-                             "--per_device_train_batch_size", "4", "--logging_steps", "1", "--save_steps", "2",
-                             "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", *flags],
-                            check_paths=False)
+    m, _, s, t = parse_args(
+        [
+            "--output_dir",
+            str(out),
+            "--model_name_or_path",
+            str(base),
+            "--max_steps",
+            "6",
+            "--per_device_train_batch_size",
+            "4",
+            "--logging_steps",
+            "1",
+            "--save_steps",
+            "2",
+            "--report_to",
+            "none",
+            "--disable_tqdm",
+            "true",
+            "--use_cpu",
+            "true",
+            *flags,
+        ],
+        check_paths=False,
+    )
     model = build_model(m, s, t.seed, total_steps=6)
     proj = projector_param_names(model) if m.tune_mm_projector else set()
-    return StructLoRATrainer(model=model, args=t, train_dataset=data(), data_collator=_collate,
-                             method=m.method, mm_projector_lr=m.mm_projector_lr, projector_params=proj, **kw)
+    return StructLoRATrainer(
+        model=model,
+        args=t,
+        train_dataset=data(),
+        data_collator=_collate,
+        method=m.method,
+        mm_projector_lr=m.mm_projector_lr,
+        projector_params=proj,
+        **kw,
+    )
 
 
 class _StopAt(transformers.TrainerCallback):
@@ -45,8 +74,17 @@ def test_lora_equals_structlora_without_filter_and_coordinator(tiny_base, tmp_pa
     """Acceptance 4: both are plain LoRA, so the loss curves agree for the same seed."""
     lora = _trainer(tiny_base, tmp_path / "lora", "--method", "lora", data=fake_data)
     lora.train()
-    sl = _trainer(tiny_base, tmp_path / "sl", "--method", "structlora", "--filter", "none", "--coordinator", "none",
-                  data=fake_data)
+    sl = _trainer(
+        tiny_base,
+        tmp_path / "sl",
+        "--method",
+        "structlora",
+        "--filter",
+        "none",
+        "--coordinator",
+        "none",
+        data=fake_data,
+    )
     sl.train()
     a, b = _losses(lora), _losses(sl)
     assert len(a) == 6 and a[-1] != a[0]
@@ -64,8 +102,19 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_base, tmp_path, fake
 
 
 def test_projector_gets_its_own_lr_and_trains(tiny_base, tmp_path, fake_data):
-    tr = _trainer(tiny_base, tmp_path, "--method", "structlora", "--tune_mm_projector", "true",
-                  "--mm_projector_lr", "1e-3", "--max_steps", "2", data=fake_data)
+    tr = _trainer(
+        tiny_base,
+        tmp_path,
+        "--method",
+        "structlora",
+        "--tune_mm_projector",
+        "true",
+        "--mm_projector_lr",
+        "1e-3",
+        "--max_steps",
+        "2",
+        data=fake_data,
+    )
     opt = tr.create_optimizer()
     proj_ids = {id(p) for n, p in tr.model.named_parameters() if n in tr.projector_params}
     assert proj_ids, "projector parameters must be trainable"
@@ -76,7 +125,7 @@ def test_projector_gets_its_own_lr_and_trains(tiny_base, tmp_path, fake_data):
     assert other and all(g.get("lr", 2e-4) == 2e-4 for g in other if g.get("name") not in own)
     from llava_structlora.structlora import get_controller
 
-    cfg = get_controller(tr.model).cfg   # gates / coordinator: their own lr multiplier, no weight decay
+    cfg = get_controller(tr.model).cfg  # gates / coordinator: their own lr multiplier, no weight decay
     for g in (g for g in other if g.get("name") in own):
         assert g["lr"] == pytest.approx(2e-4 * getattr(cfg, own[g["name"]])) and g["weight_decay"] == 0.0
     assert {g.get("name") for g in other} >= set(own)
@@ -110,14 +159,18 @@ def test_tuned_projector_travels_in_the_stock_peft_adapter(tiny_base, tmp_path, 
 
     from llava_structlora.train.outputs import export_adapter
 
-    tr = _trainer(tiny_base, tmp_path, "--method", "structlora", "--tune_mm_projector", "true",
-                  "--max_steps", "2", data=fake_data)
+    tr = _trainer(
+        tiny_base, tmp_path, "--method", "structlora", "--tune_mm_projector", "true", "--max_steps", "2", data=fake_data
+    )
     tr.train()
     adapter = export_adapter(tr, "structlora", tmp_path)
     loaded = PeftModel.from_pretrained(LlavaForConditionalGeneration.from_pretrained(tiny_base), str(adapter))
     trained = {n: p for n, p in tr.model.named_parameters() if n in tr.projector_params}
-    got = {n.replace("base_model.model.", "").replace("modules_to_save.default.", ""): p
-           for n, p in loaded.named_parameters() if "modules_to_save.default" in n}
+    got = {
+        n.replace("base_model.model.", "").replace("modules_to_save.default.", ""): p
+        for n, p in loaded.named_parameters()
+        if "modules_to_save.default" in n
+    }
     assert trained.keys() == got.keys()
     assert all(torch.equal(trained[n].detach(), got[n].detach()) for n in trained)
     assert (tmp_path / "structlora" / "mm_projector.safetensors").is_file()
