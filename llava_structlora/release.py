@@ -112,8 +112,12 @@ def verify_checksums(folder: str | Path) -> list[str]:
 
 
 def write_processor(folder: Path, local_base: str | None, conv_template: str) -> bool:
-    """Save the base's processor with our chat templates into `folder`; False when the base is not here."""
-    if not local_base or not Path(local_base, "config.json").exists():
+    """Save the base's processor with our chat templates into `folder`; False when the base is not here.
+
+    A base folder without processor files (e.g. a config-only stand-in for a 7B base) has nothing to copy.
+    """
+    names = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
+    if not local_base or not any(Path(local_base, n).is_file() for n in names):
         return False
     from transformers import AutoProcessor
 
