@@ -137,8 +137,8 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             "ablation",
-            "Component ablations (COCO captions)",
-            ("coco",),
+            "Component ablations (COCO captions, VQAv2)",
+            ("coco", "vqav2"),
             (
                 STRUCT,
                 Variant("w/o IB (filter=none)", "structlora", (NONE_IB,), "structlora"),
