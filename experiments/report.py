@@ -145,10 +145,19 @@ def _geom(row: dict[str, Any], task: str, key: str) -> str:
     return summarize(list(per_seed(row, task, key).values())).fmt(3 if key != "drift_energy" else 4)
 
 
+def shown_quantity(table: Table) -> str:
+    """The split a table's cells show: the one its claims test (the defaults table is chosen on validation,
+    so it must not show test scores)."""
+    qtys = {c[2] for c in COMPARISONS.get(table.name, [])}
+    return "val" if qtys == {"val"} else "score"
+
+
 def markdown(table: Table, result: dict[str, Any], suite: SuiteConfig, claim_rows: list[dict[str, Any]]) -> str:
     rows, tasks = result["rows"], result["tasks"]
     geo = table.name in ("regularizers", "main")
-    head = ["variant"] + [f"{METRIC_LABEL[t]} test" for t in tasks] + ["Δ vs LoRA (p)", "lr"]
+    qty = shown_quantity(table)
+    split = "val" if qty == "val" else "test"
+    head = ["variant"] + [f"{METRIC_LABEL[t]} {split}" for t in tasks] + ["Δ vs LoRA (p)", "lr"]
     if geo:
         head += [f"drift energy ({tasks[0]})", f"CosAdj ({tasks[0]})"]
     head.append("paper (LLaVA-1.5-7B)")
@@ -168,13 +177,13 @@ def markdown(table: Table, result: dict[str, Any], suite: SuiteConfig, claim_row
             n_failed = sum(1 for r in row["tasks"][t]["runs"].values() if r.get("failed") and r["failed"] != NOT_RUN)
             n_missing = sum(1 for r in row["tasks"][t]["runs"].values() if r.get("failed") == NOT_RUN)
             cells.append(
-                summarize(list(per_seed(row, t, "score").values())).fmt(2)
+                summarize(list(per_seed(row, t, qty).values())).fmt(2)
                 + (f" ({n_failed} run(s) failed)" if n_failed else "")
                 + (f" ({n_missing} seed(s) not run)" if n_missing else "")
             )
             ref = lora_reference(table, label, rows)
             if ref and ref != label:
-                deltas.append(paired_ttest(per_seed(row, t, "score"), per_seed(rows[ref], t, "score")).fmt())
+                deltas.append(paired_ttest(per_seed(row, t, qty), per_seed(rows[ref], t, qty)).fmt())
             lrs.append(f"{row['tasks'][t]['lr']:g}")
         cells += ["; ".join(deltas) or "—", "/".join(lrs)]
         if geo:
