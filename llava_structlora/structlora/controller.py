@@ -10,6 +10,8 @@ coefficients). Layers called before any top-level forward compute a plan lazily.
 
 from __future__ import annotations
 
+import logging
+
 from typing import Any, Optional
 
 import torch
@@ -20,6 +22,8 @@ from .coordinator import Coordinator, descriptor_dim, node_descriptors, similari
 from .gates import MaskGate, gumbel_temperature, topk_mask
 from .graph import Node, StructLoRAGraph, build_graph, chain_edges
 from .layer import Plan, StructLoRALinear
+
+logger = logging.getLogger(__name__)
 
 
 def adapter_tensors(layer: StructLoRALinear) -> list[Tensor]:
@@ -62,6 +66,14 @@ class StructLoRAController(nn.Module):
         self.register_buffer("tau", torch.tensor(cfg.gumbel_tau_start, device=dev))
         desc = similarity_features(structural_descriptors(nodes, cfg.r, self.kinds), cfg.r)
         self.set_graph(build_graph(nodes, cfg.graph, desc, cfg.knn_k, cfg.bridge_layers, vision_top))
+        if cfg.coordinator == "gnn" and not self.gnn_is_effective:
+            logger.warning(
+                "coordinator=gnn cannot change this model's update: every adapted layer has at most one "
+                "smoothing neighbour (smooth_edges=%s) and modulation=off, so the GNN's edge softmax is "
+                "constant and it gets no gradient; the coordinator is a fixed smoothing operator here. "
+                "Use smooth_edges=same_shape or modulation=normalized for a learnable coordinator.",
+                cfg.smooth_edges,
+            )
         self._eval_cache: Optional[tuple[Any, Optional[list[Plan]]]] = None
         self._desc_cache: Optional[tuple[Any, Tensor]] = None
         self._step = 0  # python mirror of the ``step`` buffer (no device sync in cache keys)
@@ -69,6 +81,13 @@ class StructLoRAController(nn.Module):
         self._hooks: list = []
         for layer in layers:
             layer._plan_fn = self._lazy_plan
+
+    @property
+    def gnn_is_effective(self) -> bool:
+        """Whether the GNN's output reaches the update: through modulation, or through a smoothing edge softmax
+        over >= 2 neighbours (with one neighbour the softmax is 1 whatever the GNN computes). False on the
+        tiny base's default (2 LM layers per chain); True at 7B (32-layer chains)."""
+        return self.cfg.modulation != "off" or bool((self.smooth.sum(1) >= 2).any())
 
     # ------------------------------------------------------------------ graph structure
     def set_graph(self, graph: StructLoRAGraph) -> None:

@@ -146,3 +146,30 @@ def test_moved_record_is_jsonable_and_measures_movement():
     )
     model.train()
     _ = model(**tiny_batch(0))
+
+
+def test_gnn_without_a_learnable_path_is_reported(caplog):
+    """With <= 1 smoothing neighbour per layer and modulation=off the GNN's edge softmax is constant (it gets no
+    gradient): the controller says so; same_shape edges or modulation give it a path."""
+    import logging
+
+    def coordinator_grad(cfg: StructLoRAConfig) -> float:
+        ctrl = get_controller(apply_structlora(tiny_llava(), cfg))
+        with torch.no_grad():
+            for layer in ctrl.layers:
+                layer.lora_B.normal_()
+        st = ctrl.state(training=True)
+        (st["C"].pow(2).sum() + st["m"].sum()).backward()
+        return max(float(p.grad.abs().max()) for p in ctrl.coordinator.parameters() if p.grad is not None)
+
+    two = [r".*language_model.*layers\.[01]\.self_attn\.q_proj"]  # one chain of 2 layers: 1 neighbour each
+    cfg = StructLoRAConfig(targets=two, smooth_edges="chain", modulation="off")
+    with caplog.at_level(logging.WARNING, logger="llava_structlora.structlora.controller"):
+        ctrl = get_controller(apply_structlora(tiny_llava(), cfg))
+    assert not ctrl.gnn_is_effective and "cannot change this model's update" in caplog.text
+    assert coordinator_grad(cfg) == 0.0
+    three = StructLoRAConfig(targets=[r".*language_model.*layers\.[012]\.self_attn\.q_proj"], modulation="off")
+    mod = StructLoRAConfig(targets=two, modulation="normalized")
+    for ok in (three, mod):
+        assert get_controller(apply_structlora(tiny_llava(), ok)).gnn_is_effective
+        assert coordinator_grad(ok) > 0.0
