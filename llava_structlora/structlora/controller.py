@@ -11,7 +11,6 @@ coefficients). Layers called before any top-level forward compute a plan lazily.
 from __future__ import annotations
 
 import logging
-
 from typing import Any, Optional
 
 import torch
