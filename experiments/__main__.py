@@ -56,6 +56,12 @@ def record(name: str, title: str, data: dict, md: str, suite: SuiteConfig, comma
 
     if suite.publishes:
         return results.record_result(name, title, data, md, command=command, seeds=suite.seeds)
+    if suite.name == "full" and suite.world_seed and name != "experiments__summary":
+        # a replication on another world is published too, under its own name (never mixed into the summary)
+        rep = f"replication{suite.world_tag}_{name.removeprefix('experiments_')}"
+        results.record_result(
+            rep, f"[world seed {suite.world_seed}] {title}", data, md, command=command, seeds=suite.seeds
+        )
     out_dir = suite.out_root / "records"
     from llava_structlora.utils.io import atomic_write_json
 
