@@ -208,16 +208,55 @@ class Stepper:
         return float(loss.detach())
 
 
+def recipe_checkpointing_kwargs() -> dict[str, Any]:
+    """The activation-checkpointing kwargs the training recipe gives the Trainer for
+    ``--gradient_checkpointing true`` (llava_structlora/train/config.py fills in non-reentrant)."""
+    from llava_structlora.train.config import parse_args
+
+    argv = ["--output_dir", "/tmp/unused", "--model_name_or_path", "/unused", "--use_cpu", "true"]
+    *_, targs = parse_args(argv + ["--gradient_checkpointing", "true"], check_paths=False)
+    assert targs.activation_checkpointing
+    return dict(targs.activation_checkpointing_kwargs or {})
+
+
+def enable_checkpointing(model: nn.Module, kwargs: dict[str, Any]) -> int:
+    """Turn checkpointing on exactly as transformers' Trainer does at the start of ``train()``
+    (``activation_checkpointing_enable``, which also calls ``enable_input_require_grads``; the
+    recipe's build_model sets ``use_cache=False``). Returns the number of checkpointed layers."""
+    gc = dict(kwargs)
+    every_n_layers, offload = gc.pop("every_n_layers", 1), gc.pop("offload", False)
+    model.config.use_cache = False
+    model.activation_checkpointing_enable(
+        activation_checkpointing_kwargs=gc or None, every_n_layers=every_n_layers, offload=offload
+    )
+    return checkpointed_layers(model)
+
+
+def checkpointed_layers(model: nn.Module) -> int:
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return sum(isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing for m in model.modules())
+
+
 def make_pair(
-    base: nn.Module, r: int, alpha: float, seed: int, lr: float = 1e-4, **structlora_kw: Any
+    base: nn.Module,
+    r: int,
+    alpha: float,
+    seed: int,
+    lr: float = 1e-4,
+    checkpointing: dict[str, Any] | None = None,
+    **structlora_kw: Any,
 ) -> dict[str, Stepper]:
-    """Two independent copies of ``base`` (identical weights), one per method."""
-    return {
-        m: Stepper(
-            apply_method(copy.deepcopy(base), m, r, alpha, seed, **(structlora_kw if m == "structlora" else {})), m, lr
-        )
-        for m in METHODS
-    }
+    """Two independent copies of ``base`` (identical weights), one per method; ``checkpointing``
+    (kwargs, see enable_checkpointing) turns activation checkpointing on after the adapter, as
+    the Trainer does."""
+    pair = {}
+    for m in METHODS:
+        model = apply_method(copy.deepcopy(base), m, r, alpha, seed, **(structlora_kw if m == "structlora" else {}))
+        if checkpointing is not None:
+            enable_checkpointing(model, checkpointing)
+        pair[m] = Stepper(model, m, lr)
+    return pair
 
 
 # ----------------------------------------------------------------------------- measurement
