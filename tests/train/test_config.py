@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llava_structlora.train.config import ConfigError, parse_args
+from llava_structlora.train.cli import parse_args
+from llava_structlora.train.config import ConfigError
 
 
 def _parse(*argv, **kw):
@@ -211,3 +212,13 @@ def test_structlora_arguments_generated_not_mirrored():
     assert all(f.metadata.get("help") for f in cli.values())
     sl = StructLoRAConfig()
     assert (ModelArguments().lora_r, ModelArguments().lora_alpha) == (sl.r, sl.alpha)  # defaults written once
+
+
+def test_public_import_paths_kept_after_the_split():
+    """cli.py and identity.py hold what config.py held; `train.config.<name>` still names the same objects."""
+    from llava_structlora.train import cli, config, identity
+
+    assert (config.parse_args, config.compose_argv) == (cli.parse_args, cli.compose_argv)
+    assert (config.run_identity, config.to_jsonable) == (identity.run_identity, identity.to_jsonable)
+    with pytest.raises(AttributeError):
+        config.no_such_name  # noqa: B018
