@@ -5,11 +5,18 @@ Imported as `tests.tiny_configs` (tests/conftest.py puts the repository root on 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 
-def tiny_vision_text() -> tuple[Any, Any]:
-    """A 2-layer, 32-wide CLIP tower (32 px images, 8 px patches: 16 patches + CLS) and Llama (vocab 100)."""
+def tiny_vision_text(
+    patch_size: int = 8,
+    text_hidden: int = 32,
+    text_layers: int = 2,
+    vocab: int = 100,
+    max_positions: int = 128,
+    pad_token_id: Optional[int] = 0,
+) -> tuple[Any, Any]:
+    """A 2-layer, 32-wide CLIP tower on 32 px images (8 px patches: 16 patches + CLS) and a small Llama."""
     from transformers import CLIPVisionConfig, LlamaConfig
 
     vision = CLIPVisionConfig(
@@ -18,18 +25,18 @@ def tiny_vision_text() -> tuple[Any, Any]:
         num_hidden_layers=2,
         num_attention_heads=2,
         image_size=32,
-        patch_size=8,
+        patch_size=patch_size,
         projection_dim=32,
     )
     text = LlamaConfig(
-        hidden_size=32,
+        hidden_size=text_hidden,
         intermediate_size=64,
-        num_hidden_layers=2,
+        num_hidden_layers=text_layers,
         num_attention_heads=2,
         num_key_value_heads=2,
-        vocab_size=100,
-        max_position_embeddings=128,
-        pad_token_id=0,
+        vocab_size=vocab,
+        max_position_embeddings=max_positions,
+        pad_token_id=pad_token_id,
     )
     return vision, text
 
