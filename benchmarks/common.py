@@ -48,6 +48,15 @@ def add_common_args(p: argparse.ArgumentParser, quick_help: str = "CI-size smoke
     )
 
 
+def record_unless_quick(args: argparse.Namespace, name: str, title: str, data: dict, md: str) -> None:
+    """record_result for the flags of add_common_args: --quick and --no-record numbers never reach docs/RESULTS.md."""
+    if args.no_record or args.quick:
+        return
+    from recipes.results import record_result
+
+    record_result(name, title, data, md, seeds=[args.seed])
+
+
 def setup_threads(threads: int) -> None:
     """Fixed thread count; PASSIVE OpenMP waits avoid multi-second stalls on shared cores."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
