@@ -67,6 +67,13 @@ NONE_GNN = ("coordinator", "none")
 
 
 LAMBDA0 = Variant("learned scale, no IB (lambda_ib=0)", "structlora", (("lambda_ib", 0.0),), "structlora")
+# The coordinator's control: what a GNN-free learned per-layer update scale does (not in the paper).
+LAYER_SCALE = Variant(
+    "LoRA + learned layer scale (filter=layer_scale, coordinator=none)",
+    "structlora",
+    (("filter", "layer_scale"), NONE_GNN),
+    "structlora",
+)
 
 
 def _pair_over(attr: str, values: tuple, headline: tuple = ()) -> tuple[Variant, ...]:
@@ -144,6 +151,7 @@ TABLES: dict[str, Table] = {
                 Variant("w/o both (filter=none, coordinator=none)", "structlora", (NONE_IB, NONE_GNN), "structlora"),
                 LORA,
                 LAMBDA0,
+                LAYER_SCALE,
             ),
             paper={
                 "StructLoRA": 122.4,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Union
 
 GATES = ("hard_concrete", "gaussian", "gumbel")
-FILTERS = ("ib", "topk_norm", "random", "none")
+FILTERS = ("ib", "topk_norm", "random", "layer_scale", "none")
 COORDINATORS = ("gnn", "laplacian", "cosine_penalty", "laplacian_penalty", "none")
 GRAPHS = ("hybrid", "adjacency", "similarity")
 GNN_TYPES = ("gat", "gcn")
