@@ -78,6 +78,22 @@ def margin_markdown(margins: dict[str, dict[str, Any]]) -> str:
     return "Testbed check (LoRA r=8 vs the untuned base, test split): " + "; ".join(cells) + "."
 
 
+def family_tables(suite: SuiteConfig, row: dict[str, Any], tasks) -> tuple[str, dict[str, Any]]:
+    """Per-family diagnosis of the QA endpoints (experiments/families.py) from the cached answers."""
+    from . import families
+    from .plan import spec_for
+    from .runner import run_dir
+
+    md, data = "", {}
+    for t in [t for t in tasks if t in families.TASKS]:
+        lr, seeds = row["tasks"][t]["lr"], sorted(row["tasks"][t]["runs"])
+        lora = [run_dir(spec_for(row["variant"], t, s, lr), suite) / "eval_test" / "results.json" for s in seeds]
+        base = suite.out_root / "base_eval" / f"{t}-test" / "results.json"
+        data[t] = families.table(suite.data_root, suite.out_root / "eval_data", t, base, lora)
+        md += "\n\n" + families.markdown(t, data[t], len(lora))
+    return md, data
+
+
 def main(argv: list[str] | None = None) -> None:
     from .__main__ import ensure_artifacts, record
     from .eval_data import build_eval_root
@@ -123,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         f"\n\nBar: >= {BAR:g}. {suite.max_steps} steps x batch {suite.batch_size}; CIDEr x100, "
         "VQA = official accuracy (%), GQA = exact match (%)."
     )
+    fam_md, data["families"] = family_tables(suite, row, result["tasks"])
+    md += fam_md
     record(
         "experiments_base_margin",
         "Experiment: the untuned base vs LoRA (can the testbed tell?)",

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Union
 
 GATES = ("hard_concrete", "gaussian", "gumbel")
-FILTERS = ("ib", "topk_norm", "random", "none")
+FILTERS = ("ib", "topk_norm", "random", "layer_scale", "none")
 COORDINATORS = ("gnn", "laplacian", "cosine_penalty", "laplacian_penalty", "none")
 GRAPHS = ("hybrid", "adjacency", "similarity")
 GNN_TYPES = ("gat", "gcn")
@@ -213,7 +213,7 @@ class StructLoRAConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StructLoRAConfig:
-        """From ``to_dict`` output; a pre-issue-11 save (it has ``gate_init_open``) keeps its old operator."""
+        """From ``to_dict`` output; a save older than the trainability fixes (``gate_init_open``) keeps its operator."""
         if "gate_init_open" in data:
             data = {**LEGACY_BEHAVIOUR, **{k: v for k, v in data.items() if k != "gate_init_open"}}
         known = {f.name for f in dataclasses.fields(cls)}

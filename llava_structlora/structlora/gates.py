@@ -182,6 +182,36 @@ class MaskGate(BaseGate):
         return p["mask"].new_zeros(p["mask"].shape[:-1])
 
 
+class LayerScaleGate(BaseGate):
+    """One learned scalar per layer (``filter=layer_scale``), no KL, init 1 (an untrained adapter is LoRA).
+
+    Not in the paper: the control for the coordinator. The coordinator can change each layer's update
+    scale; this gate can do only that, so a coordinator gain that a per-layer scalar also gets is a scale
+    effect, not coordination. It trains in the gates' optimizer group (``gate_lr_mult``).
+    """
+
+    param_names = ("scale",)
+    has_kl = False
+
+    def __init__(self, r: int, cfg: StructLoRAConfig, device=None) -> None:
+        super().__init__()
+        self.r = r
+        self.scale = nn.Parameter(torch.ones(1, device=device))
+
+    @staticmethod
+    def sample(p, cfg, tau):
+        return LayerScaleGate.evaluate(p, cfg)
+
+    @staticmethod
+    def evaluate(p, cfg):
+        s = p["scale"]
+        return s.expand(*s.shape[:-1], cfg.r)
+
+    @staticmethod
+    def kl(p, cfg):
+        return p["scale"].new_zeros(p["scale"].shape[:-1])
+
+
 GATE_CLASSES: dict[str, type[BaseGate]] = {
     "hard_concrete": HardConcreteGate,
     "gaussian": GaussianGate,
@@ -195,6 +225,8 @@ def build_gate(cfg: StructLoRAConfig, device=None, generator_seed: int | None = 
         return None
     if cfg.filter == "ib":
         return GATE_CLASSES[cfg.gate](cfg.r, cfg, device=device)
+    if cfg.filter == "layer_scale":
+        return LayerScaleGate(cfg.r, cfg, device=device)
     mask = None
     if cfg.filter == "random":
         gen = torch.Generator().manual_seed(int(generator_seed or 0))

@@ -28,6 +28,7 @@ VARIANTS = (
         dict(filter="topk_norm", coordinator="gnn", graph="adjacency", keep_k=3),
         dict(filter="random", coordinator="laplacian"),
         dict(filter="none", coordinator="gnn"),
+        dict(filter="layer_scale", coordinator="none"),
         dict(filter="ib", gate="hard_concrete", coordinator="gnn", modulation="free", smooth_edges="same_shape"),
         dict(filter="ib", gate="gaussian", coordinator="gnn", modulation="normalized", gate_noise="none"),
         dict(filter="ib", gate="gumbel", coordinator="laplacian", gate_noise="none", keep_dead_layers=True),
@@ -52,7 +53,7 @@ def test_adapted_equals_merged_equals_peft_export(kw, tmp_path):
         assert (state["s"] is None) == (cfg.modulation == "off")
         assert state["s"] is None or (state["s"] - 1).abs().max() > 1e-4
         assert float(state["eta"]) > 0 and (state["a"] > 0).any()
-    if cfg.filter == "ib":
+    if cfg.filter in ("ib", "layer_scale"):
         fresh = get_controller(apply_structlora(tiny_llava(0), StructLoRAConfig(**kw))).layers
         for name in type(ctrl.layers[0].gate).param_names:  # gate parameters were trained
             moved = [getattr(a.gate, name) - getattr(b.gate, name) for a, b in zip(ctrl.layers, fresh)]

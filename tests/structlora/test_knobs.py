@@ -71,6 +71,24 @@ def test_gate_init_is_the_eval_gate_and_gate_noise_none_is_deterministic(gate):
     train_steps(model, steps=2)  # still trainable: the gate parameters get gradients and move
 
 
+def test_layer_scale_is_one_learned_scalar_per_layer_starting_at_lora():
+    """filter=layer_scale (the coordinator's scale control): eval gate 1 at init, one parameter per layer,
+    trained in the gates' group without weight decay, no regularizer, and it moves."""
+    model = apply_structlora(tiny_llava(), StructLoRAConfig(filter="layer_scale", coordinator="none"))
+    ctrl = get_controller(model)
+    assert torch.equal(ctrl.gates(False), torch.ones(len(ctrl.layers), 8))
+    assert torch.equal(ctrl.gates(True), ctrl.gates(False))  # no noise
+    groups = {g["name"]: g for g in structlora_param_groups(model, 1e-3, 0.01)}
+    assert {id(p) for p in groups["structlora_gates"]["params"]} == {id(l.gate.scale) for l in ctrl.layers}
+    assert all(l.gate.scale.numel() == 1 for l in ctrl.layers)
+    assert float(structlora_regularizer(model)) == 0.0
+    train_steps(model, steps=3)
+    scales = torch.cat([l.gate.scale.detach() for l in ctrl.layers])
+    assert (scales - 1).abs().max() > 1e-3
+    gates = ctrl.gates(False)
+    assert torch.equal(gates, scales[:, None].expand_as(gates))  # one value per layer, all directions
+
+
 def test_gumbel_and_hard_concrete_init_values():
     assert math.isclose(1 / (1 + math.exp(-GumbelGate.init_logit(1.0))), GumbelGate.MAX_OPEN)
     assert GumbelGate.init_logit(0.3) < 0  # eval gate 0 for gate_init <= 0.5 (a threshold gate)

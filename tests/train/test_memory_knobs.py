@@ -7,7 +7,8 @@ import importlib.util
 import pytest
 import torch
 
-from llava_structlora.train.config import ConfigError, parse_args
+from llava_structlora.train.cli import parse_args
+from llava_structlora.train.config import ConfigError
 from llava_structlora.train.methods import base_load_dtype, build_model
 
 
