@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import statistics
 import time
@@ -45,6 +46,15 @@ def add_common_args(p: argparse.ArgumentParser, quick_help: str = "CI-size smoke
     p.add_argument(
         "--no-record", action="store_true", help="print only; do not write docs/results (--quick never writes)"
     )
+
+
+def record_unless_quick(args: argparse.Namespace, name: str, title: str, data: dict, md: str) -> None:
+    """record_result for the flags of add_common_args: --quick and --no-record numbers never reach docs/RESULTS.md."""
+    if args.no_record or args.quick:
+        return
+    from recipes.results import record_result
+
+    record_result(name, title, data, md, seeds=[args.seed])
 
 
 def setup_threads(threads: int) -> None:
@@ -90,38 +100,17 @@ def tiny_shape(vision_layers: int = 2, text_layers: int = 3) -> StackShape:
 
 
 def build_llava(shape: StackShape, seed: int = 0) -> nn.Module:
-    """Random-init stock LlavaForConditionalGeneration of ``shape`` (fp32, eval-free, CPU)."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    """Random-init stock LlavaForConditionalGeneration of ``shape`` (fp32, eval-free, CPU).
 
-    vision = CLIPVisionConfig(
-        hidden_size=shape.vision_hidden,
-        intermediate_size=shape.vision_ffn,
-        num_hidden_layers=shape.vision_layers,
-        num_attention_heads=shape.vision_heads,
-        image_size=shape.image_size,
-        patch_size=shape.patch_size,
-    )
-    text = LlamaConfig(
-        vocab_size=shape.vocab_size,
-        hidden_size=shape.text_hidden,
-        intermediate_size=shape.text_ffn,
-        num_hidden_layers=shape.text_layers,
-        num_attention_heads=shape.text_heads,
-        num_key_value_heads=shape.text_heads,
-        max_position_embeddings=1024,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
-    cfg = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=shape.vocab_size - 1,
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
-        image_seq_length=shape.image_tokens,
-        pad_token_id=0,
-    )
+    The config is the toy base's (``llava_structlora.toy.model_config.llava_config``) at these widths,
+    reading the last vision layer, with room for 1024 positions.
+    """
+    from transformers import LlavaForConditionalGeneration
+
+    from llava_structlora.toy.model_config import ModelConfig, llava_config
+
+    m = ModelConfig(**dataclasses.asdict(shape), model_max_length=1024, vision_feature_layer=-1)
+    cfg = llava_config(m, shape.vocab_size, shape.vocab_size - 1, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     torch.manual_seed(seed)
     return LlavaForConditionalGeneration(cfg).float()
 
@@ -208,16 +197,55 @@ class Stepper:
         return float(loss.detach())
 
 
+def recipe_checkpointing_kwargs() -> dict[str, Any]:
+    """The activation-checkpointing kwargs the training recipe gives the Trainer for
+    ``--gradient_checkpointing true`` (llava_structlora/train/config.py fills in non-reentrant)."""
+    from llava_structlora.train.config import parse_args
+
+    argv = ["--output_dir", "/tmp/unused", "--model_name_or_path", "/unused", "--use_cpu", "true"]
+    *_, targs = parse_args(argv + ["--gradient_checkpointing", "true"], check_paths=False)
+    assert targs.activation_checkpointing
+    return dict(targs.activation_checkpointing_kwargs or {})
+
+
+def enable_checkpointing(model: nn.Module, kwargs: dict[str, Any]) -> int:
+    """Turn checkpointing on exactly as transformers' Trainer does at the start of ``train()``
+    (``activation_checkpointing_enable``, which also calls ``enable_input_require_grads``; the
+    recipe's build_model sets ``use_cache=False``). Returns the number of checkpointed layers."""
+    gc = dict(kwargs)
+    every_n_layers, offload = gc.pop("every_n_layers", 1), gc.pop("offload", False)
+    model.config.use_cache = False
+    model.activation_checkpointing_enable(
+        activation_checkpointing_kwargs=gc or None, every_n_layers=every_n_layers, offload=offload
+    )
+    return checkpointed_layers(model)
+
+
+def checkpointed_layers(model: nn.Module) -> int:
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return sum(isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing for m in model.modules())
+
+
 def make_pair(
-    base: nn.Module, r: int, alpha: float, seed: int, lr: float = 1e-4, **structlora_kw: Any
+    base: nn.Module,
+    r: int,
+    alpha: float,
+    seed: int,
+    lr: float = 1e-4,
+    checkpointing: dict[str, Any] | None = None,
+    **structlora_kw: Any,
 ) -> dict[str, Stepper]:
-    """Two independent copies of ``base`` (identical weights), one per method."""
-    return {
-        m: Stepper(
-            apply_method(copy.deepcopy(base), m, r, alpha, seed, **(structlora_kw if m == "structlora" else {})), m, lr
-        )
-        for m in METHODS
-    }
+    """Two independent copies of ``base`` (identical weights), one per method; ``checkpointing``
+    (kwargs, see enable_checkpointing) turns activation checkpointing on after the adapter, as
+    the Trainer does."""
+    pair = {}
+    for m in METHODS:
+        model = apply_method(copy.deepcopy(base), m, r, alpha, seed, **(structlora_kw if m == "structlora" else {}))
+        if checkpointing is not None:
+            enable_checkpointing(model, checkpointing)
+        pair[m] = Stepper(model, m, lr)
+    return pair
 
 
 # ----------------------------------------------------------------------------- measurement

@@ -37,6 +37,7 @@ from benchmarks.common import (  # noqa: E402
     make_batch,
     paired_ratio,
     realistic_shape,
+    record_unless_quick,
     setup_threads,
 )
 
@@ -195,16 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     results = {n: run_stack(n, args) for n in args.stacks.split(",") if n}
     md = markdown(results)
     print(md)
-    if not (args.no_record or args.quick):
-        from recipes.results import record_result
-
-        record_result(
-            "inference_merged",
-            "Inference: merged StructLoRA vs base (latency) and merge exactness",
-            {"args": vars(args), "results": results, "wall_s": time.time() - t0},
-            md,
-            seeds=[args.seed],
-        )
+    record_unless_quick(
+        args,
+        "inference_merged",
+        "Inference: merged StructLoRA vs base (latency) and merge exactness",
+        {"args": vars(args), "results": results, "wall_s": time.time() - t0},
+        md,
+    )
     return 0
 
 

@@ -4,8 +4,11 @@
 
 (a) A 7B-width slice: the published llava-hf/llava-1.5-7b-hf config (benchmarks/arch_meta.py) with
 fewer layers, random weights, saved like the real checkpoint (fp16 safetensors shards + index) under
-artifacts/bench/. (b) ``--full-7b``: the full 32 + 24-layer checkpoint (14 GB in fp16); only run it when
-the machine has the memory free (the script refuses below 2.5 x the bf16 bytes available).
+artifacts/bench/. (b) ``--full-7b``: the full 32 + 24-layer checkpoint (7.06 B parameters, 14 GB in
+fp16), written shard by shard from meta-device shapes (``write_random_checkpoint``: no model, no fp32
+copy; peak = one shard) into a temporary directory that is deleted afterwards. There only the half-
+precision paths run: the fp32 path needs ~2 x 14 GB and is recorded as not run, with the reason.
+The script refuses to start a path when MemAvailable is below what that path needs plus headroom.
 
 Each path loads in a fresh child process, so every peak is its own. We report, per path: the RSS right
 before loading (the fixed overhead: Python, torch, transformers), the peak RSS during the load
@@ -20,11 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,6 +39,8 @@ PATHS = {
     "bf16_load_base_model": "load_base_model(path, dtype='bf16')",
     "bf16_train_structlora": "train build_model(--bf16 --method structlora): bf16 base + fp32 adapter",
 }
+# host bytes a path needs, in units of the bf16 weight bytes (fp32: the fp32 copy + file pages)
+NEED_X_BF16 = {"fp32_from_pretrained": 2.5, "bf16_load_base_model": 1.3, "bf16_train_structlora": 1.3}
 
 
 def _status() -> dict[str, int]:
@@ -148,6 +156,67 @@ def build_slice(out: Path, text_layers: int, vision_layers: int) -> Path:
     return out
 
 
+def _fill(name: str, shape: tuple[int, ...], dtype: Any, gen: Any) -> Any:
+    """The slice's init: norms 1, other 1-d tensors (biases) 0, matrices N(0, 0.02)."""
+    import torch
+
+    t = torch.empty(shape, dtype=dtype)
+    if t.dim() == 1:
+        return t.fill_(1.0 if "norm" in name else 0.0)
+    return t.normal_(0.0, 0.02, generator=gen)
+
+
+def write_random_checkpoint(cfg: Any, out: Path, dtype: str = "float16", shard_bytes: int = 2 << 30) -> int:
+    """Random checkpoint of ``cfg`` as safetensors shards + index, one shard in memory at a time.
+
+    The state-dict names and shapes come from the model built on the meta device, so no full
+    model (and no fp32 copy) ever exists; returns the parameter count.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from transformers import LlavaForConditionalGeneration
+
+    torch_dtype = getattr(torch, dtype)
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(cfg)
+    shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+    del model
+    groups: list[list[tuple[str, tuple[int, ...]]]] = [[]]
+    size = 0
+    esize = torch.empty((), dtype=torch_dtype).element_size()
+    for name, shape in shapes:
+        n = esize * int(torch.Size(shape).numel())
+        if groups[-1] and size + n > shard_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append((name, shape))
+        size += n
+    out.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(0)
+    weight_map, total, numel = {}, 0, 0
+    for i, group in enumerate(groups, 1):
+        fname = f"model-{i:05d}-of-{len(groups):05d}.safetensors"
+        shard = {name: _fill(name, shape, torch_dtype, gen) for name, shape in group}
+        save_file(shard, str(out / fname), metadata={"format": "pt"})
+        for name, t in shard.items():
+            weight_map[name] = fname
+            total += t.numel() * t.element_size()
+            numel += t.numel()
+        del shard
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    cfg.dtype = torch_dtype
+    cfg.save_pretrained(out)
+    return numel
+
+
+def full_7b_config() -> Any:
+    """The published llava-hf/llava-1.5-7b-hf config (benchmarks/arch_meta.py)."""
+    from benchmarks.arch_meta import published_config
+
+    return published_config("llava-hf/llava-1.5-7b-hf")
+
+
 def _mem_available() -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):
@@ -155,17 +224,33 @@ def _mem_available() -> int:
     return 0
 
 
-def measure(model_dir: Path) -> list[dict]:
+def measure(model_dir: Path, bf16_bytes: int, skip: dict[str, str] | None = None) -> list[dict]:
+    """One fresh child per path; ``skip`` maps a path to why it is not run (recorded as such)."""
     rows = []
     for path in PATHS:
+        if path in (skip or {}):
+            rows.append({"path": path, "not_run": skip[path]})
+            continue
+        need = NEED_X_BF16[path] * bf16_bytes + (1 << 30)
+        if _mem_available() < need:
+            rows.append(
+                {
+                    "path": path,
+                    "not_run": f"refused: {_mem_available() / 2**30:.1f} GiB available, needs ~{need / 2**30:.1f} GiB",
+                }
+            )
+            continue
         proc = subprocess.run(
             [sys.executable, __file__, "--child", path, "--model", str(model_dir)],
             capture_output=True,
             text=True,
             env=dict(os.environ, OMP_NUM_THREADS="1"),
         )
-        if proc.returncode != 0:
-            raise RuntimeError(f"{path} failed:\n{proc.stderr[-3000:]}")
+        if proc.returncode != 0:  # recorded as it happened (e.g. -9: killed for memory)
+            tail = proc.stderr.strip().splitlines()[-1:] or [""]
+            rows.append({"path": path, "not_run": f"failed: exit {proc.returncode}: {tail[0][:200]}"})
+            print(proc.stderr[-3000:], file=sys.stderr)
+            continue
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     return rows
 
@@ -181,6 +266,9 @@ def table(rows: list[dict], bf16_bytes: int, label: str) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if "not_run" in r:
+            lines.append(f"| {PATHS[r['path']]} | not run: {r['not_run']} | | | | | |")
+            continue
         extra = (r["peak_rss"] - r["rss_before"]) / bf16_bytes
         anon = (r["peak_rss_anon"] - r["anon_before"]) / bf16_bytes
         lines.append(
@@ -190,23 +278,7 @@ def table(rows: list[dict], bf16_bytes: int, label: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--text-layers", type=int, default=2)
-    p.add_argument("--vision-layers", type=int, default=4)
-    p.add_argument("--full-7b", action="store_true", help="(b): the full 7B-shaped checkpoint (needs ~35 GB free)")
-    p.add_argument("--out", default=None, help="checkpoint dir (default artifacts/bench/llava15-7b-slice-...)")
-    p.add_argument("--record", action="store_true", help="write docs/results/load_memory.json")
-    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--model", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.child:
-        print(json.dumps(child(args.child, args.model)))
-        return 0
-    text_layers, vision_layers = (32, 24) if args.full_7b else (args.text_layers, args.vision_layers)
-    root = Path(__file__).resolve().parents[1]
-    out = Path(args.out or root / "artifacts" / "bench" / f"llava15-7b-width-t{text_layers}-v{vision_layers}")
-    model_dir = build_slice(out, text_layers, vision_layers)
+def _count(model_dir: Path) -> int:
     import torch
     from safetensors import safe_open
 
@@ -214,20 +286,73 @@ def main(argv: list[str] | None = None) -> int:
     for shard in model_dir.glob("*.safetensors"):
         with safe_open(str(shard), framework="pt") as f:
             numel += sum(int(torch.Size(f.get_slice(k).get_shape()).numel()) for k in f.keys())
-    bf16_bytes = numel * 2
-    if _mem_available() < 2.5 * bf16_bytes:
-        need = 2 * bf16_bytes / 2**30
-        print(
-            f"refusing: {_mem_available() / 2**30:.1f} GiB available, the fp32 path needs ~{need:.1f} GiB plus "
-            "headroom (shared machine)",
-            file=sys.stderr,
+    return numel
+
+
+def run_full_7b(root: Path, dtype: str, shard_gb: float, keep: bool) -> tuple[list[dict], int, str]:
+    """(b): write the full 7B-shaped checkpoint to a temp dir, measure the half-precision paths, delete."""
+    bench = root / "artifacts" / "bench"
+    bench.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="llava15-7b-full-", dir=bench))
+    try:
+        t0 = time.time()
+        numel = write_random_checkpoint(full_7b_config(), tmp, dtype, int(shard_gb * 2**30))
+        print(f"wrote {numel / 1e9:.2f} B parameters to {tmp} in {time.time() - t0:.0f} s", file=sys.stderr)
+        bf16_bytes = numel * 2
+        why = (
+            f"needs the fp32 weights ({2 * bf16_bytes / 2**30:.1f} GiB) plus the checkpoint's file pages, "
+            f"more than this machine's {_mem_total() / 2**30:.1f} GiB RAM"
         )
-        return 3
-    rows = measure(model_dir)
-    label = (
-        f"LLaVA-1.5-7B widths, {text_layers} LM + {vision_layers} vision layers, {numel / 1e9:.2f} B "
-        f"parameters, fp16 safetensors shards of 500 MB"
-    )
+        rows = measure(tmp, bf16_bytes, skip={"fp32_from_pretrained": why})
+        label = (
+            f"Full LLaVA-1.5-7B shape (32 LM + 24 vision layers), {numel / 1e9:.2f} B parameters, "
+            f"{dtype} safetensors shards of {shard_gb:g} GiB"
+        )
+        return rows, numel, label
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _mem_total() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--text-layers", type=int, default=2)
+    p.add_argument("--vision-layers", type=int, default=4)
+    p.add_argument("--full-7b", action="store_true", help="(b): the full 7B-shaped checkpoint (~17 GiB free needed)")
+    p.add_argument("--shard-dtype", default="float16", choices=["float16", "bfloat16"], help="--full-7b shards")
+    p.add_argument("--shard-gb", type=float, default=2.0, help="--full-7b shard size (GiB)")
+    p.add_argument("--keep", action="store_true", help="--full-7b: keep the temporary checkpoint")
+    p.add_argument("--out", default=None, help="checkpoint dir (default artifacts/bench/llava15-7b-slice-...)")
+    p.add_argument("--record", action="store_true", help="write docs/results/load_memory[_full7b].json")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--model", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.model)))
+        return 0
+    root = Path(__file__).resolve().parents[1]
+    if args.full_7b:
+        text_layers, vision_layers = 32, 24
+        rows, numel, label = run_full_7b(root, args.shard_dtype, args.shard_gb, args.keep)
+        bf16_bytes = numel * 2
+    else:
+        text_layers, vision_layers = args.text_layers, args.vision_layers
+        out = Path(args.out or root / "artifacts" / "bench" / f"llava15-7b-width-t{text_layers}-v{vision_layers}")
+        model_dir = build_slice(out, text_layers, vision_layers)
+        numel = _count(model_dir)
+        bf16_bytes = numel * 2
+        rows = measure(model_dir, bf16_bytes)
+        label = (
+            f"LLaVA-1.5-7B widths, {text_layers} LM + {vision_layers} vision layers, {numel / 1e9:.2f} B "
+            f"parameters, fp16 safetensors shards of 500 MB"
+        )
     md = table(rows, bf16_bytes, label)
     print(md)
     if args.record:
@@ -235,12 +360,14 @@ def main(argv: list[str] | None = None) -> int:
 
         record_result(
             "load_memory" + ("_full7b" if args.full_7b else ""),
-            "Host memory while loading the base: fp32 (old) vs bf16 load_base_model (new)",
+            "Host memory while loading the base: fp32 (old) vs bf16 load_base_model (new)"
+            + (", full 7B shape" if args.full_7b else ""),
             {
                 "text_layers": text_layers,
                 "vision_layers": vision_layers,
                 "numel": numel,
                 "bf16_bytes": bf16_bytes,
+                "mem_total": _mem_total(),
                 "rows": rows,
             },
             md,

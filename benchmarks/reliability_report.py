@@ -1,11 +1,11 @@
-"""Run the reliability suite and record its outcome in docs/RESULTS.md (issues 7 and 15).
+"""Run the reliability suite and record its outcome in docs/RESULTS.md.
 
     python benchmarks/reliability_report.py [--no-slow] [--no-record]
 
 Runs ``pytest tests/reliability`` with a JUnit XML report and turns it into a table of the failure
 classes the suite covers (cases per class and their outcomes) followed by one row per test
 (outcome, seconds, first line of the failure), so the report in RESULTS.md is generated from a
-real run, never typed. Open findings are explained in docs/notes/issue7_requests.md.
+real run, never typed. Open findings are in docs/design.md §9 (known limitations).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def markdown(rows: list[dict], wall: float) -> str:
     lines = [
         f"{len(rows)} tests in {wall:.0f} s: "
         + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-        + ". Open findings and the fixes asked for: `docs/notes/issue7_requests.md`; what each test "
+        + ". Open findings: `docs/design.md` §9 (known limitations); what each test "
         "covers: `docs/benchmarks.md`.",
         "",
         *class_table(rows),

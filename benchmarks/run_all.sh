@@ -19,6 +19,8 @@ run() {
 }
 
 run benchmarks/train_overhead.py --threads "$THREADS" "${QUICK[@]}"
+# the same at real width with activation checkpointing off and on (record: train_overhead_ckpt)
+run benchmarks/train_overhead.py --threads "$THREADS" --stacks realistic --grad-ckpt both "${QUICK[@]}"
 run benchmarks/inference.py --threads "$THREADS" "${QUICK[@]}"
 run benchmarks/scaling.py --threads "$THREADS" "${QUICK[@]}"
 run benchmarks/gpu_7b.py   # prints SKIPPED and exits 0 without a CUDA GPU

@@ -29,6 +29,7 @@ from benchmarks.common import (  # noqa: E402
     interleaved,
     make_batch,
     make_pair,
+    record_unless_quick,
     setup_threads,
     step_peak_bytes,
     time_steps,
@@ -146,16 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     md = markdown(rows, slopes, args)
     print(md)
-    if not (args.no_record or args.quick):
-        from recipes.results import record_result
-
-        record_result(
-            "scaling_layers",
-            "Scaling: StructLoRA overhead vs number of adapted layers",
-            {"args": vars(args), "rows": rows, "slopes": slopes, "wall_s": time.time() - t0},
-            md,
-            seeds=[args.seed],
-        )
+    record_unless_quick(
+        args,
+        "scaling_layers",
+        "Scaling: StructLoRA overhead vs number of adapted layers",
+        {"args": vars(args), "rows": rows, "slopes": slopes, "wall_s": time.time() - t0},
+        md,
+    )
     return 0
 
 

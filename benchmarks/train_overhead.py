@@ -1,6 +1,6 @@
 """Training step time and peak memory: StructLoRA vs PEFT LoRA, side by side.
 
-    python benchmarks/train_overhead.py [--quick] [--stacks tiny,realistic] [--profile]
+    python benchmarks/train_overhead.py [--quick] [--stacks tiny,realistic] [--grad-ckpt off|on|both] [--profile]
 
 Same q/v targets, rank, alpha, batch and seed for both methods; two copies of one random (or
 toy-base) model in one process; interleaved repeats (method order alternates), median of the
@@ -9,6 +9,10 @@ its widths), ``realistic`` = LLaVA-1.5-7B layer widths (4096-wide Llama layers, 
 layers) with a few layers so that it fits 2 cores. Goal at realistic width: <= 1.03x time and
 <= +2% peak memory (paper: 1.06x, +4.2%). ``--profile`` adds a torch.profiler table of the
 StructLoRA step (top ops with their Python call sites) to say where any extra cost comes from.
+``--grad-ckpt on|both`` also (or only) measures with activation checkpointing on, enabled as the
+training recipe enables it (``--gradient_checkpointing true``: the Trainer's
+``activation_checkpointing_enable`` with the recipe's non-reentrant kwargs, after the adapter, for
+both methods); such a run records docs/results/train_overhead_ckpt.json.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from benchmarks.common import (  # noqa: E402
     adapted_count,
     add_common_args,
     build_llava,
+    checkpointed_layers,
     fmt_mb,
     interleaved,
     load_tiny_base,
@@ -35,6 +40,7 @@ from benchmarks.common import (  # noqa: E402
     make_pair,
     paired_ratio,
     realistic_shape,
+    recipe_checkpointing_kwargs,
     setup_threads,
     step_peak_bytes,
     time_steps,
@@ -51,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--vision-layers", type=int, default=2)
     p.add_argument("--text-layers", type=int, default=2)
     p.add_argument("--profile", action="store_true", help="print where a StructLoRA step spends its time")
+    p.add_argument(
+        "--grad-ckpt", default="off", choices=["off", "on", "both"], help="activation checkpointing (recipe's way)"
+    )
     return p.parse_args(argv)
 
 
@@ -110,11 +119,10 @@ def breakdown(stepper, batch: dict, n: int) -> dict[str, float]:
     }
 
 
-def run_stack(name: str, args: argparse.Namespace) -> dict:
-    s = stack_settings(name, args)
+def run_stack(s: dict, args: argparse.Namespace, ckpt: dict | None) -> dict:
+    """One stack (settings ``s``), both methods side by side; ``ckpt``: checkpointing kwargs or None."""
     batch = make_batch(s["model"], s["batch"], s["text_len"], args.seed)
-    pair = make_pair(s["model"], args.rank, args.alpha, args.seed)
-    del s["model"]
+    pair = make_pair(s["model"], args.rank, args.alpha, args.seed, checkpointing=ckpt)
     counts = {m: adapted_count(st.model) for m, st in pair.items()}
     if len(set(counts.values())) != 1:
         raise RuntimeError(f"methods adapt different module counts: {counts}")
@@ -124,6 +132,8 @@ def run_stack(name: str, args: argparse.Namespace) -> dict:
     )
     res = {
         "model": s["desc"],
+        "grad_ckpt": ckpt,
+        "checkpointed_layers": {m: checkpointed_layers(st.model) for m, st in pair.items()},
         "batch": s["batch"],
         "seq_len": int(batch["input_ids"].shape[1]),
         "adapted_modules": counts["lora"],
@@ -164,6 +174,12 @@ def markdown(results: dict[str, dict]) -> str:
             f"| {b.get('on_step_s', 0):.4f} + {b.get('coordinator_plan_s', 0):.4f} + {b.get('regularizer_s', 0):.4f} |"
         )
     for name, r in results.items():
+        if r.get("grad_ckpt") is not None:
+            lines.append(
+                f"\n{name}: activation checkpointing on ({r['grad_ckpt']}, the recipe's --gradient_checkpointing "
+                f"true), checkpointed layers per method: {r['checkpointed_layers']}."
+            )
+    for name, r in results.items():
         b = r["breakdown_structlora"]
         if b:
             lines.append(
@@ -174,17 +190,32 @@ def markdown(results: dict[str, dict]) -> str:
             )
     lines += [
         "",
-        "Goal at realistic width: time ratio <= 1.03, total memory ratio <= 1.02 (paper: 1.06x, +4.2%). "
-        "Models: " + "; ".join(f"{n}: {r['model']}" for n, r in results.items()) + ".",
+        f"Goal at realistic width: time ratio <= 1.03, total memory ratio <= 1.02 (paper: 1.06x, +4.2%). "
+        f"torch threads: {torch.get_num_threads()}. Models: "
+        + "; ".join(f"{n}: {r['model']}" for n, r in results.items())
+        + ".",
     ]
     return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> dict[str, dict]:
+    """Every stack x checkpointing mode; rows named ``<stack>`` (off) and ``<stack>+ckpt`` (on)."""
+    kw = None if args.grad_ckpt == "off" else recipe_checkpointing_kwargs()
+    modes = {"off": [None], "on": [kw], "both": [None, kw]}[args.grad_ckpt]
+    results = {}
+    for name in filter(None, args.stacks.split(",")):
+        s = stack_settings(name, args)
+        for ckpt in modes:
+            results[name + ("" if ckpt is None else "+ckpt")] = run_stack(s, args, ckpt)
+        del s["model"]
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_threads(args.threads)
     t0 = time.time()
-    results = {name: run_stack(name, args) for name in args.stacks.split(",") if name}
+    results = run(args)
     md = markdown(results)
     print(md)
     for name, r in results.items():
@@ -198,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         from recipes.results import record_result
 
         record_result(
-            "train_overhead",
-            "Training overhead: StructLoRA vs PEFT LoRA (step time, peak memory)",
+            "train_overhead" + ("" if args.grad_ckpt == "off" else "_ckpt"),
+            "Training overhead: StructLoRA vs PEFT LoRA (step time, peak memory)"
+            + ("" if args.grad_ckpt == "off" else ", with activation checkpointing"),
             {"args": vars(args), "results": results, "wall_s": time.time() - t0},
             md,
             seeds=[args.seed],

@@ -43,26 +43,27 @@ from pathlib import Path
 
 from data_prep.common import (
     CAPTION_PROMPT,
-    ConvertError,
     ImageChecker,
-    JsonStreamWriter,
+    Sampling,
     SkipLog,
     add_common_args,
     atomic_open,
-    check_sampling,
     check_task_dir,
     common_kwargs,
     eval_question,
+    llava_record,
+    portable_path,
+    run_cli,
+    write_manifest,
+)
+from data_prep.jsonstream import (
+    ConvertError,
+    JsonStreamWriter,
     field,
     iter_json,
     jsonl_line,
-    llava_record,
-    portable_path,
     read_header,
     require_array,
-    run_cli,
-    select_subset,
-    write_manifest,
 )
 
 KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
@@ -226,7 +227,7 @@ def convert_coco(
     """Convert official COCO caption files; returns the written manifest."""
     if per not in ("caption", "image"):
         raise ConvertError(f"--per must be 'caption' or 'image', got {per!r}")
-    check_sampling(limit=limit, fraction=fraction, eval_limit=eval_limit)
+    sampling = Sampling(limit, fraction, eval_limit, seed, check_images, strict)
     paths, out_dir = [Path(c) for c in captions], Path(out)
     check_task_dir(out_dir, "coco", images)  # never replace another task's output
     checker, log, idx = ImageChecker(images, check_images), SkipLog(strict), Index()
@@ -245,11 +246,7 @@ def convert_coco(
                 cands.append(iid)
             else:
                 log.skip(split, "no_captions", f"image id={iid}")
-        is_train = split == "train"
-        chosen = select_subset(
-            cands, limit=limit if is_train else eval_limit, fraction=fraction if is_train else None, seed=seed
-        )
-        keep[split] = set(cands) if chosen is None else chosen
+        keep[split] = sampling.keep(cands, split == "train")
     counts = {s: len(keep[s]) for s in split_names}
     files: dict[str, list[str]] = {}
     if "train" in keep:
@@ -274,14 +271,7 @@ def convert_coco(
             "references": n_refs[s] if not is_train else None,
             "files": files.get(s, []),
             "sources": sources,
-            "options": {
-                "per": per,
-                "limit": limit if is_train else eval_limit,
-                "fraction": fraction if is_train else None,
-                "seed": seed,
-                "check_images": check_images,
-                "strict": strict,
-            },
+            "options": {"per": per, **sampling.options(is_train)},
         }
     return write_manifest(out_dir, "coco", portable_path(images, out_dir), splits)
 

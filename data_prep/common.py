@@ -4,11 +4,8 @@ Why it exists: the three converters must agree on how they stream big official f
 sample low-data subsets, check images, report bad input and describe their outputs, so
 that the dataset and the scorers downstream can rely on one contract (docs/data.md).
 
-- Streaming JSON reads with ijson (never `json.load` of a 330 MB file); malformed JSON is a
-  `ConvertError` naming the file and the position.
-- Streaming, atomic JSON/JSONL writes (temp file + fsync + `os.replace`, the streaming
-  counterpart of `llava_structlora.utils.io.atomic_write_bytes`, which needs the whole
-  payload in memory).
+- Streaming JSON reads and writes (ijson; malformed JSON is a `ConvertError` naming the file and
+  the position): `data_prep/jsonstream.py`, re-exported here.
 - `SkipLog`: counted, logged skips with reasons and first examples; `strict` turns them
   into errors. `select_subset`: deterministic, nested fraction/limit sampling.
 - `write_manifest`: `DATA_ROOT/<task>/manifest.json`, merged per split across runs.
@@ -23,15 +20,23 @@ import math
 import os
 import random
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-import ijson
-
+from data_prep.jsonstream import (  # noqa: F401 - the public path of the JSON helpers (tests, converters)
+    ConvertError,
+    JsonStreamWriter,
+    field,
+    iter_json,
+    jsonl_line,
+    read_header,
+    require_array,
+    require_object,
+)
 from llava_structlora.utils.errors import run_main
 from llava_structlora.utils.io import atomic_open, atomic_write_json, atomic_write_text  # noqa: F401 - the converters import atomic_open from here
-from llava_structlora.utils.jsonio import JsonInputError, open_json_stream, read_json
 
 logger = logging.getLogger("data_prep")
 
@@ -39,131 +44,6 @@ CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
 CHECK_MODES = ("none", "exists", "full")
 MANIFEST_VERSION = 1
-_EXACT_POSITION_MAX_BYTES = 64 << 20  # re-parse with `json` for an exact line/column below this
-
-
-class ConvertError(ValueError):
-    """Bad input that cannot be skipped meaningfully; the message names file and record."""
-
-
-# ----------------------------------------------------------------------------- reading JSON
-def _malformed(path: Path, f: Any, err: Exception) -> ConvertError:
-    """Error naming the file and the position: exact line/column when the file is small
-    enough to re-parse with `json`, else the byte offset the streaming parser had reached."""
-    where = f"near byte {f.tell()}"
-    if path.stat().st_size <= _EXACT_POSITION_MAX_BYTES:
-        try:
-            read_json(path)
-        except JsonInputError as exact:  # names line and column (after a UTF-8 BOM, as an editor shows)
-            text = str(exact)
-            where = (
-                text.split(" is not valid JSON: ", 1)[-1]
-                if " is not valid JSON: " in text
-                else "not valid utf-8: " + text.split(" is not UTF-8 text: ", 1)[-1]
-            )
-    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return ConvertError(f"malformed JSON in {path}: {where} ({detail})")
-
-
-def iter_json(path: str | os.PathLike, prefix: str, kv: bool = False) -> Iterator[Any]:
-    """Stream `ijson.items` (or `kvitems` with kv=True) of `path` at `prefix`."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConvertError(f"input file not found: {path}")
-    try:
-        with open_json_stream(path) as f:  # BOM skipped, UTF-16 and absurd nesting refused; ijson reads in C
-            fn = ijson.kvitems if kv else ijson.items
-            try:
-                yield from fn(f, prefix, use_float=True)
-            except (ijson.JSONError, UnicodeDecodeError) as err:
-                raise _malformed(path, f, err) from None
-    except JsonInputError as err:
-        raise ConvertError(str(err)) from None
-
-
-def read_header(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, Any]:
-    """Top-level values of `keys` present in `path` (one early-stopping C pass per key)."""
-    out: dict[str, Any] = {}
-    for key in keys:
-        for value in iter_json(path, key):
-            out[key] = value
-            break
-    return out
-
-
-def require_array(path: str | os.PathLike, key: str) -> None:
-    """Fail clearly when the top-level array `key` is absent (ijson would just yield nothing)."""
-    for value in iter_json(path, key):
-        if isinstance(value, list):
-            return
-        raise ConvertError(f"{path}: top-level '{key}' must be a list, got {type(value).__name__}")
-    raise ConvertError(f"{path}: no top-level '{key}' array; is this the right file?")
-
-
-def require_object(path: str | os.PathLike) -> None:
-    """Fail clearly when the top-level JSON value of `path` is not an object."""
-    try:
-        with open_json_stream(path) as f:
-            try:
-                for _, event, _ in ijson.parse(f):
-                    if event != "start_map":
-                        raise ConvertError(
-                            f"{path}: top-level JSON value must be an object keyed by question id, got {event}"
-                        )
-                    return
-            except ijson.JSONError as err:
-                raise _malformed(Path(path), f, err) from None
-    except JsonInputError as err:
-        raise ConvertError(str(err)) from None
-    raise ConvertError(f"{path}: empty file")
-
-
-def field(rec: Any, name: str, path: Path | str, where: str, types: tuple = (str,)) -> Any:
-    """`rec[name]` with a clear error naming file and record when absent or mistyped."""
-    if not isinstance(rec, dict):
-        raise ConvertError(f"{path}: {where}: expected a JSON object, got {type(rec).__name__}")
-    if name not in rec:
-        raise ConvertError(f"{path}: {where}: missing field '{name}'")
-    value = rec[name]
-    if not isinstance(value, types) or isinstance(value, bool):
-        want = "/".join(t.__name__ for t in types)
-        raise ConvertError(f"{path}: {where}: field '{name}' must be {want}, got {value!r}")
-    return value
-
-
-# ----------------------------------------------------------------------------- writing JSON
-class JsonStreamWriter:
-    """Writes `[...]`, `{k: v, ...}` or `{**head, key: [...]}` one element at a time."""
-
-    def __init__(self, f: TextIO, kind: str = "list", head: dict | None = None, key: str | None = None) -> None:
-        self.f, self.kind, self.n = f, kind, 0
-        if key is not None:
-            body = json.dumps(head or {}, ensure_ascii=False)[:-1]
-            sep = ", " if head else ""
-            f.write(f"{body}{sep}{json.dumps(key)}: [")
-            self.close_text = "]}\n"
-        else:
-            f.write("[" if kind == "list" else "{")
-            self.close_text = ("]" if kind == "list" else "}") + "\n"
-
-    def add(self, item: Any, key: str | None = None) -> None:
-        text = json.dumps(item, ensure_ascii=False)
-        if self.kind == "dict":
-            text = f"{json.dumps(str(key))}: {text}"
-        self.f.write(("\n" if self.n == 0 else ",\n") + text)
-        self.n += 1
-
-    def switch(self, key: str) -> None:
-        """Close the current list and open the next top-level list `key` (head+key mode)."""
-        self.f.write(("\n" if self.n else "") + f"], {json.dumps(key)}: [")
-        self.n = 0
-
-    def close(self) -> None:
-        self.f.write(("\n" if self.n else "") + self.close_text)
-
-
-def jsonl_line(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False) + "\n"
 
 
 # ----------------------------------------------------------------------------- records
@@ -298,6 +178,45 @@ def select_subset(
     if limit is not None:
         k = min(k, limit)
     return set(order[:k])
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """A converter's sampling and checking options, checked on creation (before minutes of streaming).
+
+    The training split is sampled by `fraction`/`limit`, every eval split by `eval_limit` alone; the
+    manifest records per split what it was written with.
+    """
+
+    limit: int | None = None
+    fraction: float | None = None
+    eval_limit: int | None = None
+    seed: int = 0
+    check_images: str = "exists"
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        check_sampling(limit=self.limit, fraction=self.fraction, eval_limit=self.eval_limit)
+
+    def keep(self, keys: Sequence, is_train: bool) -> set:
+        """The keys one split keeps (all of them when no limit or fraction applies)."""
+        chosen = select_subset(
+            keys,
+            limit=self.limit if is_train else self.eval_limit,
+            fraction=self.fraction if is_train else None,
+            seed=self.seed,
+        )
+        return set(keys) if chosen is None else chosen
+
+    def options(self, is_train: bool) -> dict[str, Any]:
+        """The manifest's `options` of one split."""
+        return {
+            "limit": self.limit if is_train else self.eval_limit,
+            "fraction": self.fraction if is_train else None,
+            "seed": self.seed,
+            "check_images": self.check_images,
+            "strict": self.strict,
+        }
 
 
 # ----------------------------------------------------------------------------- output dir & image paths

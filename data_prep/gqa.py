@@ -34,27 +34,21 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.common import (
-    ConvertError,
     ImageChecker,
-    JsonStreamWriter,
+    Sampling,
     SkipLog,
     add_common_args,
     atomic_open,
-    check_sampling,
     check_task_dir,
     common_kwargs,
     eval_question,
-    field,
-    iter_json,
-    jsonl_line,
     llava_record,
     portable_path,
-    require_object,
     run_cli,
-    select_subset,
     short_answer_text,
     write_manifest,
 )
+from data_prep.jsonstream import ConvertError, JsonStreamWriter, field, iter_json, jsonl_line, require_object
 
 SPLITS = ("train", "val", "testdev", "test", "challenge", "submission")
 WITH_ANSWERS = ("train", "val", "testdev")
@@ -142,7 +136,7 @@ def convert_gqa(
     strict: bool = False,
 ) -> dict:
     """Convert official GQA question files; returns the written manifest."""
-    check_sampling(limit=limit, fraction=fraction, eval_limit=eval_limit)
+    sampling = Sampling(limit, fraction, eval_limit, seed, check_images, strict)
     paths = [Path(q) for q in questions]
     if split is not None and len(paths) != 1:
         raise ConvertError("--split applies to a single --questions file")
@@ -159,10 +153,7 @@ def convert_gqa(
             raise ConvertError(f"input file not found: {path}")
         valid = _valid_questions(path, name, checker, log)
         is_train = name == "train"
-        keep = select_subset(
-            valid, limit=limit if is_train else eval_limit, fraction=fraction if is_train else None, seed=seed
-        )
-        keep = set(valid) if keep is None else keep
+        keep = sampling.keep(valid, is_train)
         splits[name] = {
             "count": len(keep),
             "candidates": len(valid),
@@ -170,13 +161,7 @@ def convert_gqa(
             "files": _write(path, name, keep, out_dir),
             "unit": "question",
             "sources": {"questions": portable_path(path, out_dir)},
-            "options": {
-                "limit": limit if is_train else eval_limit,
-                "fraction": fraction if is_train else None,
-                "seed": seed,
-                "check_images": check_images,
-                "strict": strict,
-            },
+            "options": sampling.options(is_train),
         }
     return write_manifest(out_dir, "gqa", portable_path(images, out_dir), splits)
 

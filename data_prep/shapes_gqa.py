@@ -15,6 +15,7 @@ from data_prep.shapes_questions import (
     YES_NO,
     Family,
     absent_conjunction,
+    balanced_conjunction,
     unique_relation,
     verify_relation,
 )
@@ -245,12 +246,7 @@ def g_compare(rng: random.Random, scene: Scene) -> Optional[QA]:
 
 
 def g_exist(rng: random.Random, scene: Scene) -> Optional[QA]:
-    want = rng.random() < 0.5
-    if want:
-        o = rng.choice(scene.objects)
-        c, s = o.color, o.shape
-    else:
-        c, s = absent_conjunction(rng, scene)
+    want, c, s = balanced_conjunction(rng, scene)
     full = f"Yes, there is a {c} {s}." if want else f"No, there is no {c} {s}."
     prog = (("select", (), s), ("filter color", (0,), c), ("exist", (1,), "?"))
     return QA(

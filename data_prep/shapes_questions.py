@@ -75,6 +75,24 @@ def absent_conjunction(rng: random.Random, scene: Scene) -> tuple[str, str]:
     return rng.choice(sorted(pool))
 
 
+def balanced_conjunction(rng: random.Random, scene: Scene) -> tuple[bool, str, str]:
+    """(present, colour, shape): an object's half of the time, else an absent (hard negative) conjunction."""
+    if rng.random() < 0.5:
+        o = rng.choice(scene.objects)
+        return True, o.color, o.shape
+    return (False, *absent_conjunction(rng, scene))
+
+
+def present_or_absent(rng: random.Random, present: set[str], values: tuple[str, ...]) -> Optional[tuple[bool, str]]:
+    """(present, value): one of `present` half of the time, else one of `values` absent (None: none is)."""
+    have = sorted(present)
+    absent = [v for v in values if v not in have]
+    want = rng.random() < 0.5
+    if not want and not absent:
+        return None
+    return want, (rng.choice(have) if want else rng.choice(absent))
+
+
 def unique_relation(rng: random.Random, scene: Scene) -> Optional[tuple[Obj, str, Obj]]:
     """(target, rel, anchor) such that exactly one object stands in `rel` to the anchor."""
     cands = []
@@ -112,22 +130,18 @@ def p_shape(rng: random.Random, scene: Scene) -> Optional[QA]:
 
 
 def p_exist_shape(rng: random.Random, scene: Scene) -> Optional[QA]:
-    present = sorted({o.shape for o in scene.objects})
-    absent = [s for s in SHAPES if s not in present]
-    want = rng.random() < 0.5
-    if not want and not absent:
+    got = present_or_absent(rng, {o.shape for o in scene.objects}, SHAPES)
+    if got is None:
         return None
-    s = rng.choice(present) if want else rng.choice(absent)
+    want, s = got
     return QA("exist_shape", f"is there a {s}?", "yes" if want else "no", "yes/no", "is there a", YES_NO)
 
 
 def p_exist_color(rng: random.Random, scene: Scene) -> Optional[QA]:
-    present = sorted({o.color for o in scene.objects})
-    absent = [c for c in COLORS if c not in present]
-    want = rng.random() < 0.5
-    if not want and not absent:
+    got = present_or_absent(rng, {o.color for o in scene.objects}, COLORS)
+    if got is None:
         return None
-    c = rng.choice(present) if want else rng.choice(absent)
+    want, c = got
     return QA("exist_color", f"is there a {c} shape?", "yes" if want else "no", "yes/no", "is there a", YES_NO)
 
 
@@ -176,12 +190,7 @@ PRETRAIN_FAMILIES: dict[str, tuple[Family, float]] = {
 
 # ---------------------------------------------------------------- VQAv2 downstream families
 def v_exist_conj(rng: random.Random, scene: Scene) -> Optional[QA]:
-    want = rng.random() < 0.5
-    if want:
-        o = rng.choice(scene.objects)
-        c, s = o.color, o.shape
-    else:
-        c, s = absent_conjunction(rng, scene)
+    want, c, s = balanced_conjunction(rng, scene)
     return QA("exist_conj", f"is there a {c} {s}?", "yes" if want else "no", "yes/no", "is there a", YES_NO)
 
 
@@ -265,6 +274,7 @@ __all__ = [
     "VQA_FAMILIES",
     "sample_questions",
     "absent_conjunction",
+    "balanced_conjunction",
     "unique_relation",
     "verify_relation",
     "plural",

@@ -36,27 +36,28 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.common import (
-    ConvertError,
     ImageChecker,
-    JsonStreamWriter,
+    Sampling,
     SkipLog,
     add_common_args,
     atomic_open,
-    check_sampling,
     check_task_dir,
     common_kwargs,
     eval_question,
+    llava_record,
+    portable_path,
+    run_cli,
+    short_answer_text,
+    write_manifest,
+)
+from data_prep.jsonstream import (
+    ConvertError,
+    JsonStreamWriter,
     field,
     iter_json,
     jsonl_line,
-    llava_record,
-    portable_path,
     read_header,
     require_array,
-    run_cli,
-    select_subset,
-    short_answer_text,
-    write_manifest,
 )
 
 SPLITS = {"train2014": "train", "val2014": "val", "test-dev2015": "test-dev", "test2015": "test"}
@@ -219,7 +220,7 @@ def convert_vqav2(
     strict: bool = False,
 ) -> dict:
     """Convert official VQAv2 files; returns the written manifest (see module docstring)."""
-    check_sampling(limit=limit, fraction=fraction, eval_limit=eval_limit)
+    sampling = Sampling(limit, fraction, eval_limit, seed, check_images, strict)
     out_dir = Path(out)
     check_task_dir(out_dir, "vqav2", images)  # never replace another task's output
     checker, log = ImageChecker(images, check_images), SkipLog(strict)
@@ -228,10 +229,7 @@ def convert_vqav2(
         answers = _index_answers(src) if src.annotations is not None else None
         valid = _valid_questions(src, answers, checker, log)
         is_train = src.split == "train"
-        keep = select_subset(
-            valid, limit=limit if is_train else eval_limit, fraction=fraction if is_train else None, seed=seed
-        )
-        keep = set(valid) if keep is None else keep
+        keep = sampling.keep(valid, is_train)
         files = (
             _write_train(src, keep, answers, checker, out_dir) if is_train else _write_eval(src, keep, checker, out_dir)
         )
@@ -245,13 +243,7 @@ def convert_vqav2(
                 "questions": portable_path(src.questions, out_dir),
                 "annotations": portable_path(src.annotations, out_dir) if src.annotations else None,
             },
-            "options": {
-                "limit": limit if is_train else eval_limit,
-                "fraction": fraction if is_train else None,
-                "seed": seed,
-                "check_images": check_images,
-                "strict": strict,
-            },
+            "options": sampling.options(is_train),
         }
         del answers
     return write_manifest(out_dir, "vqav2", portable_path(images, out_dir), splits)

@@ -56,7 +56,7 @@ def paired_ttest(values: dict[int, float], reference: dict[int, float]) -> Paire
     diffs = [x - y for x, y in zip(a, b)]
     mean_diff = sum(diffs) / len(diffs)
     if max(diffs) == min(diffs):  # zero variance of the differences: t undefined
-        note = "identical to LoRA" if mean_diff == 0 else f"{mean_diff:+.2f} on every seed (t undefined)"
+        note = "identical on every seed" if mean_diff == 0 else f"{mean_diff:+.2f} on every seed (t undefined)"
         return PairedTest(len(seeds), mean_diff, None, None, note)
     res = ttest_rel(a, b)
     return PairedTest(len(seeds), mean_diff, float(res.statistic), float(res.pvalue))

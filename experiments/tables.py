@@ -87,6 +87,11 @@ def _pair_over(attr: str, values: tuple, headline: tuple = ()) -> tuple[Variant,
     return tuple(out)
 
 
+def _knob(knob: str, value: Any, label: str = "{knob}={value}") -> Variant:
+    """StructLoRA with one knob changed (the single-knob ablation rows)."""
+    return Variant(label.format(knob=knob, value=value), "structlora", ((knob, value),), "structlora")
+
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
@@ -162,8 +167,7 @@ TABLES: dict[str, Table] = {
             "gnn_depth",
             "GNN depth (COCO captions)",
             ("coco",),
-            tuple(Variant(f"{d}-layer GNN", "structlora", (("gnn_layers", d),), "structlora") for d in (1, 2, 3))
-            + (LORA,),
+            tuple(_knob("gnn_layers", d, "{value}-layer GNN") for d in (1, 2, 3)) + (LORA,),
             paper={"1-layer GNN": "best (BoolQ 81.3)", "2-layer GNN": "BoolQ 80.4", "3-layer GNN": "BoolQ 79.7"},
             claim="1 layer is best; 2-3 layers over-smooth (paper: BoolQ only)",
         ),
@@ -171,11 +175,7 @@ TABLES: dict[str, Table] = {
             "graph",
             "Graph construction (COCO captions)",
             ("coco",),
-            tuple(
-                Variant(f"graph={g}", "structlora", (("graph", g),), "structlora")
-                for g in ("hybrid", "adjacency", "similarity")
-            )
-            + (LORA,),
+            tuple(_knob("graph", g) for g in ("hybrid", "adjacency", "similarity")) + (LORA,),
             paper={"graph=hybrid": "BoolQ 81.3", "graph=adjacency": "BoolQ 80.5", "graph=similarity": "BoolQ 80.2"},
             claim="hybrid > adjacency-only and similarity-only (paper: BoolQ only)",
         ),
@@ -183,11 +183,7 @@ TABLES: dict[str, Table] = {
             "filter",
             "Filtering strategy (COCO captions)",
             ("coco",),
-            tuple(
-                Variant(f"filter={f}", "structlora", (("filter", f),), "structlora")
-                for f in ("ib", "topk_norm", "random")
-            )
-            + (LORA,),
+            tuple(_knob("filter", f) for f in ("ib", "topk_norm", "random")) + (LORA,),
             paper={"filter=ib": "strongest", "filter=topk_norm": "moderate", "filter=random": "weakest"},
             claim="IB > top-k norm > random (paper: Figure 2, no numbers)",
         ),
@@ -200,7 +196,7 @@ TABLES: dict[str, Table] = {
                 Variant(LAMBDA0.label, "structlora", LAMBDA0.overrides, "structlora", headline=True),
             )
             + tuple(
-                Variant(f"{k}={v}", "structlora", ((k, v),), "structlora")
+                _knob(k, v)
                 for k, v in (
                     ("lambda_ib", 1e-4),
                     ("lambda_ib", 1e-2),

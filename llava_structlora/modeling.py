@@ -133,7 +133,7 @@ def check_bits(bits: Optional[int]) -> None:
     if bits not in BITS:
         raise ModelLoadError(f"bits={bits!r}: expected 4 or 8 (or unset for no quantization)")
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ModelLoadError(f"bits={bits} (QLoRA) needs bitsandbytes: pip install -r requirements-qlora.txt")
+        raise ModelLoadError(f"bits={bits} (QLoRA) needs bitsandbytes (pinned in requirements.txt)")
 
 
 def quantization_config(bits: int, compute_dtype: torch.dtype):

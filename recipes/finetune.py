@@ -38,16 +38,9 @@ from typing import Any, Optional
 
 from llava_structlora.rundir import ResumeMismatchError, RunDir, check_resume_identity
 from llava_structlora.train.checkpoints import resolve_resume
-from llava_structlora.train.config import (
-    MIX_TASK,
-    TASKS,
-    ConfigError,
-    compose_argv,
-    parse_args,
-    run_identity,
-    task_data_path,
-    validation_tasks,
-)
+from llava_structlora.train.cli import compose_argv, parse_args
+from llava_structlora.train.config import MIX_TASK, TASKS, ConfigError, task_data_path, validation_tasks
+from llava_structlora.train.identity import run_identity
 from llava_structlora.utils.errors import run_main
 
 from .env import arch as env_arch

@@ -5,10 +5,13 @@ from question to question and never stop early, so equality tests compare real, 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # test dirs import shared helpers as `tests.<module>`
 
 
 @pytest.fixture(scope="session")

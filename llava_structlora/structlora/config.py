@@ -213,7 +213,7 @@ class StructLoRAConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StructLoRAConfig:
-        """From ``to_dict`` output; a pre-issue-11 save (it has ``gate_init_open``) keeps its old operator."""
+        """From ``to_dict`` output; a save older than the trainability fixes (``gate_init_open``) keeps its operator."""
         if "gate_init_open" in data:
             data = {**LEGACY_BEHAVIOUR, **{k: v for k, v in data.items() if k != "gate_init_open"}}
         known = {f.name for f in dataclasses.fields(cls)}

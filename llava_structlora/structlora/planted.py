@@ -56,7 +56,7 @@ class Schedule:
     weight_decay: float = 0.01
     warmup: float = 0.06
     batch: int = 16
-    old_optimizer: bool = False  # pre-issue-11: one AdamW group, gates at the LoRA lr WITH weight decay
+    old_optimizer: bool = False  # before the trainability fixes: one AdamW group, gates weight-decayed at the LoRA lr
 
 
 def _optimizer(model: nn.Module, sched: Schedule) -> torch.optim.Optimizer:

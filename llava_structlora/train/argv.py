@@ -1,4 +1,4 @@
-"""CLI tokens from YAML mappings and option dicts (the pieces config.parse_args / compose_argv combine)."""
+"""CLI tokens from YAML mappings and option dicts (the pieces cli.parse_args / compose_argv combine)."""
 
 from __future__ import annotations
 

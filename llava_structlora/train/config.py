@@ -1,9 +1,8 @@
-"""Training configuration: four dataclasses, parsed from a YAML file and/or the command line.
+"""Training configuration: four dataclasses and their validation.
 
-Precedence, lowest to highest: dataclass default < `defaults` given by a launcher (the recipe layer's
-paths) < YAML (`--config recipe.yaml`) < command-line flags < `overrides` (the recipe layer's
-environment variables, only those that are set). `compose_argv` turns that into one argv, which the
-launcher parses itself and hands on unchanged to the training processes.
+They are filled from a YAML file and/or the command line by cli.py (`parse_args`, `compose_argv`: the
+precedence of defaults, YAML, flags and a launcher's overrides); identity.py records a run's
+arguments (run.json, the identity a resume must match). All three stay importable from here.
 
 StructLoRA's knobs are not mirrored by hand: `StructLoRAArguments` is generated from the fields of
 `llava_structlora.structlora.config.StructLoRAConfig` (help from each field's `metadata["help"]`),
@@ -16,13 +15,11 @@ launcher is touched, so a typo fails in a second with a message naming the field
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
 import types
 import typing
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -32,8 +29,8 @@ import transformers
 from llava_structlora.data.conversation import CONV_TEMPLATES, DEFAULT_CONV_TEMPLATE, conv_system
 from llava_structlora.structlora.config import TARGET_PRESETS, StructLoRAConfig
 
-from .argv import pop_option, read_yaml, split_config_flag, to_tokens
 from .errors import ConfigError
+from .identity import run_identity, to_jsonable  # noqa: F401  (public path)
 from .specs import METHODS, get_spec
 
 TASKS = ("coco", "vqav2", "gqa")
@@ -200,72 +197,6 @@ class TrainingArguments(transformers.TrainingArguments):
 
 
 ALL_ARGS = (ModelArguments, DataArguments, StructLoRAArguments, TrainingArguments)
-
-
-def _parser() -> transformers.HfArgumentParser:
-    return transformers.HfArgumentParser(ALL_ARGS, exit_on_error=False)
-
-
-def _known_options(parser: transformers.HfArgumentParser) -> set[str]:
-    return {a.dest for a in parser._actions if a.dest != "help"}
-
-
-def compose_argv(
-    cli: Sequence[str],
-    config: Optional[Path] = None,
-    defaults: Optional[Mapping[str, Any]] = None,
-    overrides: Optional[Mapping[str, Any]] = None,
-) -> list[str]:
-    """One argv whose parse gives: dataclass default < defaults < YAML < cli < overrides.
-
-    Args:
-        cli: the user's flags (may hold its own `--config FILE`, which then replaces `config`).
-        config: the launcher's YAML recipe.
-        defaults: option -> value the launcher fills in when the YAML does not set it (paths, resume=auto).
-        overrides: option -> value that beat everything (environment variables that are set); None = skip.
-    """
-    cli_config, rest = split_config_flag(cli)
-    config = cli_config or config
-    yaml_keys = set(read_yaml(config)) if config is not None and config.is_file() else set()
-    known = _known_options(_parser())
-    low = {k: v for k, v in (defaults or {}).items() if k not in yaml_keys and k not in (overrides or {})}
-    return (
-        (["--config", str(config)] if config else [])
-        + to_tokens(low, known, "defaults")
-        + rest
-        + to_tokens(overrides or {}, known, "overrides")
-    )
-
-
-def parse_args(argv: Sequence[str], check_paths: bool = True, with_deepspeed: bool = True):
-    """Parse (YAML then CLI) and validate. Returns (model, data, structlora, training) args.
-
-    Args:
-        argv: CLI tokens, optionally with `--config recipe.yaml` (its values come first, flags override them).
-        check_paths: also check that the model, data and DeepSpeed files exist.
-        with_deepspeed: False drops the DeepSpeed file from TrainingArguments so the launcher process can
-            validate without initializing torch.distributed (the file is still checked).
-    """
-    parser = _parser()
-    cfg_path, rest = split_config_flag(argv)
-    src = f"config {cfg_path}" if cfg_path else "command line"
-    if cfg_path is not None and not cfg_path.is_file():
-        raise ConfigError(f"--config {cfg_path}: file not found")
-    yaml_tokens = to_tokens(read_yaml(cfg_path), _known_options(parser), str(cfg_path)) if cfg_path else []
-    tokens = yaml_tokens + rest
-    ds_file = pop_option(tokens, "deepspeed") if not with_deepspeed else None
-    try:
-        margs, dargs, sargs, targs, remaining = parser.parse_args_into_dataclasses(
-            args=tokens, return_remaining_strings=True
-        )
-    except (argparse.ArgumentError, ValueError, TypeError) as e:
-        raise ConfigError(f"{src}: {e}") from e
-    if remaining:
-        raise ConfigError(f"{src}: unknown arguments {remaining}")
-    if ds_file is not None:
-        targs.deepspeed = ds_file  # kept for the launcher; checked below, not initialized
-    validate(margs, dargs, sargs, targs, check_paths=check_paths)
-    return margs, dargs, sargs, targs
 
 
 def _check_finite(obj: Any) -> None:
@@ -457,36 +388,10 @@ def build_structlora_config(margs: ModelArguments, sargs: StructLoRAArguments, s
         raise ConfigError(msg) from e
 
 
-def to_jsonable(*objs: Any) -> dict[str, Any]:
-    """Flat JSON view of the argument dataclasses (for run.json)."""
-    out: dict[str, Any] = {}
-    for obj in objs:
-        d = obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj)
-        out[type(obj).__name__] = json.loads(json.dumps(d, default=str))
-    return out
+def __getattr__(name: str) -> Any:
+    """`parse_args` / `compose_argv` from this module's path: they live in cli.py, which imports this one."""
+    if name in ("parse_args", "compose_argv"):
+        from . import cli
 
-
-# What a resumed run must share with the run that wrote the checkpoint (schedule length, logging and
-# evaluation knobs may change). Everything of ModelArguments and StructLoRAArguments counts.
-_IDENTITY_DATA = ("data_path", "image_folder", "model_max_length", "data_fraction", "max_train_samples", "task")
-_IDENTITY_TRAINING = ("seed", "per_device_train_batch_size", "gradient_accumulation_steps", "weight_decay")
-
-
-def run_identity(
-    margs: ModelArguments, dargs: DataArguments, sargs: StructLoRAArguments, targs: TrainingArguments
-) -> dict[str, Any]:
-    """The knobs that define what a run trains (flat option -> value; paths resolved)."""
-    ident: dict[str, Any] = dict(dataclasses.asdict(margs))
-    ident.update(dataclasses.asdict(sargs))
-    ident.update({k: getattr(dargs, k) for k in _IDENTITY_DATA})
-    ident.update({k: getattr(targs, k) for k in _IDENTITY_TRAINING})
-    # added knobs join only when not at their default, so identities recorded before them still match
-    ident.update({k: getattr(dargs, k) for k in ("data_ratios", "mix_size") if getattr(dargs, k) is not None})
-    if dargs.conv_template != DEFAULT_CONV_TEMPLATE:
-        ident["conv_template"] = dargs.conv_template
-    for key in ("model_name_or_path", "image_folder"):
-        if ident.get(key):
-            ident[key] = str(Path(ident[key]).resolve())
-    if ident.get("data_path"):  # one source or a comma-separated mix
-        ident["data_path"] = ",".join(str(Path(p.strip()).resolve()) for p in ident["data_path"].split(","))
-    return json.loads(json.dumps(ident, default=str))
+        return getattr(cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,9 @@ import torch
 from llava_structlora.rundir import RunDir
 from llava_structlora.utils.errors import run_main
 
-from .config import ConfigError, parse_args, run_identity
+from .cli import parse_args
+from .errors import ConfigError
+from .identity import run_identity
 
 logger = logging.getLogger("llava_structlora.train")
 

@@ -16,7 +16,7 @@ import torch.distributed as dist
 from llava_structlora.rundir import RunDir
 from llava_structlora.utils.io import atomic_save_safetensors, atomic_write_json, read_optional_json
 
-from .config import to_jsonable
+from .identity import to_jsonable
 from .specs import get_spec
 
 logger = logging.getLogger(__name__)

@@ -37,22 +37,28 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[TextIO]:
-    """Streaming variant: a file object on a temp sibling, renamed over `path` only on success."""
-    path = Path(path)
+def _temp_sibling(path: Path) -> Iterator[tuple[int, str]]:
+    """(fd, name) of a temp file next to `path`, renamed over it when the block succeeds, removed when it fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield fd, tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[TextIO]:
+    """Streaming variant: a file object on a temp sibling, renamed over `path` only on success."""
+    with _temp_sibling(Path(path)) as (fd, _):
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -77,17 +83,9 @@ def atomic_save_safetensors(
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with _temp_sibling(path) as (fd, tmp):
+        os.close(fd)
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
     return path
 
 

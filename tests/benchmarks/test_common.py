@@ -74,3 +74,18 @@ def test_step_peak_sees_a_known_allocation():
 def test_paired_ratio_is_median_of_per_repeat_ratios():
     r = paired_ratio([2.0, 3.0, 10.0], [1.0, 3.0, 4.0])
     assert r["median_ratio"] == 2.0 and r["min_ratio"] == 1.0 and r["max_ratio"] == 2.5
+
+
+def test_quick_and_no_record_runs_never_reach_the_results(monkeypatch):
+    import argparse
+
+    import recipes.results
+    from benchmarks.common import record_unless_quick
+
+    calls = []
+    monkeypatch.setattr(recipes.results, "record_result", lambda *a, **kw: calls.append((a, kw)))
+    for quick, no_record in ((True, False), (False, True), (True, True)):
+        record_unless_quick(argparse.Namespace(quick=quick, no_record=no_record, seed=3), "n", "t", {}, "md")
+    assert calls == []
+    record_unless_quick(argparse.Namespace(quick=False, no_record=False, seed=3), "n", "t", {"x": 1}, "md")
+    assert calls == [(("n", "t", {"x": 1}, "md"), {"seeds": [3]})]

@@ -110,7 +110,8 @@ def test_one_source_stays_the_plain_dataset():
 
 
 def test_training_config_rejects_bad_specs_before_launch(tmp_path):
-    from llava_structlora.train.config import ConfigError, parse_args
+    from llava_structlora.train.cli import parse_args
+    from llava_structlora.train.config import ConfigError
 
     base = ["--output_dir", str(tmp_path / "o")]
     with pytest.raises(ConfigError, match="has 1 values for 2"):

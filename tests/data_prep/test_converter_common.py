@@ -1,4 +1,4 @@
-"""data_prep.common: sampling, streaming JSON I/O, image checks, skips, manifest."""
+"""data_prep.common (sampling, image checks, skips, manifest) and data_prep.jsonstream (streaming JSON I/O)."""
 
 from __future__ import annotations
 
@@ -135,10 +135,22 @@ def test_manifest_merges_splits_and_refuses_other_image_folder(tmp_path):
 
 
 def test_big_malformed_file_reports_byte_offset(tmp_path, monkeypatch):
-    import data_prep.common as common
+    import data_prep.jsonstream as jsonstream
 
-    monkeypatch.setattr(common, "_EXACT_POSITION_MAX_BYTES", 0)  # as for a 330 MB file
+    monkeypatch.setattr(jsonstream, "_EXACT_POSITION_MAX_BYTES", 0)  # as for a 330 MB file
     p = tmp_path / "big.json"
     p.write_text('{"annotations": [' + ",".join(['{"a": 1}'] * 50) + ",,]}")
     with pytest.raises(ConvertError, match=r"malformed JSON in .*big.json: near byte \d+ \(parse error"):
         list(iter_json(p, "annotations.item"))
+
+
+def test_sampling_checks_up_front_and_samples_train_and_eval_splits_apart():
+    from data_prep.common import Sampling
+
+    with pytest.raises(ConvertError, match="--fraction"):
+        Sampling(fraction=1.5)
+    s = Sampling(limit=3, eval_limit=2, seed=1)
+    keys = list(range(10))
+    assert len(s.keep(keys, True)) == 3 and len(s.keep(keys, False)) == 2
+    assert Sampling().keep(keys, True) == set(keys)
+    assert s.options(False) == {"limit": 2, "fraction": None, "seed": 1, "check_images": "exists", "strict": False}

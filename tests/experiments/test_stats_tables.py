@@ -24,7 +24,7 @@ def test_paired_ttest_is_scipy_ttest_rel():
 def test_paired_ttest_pairs_by_seed_and_handles_degenerate_cases():
     assert paired_ttest({0: 1.0, 1: 2.0}, {1: 2.0, 2: 3.0}).p is None  # one common seed
     same = paired_ttest({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0})
-    assert same.p is None and same.note == "identical to LoRA"
+    assert same.p is None and same.note == "identical on every seed"
     shift = paired_ttest({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.0})
     assert shift.p is None and "+1.00 on every seed" in shift.note
 

@@ -44,7 +44,7 @@ def layout(tmp_path, monkeypatch) -> RepoLayout:
 
 
 def _parsed(layout: RepoLayout, *cli: str, preset: str = "smoke"):
-    from llava_structlora.train.config import parse_args
+    from llava_structlora.train.cli import parse_args
 
     argv = finetune.train_argv(layout, "coco", preset, list(cli))
     return parse_args(argv, check_paths=False, with_deepspeed=False)
@@ -184,7 +184,7 @@ def test_rank_flag_gives_r16_run_dir_and_adapter_and_mismatched_resume_is_refuse
 
 def test_mix_recipe_reads_the_three_tasks_with_its_ratios(monkeypatch):
     """--task mix (configs/mix_smoke.yaml): one mixture of the three tasks' files, equal thirds, own run name."""
-    from llava_structlora.train.config import parse_args
+    from llava_structlora.train.cli import parse_args
 
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)

@@ -6,28 +6,13 @@ from pathlib import Path
 
 import torch
 
+from tests.tiny_configs import tiny_vision_text
+
 
 def tiny_llava_config(text_hidden: int = 32, text_layers: int = 2, vocab: int = 96):
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+    from transformers import LlavaConfig
 
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=16,
-        projection_dim=32,
-    )
-    text = LlamaConfig(
-        hidden_size=text_hidden,
-        intermediate_size=64,
-        num_hidden_layers=text_layers,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        vocab_size=vocab,
-        max_position_embeddings=64,
-    )
+    vision, text = tiny_vision_text(16, text_hidden, text_layers, vocab, max_positions=64, pad_token_id=None)
     return LlavaConfig(
         vision_config=vision,
         text_config=text,

@@ -11,6 +11,8 @@ import pytest
 import torch
 from release_helpers import REPO, run_cmd
 
+from tests.tiny_configs import llava_7b_config
+
 STOCK = str(Path(__file__).parent / "stock_generate.py")
 
 
@@ -114,31 +116,6 @@ def test_release_loads_with_stock_peft_in_fresh_process_and_reproduces_metrics(r
     scored = score_captions(data / f"{split}_annotations.json", results, meteor=False)
     assert scored["CIDEr"] == pytest.approx(recorded["CIDEr"], abs=1e-6)
     assert scored["Bleu_4"] == pytest.approx(recorded["Bleu_4"], abs=1e-6)
-
-
-def llava_7b_config(hidden: int = 4096, layers: int = 32, heads: int = 32, ffn: int = 11008):
-    """LLaVA-1.5-7B (llava-hf layout): CLIP ViT-L/14-336 + 32-layer 4096-wide Llama, vocab 32064 (13B: 5120/40/40)."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
-
-    vision = CLIPVisionConfig(
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        image_size=336,
-        patch_size=14,
-        projection_dim=768,
-    )
-    text = LlamaConfig(
-        hidden_size=hidden,
-        intermediate_size=ffn,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        vocab_size=32064,
-        max_position_embeddings=4096,
-    )
-    return LlavaConfig(vision_config=vision, text_config=text, image_token_id=32000, vocab_size=32064)
 
 
 def materialize_adapter(ctrl) -> None:

@@ -243,7 +243,8 @@ def test_nan_in_structlora_config_names_the_field(field):
     [("learning_rate", "TrainingArguments"), ("lambda_ib", "StructLoRAArguments"), ("lora_alpha", "ModelArguments")],
 )
 def test_nan_in_training_yaml_is_refused_before_launch(field, cls, tmp_path):
-    from llava_structlora.train.config import ConfigError, parse_args
+    from llava_structlora.train.cli import parse_args
+    from llava_structlora.train.config import ConfigError
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"task: coco\nmax_steps: 3\n{field}: .nan\n")

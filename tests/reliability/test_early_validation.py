@@ -100,7 +100,7 @@ def test_target_regex_matching_nothing_is_refused_before_build(targets, tmp_path
 @pytest.mark.parametrize("targets", [r"language_model.*self_attn\.q_proj$", r".*layers\.\d+\.self_attn\.(q|v)_proj$"])
 def test_target_regex_that_matches_is_accepted(targets, tmp_path, tiny_base):
     """--targets' help says "a preset or one regex": a regex passes the whole configuration check."""
-    from llava_structlora.train.config import parse_args
+    from llava_structlora.train.cli import parse_args
 
     margs, *_ = parse_args(_argv(tmp_path, tiny_base, "--targets", targets), with_deepspeed=False)
     assert margs.targets == targets

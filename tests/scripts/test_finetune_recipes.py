@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -41,28 +39,6 @@ def _run(task: str, out: Path, timeout: int = 420, **extra: str) -> tuple[subpro
 
 def _adapter(out: Path) -> dict:
     return load_file(str(out / "adapter" / "adapter_model.safetensors"))
-
-
-@pytest.fixture(scope="module")
-def smoke_snapshot(tmp_path_factory):
-    """A private copy of the smoke data + base: runs compared with each other must not see a rebuild
-    (the shared artifacts/ are rebuilt whenever data/base code changes)."""
-    build = (
-        "from recipes.finetune import ensure_defaults; from recipes.layout import RepoLayout; "
-        "ensure_defaults(RepoLayout.checkout(), 'smoke')"
-    )
-    subprocess.run(
-        [sys.executable, "-c", build],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=300,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
-    snap = tmp_path_factory.mktemp("smoke_snapshot")
-    shutil.copytree(ROOT / "artifacts" / "data" / "smoke", snap / "data")
-    shutil.copytree(ROOT / "artifacts" / "base" / "smoke", snap / "base")
-    return {"DATA_ROOT": str(snap / "data"), "MODEL": str(snap / "base")}
 
 
 @pytest.fixture(scope="module")

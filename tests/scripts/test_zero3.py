@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,27 +14,6 @@ from safetensors.torch import load_file
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 FILES = ("adapter/adapter_model.safetensors", "structlora/structlora_model.safetensors")
-
-
-@pytest.fixture(scope="module")
-def snapshot(tmp_path_factory):
-    """A private copy of the smoke data + base (the shared artifacts/ may be rebuilt meanwhile)."""
-    build = (
-        "from recipes.finetune import ensure_defaults; from recipes.layout import RepoLayout; "
-        "ensure_defaults(RepoLayout.checkout(), 'smoke')"
-    )
-    subprocess.run(
-        [sys.executable, "-c", build],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=300,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
-    snap = tmp_path_factory.mktemp("zero3_snapshot")
-    shutil.copytree(ROOT / "artifacts" / "data" / "smoke", snap / "data")
-    shutil.copytree(ROOT / "artifacts" / "base" / "smoke", snap / "base")
-    return {"DATA_ROOT": str(snap / "data"), "MODEL": str(snap / "base")}
 
 
 def _train(out: Path, zero: str, snap: dict) -> subprocess.CompletedProcess:
@@ -70,11 +48,11 @@ def _max_diff(a: Path, b: Path) -> float:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, snapshot):
+def runs(tmp_path_factory, smoke_snapshot):
     root = tmp_path_factory.mktemp("zero")
     z2, z3 = root / "z2", root / "z3"
-    _train(z2, "zero2", snapshot)
-    proc = _train(z3, "zero3", snapshot)
+    _train(z2, "zero2", smoke_snapshot)
+    proc = _train(z3, "zero3", smoke_snapshot)
     return z2, z3, proc
 
 
@@ -88,14 +66,14 @@ def test_zero3_gives_the_zero2_adapter(runs):
     assert any(t.abs().max() > 0 for k, t in trained.items() if "lora_B" in k), "B factors must have trained"
 
 
-def test_zero3_resumes_to_the_same_adapter(runs, snapshot, tmp_path):
+def test_zero3_resumes_to_the_same_adapter(runs, smoke_snapshot, tmp_path):
     _, z3, _ = runs
     out = tmp_path / "resumed"
     shutil.copytree(z3, out)
     for name in ("checkpoint-6", "adapter", "structlora", "run.json"):  # as if killed after checkpoint-3
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    proc = _train(out, "zero3", snapshot)
+    proc = _train(out, "zero3", smoke_snapshot)
     assert "resuming from" in proc.stdout and "checkpoint-3" in proc.stdout
     diff = _max_diff(z3, out)
     print(f"[zero3] max abs diff resumed vs uninterrupted ZeRO-3: {diff:.3g}")

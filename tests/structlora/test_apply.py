@@ -7,10 +7,11 @@ import re
 import pytest
 import torch
 from conftest import tiny_llava
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+from transformers import LlavaForConditionalGeneration
 
 from llava_structlora.structlora import StructLoRAConfig, apply_structlora, get_controller
 from llava_structlora.structlora.layer import StructLoRALinear
+from tests.tiny_configs import llava_7b_config
 
 QV = re.compile(r"^model\.(vision_tower\.encoder|language_model)\.layers\.(\d+)\.self_attn\.(q_proj|v_proj)$")
 
@@ -98,26 +99,8 @@ def test_targets_matching_nothing_is_a_clear_error():
 
 
 def _llava_7b_meta() -> LlavaForConditionalGeneration:
-    vision = CLIPVisionConfig(
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        image_size=336,
-        patch_size=14,
-        projection_dim=768,
-    )
-    text = LlamaConfig(
-        hidden_size=4096,
-        intermediate_size=11008,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        vocab_size=32064,
-    )
-    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=32000)
     with torch.device("meta"):
-        return LlavaForConditionalGeneration(cfg)
+        return LlavaForConditionalGeneration(llava_7b_config())
 
 
 def _trainable(model) -> int:

@@ -38,8 +38,8 @@ def test_default_lambda_moves_the_gates_but_closes_no_planted_nuisance_direction
 
 
 def test_old_optimizer_setup_leaves_the_gates_in_place():
-    """Pre-issue-11 setup: gates in the weight-decay group at the LoRA lr, old init (eval gate 0.674), IB
-    averaged over layers. Same problem, same schedule: the gates do not move, nothing closes."""
+    """The setup before the trainability fixes: gates in the weight-decay group at the LoRA lr, old init
+    (eval gate 0.674), IB averaged over layers. Same problem, same schedule: the gates do not move, nothing closes."""
     old = StructLoRAConfig(gate_init=0.674, lambda_ib=1e-3 / FILTER.n_layers)
     res = run_filter(FILTER, old, Schedule(old_optimizer=True), 1)
     assert res["median_abs_param_delta"] < 0.05

@@ -5,32 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.tiny_configs import tiny_vision_text
+
 IMAGE_TOKEN = 99
 N_IMG = 16  # 32 px / patch 8 = 16 patches (CLS dropped by the "default" strategy)
 
 
 def tiny_llava_config(vision_feature_layer: int = -1):
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+    from transformers import LlavaConfig
 
-    vc = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-        projection_dim=32,
-    )
-    tc = LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        vocab_size=100,
-        max_position_embeddings=128,
-        pad_token_id=0,
-    )
+    vc, tc = tiny_vision_text()
     return LlavaConfig(
         vision_config=vc,
         text_config=tc,

@@ -11,7 +11,7 @@ import pytest
 import torch
 import transformers
 
-from llava_structlora.train.config import parse_args
+from llava_structlora.train.cli import parse_args
 from llava_structlora.train.methods import build_model
 from llava_structlora.train.trainer import StructLoRATrainer
 

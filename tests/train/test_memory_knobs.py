@@ -7,7 +7,8 @@ import importlib.util
 import pytest
 import torch
 
-from llava_structlora.train.config import ConfigError, parse_args
+from llava_structlora.train.cli import parse_args
+from llava_structlora.train.config import ConfigError
 from llava_structlora.train.methods import base_load_dtype, build_model
 
 
@@ -99,7 +100,7 @@ def test_zero3_refusals_name_the_part_that_cannot_work():
 @pytest.mark.parametrize("method", ["structlora", "lora"])
 def test_qlora_4bit_trains_through_the_quantized_matmul(tiny_base, method):
     if importlib.util.find_spec("bitsandbytes") is None:
-        pytest.skip("bitsandbytes not installed (pip install -r requirements-qlora.txt); the refusal is tested above")
+        pytest.skip("bitsandbytes not installed (it is pinned in requirements.txt); the refusal is tested above")
     m, _, s, t = _args(tiny_base, "--method", method, "--bits", "4", "--bf16", "true", "--use_cpu", "true")
     model = build_model(m, s, t.seed, total_steps=100, dtype=torch.bfloat16)
     kinds = {n: type(x).__name__ for n, x in model.named_modules() if n.endswith("q_proj.base_layer")}

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from llava_structlora.train.config import ConfigError, parse_args
+from llava_structlora.train.cli import parse_args
+from llava_structlora.train.config import ConfigError
 from llava_structlora.train.methods import build_model
 
 TARGET = re.compile(r"(vision_tower|language_model)\..*layers\.(\d+)\.self_attn\.(q_proj|v_proj)")

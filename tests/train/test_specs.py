@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llava_structlora.train.config import METHODS, ConfigError, parse_args
+from llava_structlora.train.cli import parse_args
+from llava_structlora.train.config import METHODS, ConfigError
 from llava_structlora.train.specs import SPECS, MethodSpec, get_spec
 
 TRAIN = Path(__file__).resolve().parents[2] / "llava_structlora" / "train"

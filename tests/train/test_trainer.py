@@ -9,7 +9,7 @@ import torch
 import transformers
 
 from llava_structlora.train.checkpoints import MARKER, complete_checkpoints
-from llava_structlora.train.config import parse_args
+from llava_structlora.train.cli import parse_args
 from llava_structlora.train.methods import build_model, projector_param_names
 from llava_structlora.train.trainer import StructLoRATrainer, TrainingDivergedError
 
