@@ -86,7 +86,7 @@ class StructLoRAController(nn.Module):
         """Whether the GNN's output reaches the update: through modulation, or through a smoothing edge softmax
         over >= 2 neighbours (with one neighbour the softmax is 1 whatever the GNN computes). False on the
         tiny base's default (2 LM layers per chain); True at 7B (32-layer chains)."""
-        return self.cfg.modulation != "off" or bool((self.smooth.sum(1) >= 2).any())
+        return self.cfg.modulation != "off" or any(c >= 3 for c in self.counts)  # counts: self + neighbours
 
     # ------------------------------------------------------------------ graph structure
     def set_graph(self, graph: StructLoRAGraph) -> None:
