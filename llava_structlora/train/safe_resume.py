@@ -15,6 +15,7 @@ enum and fragment addresses, numpy RNG arrays):
 
 from __future__ import annotations
 
+import enum
 import importlib
 import pickle
 import re
@@ -63,6 +64,20 @@ def trusted_globals() -> list[Any]:
     return out
 
 
+def _enum_member(cls: Any, name: str) -> Any:
+    """Stands in for ``builtins.getattr`` while unpickling: Python < 3.11.4 (e.g. Debian's 3.11.2) pickles
+    ``int``-mixin enums such as ZeroStageEnum as ``getattr(cls, "member")``. Only a member of an allow-listed
+    Enum class is returned, so this never reaches an arbitrary attribute (a method, a module)."""
+    if isinstance(cls, type) and issubclass(cls, enum.Enum) and cls in trusted_globals() and name in cls.__members__:
+        return cls.__members__[name]
+    raise pickle.UnpicklingError(f"Unsupported global: GLOBAL builtins.getattr({cls!r}, {name!r})")
+
+
+def allow_list() -> list[Any]:
+    """What ``torch.serialization.safe_globals`` gets: the trusted types and the enum-member getattr."""
+    return [*trusted_globals(), (_enum_member, "builtins.getattr")]
+
+
 def _refusal(path: Any, err: BaseException) -> UnsafeCheckpointError:
     text = str(err)
     m = re.search(r"Unsupported global: GLOBAL (\S+)", text)
@@ -77,7 +92,7 @@ def _refusal(path: Any, err: BaseException) -> UnsafeCheckpointError:
 def safe_load(path: str | Path, map_location: Any = "cpu", mmap: bool | None = None) -> Any:
     """torch.load(weights_only=True) with the checkpoint allow-list; UnsafeCheckpointError names the file."""
     try:
-        with torch.serialization.safe_globals(trusted_globals()):
+        with torch.serialization.safe_globals(allow_list()):
             return _ORIGINAL_LOAD(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise _refusal(path, e) from None
@@ -116,7 +131,7 @@ def weights_only_loads() -> Iterator[None]:
         **kwargs: Any,
     ) -> Any:
         try:
-            with torch.serialization.safe_globals(trusted_globals()):
+            with torch.serialization.safe_globals(allow_list()):
                 return _ORIGINAL_LOAD(f, map_location=map_location, weights_only=True, mmap=mmap, **kwargs)
         except pickle.UnpicklingError as e:
             raise _refusal(f, e) from None

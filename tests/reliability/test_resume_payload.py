@@ -122,3 +122,27 @@ def test_real_recipe_resume_with_planted_payload_is_refused(tmp_path):
     assert not marker.exists(), "the planted payload ran"
     assert not (out / "checkpoint-4").exists()
     shutil.rmtree(out, ignore_errors=True)
+
+
+def test_enum_pickled_by_name_loads_and_other_getattr_is_refused(tmp_path):
+    """Python < 3.11.4 pickles int-mixin enums as getattr(cls, name): an allow-listed enum member loads, any other
+    getattr (here os.system reached through an allow-listed class's module) is refused before it runs."""
+    import pickle
+
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+
+    from llava_structlora.train.safe_resume import UnsafeCheckpointError, safe_load
+
+    class ByName:
+        def __reduce__(self):
+            return getattr, (ZeroStageEnum, "gradients")
+
+    class Evil:
+        def __reduce__(self):
+            return getattr, (ZeroStageEnum, "__init__")
+
+    torch.save({"z": ByName()}, tmp_path / "enum.pt", pickle_protocol=2)
+    assert safe_load(tmp_path / "enum.pt")["z"] is ZeroStageEnum.gradients
+    torch.save({"z": Evil()}, tmp_path / "evil.pt", pickle_protocol=2)
+    with pytest.raises((UnsafeCheckpointError, pickle.UnpicklingError)):
+        safe_load(tmp_path / "evil.pt")
