@@ -195,7 +195,6 @@ class LayerScaleGate(BaseGate):
 
     def __init__(self, r: int, cfg: StructLoRAConfig, device=None) -> None:
         super().__init__()
-        self.r = r
         self.scale = nn.Parameter(torch.ones(1, device=device))
 
     @staticmethod

@@ -64,18 +64,23 @@ def trusted_globals() -> list[Any]:
     return out
 
 
-def _enum_member(cls: Any, name: str) -> Any:
+def _enum_getattr(trusted: list[Any]):
     """Stands in for ``builtins.getattr`` while unpickling: Python < 3.11.4 (e.g. Debian's 3.11.2) pickles
     ``int``-mixin enums such as ZeroStageEnum as ``getattr(cls, "member")``. Only a member of an allow-listed
     Enum class is returned, so this never reaches an arbitrary attribute (a method, a module)."""
-    if isinstance(cls, type) and issubclass(cls, enum.Enum) and cls in trusted_globals() and name in cls.__members__:
-        return cls.__members__[name]
-    raise pickle.UnpicklingError(f"Unsupported global: GLOBAL builtins.getattr({cls!r}, {name!r})")
+
+    def enum_member(cls: Any, name: str) -> Any:
+        if isinstance(cls, type) and issubclass(cls, enum.Enum) and cls in trusted and name in cls.__members__:
+            return cls.__members__[name]
+        raise pickle.UnpicklingError(f"Unsupported global: GLOBAL builtins.getattr({cls!r}, {name!r})")
+
+    return enum_member
 
 
 def allow_list() -> list[Any]:
     """What ``torch.serialization.safe_globals`` gets: the trusted types and the enum-member getattr."""
-    return [*trusted_globals(), (_enum_member, "builtins.getattr")]
+    trusted = trusted_globals()
+    return [*trusted, (_enum_getattr(trusted), "builtins.getattr")]
 
 
 def _refusal(path: Any, err: BaseException) -> UnsafeCheckpointError:
