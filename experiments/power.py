@@ -38,6 +38,7 @@ def gate_moves(run: dict[str, Any]) -> dict[str, float] | None:
         "mean_abs_delta_eval_gate": delta.get("mean_abs"),
         "median_abs_delta_gate_param": first.get("median_abs"),
         "open_fraction_end": (moved.get("open_fraction") or {}).get("final"),
+        "median_abs_delta_smoothing_coef": (moved.get("smoothing") or {}).get("median_abs_delta"),
     }
 
 
@@ -140,6 +141,8 @@ def gate_markdown(gates: dict[str, dict[str, dict[str, Any]]]) -> str:
                 out += f"; |Δ gate param| {g['median_abs_delta_gate_param']:.3g}"
             if g.get("open_fraction_end") is not None:
                 out += f"; open at end {g['open_fraction_end']:.2f}"
+            if g.get("median_abs_delta_smoothing_coef") is not None:
+                out += f"; |Δ smoothing coef| {g['median_abs_delta_smoothing_coef']:.3g}"
             out += ")"
         return out
 
@@ -147,5 +150,9 @@ def gate_markdown(gates: dict[str, dict[str, dict[str, Any]]]) -> str:
     srcs = sorted({g["source"] for ts in gates.values() for g in ts.values()})
     return (
         "Gate movement, init → end, median over seeds (|Δ eval gate| median (mean; |Δ gate parameter| in its "
-        "own units; fraction of directions open at the end); " + "; ".join(srcs) + "): " + "; ".join(cells) + "."
+        "own units; fraction of directions open at the end; |Δ eta a_lj| of the coordinator's smoothing edges); "
+        + "; ".join(srcs)
+        + "): "
+        + "; ".join(cells)
+        + "."
     )

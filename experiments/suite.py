@@ -131,6 +131,16 @@ class RunSpec:
     data_fraction: float = 1.0
     overrides: tuple[tuple[str, Any], ...] = field(default_factory=tuple)  # StructLoRA CLI knobs
 
+    @property
+    def uses_gnn(self) -> bool:
+        """A StructLoRA run with the learned coordinator (its cache key carries the GNN's revision)."""
+        from llava_structlora.structlora.config import StructLoRAConfig
+
+        return (
+            self.method == "structlora"
+            and dict(self.overrides).get("coordinator", StructLoRAConfig.coordinator) == "gnn"
+        )
+
     def splits(self, suite: SuiteConfig) -> tuple[str, ...]:
         """Tuning-seed runs are scored on validation only; reporting seeds on test (what the tables report),
         StructLoRA's also on validation: its shipped defaults are chosen on validation scores, never on test."""
@@ -147,6 +157,10 @@ class RunSpec:
             "test_limit": suite.test_limit,
             "artifacts": artifacts_fingerprint(suite),
         }
+        if self.uses_gnn:
+            from llava_structlora.structlora.coordinator import GNN_REVISION
+
+            ident["gnn_revision"] = GNN_REVISION
         tag = "-".join(f"{k}{v}" for k, v in self.overrides)
         return (
             f"{self.task}-{self.method}-r{self.rank}-lr{self.lr:g}-f{self.data_fraction:g}"

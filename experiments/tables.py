@@ -131,7 +131,7 @@ TABLES: dict[str, Table] = {
             "data",
             "Low-data table (COCO captions)",
             ("coco",),
-            _pair_over("data_fraction", (0.1, 0.25, 0.5, 1.0), (0.1, 1.0)),
+            _pair_over("data_fraction", (0.01, 0.03, 0.1, 0.25, 0.5, 1.0), (0.01, 0.1, 1.0)),
             paper={
                 "LoRA": {0.1: 100.2, 0.25: 108.3, 0.5: 114.0, 1.0: 116.2},
                 "StructLoRA": {0.1: 103.7, 0.25: 112.4, 0.5: 117.9, 1.0: 122.4},

@@ -111,7 +111,11 @@ class StructLoRAConfig:
     gnn_layers: int = _f(1, "Message-passing layers of the descriptor GNN (1-3).")
     gnn_type: str = _f("gat", "|".join(GNN_TYPES))
     gnn_hidden: int = _f(32, "Hidden width of the descriptor GNN.")
-    smooth_eta: float = _f(0.5, "eta_0: eta = eta_0 / lambda_max(L_a), so eta * lambda_max <= 1 (Theorem 1).")
+    smooth_eta: float = _f(
+        0.5,
+        "eta_0: eta = eta_0 / lambda_max(L_M) of the unweighted smoothing graph M; the learned weights "
+        "a <= M, so eta * lambda_max(L_a) <= eta_0 <= 1 (Theorem 1).",
+    )
     knn_k: int = _f(2, "Semantic neighbours per node (graph=similarity|hybrid).")
     bridge_layers: int = _f(2, "Vision-top <-> LM-bottom bridge pairs per projection type.")
     graph_refresh_steps: int = _f(100, "Rebuild the semantic edges every N steps.")

@@ -67,10 +67,9 @@ class StructLoRAController(nn.Module):
         self.set_graph(build_graph(nodes, cfg.graph, desc, cfg.knn_k, cfg.bridge_layers, vision_top))
         if cfg.coordinator == "gnn" and not self.gnn_is_effective:
             logger.warning(
-                "coordinator=gnn cannot change this model's update: every adapted layer has at most one "
-                "smoothing neighbour (smooth_edges=%s) and modulation=off, so the GNN's edge softmax is "
-                "constant and it gets no gradient; the coordinator is a fixed smoothing operator here. "
-                "Use smooth_edges=same_shape or modulation=normalized for a learnable coordinator.",
+                "coordinator=gnn cannot change this model's update: no adapted layer has a smoothing neighbour "
+                "(smooth_edges=%s) and modulation=off, so the GNN gets no gradient. Use smooth_edges=same_shape, "
+                "more adapted layers per projection type, or modulation=normalized for a learnable coordinator.",
                 cfg.smooth_edges,
             )
         self._eval_cache: Optional[tuple[Any, Optional[list[Plan]]]] = None
@@ -83,10 +82,9 @@ class StructLoRAController(nn.Module):
 
     @property
     def gnn_is_effective(self) -> bool:
-        """Whether the GNN's output reaches the update: through modulation, or through a smoothing edge softmax
-        over >= 2 neighbours (with one neighbour the softmax is 1 whatever the GNN computes). False on the
-        tiny base's default (2 LM layers per chain); True at 7B (32-layer chains)."""
-        return self.cfg.modulation != "off" or any(c >= 3 for c in self.counts)  # counts: self + neighbours
+        """Whether the GNN's output reaches the update: through modulation, or through at least one smoothing
+        edge (its weight is a softmax over the layer and its neighbours, so one neighbour suffices)."""
+        return self.cfg.modulation != "off" or any(c >= 2 for c in self.counts)  # counts: self + neighbours
 
     # ------------------------------------------------------------------ graph structure
     def set_graph(self, graph: StructLoRAGraph) -> None:

@@ -5,11 +5,16 @@ Following docs/design.md §1 we keep message passing on *updates* exact but fact
 
     dW = (I - eta * L_a) dW~      i.e.  dW_l = dW~_l + eta * sum_j a_lj (dW~_j - dW~_l)     (A)
 
-a single residual Laplacian-smoothing step (paper eq. 7), with ``eta = eta_0 / lambda_max(L_a)``
-so Theorem 1 (drift energy never increases) holds; ``lambda_max`` is computed from the
-``N x N`` weighted Laplacian every forward. The edge weights ``a_lj`` and a per-direction gate
-modulation ``s_l = 1 + tanh(MLP(h_l))`` come from a small residual GNN (GAT or GCN, 1-3 layers)
-over shape-free node *descriptors* of the joint vision <-> language graph.
+a single residual Laplacian-smoothing step (paper eq. 7). The edge weights ``a_lj`` (and an optional
+per-direction gate modulation ``s_l``) come from a small residual GNN (GAT or GCN, 1-3 layers) over
+shape-free node *descriptors* of the joint vision <-> language graph. ``a_lj`` is a GAT attention over
+the layer's neighbourhood *including itself* (Velickovic et al. 2018): attending to itself is "keep my
+own update", so the GNN sets how strongly each edge smooths, down to not at all, even for a layer with a
+single neighbour (the tiny base's 2-layer chains; without the self term that softmax is constantly 1).
+Hence ``0 <= a <= M`` entrywise for the unweighted smoothing mask ``M``, so ``L_a <= L_M`` (their
+difference is the Laplacian of ``M - a >= 0``), and ``eta = eta_0 / lambda_max(L_M)`` keeps
+``eta * lambda_max(L_a) <= eta_0 <= 1``: Theorem 1 (drift energy never increases) holds, and the
+learned weights set the absolute smoothing strength rather than being normalised away.
 
 Ablations: ``laplacian`` (a_lj = 1, no learned parts), ``cosine_penalty`` / ``laplacian_penalty``
 (App. C: no smoothing, a loss on adjacent updates), ``none``.
@@ -25,6 +30,9 @@ from .config import StructLoRAConfig
 from .graph import Node
 
 _NEG = -1e9
+# Bumped whenever what coordinator=gnn computes changes, so cached study runs of the old operator are never
+# reused (experiments/suite.py keys on it). 2: self-inclusive edge softmax, eta from the unweighted mask.
+GNN_REVISION = 2
 
 
 # ----------------------------------------------------------------------------- descriptors
@@ -155,8 +163,10 @@ class DescriptorGNN(nn.Module):
             h = h + F.elu(conv(h, self_loops))  # residual message passing (paper eq. 6)
         z = self.edge_lin(h)
         e = F.leaky_relu((z @ self.edge_src)[:, None] + (z @ self.edge_dst)[None, :], 0.2)
-        att = torch.softmax(e.masked_fill(~smooth, _NEG), dim=1).masked_fill(~smooth, 0.0)
-        a = 0.5 * (att + att.T)  # symmetric: a weighted Laplacian exists
+        keep = smooth | torch.eye(smooth.shape[0], dtype=torch.bool, device=smooth.device)
+        # softmax over {l} + N(l): the self weight is what the layer keeps; it drops out of the Laplacian
+        att = torch.softmax(e.masked_fill(~keep, _NEG), dim=1).masked_fill(~smooth, 0.0)
+        a = 0.5 * (att + att.T)  # symmetric (a weighted Laplacian exists), 0 <= a <= 1 on smoothing edges
         if self.mod is None:
             return a, None
         s = 1.0 + torch.tanh(self.mod(h))
@@ -175,11 +185,17 @@ def lambda_max(lap: Tensor) -> Tensor:
     return torch.linalg.eigvalsh(lap.double())[-1].to(lap.dtype)
 
 
-def smoothing_operator(a: Tensor, eta0: float) -> tuple[Tensor, Tensor, Tensor]:
-    """``C = I - eta L_a`` with ``eta = eta0 / lambda_max(L_a)`` (eta = 0 for an edgeless graph)."""
+def smoothing_operator(a: Tensor, eta0: float, bound: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """``C = I - eta L_a`` with ``eta = eta0 / lambda_max(L_bound)``; returns ``(C, eta, lambda_max(L_a))``.
+
+    ``bound`` (default ``a``) must dominate ``a`` entrywise (``0 <= a <= bound``), so that
+    ``lambda_max(L_a) <= lambda_max(L_bound)`` and ``eta * lambda_max(L_a) <= eta0`` (Theorem 1).
+    With ``bound = a`` the weights' overall scale is normalised away; with the unweighted mask it is
+    not, and the learned weights set how much is smoothed. eta = 0 for an edgeless graph."""
     lap = weighted_laplacian(a)
     lam = lambda_max(lap)
-    eta = torch.where(lam > 1e-12, eta0 / lam.clamp_min(1e-12), torch.zeros_like(lam))
+    ref = lam if bound is None else lambda_max(weighted_laplacian(bound.to(a.dtype)))
+    eta = torch.where(ref > 1e-12, eta0 / ref.clamp_min(1e-12), torch.zeros_like(ref))
     eye = torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
     return eye - eta * lap, eta, lam
 
@@ -204,5 +220,5 @@ class Coordinator(nn.Module):
             a, s = self.gnn(desc.to(self.gnn.inp.weight.dtype), adj, smooth)
         else:
             a, s = smooth.float(), None
-        C, eta, lam = smoothing_operator(a, self.cfg.smooth_eta)
+        C, eta, lam = smoothing_operator(a, self.cfg.smooth_eta, bound=smooth)
         return {"C": C, "s": s, "a": a, "eta": eta, "lambda_max": lam}

@@ -163,9 +163,34 @@ def structlora_moved(model: nn.Module) -> dict[str, Any]:
         for layer in ctrl.layers:
             fresh = build_gate(cfg, device="cpu", generator_seed=name_seed(cfg.seed, layer.module_name))
             init.append({n: getattr(fresh, n).detach() for n in fresh.param_names})
-    return moved_from_state(
+    out = moved_from_state(
         state, ctrl.layers, ctrl.nodes, init, None if gate is None else type(gate), cfg, cfg.open_threshold
     )
+    return out | {"smoothing": _smoothing_moved(ctrl, state)}
+
+
+@torch.no_grad()
+def _smoothing_moved(ctrl: StructLoRAController, state: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """What the coordinator moved: eq. (A)'s coefficient ``eta * a_lj`` (= ``C_lj``) per smoothing edge, at init
+    (a fresh coordinator of the same seed on a fresh adapter's descriptors: all gates 1, B = 0) and now."""
+    if state["C"] is None:
+        return None
+    from .coordinator import Coordinator, descriptor_dim, structural_descriptors
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctrl.cfg.seed)  # the controller's own init recipe
+        fresh = Coordinator(ctrl.cfg, descriptor_dim(ctrl.cfg.r, len(ctrl.kinds)))
+    desc0 = structural_descriptors(ctrl.nodes, ctrl.cfg.r, ctrl.kinds) if fresh.gnn is not None else None
+    C0 = fresh(desc0, ctrl.adj.cpu(), ctrl.smooth.cpu())["C"]
+    C1 = state["C"].detach().float().cpu()
+    edges = [(i, j) for i, j in ctrl.smooth.triu(1).nonzero().tolist()]
+    name = lambda i, j: f"{ctrl.nodes[i].name} <-> {ctrl.nodes[j].name}"  # noqa: E731
+    deltas = torch.tensor([float(C1[i, j] - C0[i, j]) for i, j in edges]).abs()
+    return {
+        "coef_init": {name(i, j): float(C0[i, j]) for i, j in edges},
+        "coef_final": {name(i, j): float(C1[i, j]) for i, j in edges},
+        "median_abs_delta": float(deltas.median()) if edges else None,
+    }
 
 
 # ---------------------------------------------------------------------- state / save / load

@@ -36,6 +36,7 @@ def test_gate_shift_prefers_the_what_moved_record_and_falls_back_to_diagnostics(
         "mean_abs_delta_eval_gate": 0.4,
         "median_abs_delta_gate_param": 6.0,
         "open_fraction_end": 0.6,
+        "median_abs_delta_smoothing_coef": None,  # no coordinator record in this run
     }
     diag = {
         "structlora_diagnostics": {

@@ -56,9 +56,12 @@ def test_one_step_never_increases_drift_energy(seed, n, r, density, eta0, two_sh
         a = torch.rand(n, n, generator=g, dtype=torch.float64).triu(1)
         a = (a + a.T) * 3 * mask
     a = a.detach()
-    C, eta, lam = smoothing_operator(a, eta0)
+    # the GNN's weights are bounded by the unweighted mask (eta from L_M); arbitrary weights by themselves
+    C, eta, lam = smoothing_operator(a, eta0, bound=mask if learned else None)
     assert torch.isclose(lam, torch.linalg.eigvalsh(weighted_laplacian(a))[-1])
     assert float(eta * lam) <= eta0 + 1e-9
+    if learned:
+        assert bool((a <= mask.double() + 1e-12).all()) and bool((a >= 0).all())
     G = filtered_gram(layers, nodes, m)
     before, after = energy(G, a), energy(C @ G @ C.T, a)
     assert after <= before * (1 + 1e-9) + 1e-9
@@ -135,3 +138,18 @@ def test_penalty_coordinators_add_a_differentiable_penalty():
         assert reg > 0 and ctrl.layers[0].lora_B.grad.abs().sum() > 0
     model = apply_structlora(tiny_llava(), StructLoRAConfig(filter="none", coordinator="gnn"))
     assert float(structlora_regularizer(model)) == 0.0
+
+
+def test_gnn_sets_the_absolute_smoothing_strength_even_with_one_neighbour():
+    """On a 2-layer chain the edge weight is a softmax over {self, neighbour}: a in (0, 1), and since eta comes
+    from the unweighted mask (lambda_max = 2) the off-diagonal of C is eta_0 * a / 2, not normalised to eta_0 / 2."""
+    cfg = StructLoRAConfig(r=2, gnn_hidden=8, smooth_eta=0.5)
+    torch.manual_seed(0)
+    gnn = DescriptorGNN(cfg, 5).double()
+    mask = torch.tensor([[False, True], [True, False]])
+    a, _ = gnn(torch.randn(2, 5, dtype=torch.float64), mask, mask)
+    assert 0.0 < float(a[0, 1]) < 1.0 and float(a[0, 0]) == 0.0
+    C, eta, lam = smoothing_operator(a, 0.5, bound=mask)
+    assert math.isclose(float(eta), 0.25, rel_tol=1e-12)
+    assert torch.isclose(C[0, 1], 0.25 * a[0, 1])
+    assert float(eta * lam) < 0.5
