@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from llava_structlora.structlora import StructLoRAConfig
+from llava_structlora.structlora.coordinator import GNN_REVISION
 from llava_structlora.structlora.planted import CoordinatorProblem, FilterProblem, Schedule, run_coordinator, run_filter
 from recipes.results import record_result
 
@@ -45,6 +46,7 @@ def run_coordinator_study(tune_seeds: list[int], report_seeds: list[int], lrs: l
         "lora": StructLoRAConfig(filter="none", coordinator="none"),
         "gnn": StructLoRAConfig(filter="none"),
         "gnn_coord_lr_x1": StructLoRAConfig(filter="none", coordinator_lr_mult=1.0),
+        "gnn_free_edges": StructLoRAConfig(filter="none", edge_weights="free"),
         "laplacian": StructLoRAConfig(filter="none", coordinator="laplacian"),
     }
     tuning: dict[str, dict[float, list[float]]] = {m: {} for m in methods}
@@ -54,12 +56,11 @@ def run_coordinator_study(tune_seeds: list[int], report_seeds: list[int], lrs: l
                 run_coordinator(p, cfg, Schedule(lr=lr, steps=150), s)["rel_update_error"] for s in tune_seeds
             ]
     best = {m: min(lrs, key=lambda lr: statistics.mean(tuning[m][lr])) for m in methods}
-    report = {
-        m: [
-            run_coordinator(p, methods[m], Schedule(lr=best[m], steps=150), s)["rel_update_error"] for s in report_seeds
-        ]
-        for m in methods
+    runs = {
+        m: [run_coordinator(p, methods[m], Schedule(lr=best[m], steps=150), s) for s in report_seeds] for m in methods
     }
+    report = {m: [r["rel_update_error"] for r in rs] for m, rs in runs.items()}
+    smoothing = {m: [r["smoothing_coef_mean"] for r in rs] for m, rs in runs.items()}
     return {
         "problem": vars(p),
         "tune_seeds": tune_seeds,
@@ -68,6 +69,8 @@ def run_coordinator_study(tune_seeds: list[int], report_seeds: list[int], lrs: l
         "tuning": {m: {str(k): v for k, v in d.items()} for m, d in tuning.items()},
         "best_lr": best,
         "report": report,
+        "smoothing_coef_mean": smoothing,
+        "gnn_revision": GNN_REVISION,
     }
 
 
@@ -105,13 +108,20 @@ def markdown(filt: dict[str, Any], coord: dict[str, Any]) -> str:
         "",
         "**(b) Coordinator** (6 layers, updates rotating smoothly with depth, 32 noisy samples per layer). "
         f"Relative error of the merged update vs the truth; lr tuned per method on seeds {coord['tune_seeds']}, "
-        f"reported on seeds {coord['report_seeds']}.",
+        f"reported on seeds {coord['report_seeds']}. Coordinator: GNN revision {coord.get('gnn_revision', 1)} "
+        "(llava_structlora/structlora/coordinator.py).",
         "",
-        "| method | best lr | error per reporting seed | mean |",
-        "|---|---|---|---|",
+        "| method | best lr | error per reporting seed | mean | smoothing coef eta*a_lj, init -> end (mean) |",
+        "|---|---|---|---|---|",
     ]
     for m, errs in coord["report"].items():
-        lines.append(f"| {m} | {coord['best_lr'][m]} | {', '.join(_fmt(e) for e in errs)} | {_fmt(mean(errs))} |")
+        sm = [c for c in coord.get("smoothing_coef_mean", {}).get(m, []) if c and c["coef_init"] is not None]
+        moved = (
+            f"{mean([c['coef_init'] for c in sm]):.3f} -> {mean([c['coef_final'] for c in sm]):.3f}" if sm else "n/a"
+        )
+        lines.append(
+            f"| {m} | {coord['best_lr'][m]} | {', '.join(_fmt(e) for e in errs)} | {_fmt(mean(errs))} | {moved} |"
+        )
     return "\n".join(lines)
 
 
@@ -137,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             "Planted problems: IB filter and coordinator",
             {"filter": filt, "coordinator": coord},
             md,
+            command="python -m experiments.planted",
             seeds=seeds,
         )
     return 0

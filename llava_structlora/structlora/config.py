@@ -19,6 +19,7 @@ GNN_TYPES = ("gat", "gcn")
 GATE_NOISES = ("sample", "none")
 MODULATIONS = ("off", "normalized", "free")
 SMOOTH_EDGES = ("chain", "same_shape")
+EDGE_WEIGHTS = ("normalized", "free")
 SEMANTIC_SOURCES = ("params",)
 
 # Target presets: regexes over ``named_modules()`` names. They accept both the transformers v5
@@ -103,6 +104,12 @@ class StructLoRAConfig:
         "Edges the smoothing (I - eta L_a) may use: chain = the depth chain of each "
         "projection type (what a 7B run can do) | same_shape = every same-shape graph edge.",
     )
+    edge_weights: str = _f(
+        "normalized",
+        "The GNN's smoothing weights a_lj = 2 sigmoid(logit): normalized = divided by their mean over the "
+        "smoothing edges (the GNN decides where to smooth, smooth_eta how much) | free (it also decides how much; "
+        "trained on the task loss alone it switches the smoothing off, docs/structlora.md).",
+    )
     modulation: str = _f(
         "off",
         "GNN gate modulation s_l (not in the paper): off | normalized (mean 1 per layer) | "
@@ -113,8 +120,8 @@ class StructLoRAConfig:
     gnn_hidden: int = _f(32, "Hidden width of the descriptor GNN.")
     smooth_eta: float = _f(
         0.5,
-        "eta_0: eta = eta_0 / lambda_max(L_M) of the unweighted smoothing graph M; the learned weights "
-        "a <= M, so eta * lambda_max(L_a) <= eta_0 <= 1 (Theorem 1).",
+        "eta_0: eta = eta_0 / lambda_max(L_M) of the unweighted smoothing graph M (the fixed Laplacian's and "
+        "the untrained GNN's strength), clamped to 1 / lambda_max(L_a) so eta * lambda_max <= 1 (Theorem 1).",
     )
     knn_k: int = _f(2, "Semantic neighbours per node (graph=similarity|hybrid).")
     bridge_layers: int = _f(2, "Vision-top <-> LM-bottom bridge pairs per projection type.")
@@ -150,6 +157,7 @@ class StructLoRAConfig:
             ("gate_noise", GATE_NOISES),
             ("modulation", MODULATIONS),
             ("smooth_edges", SMOOTH_EDGES),
+            ("edge_weights", EDGE_WEIGHTS),
         ):
             if getattr(self, name) not in allowed:
                 raise _err(name, getattr(self, name), f"one of {list(allowed)}")

@@ -67,10 +67,11 @@ class StructLoRAController(nn.Module):
         self.set_graph(build_graph(nodes, cfg.graph, desc, cfg.knn_k, cfg.bridge_layers, vision_top))
         if cfg.coordinator == "gnn" and not self.gnn_is_effective:
             logger.warning(
-                "coordinator=gnn cannot change this model's update: no adapted layer has a smoothing neighbour "
-                "(smooth_edges=%s) and modulation=off, so the GNN gets no gradient. Use smooth_edges=same_shape, "
-                "more adapted layers per projection type, or modulation=normalized for a learnable coordinator.",
+                "coordinator=gnn cannot change this model's update: with smooth_edges=%s the model has too few "
+                "smoothing edges for edge_weights=%s and modulation=off, so the GNN gets no gradient. Use "
+                "smooth_edges=same_shape, more adapted layers per projection type, or modulation=normalized.",
                 cfg.smooth_edges,
+                cfg.edge_weights,
             )
         self._eval_cache: Optional[tuple[Any, Optional[list[Plan]]]] = None
         self._desc_cache: Optional[tuple[Any, Tensor]] = None
@@ -82,9 +83,10 @@ class StructLoRAController(nn.Module):
 
     @property
     def gnn_is_effective(self) -> bool:
-        """Whether the GNN's output reaches the update: through modulation, or through at least one smoothing
-        edge (its weight is a softmax over the layer and its neighbours, so one neighbour suffices)."""
-        return self.cfg.modulation != "off" or any(c >= 2 for c in self.counts)  # counts: self + neighbours
+        """Whether the GNN's output reaches the update: through modulation, or through the smoothing weights
+        (free: any smoothing edge; normalized to mean 1: at least two edges, else the one weight is always 1)."""
+        n_edges = sum(c - 1 for c in self.counts) // 2  # counts: self + smoothing neighbours per layer
+        return self.cfg.modulation != "off" or n_edges >= (1 if self.cfg.edge_weights == "free" else 2)
 
     # ------------------------------------------------------------------ graph structure
     def set_graph(self, graph: StructLoRAGraph) -> None:

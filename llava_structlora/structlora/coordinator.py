@@ -7,14 +7,17 @@ Following docs/design.md §1 we keep message passing on *updates* exact but fact
 
 a single residual Laplacian-smoothing step (paper eq. 7). The edge weights ``a_lj`` (and an optional
 per-direction gate modulation ``s_l``) come from a small residual GNN (GAT or GCN, 1-3 layers) over
-shape-free node *descriptors* of the joint vision <-> language graph. ``a_lj`` is a GAT attention over
-the layer's neighbourhood *including itself* (Velickovic et al. 2018): attending to itself is "keep my
-own update", so the GNN sets how strongly each edge smooths, down to not at all, even for a layer with a
-single neighbour (the tiny base's 2-layer chains; without the self term that softmax is constantly 1).
-Hence ``0 <= a <= M`` entrywise for the unweighted smoothing mask ``M``, so ``L_a <= L_M`` (their
-difference is the Laplacian of ``M - a >= 0``), and ``eta = eta_0 / lambda_max(L_M)`` keeps
-``eta * lambda_max(L_a) <= eta_0 <= 1``: Theorem 1 (drift energy never increases) holds, and the
-learned weights set the absolute smoothing strength rather than being normalised away.
+shape-free node *descriptors* of the joint vision <-> language graph. ``a_lj = 2 sigmoid(e_lj)`` is a gate on
+a symmetric GAT-style logit ``e_lj``, one per smoothing edge, with the logit head zero-initialised: at init
+``a = M`` (the unweighted smoothing graph), so an untrained GNN coordinator *is* the fixed Laplacian
+smoother (``coordinator=laplacian``). ``edge_weights=normalized`` (default) divides ``a`` by its mean over the
+smoothing edges: the GNN decides *where* to smooth and ``smooth_eta`` *how much*; ``free`` lets it also
+decide how much, between no smoothing (0) and twice the fixed strength (2), and trained on the task loss
+alone it learns to switch the smoothing off (a regulariser trained on the training loss undoes itself; the
+planted coordinator problem shows it). A softmax over each layer's neighbours (plain GAT) is constantly 1 for
+a layer with one neighbour (the tiny base's 2-layer chains), where the GNN would get no gradient. ``eta = min(eta_0 / lambda_max(L_M), 1 / lambda_max(L_a))``: the fixed strength of the
+Laplacian smoother, clamped so that ``eta * lambda_max(L_a) <= 1`` always and Theorem 1 (drift energy never
+increases) holds.
 
 Ablations: ``laplacian`` (a_lj = 1, no learned parts), ``cosine_penalty`` / ``laplacian_penalty``
 (App. C: no smoothing, a loss on adjacent updates), ``none``.
@@ -31,8 +34,8 @@ from .graph import Node
 
 _NEG = -1e9
 # Bumped whenever what coordinator=gnn computes changes, so cached study runs of the old operator are never
-# reused (experiments/suite.py keys on it). 2: self-inclusive edge softmax, eta from the unweighted mask.
-GNN_REVISION = 2
+# reused (experiments/suite.py keys on it).
+GNN_REVISION = 3  # 1: softmax over neighbours, eta / lambda_max(L_a); 3: 2 sigmoid(e) edge gates, init = Laplacian
 
 
 # ----------------------------------------------------------------------------- descriptors
@@ -144,9 +147,11 @@ class DescriptorGNN(nn.Module):
         conv = _GATLayer if cfg.gnn_type == "gat" else _GCNLayer
         self.convs = nn.ModuleList(conv(hid) for _ in range(cfg.gnn_layers))
         self.edge_lin = nn.Linear(hid, hid, bias=False)
-        self.edge_src = nn.Parameter(torch.randn(hid) * hid**-0.5)
-        self.edge_dst = nn.Parameter(torch.randn(hid) * hid**-0.5)
+        # zero logit head: every edge gate 2 sigmoid(0) = 1 at init, i.e. the fixed Laplacian smoother
+        self.edge_src = nn.Parameter(torch.zeros(hid))
+        self.edge_dst = nn.Parameter(torch.zeros(hid))
         self.modulation = cfg.modulation
+        self.edge_weights = cfg.edge_weights
         self.mod = None
         if cfg.modulation != "off":
             self.mod = nn.Sequential(nn.Linear(hid, hid), nn.GELU(), nn.Linear(hid, cfg.r))
@@ -154,7 +159,7 @@ class DescriptorGNN(nn.Module):
             nn.init.zeros_(self.mod[-1].bias)
 
     def forward(self, desc: Tensor, adj: Tensor, smooth: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Symmetric edge weights ``a`` (N x N, zero off ``smooth``) and modulation ``s`` (N x r, or None
+        """Symmetric edge weights ``a`` (N x N, in (0, 2) on ``smooth``, 0 elsewhere) and modulation ``s`` (N x r, or None
         for modulation=off). ``normalized`` divides ``1 + tanh`` by its per-layer mean: it may shift weight
         between a layer's directions but never changes the layer's mean gain."""
         self_loops = adj | torch.eye(adj.shape[0], dtype=torch.bool, device=adj.device)
@@ -163,10 +168,10 @@ class DescriptorGNN(nn.Module):
             h = h + F.elu(conv(h, self_loops))  # residual message passing (paper eq. 6)
         z = self.edge_lin(h)
         e = F.leaky_relu((z @ self.edge_src)[:, None] + (z @ self.edge_dst)[None, :], 0.2)
-        keep = smooth | torch.eye(smooth.shape[0], dtype=torch.bool, device=smooth.device)
-        # softmax over {l} + N(l): the self weight is what the layer keeps; it drops out of the Laplacian
-        att = torch.softmax(e.masked_fill(~keep, _NEG), dim=1).masked_fill(~smooth, 0.0)
-        a = 0.5 * (att + att.T)  # symmetric (a weighted Laplacian exists), 0 <= a <= 1 on smoothing edges
+        e = 0.5 * (e + e.T)  # one symmetric logit per edge: a weighted Laplacian exists
+        a = (2.0 * torch.sigmoid(e)).masked_fill(~smooth, 0.0)  # 0 < a < 2 on smoothing edges, 1 at init
+        if self.edge_weights == "normalized":  # mean 1 over the smoothing edges: where to smooth, not how much
+            a = a * (smooth.sum() / a.sum().clamp_min(1e-12))
         if self.mod is None:
             return a, None
         s = 1.0 + torch.tanh(self.mod(h))
@@ -186,16 +191,16 @@ def lambda_max(lap: Tensor) -> Tensor:
 
 
 def smoothing_operator(a: Tensor, eta0: float, bound: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """``C = I - eta L_a`` with ``eta = eta0 / lambda_max(L_bound)``; returns ``(C, eta, lambda_max(L_a))``.
+    """``C = I - eta L_a``; returns ``(C, eta, lambda_max(L_a))``.
 
-    ``bound`` (default ``a``) must dominate ``a`` entrywise (``0 <= a <= bound``), so that
-    ``lambda_max(L_a) <= lambda_max(L_bound)`` and ``eta * lambda_max(L_a) <= eta0`` (Theorem 1).
-    With ``bound = a`` the weights' overall scale is normalised away; with the unweighted mask it is
-    not, and the learned weights set how much is smoothed. eta = 0 for an edgeless graph."""
+    ``eta = min(eta0 / lambda_max(L_bound), 1 / lambda_max(L_a))`` (``bound`` defaults to ``a``): the strength
+    is fixed by the unweighted graph, so learned weights change how much is smoothed instead of being
+    normalised away, and the clamp keeps ``eta * lambda_max(L_a) <= 1`` (Theorem 1). eta = 0 without edges."""
     lap = weighted_laplacian(a)
     lam = lambda_max(lap)
     ref = lam if bound is None else lambda_max(weighted_laplacian(bound.to(a.dtype)))
-    eta = torch.where(ref > 1e-12, eta0 / ref.clamp_min(1e-12), torch.zeros_like(ref))
+    eta = torch.minimum(eta0 / ref.clamp_min(1e-12), 1.0 / lam.clamp_min(1e-12))
+    eta = torch.where((ref > 1e-12) & (lam > 1e-12), eta, torch.zeros_like(eta))
     eye = torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
     return eye - eta * lap, eta, lam
 

@@ -23,7 +23,14 @@ import torch
 from torch import Tensor, nn
 
 from .config import StructLoRAConfig
-from .model import apply_structlora, get_controller, merge_structlora, structlora_on_step, structlora_regularizer
+from .model import (
+    apply_structlora,
+    get_controller,
+    merge_structlora,
+    structlora_moved,
+    structlora_on_step,
+    structlora_regularizer,
+)
 from .optim import structlora_param_groups
 
 TARGETS = [r"layers\.\d+\.proj$"]
@@ -185,9 +192,19 @@ def run_coordinator(p: CoordinatorProblem, cfg: StructLoRAConfig, sched: Schedul
         for layer in get_controller(model).layers:
             layer.base_layer.weight.zero_()
     losses = train(model, data["x"], data["y"], sched, seed)
+    smoothing = structlora_moved(model)["smoothing"]  # the coordinator's eta * a_lj per edge, init and end
     merged = merge_structlora(model)
     learned = torch.stack([blk.proj.weight.detach() for blk in merged.layers])
     err = ((learned - data["true"]).norm(dim=(1, 2)) / data["true"].norm(dim=(1, 2))).mean()
     with torch.no_grad():
         test_mse = float(((merged(data["x_test"]) - data["y_test"]) ** 2).sum(-1).mean())
-    return {"rel_update_error": float(err), "test_mse": test_mse, "train_loss_last": sum(losses[-10:]) / 10}
+    coef = {
+        k: None if smoothing is None else sum(smoothing[k].values()) / len(smoothing[k])
+        for k in ("coef_init", "coef_final")
+    }
+    return {
+        "rel_update_error": float(err),
+        "test_mse": test_mse,
+        "train_loss_last": sum(losses[-10:]) / 10,
+        "smoothing_coef_mean": coef,  # eta * a_lj, mean over smoothing edges (None without smoothing)
+    }

@@ -78,9 +78,12 @@ def plot_drift(records: list[dict[str, Any]], path: Path) -> Path:
 
 
 def plot_moved(moved: dict[str, Any], path: Path) -> Path:
-    """Eval-gate histogram at init vs end, and open directions + update norm per layer (structlora_moved)."""
+    """Eval-gate histogram at init vs end, open directions + update norm per layer, and (with a smoothing
+    coordinator) each smoothing edge's coefficient eta * a_lj at init vs end (structlora_moved)."""
     plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    smoothing = moved.get("smoothing")
+    fig, axes = plt.subplots(1, 3 if smoothing else 2, figsize=(15 if smoothing else 10, 3.5))
+    ax1, ax2 = axes[0], axes[1]
     hist = moved["eval_gate_hist"]
     centers = [(a + b) / 2 for a, b in zip(hist["init"]["edges"], hist["init"]["edges"][1:])]
     for key, off in (("init", -0.02), ("final", 0.02)):
@@ -97,6 +100,16 @@ def plot_moved(moved: dict[str, Any], path: Path) -> Path:
     ax3.plot(range(len(names)), [moved["update_norms"]["final"][n] for n in names], "o-", color="tab:red")
     ax3.set_ylabel("||dW|| (final update)")
     ax2.set_title("per layer at the end")
+    if smoothing:
+        edges = list(smoothing["coef_init"])
+        for key, off in (("coef_init", -0.2), ("coef_final", 0.2)):
+            vals = [smoothing[key][e] for e in edges]
+            axes[2].bar([i + off for i in range(len(edges))], vals, width=0.4, label=key.removeprefix("coef_"))
+        labels = [" / ".join(_short(n) for n in e.split(" <-> ")) for e in edges]
+        axes[2].set_xticks(range(len(edges)), labels, rotation=90, fontsize=6)
+        axes[2].set_ylabel("eta * a_lj")
+        axes[2].legend(fontsize=8)
+        axes[2].set_title("coordinator: smoothing per edge")
     return _save(plt, fig, path)
 
 

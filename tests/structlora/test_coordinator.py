@@ -47,21 +47,25 @@ def _random_problem(seed: int, n: int, r: int, density: float, two_shapes: bool)
 )
 def test_one_step_never_increases_drift_energy(seed, n, r, density, eta0, two_shapes, learned):
     nodes, layers, mask, m, g = _random_problem(seed, n, r, density, two_shapes)
-    if learned:  # weights from a randomly initialized descriptor GNN (symmetrized attention)
+    if learned:  # weights from a descriptor GNN with a random (trained-looking) logit head
         cfg = StructLoRAConfig(r=r, gnn_hidden=8)
         torch.manual_seed(seed)
         gnn = DescriptorGNN(cfg, 5).double()
+        with torch.no_grad():
+            gnn.edge_src.normal_(0, 3.0)
+            gnn.edge_dst.normal_(0, 3.0)
         a, _ = gnn(torch.randn(n, 5, generator=g, dtype=torch.float64), mask, mask)
     else:
         a = torch.rand(n, n, generator=g, dtype=torch.float64).triu(1)
         a = (a + a.T) * 3 * mask
     a = a.detach()
-    # the GNN's weights are bounded by the unweighted mask (eta from L_M); arbitrary weights by themselves
+    # the GNN's strength is fixed by the unweighted mask (clamped at eta * lambda_max = 1); other weights by themselves
     C, eta, lam = smoothing_operator(a, eta0, bound=mask if learned else None)
     assert torch.isclose(lam, torch.linalg.eigvalsh(weighted_laplacian(a))[-1])
-    assert float(eta * lam) <= eta0 + 1e-9
+    assert float(eta * lam) <= (1.0 if learned else eta0) + 1e-9
     if learned:
-        assert bool((a <= mask.double() + 1e-12).all()) and bool((a >= 0).all())
+        assert bool((a[mask] > 0).all()) and not a[~mask].any()  # default edge_weights=normalized: mean 1
+        assert not mask.any() or math.isclose(float(a[mask].mean()), 1.0, rel_tol=1e-9)
     G = filtered_gram(layers, nodes, m)
     before, after = energy(G, a), energy(C @ G @ C.T, a)
     assert after <= before * (1 + 1e-9) + 1e-9
@@ -117,7 +121,7 @@ def test_coordinator_really_trains(modulation):
         assert (s1["s"] - s0["s"]).abs().max() > 1e-4
     if modulation == "normalized":  # mean gain 1 per layer: it can only shift weight between directions
         assert torch.allclose(s1["s"].mean(-1), torch.ones(s1["s"].shape[0]), atol=1e-5)
-    assert float(s1["eta"] * s1["lambda_max"]) <= 0.5 + 1e-6
+    assert float(s1["eta"] * s1["lambda_max"]) <= 1.0 + 1e-6
 
 
 def test_static_coordinators_have_no_parameters():
@@ -140,16 +144,32 @@ def test_penalty_coordinators_add_a_differentiable_penalty():
     assert float(structlora_regularizer(model)) == 0.0
 
 
-def test_gnn_sets_the_absolute_smoothing_strength_even_with_one_neighbour():
-    """On a 2-layer chain the edge weight is a softmax over {self, neighbour}: a in (0, 1), and since eta comes
-    from the unweighted mask (lambda_max = 2) the off-diagonal of C is eta_0 * a / 2, not normalised to eta_0 / 2."""
-    cfg = StructLoRAConfig(r=2, gnn_hidden=8, smooth_eta=0.5)
-    torch.manual_seed(0)
-    gnn = DescriptorGNN(cfg, 5).double()
-    mask = torch.tensor([[False, True], [True, False]])
-    a, _ = gnn(torch.randn(2, 5, dtype=torch.float64), mask, mask)
-    assert 0.0 < float(a[0, 1]) < 1.0 and float(a[0, 0]) == 0.0
+def test_untrained_gnn_is_the_fixed_laplacian_and_can_move_each_edge_either_way():
+    """a = 2 sigmoid(e) with a zero logit head: at init the GNN coordinator's operator equals coordinator=laplacian
+    exactly; with edge_weights=free a logit moves an edge between no smoothing (a -> 0) and twice the fixed
+    strength, clamped at eta * lambda_max = 1; normalized rescales the same weights to mean 1. With free weights
+    a single edge (a 2-layer chain) is learnable."""
+    mask = torch.tensor([[False, True, False], [True, False, True], [False, True, False]])
+    gnn = DescriptorGNN(StructLoRAConfig(r=2, gnn_hidden=8, edge_weights="free"), 5).double()
+    desc = torch.randn(3, 5, dtype=torch.float64)
+    a, _ = gnn(desc, mask, mask)
+    assert torch.equal(a, mask.double())
+    C0, eta0, _ = smoothing_operator(a, 0.5, bound=mask)
+    C_fixed, _, _ = smoothing_operator(mask.double(), 0.5, bound=mask)
+    assert torch.equal(C0, C_fixed) and math.isclose(float(eta0), 0.5 / 3.0, rel_tol=1e-12)  # lambda_max(path3)=3
+    with torch.no_grad():
+        gnn.edge_src.normal_(0, 5.0)
+    a, _ = gnn(desc, mask, mask)
+    assert float(a[mask].min()) < 0.5 or float(a[mask].max()) > 1.5  # the edges moved away from 1
     C, eta, lam = smoothing_operator(a, 0.5, bound=mask)
-    assert math.isclose(float(eta), 0.25, rel_tol=1e-12)
-    assert torch.isclose(C[0, 1], 0.25 * a[0, 1])
-    assert float(eta * lam) < 0.5
+    assert float(eta * lam) <= 1.0 + 1e-12 and not torch.equal(C, C0)
+    gnn.edge_weights = "normalized"  # the same logits, mean 1 over the edges: where to smooth, not how much
+    an, _ = gnn(desc, mask, mask)
+    ratio = an[mask] / a[mask]
+    assert math.isclose(float(an[mask].mean()), 1.0, rel_tol=1e-12) and torch.allclose(ratio, ratio[0].expand_as(ratio))
+    two = torch.tensor([[False, True], [True, False]])
+    x = torch.randn(2, 5, dtype=torch.float64)
+    gnn2 = DescriptorGNN(StructLoRAConfig(r=2, gnn_hidden=8, edge_weights="free"), 5).double()
+    a2, _ = gnn2(x, two, two)
+    smoothing_operator(a2, 0.5, bound=two)[0][0, 1].backward()
+    assert float(gnn2.edge_src.grad.abs().max()) > 0

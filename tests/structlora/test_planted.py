@@ -60,3 +60,18 @@ def test_coordinator_beats_lora_on_smooth_depth_updates_with_little_data():
         lora = run_coordinator(COORD, lora_cfg, Schedule(lr=LORA_LR, steps=150), seed)
         coord = run_coordinator(COORD, coord_cfg, Schedule(lr=COORD_LR, steps=150), seed)
         assert coord["rel_update_error"] < lora["rel_update_error"], (seed, coord, lora)
+
+
+def test_free_edge_weights_learn_to_switch_the_smoothing_off():
+    """FINDING (docs/structlora.md): with edge_weights=free the GNN also sets how much to smooth; trained on the
+    task loss alone it removes the smoothing (a regulariser trained on the training loss undoes itself), and the
+    held-out error goes back to LoRA's. The default (normalized) keeps the strength at smooth_eta."""
+    free = run_coordinator(
+        COORD, StructLoRAConfig(filter="none", edge_weights="free"), Schedule(lr=COORD_LR, steps=150), 10
+    )
+    norm = run_coordinator(COORD, StructLoRAConfig(filter="none"), Schedule(lr=COORD_LR, steps=150), 10)
+    f, n = free["smoothing_coef_mean"], norm["smoothing_coef_mean"]
+    assert f["coef_init"] == pytest.approx(n["coef_init"])  # both start as the fixed Laplacian
+    assert f["coef_final"] < 0.25 * f["coef_init"]
+    assert n["coef_final"] == pytest.approx(n["coef_init"], rel=1e-4)  # mean weight 1: same total strength
+    assert free["rel_update_error"] > norm["rel_update_error"]
