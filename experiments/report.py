@@ -23,6 +23,7 @@ COMPARISONS: dict[str, list[tuple[str, str, str, int]]] = {
         ("w/o both (filter=none, coordinator=none)", "LoRA", "score", 0),
         ("StructLoRA", "learned scale, no IB (lambda_ib=0)", "score", 1),
         ("w/o IB (filter=none)", "LoRA + learned layer scale (filter=layer_scale, coordinator=none)", "score", 1),
+        ("StructLoRA", "fixed smoothing, no learned weights (coordinator=laplacian)", "score", 1),
     ],
     "gnn_depth": [("1-layer GNN", "2-layer GNN", "score", 1), ("1-layer GNN", "3-layer GNN", "score", 1)],
     "graph": [("graph=hybrid", "graph=adjacency", "score", 1), ("graph=hybrid", "graph=similarity", "score", 1)],
@@ -42,6 +43,8 @@ COMPARISONS: dict[str, list[tuple[str, str, str, int]]] = {
             "modulation=normalized",
             "gate_noise=none",
             "smooth_edges=same_shape",
+            "edge_weights=free",
+            "coordinator_lr_mult=1.0",
         )
     ],
     "regularizers": [

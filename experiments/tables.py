@@ -76,6 +76,15 @@ LAYER_SCALE = Variant(
 )
 
 
+# The GNN's control: the fixed Laplacian smoother an untrained GNN coordinator equals (GNN revision 3).
+FIXED_SMOOTHING = Variant(
+    "fixed smoothing, no learned weights (coordinator=laplacian)",
+    "structlora",
+    (("coordinator", "laplacian"),),
+    "structlora",
+)
+
+
 def _pair_over(attr: str, values: tuple, headline: tuple = ()) -> tuple[Variant, ...]:
     """LoRA and StructLoRA at each x value; x values in `headline` get every reporting seed."""
     out = []
@@ -152,6 +161,7 @@ TABLES: dict[str, Table] = {
                 LORA,
                 LAMBDA0,
                 LAYER_SCALE,
+                FIXED_SMOOTHING,
             ),
             paper={
                 "StructLoRA": 122.4,
@@ -205,6 +215,8 @@ TABLES: dict[str, Table] = {
                     ("modulation", "normalized"),
                     ("gate_noise", "none"),
                     ("smooth_edges", "same_shape"),
+                    ("edge_weights", "free"),
+                    ("coordinator_lr_mult", 1.0),
                 )
             ),
             claim="(no paper claim: each knob vs the shipped default, validation split)",
