@@ -10,14 +10,17 @@ per-direction gate modulation ``s_l``) come from a small residual GNN (GAT or GC
 shape-free node *descriptors* of the joint vision <-> language graph. ``a_lj = 2 sigmoid(e_lj)`` is a gate on
 a symmetric GAT-style logit ``e_lj``, one per smoothing edge, with the logit head zero-initialised: at init
 ``a = M`` (the unweighted smoothing graph), so an untrained GNN coordinator *is* the fixed Laplacian
-smoother (``coordinator=laplacian``). ``edge_weights=normalized`` (default) divides ``a`` by its mean over the
-smoothing edges: the GNN decides *where* to smooth and ``smooth_eta`` *how much*; ``free`` lets it also
-decide how much, between no smoothing (0) and twice the fixed strength (2), and trained on the task loss
-alone it learns to switch the smoothing off (a regulariser trained on the training loss undoes itself; the
-planted coordinator problem shows it). A softmax over each layer's neighbours (plain GAT) is constantly 1 for
-a layer with one neighbour (the tiny base's 2-layer chains), where the GNN would get no gradient. ``eta = min(eta_0 / lambda_max(L_M), 1 / lambda_max(L_a))``: the fixed strength of the
-Laplacian smoother, clamped so that ``eta * lambda_max(L_a) <= 1`` always and Theorem 1 (drift energy never
-increases) holds.
+smoother (``coordinator=laplacian``). ``edge_weights=normalized`` (default) divides ``a`` by its mean over
+the smoothing edges, so the GNN decides mainly *where* to smooth and ``smooth_eta`` *how much*; ``free``
+lets it also set how much, from no smoothing (0) to twice the fixed strength (2). Trained on the task loss
+alone, ``free`` weights switch the smoothing off (a regulariser trained on the training loss undoes itself;
+the planted coordinator problem shows it). A softmax over each layer's neighbours (plain GAT) would be
+constantly 1 for a layer with one neighbour (the tiny base's 2-layer chains) and give the GNN no gradient.
+
+``eta = min(eta_0 / lambda_max(L_M), 1 / lambda_max(L_a))``: the fixed Laplacian's strength, clamped so that
+``eta * lambda_max(L_a) <= 1`` always and Theorem 1 (drift energy never increases) holds. The clamp binds
+only when the weights concentrate on few edges; it then lowers the overall strength (normalized weights
+can reduce the smoothing that way, and on the planted problem did).
 
 Ablations: ``laplacian`` (a_lj = 1, no learned parts), ``cosine_penalty`` / ``laplacian_penalty``
 (App. C: no smoothing, a loss on adjacent updates), ``none``.
@@ -159,9 +162,9 @@ class DescriptorGNN(nn.Module):
             nn.init.zeros_(self.mod[-1].bias)
 
     def forward(self, desc: Tensor, adj: Tensor, smooth: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Symmetric edge weights ``a`` (N x N, in (0, 2) on ``smooth``, 0 elsewhere) and modulation ``s`` (N x r, or None
-        for modulation=off). ``normalized`` divides ``1 + tanh`` by its per-layer mean: it may shift weight
-        between a layer's directions but never changes the layer's mean gain."""
+        """Symmetric edge weights ``a`` (N x N, positive on ``smooth``, 0 elsewhere) and modulation ``s``
+        (N x r, or None for modulation=off). ``normalized`` modulation divides ``1 + tanh`` by its per-layer
+        mean: it may shift weight between a layer's directions but never changes the layer's mean gain."""
         self_loops = adj | torch.eye(adj.shape[0], dtype=torch.bool, device=adj.device)
         h = self.inp(desc)
         for conv in self.convs:
