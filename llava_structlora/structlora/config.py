@@ -106,9 +106,9 @@ class StructLoRAConfig:
     )
     edge_weights: str = _f(
         "normalized",
-        "The GNN's smoothing weights a_lj = 2 sigmoid(logit): normalized = divided by their mean over the "
-        "smoothing edges (the GNN decides where to smooth, smooth_eta how much) | free (it also decides how much; "
-        "trained on the task loss alone it switches the smoothing off, docs/structlora.md).",
+        "The GNN's smoothing weights a_lj (1 at init, the fixed Laplacian): normalized = n_edges x a softmax of "
+        "the edge logits (mean 1: the GNN decides where to smooth, smooth_eta how much) | free = 2 sigmoid(logit) "
+        "(it also decides how much; trained on the task loss alone it switches the smoothing off).",
     )
     modulation: str = _f(
         "off",

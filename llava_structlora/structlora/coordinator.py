@@ -7,15 +7,16 @@ Following docs/design.md §1 we keep message passing on *updates* exact but fact
 
 a single residual Laplacian-smoothing step (paper eq. 7). The edge weights ``a_lj`` (and an optional
 per-direction gate modulation ``s_l``) come from a small residual GNN (GAT or GCN, 1-3 layers) over
-shape-free node *descriptors* of the joint vision <-> language graph. ``a_lj = 2 sigmoid(e_lj)`` is a gate on
-a symmetric GAT-style logit ``e_lj``, one per smoothing edge, with the logit head zero-initialised: at init
+shape-free node *descriptors* of the joint vision <-> language graph. ``a_lj`` is a function of a symmetric
+GAT-style logit ``e_lj``, one per smoothing edge, whose head is zero-initialised: at init
 ``a = M`` (the unweighted smoothing graph), so an untrained GNN coordinator *is* the fixed Laplacian
-smoother (``coordinator=laplacian``). ``edge_weights=normalized`` (default) divides ``a`` by its mean over
-the smoothing edges, so the GNN decides mainly *where* to smooth and ``smooth_eta`` *how much*; ``free``
-lets it also set how much, from no smoothing (0) to twice the fixed strength (2). Trained on the task loss
-alone, ``free`` weights switch the smoothing off (a regulariser trained on the training loss undoes itself;
-the planted coordinator problem shows it). A softmax over each layer's neighbours (plain GAT) would be
-constantly 1 for a layer with one neighbour (the tiny base's 2-layer chains) and give the GNN no gradient.
+smoother (``coordinator=laplacian``). ``edge_weights=normalized`` (default) is ``n_edges`` times a softmax of
+the logits over the smoothing edges (mean 1), so the GNN decides mainly *where* to smooth and ``smooth_eta``
+*how much*; ``free`` (``a = 2 sigmoid(e)``) lets it also set how much, from no smoothing (0) to twice the
+fixed strength (2). Trained on the task loss alone, ``free`` weights switch the smoothing off (a regulariser
+trained on the training loss undoes itself; the planted coordinator problem shows it). A softmax over each
+layer's neighbours (plain GAT) would be constantly 1 for a layer with one neighbour (the tiny base's 2-layer
+chains) and give the GNN no gradient.
 
 ``eta = min(eta_0 / lambda_max(L_M), 1 / lambda_max(L_a))``: the fixed Laplacian's strength, clamped so that
 ``eta * lambda_max(L_a) <= 1`` always and Theorem 1 (drift energy never increases) holds. The clamp binds
@@ -38,7 +39,7 @@ from .graph import Node
 _NEG = -1e9
 # Bumped whenever what coordinator=gnn computes changes, so cached study runs of the old operator are never
 # reused (experiments/suite.py keys on it).
-GNN_REVISION = 3  # 1: softmax over neighbours, eta / lambda_max(L_a); 3: 2 sigmoid(e) edge gates, init = Laplacian
+GNN_REVISION = 4  # 1: softmax over neighbours, eta / lambda_max(L_a); 4: logit head at 0 = the fixed Laplacian
 
 
 # ----------------------------------------------------------------------------- descriptors
@@ -172,9 +173,12 @@ class DescriptorGNN(nn.Module):
         z = self.edge_lin(h)
         e = F.leaky_relu((z @ self.edge_src)[:, None] + (z @ self.edge_dst)[None, :], 0.2)
         e = 0.5 * (e + e.T)  # one symmetric logit per edge: a weighted Laplacian exists
-        a = (2.0 * torch.sigmoid(e)).masked_fill(~smooth, 0.0)  # 0 < a < 2 on smoothing edges, 1 at init
-        if self.edge_weights == "normalized":  # mean 1 over the smoothing edges: where to smooth, not how much
-            a = a * (smooth.sum() / a.sum().clamp_min(1e-12))
+        if self.edge_weights == "free":
+            a = (2.0 * torch.sigmoid(e)).masked_fill(~smooth, 0.0)  # 0 < a < 2 on smoothing edges, 1 at init
+        else:  # normalized: n_edges x softmax over the smoothing edges, i.e. mean 1 (where to smooth, not how much);
+            # in logit space, so no saturation can take the total to 0 (a sigmoid / its mean can underflow)
+            flat = torch.softmax(e.masked_fill(~smooth, _NEG).flatten(), 0) * smooth.sum()
+            a = flat.view_as(e).masked_fill(~smooth, 0.0)  # 1 on every edge at init (e = 0)
         if self.mod is None:
             return a, None
         s = 1.0 + torch.tanh(self.mod(h))

@@ -1,0 +1,38 @@
+"""benchmarks/recipe_check.py reads a finished recipe run's own records (moved.json, metrics*.json) and
+reports the gate and coordinator movement and the scores it finds there, never a default."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from benchmarks.recipe_check import markdown, summarize  # noqa: E402
+
+
+def test_summarize_reads_the_runs_records(tmp_path):
+    moved = {
+        "num_layers": 2,
+        "r": 4,
+        "gate_param_delta": {"log_alpha": {"median_abs": 0.8, "mean_abs": 1.0, "max_abs": 3.0}},
+        "eval_gate_delta": {"median_abs": 0.0, "mean_abs": 0.2, "max_abs": 1.0},
+        "open_directions": {"init": {"a": 4, "b": 4}, "final": {"a": 4, "b": 1}},
+        "smoothing": {"coef_init": {"a <-> b": 0.25}, "coef_final": {"a <-> b": 0.3}, "median_abs_delta": 0.05},
+    }
+    (tmp_path / "moved.json").write_text(json.dumps(moved))
+    (tmp_path / "metrics.json").write_text(json.dumps({"CIDEr": 1.405}))
+    (tmp_path / "metrics_base.json").write_text(json.dumps({"CIDEr": 0.9}))
+    res = summarize(tmp_path)
+    assert res["median_abs_delta_gate_param"] == 0.8 and res["gate_param"] == "log_alpha"
+    assert res["closed_at_end"] == 3 and res["directions"] == 8
+    assert res["smoothing_coef_init_mean"] == 0.25 and res["smoothing_coef_final_mean"] == pytest.approx(0.3)
+    assert res["cider_adapter"] == pytest.approx(140.5) and res["cider_base"] == pytest.approx(90.0)
+    md = markdown(res, 250)
+    assert "0.800 (log_alpha)" in md and "3 of 8" in md and "0.2500 -> 0.3000" in md and "140.5" in md
+    (tmp_path / "metrics.json").unlink()
+    with pytest.raises(FileNotFoundError):  # a run without its validation is an error, not a blank row
+        summarize(tmp_path)
