@@ -147,12 +147,18 @@ def make_batch(model: nn.Module, batch_size: int, text_len: int, seed: int = 0) 
 def apply_method(
     model: nn.Module, method: str, r: int = 8, alpha: float = 16.0, seed: int = 0, **structlora_kw: Any
 ) -> nn.Module:
-    """PEFT LoRA or StructLoRA on the same q/v targets with the same rank/alpha/seed."""
+    """PEFT LoRA or StructLoRA on the same q/v targets with the same rank/alpha/seed.
+
+    PEFT gets the module list of the recipes' one resolver (dead vision layers above
+    ``vision_feature_layer`` skipped, as for StructLoRA), so both adapt the same modules on any base."""
     torch.manual_seed(seed)
     if method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=LORA_QV_REGEX))
+        from llava_structlora.structlora import resolve_target_modules
+
+        targets = resolve_target_modules(model, LORA_QV_REGEX)
+        return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets))
     if method == "structlora":
         from llava_structlora.structlora import StructLoRAConfig, apply_structlora
 

@@ -123,7 +123,10 @@ def build(method: str, cfg, args: argparse.Namespace, attn: str) -> torch.nn.Mod
     if method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        return get_peft_model(model, LoraConfig(r=args.rank, lora_alpha=2 * args.rank, target_modules=LORA_QV_REGEX))
+        from llava_structlora.structlora import resolve_target_modules
+
+        targets = resolve_target_modules(model, LORA_QV_REGEX)  # CLIP layer 23 skipped, as for StructLoRA
+        return get_peft_model(model, LoraConfig(r=args.rank, lora_alpha=2 * args.rank, target_modules=targets))
     from llava_structlora.structlora import StructLoRAConfig, apply_structlora
 
     return apply_structlora(model, StructLoRAConfig(r=args.rank, alpha=2.0 * args.rank, seed=args.seed))
