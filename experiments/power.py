@@ -109,7 +109,16 @@ def table_extras(
             )
     if gates:
         lines.append(gate_markdown(gates))
-    data = {"margins": margins, "gate_shift": gates, "mde": mdes}
+    smoothing = {
+        label: {t: smoothing_end(row, t) for t in row["tasks"] if row["tasks"][t].get("runs")}
+        for label, row in result["rows"].items()
+        if row["variant"].method == "structlora"
+    }
+    smoothing = {k: {t: v for t, v in ts.items() if v} for k, ts in smoothing.items()}
+    smoothing = {k: ts for k, ts in smoothing.items() if ts}
+    if smoothing:
+        lines.append(smoothing_markdown(smoothing))
+    data = {"margins": margins, "gate_shift": gates, "mde": mdes, "smoothing_end": smoothing}
     if table.name in MECHANICAL_TABLES:
         from .mechanical import mechanical_cos_adj, mechanical_markdown
 
@@ -126,6 +135,35 @@ def table_extras(
 
 
 MECHANICAL_TABLES = ("regularizers", "ablation")
+
+
+def smoothing_end(row: dict[str, Any], task: str) -> dict[str, Any]:
+    """Per seed, the coordinator's smoothing coefficient eta * a_lj per edge at init and at the end ({} without one)."""
+    out = {}
+    for seed, run in row["tasks"][task]["runs"].items():
+        sm = (run.get("what_moved") or {}).get("smoothing")
+        if sm and sm.get("coef_final"):
+            out[str(seed)] = {"init": sm["coef_init"], "final": sm["coef_final"]}
+    return out
+
+
+def smoothing_markdown(smoothing: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """One line: per row and task, the mean eta * a_lj at init and end and the largest edge's share at the end."""
+
+    def cell(per_seed: dict[str, Any]) -> str:
+        init = [statistics.mean(v["init"].values()) for v in per_seed.values()]
+        end = [statistics.mean(v["final"].values()) for v in per_seed.values()]
+        share = [max(v["final"].values()) / max(sum(v["final"].values()), 1e-12) for v in per_seed.values()]
+        n_edges = len(next(iter(per_seed.values()))["final"])
+        return (
+            f"mean η·a {statistics.median(init):.3g} → {statistics.median(end):.3g}, largest edge's share "
+            f"{statistics.median(share):.2f} (of {n_edges} edges; uniform {1 / n_edges:.2f})"
+        )
+
+    cells = [f"{lab}: {t} {cell(v)}" for lab, ts in smoothing.items() for t, v in ts.items()]
+    return (
+        "Coordinator smoothing, init → end, median over seeds (per-seed edges in the JSON): " + "; ".join(cells) + "."
+    )
 
 
 def gate_markdown(gates: dict[str, dict[str, dict[str, Any]]]) -> str:

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from experiments.base_margin import BAR, margin
-from experiments.power import gate_moves, gate_shift
+from experiments.power import gate_moves, gate_shift, smoothing_end, smoothing_markdown
 from experiments.suite import FULL, RunSpec
 from experiments.tables import LORA, STRUCT, Table
 
@@ -85,3 +85,13 @@ def test_workers_plan_grid_then_extension_then_seeds(tmp_path, monkeypatch):
     seeds = needed_runs(["t"], suite, ["LoRA"])
     assert [(s.lr, s.seed) for s in seeds] == [(2e-3, 0), (2e-3, 1)]  # minor table: 2 seeds at the bracketed lr
     assert claim(seeds[0], suite) and not claim(seeds[0], suite)  # one worker per run
+
+
+def test_smoothing_summary_reports_concentration_per_seed():
+    """The coordinator's per-edge smoothing at the end, per seed, and the largest edge's share of it."""
+    sm = lambda q, v: {"smoothing": {"coef_init": {"q": 0.25, "v": 0.25}, "coef_final": {"q": q, "v": v}}}  # noqa: E731
+    row = {"tasks": {"coco": {"runs": {0: {"what_moved": sm(0.5, 0.0)}, 1: {"what_moved": sm(0.3, 0.2)}, 2: {}}}}}
+    per_seed = smoothing_end(row, "coco")
+    assert set(per_seed) == {"0", "1"} and per_seed["0"]["final"] == {"q": 0.5, "v": 0.0}
+    md = smoothing_markdown({"StructLoRA": {"coco": per_seed}})
+    assert "mean η·a 0.25 → 0.25" in md and "share 0.80 (of 2 edges; uniform 0.50)" in md
