@@ -119,6 +119,9 @@ def table_extras(
     if smoothing:
         lines.append(smoothing_markdown(smoothing))
     data = {"margins": margins, "gate_shift": gates, "mde": mdes, "smoothing_end": smoothing}
+    if table.curve == "data_fraction":
+        data["lora_data_effect"] = lora_data_effect(result)
+        lines.append(lora_data_markdown(data["lora_data_effect"]))
     if table.name in MECHANICAL_TABLES:
         from .mechanical import mechanical_cos_adj, mechanical_markdown
 
@@ -191,6 +194,41 @@ def gate_markdown(gates: dict[str, dict[str, dict[str, Any]]]) -> str:
         "own units; fraction of directions open at the end; |Δ eta a_lj| of the coordinator's smoothing edges); "
         + "; ".join(srcs)
         + "): "
+        + "; ".join(cells)
+        + "."
+    )
+
+
+def lora_data_effect(result: dict[str, Any]) -> dict[str, Any]:
+    """The data table's testbed check: LoRA at each fraction vs LoRA at 100 % (paired by seed, not in the Holm
+    family of the StructLoRA claims), in score units and in units of LoRA-at-100 %'s seed std."""
+    from .stats import paired_ttest
+
+    task = result["tasks"][0]
+    lora = {r["variant"].data_fraction: r for r in result["rows"].values() if r["variant"].method == "lora"}
+    if 1.0 not in lora or not lora[1.0]["tasks"][task].get("runs"):
+        return {}
+    full = per_seed(lora[1.0], task, "score")
+    sd = statistics.stdev(full.values()) if len(full) > 1 else float("nan")
+    out = {}
+    for f, row in sorted(lora.items()):
+        if f < 1.0 and row["tasks"][task].get("runs"):
+            test = paired_ttest(per_seed(row, task, "score"), full)
+            out[f"{f:g}"] = {"mean_diff": test.mean_diff, "p": test.p, "n": test.n, "in_seed_std": test.mean_diff / sd}
+    return out
+
+
+def lora_data_markdown(effect: dict[str, Any]) -> str:
+    if not effect:
+        return "Does the data fraction change LoRA's score? Not measured (no LoRA run at 100 %)."
+    cells = [
+        f"{float(f):.0%}: {e['mean_diff']:+.1f} ({e['in_seed_std']:+.1f} seed std, paired p = {e['p']:.2g}, n={e['n']})"
+        if e["p"] is not None
+        else f"{float(f):.0%}: {e['mean_diff']:+.1f} (n={e['n']}, no test)"
+        for f, e in effect.items()
+    ]
+    return (
+        "Does the data fraction change LoRA's score? LoRA at each fraction minus LoRA at 100 %: "
         + "; ".join(cells)
         + "."
     )

@@ -9,7 +9,14 @@ import math
 import pytest
 
 from experiments.base_margin import BAR, margin
-from experiments.power import gate_moves, gate_shift, smoothing_end, smoothing_markdown
+from experiments.power import (
+    gate_moves,
+    gate_shift,
+    lora_data_effect,
+    lora_data_markdown,
+    smoothing_end,
+    smoothing_markdown,
+)
 from experiments.suite import FULL, RunSpec
 from experiments.tables import LORA, STRUCT, Table
 
@@ -95,3 +102,17 @@ def test_smoothing_summary_reports_concentration_per_seed():
     assert set(per_seed) == {"0", "1"} and per_seed["0"]["final"] == {"q": 0.5, "v": 0.0}
     md = smoothing_markdown({"StructLoRA": {"coco": per_seed}})
     assert "mean η·a 0.25 → 0.25" in md and "share 0.80 (of 2 edges; uniform 0.50)" in md
+
+
+def test_lora_data_effect_compares_each_fraction_with_full_data():
+    from experiments.tables import Variant
+
+    def row(f: float, scores: list[float]) -> dict:
+        runs = {s: {"test": {"score": v}} for s, v in enumerate(scores)}
+        return {"variant": Variant(f"LoRA data={f:g}", "lora", data_fraction=f), "tasks": {"coco": {"runs": runs}}}
+
+    result = {"tasks": ["coco"], "rows": {"a": row(0.01, [430.0, 440.0, 420.0]), "b": row(1.0, [500.0, 505.0, 495.0])}}
+    eff = lora_data_effect(result)
+    assert set(eff) == {"0.01"} and eff["0.01"]["mean_diff"] == pytest.approx(-70.0)
+    assert eff["0.01"]["in_seed_std"] == pytest.approx(-14.0) and eff["0.01"]["p"] < 0.01
+    assert "1%: -70.0 (-14.0 seed std" in lora_data_markdown(eff)
