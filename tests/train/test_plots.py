@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 
 import torch
-from conftest import tiny_llava_config
 
 from llava_structlora.structlora import StructLoRAConfig, apply_structlora, structlora_moved
 from llava_structlora.train.plots import plot_moved
 
 
 def tiny_llava():
-    from transformers import LlavaForConditionalGeneration
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
 
+    from tests.tiny_configs import tiny_vision_text
+
+    vc, tc = tiny_vision_text()
     torch.manual_seed(0)
-    return LlavaForConditionalGeneration(tiny_llava_config())
+    return LlavaForConditionalGeneration(LlavaConfig(vision_config=vc, text_config=tc, image_token_index=99))
 
 
 def test_moved_plot_with_and_without_smoothing(tmp_path):
