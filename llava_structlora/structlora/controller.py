@@ -163,6 +163,9 @@ class StructLoRAController(nn.Module):
             return self.plans(self.state(self.training))
         key = (self._param_key(), tuple(p._version for p in self.parameters()))
         if self._eval_cache is None or self._eval_cache[0] != key:
+            # fresh descriptors too: a fused optimizer may update parameters without bumping their version
+            # counters, so after the last training step the descriptor key can match stale descriptors
+            self._desc_cache = None
             self._eval_cache = (key, self.plans(self.state(False)))
         return self._eval_cache[1]
 

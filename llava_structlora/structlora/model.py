@@ -114,8 +114,12 @@ def structlora_on_step(model: nn.Module, step: int, max_steps: int) -> None:
 
 @torch.no_grad()
 def eval_plans(model: nn.Module):
-    """Deterministic (eval-gate) coordinator state and plans, independent of ``model.training``."""
+    """Deterministic (eval-gate) coordinator state and plans, independent of ``model.training``.
+
+    Recomputed from the current parameters (descriptor cache dropped): export, merge and the records must
+    not depend on when the per-step cache was last refreshed."""
     ctrl = get_controller(model)
+    ctrl._desc_cache = ctrl._eval_cache = None
     state = ctrl.state(training=False)
     return ctrl, state, ctrl.plans(state)
 

@@ -147,3 +147,33 @@ def test_bf16_model_trains_exports_and_merges(tmp_path):
     ref = _logits(model, batch).float()
     merged = _logits(merge_structlora(model), batch).float()
     assert (merged - ref).abs().max() < 2e-2  # bf16 rounding of the merged weights only
+
+
+def test_eval_state_never_uses_stale_descriptors():
+    """Export, merge and the first eval forward after training recompute the GNN's descriptors: an update that
+    does not bump the version counters (e.g. a fused optimizer, or .data) must still reach the coordinator."""
+    from llava_structlora.structlora.model import eval_plans
+
+    model = apply_structlora(tiny_llava(0), StructLoRAConfig())
+    ctrl = get_controller(model)
+    with torch.no_grad():
+        ctrl.coordinator.gnn.edge_src.normal_(0, 3.0)  # a trained-looking logit head: C depends on descriptors
+        for layer in ctrl.layers:
+            layer.lora_B.normal_()
+    c0 = eval_plans(model)[1]["C"].detach().clone()
+    for layer in ctrl.layers[::2]:
+        layer.lora_B.data.mul_(5.0)  # no version bump
+    c1 = eval_plans(model)[1]["C"].detach()
+    assert not torch.allclose(c0, c1)
+    model.eval()
+    with torch.no_grad():
+        model(**tiny_batch(0))  # fills the eval cache
+        for layer in ctrl.layers[::2]:
+            layer.lora_B.data.mul_(0.2)
+        ctrl._eval_cache = None  # what a training forward does
+        model(**tiny_batch(0))
+    from llava_structlora.structlora.coordinator import node_descriptors
+
+    fresh = node_descriptors(ctrl.layers, ctrl.nodes, ctrl.kinds, ctrl.gates(False), ctrl.cfg.scale)
+    assert torch.allclose(ctrl._desc_cache[1], fresh)  # the eval forward's descriptors are the restored model's
+    assert torch.allclose(eval_plans(model)[1]["C"], c0)
