@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import LORA_QV_REGEX, METHODS, paired_ratio  # noqa: E402
+from benchmarks.common import METHODS, apply_method, paired_ratio  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,16 +120,7 @@ def build(method: str, cfg, args: argparse.Namespace, attn: str) -> torch.nn.Mod
     model.config.use_cache = False
     if not args.no_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if method == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        from llava_structlora.structlora import resolve_target_modules
-
-        targets = resolve_target_modules(model, LORA_QV_REGEX)  # CLIP layer 23 skipped, as for StructLoRA
-        return get_peft_model(model, LoraConfig(r=args.rank, lora_alpha=2 * args.rank, target_modules=targets))
-    from llava_structlora.structlora import StructLoRAConfig, apply_structlora
-
-    return apply_structlora(model, StructLoRAConfig(r=args.rank, alpha=2.0 * args.rank, seed=args.seed))
+    return apply_method(model, method, args.rank, 2.0 * args.rank, args.seed)  # the shared q/v targets of both
 
 
 def batch_for(cfg, args: argparse.Namespace) -> dict[str, torch.Tensor]:

@@ -90,13 +90,15 @@ def table_extras(
         for task in result["tasks"]:
             if task in lora["tasks"] and lora["tasks"][task]["runs"]:
                 margins[task] = margin(per_seed(lora, task, "score"), base_score(suite, task))
-    gates = {}
+    gates, smoothing = {}, {}
     for label, row in result["rows"].items():
         if row["variant"].method == "structlora":
             for task in row["tasks"]:
                 if row["tasks"][task].get("runs"):
                     v, src, extra = row_gate_shift(row, task)
                     gates.setdefault(label, {})[task] = {**extra, "median_abs_delta_eval_gate": v, "source": src}
+                    if sm := smoothing_end(row, task):
+                        smoothing.setdefault(label, {})[task] = sm
     mdes = {f"{c['a']} vs {c['b']} ({c['task']}, {c['quantity']})": c["mde"] for c in claim_rows}
     lines = [margin_markdown(margins)]
     if claim_rows:
@@ -109,13 +111,6 @@ def table_extras(
             )
     if gates:
         lines.append(gate_markdown(gates))
-    smoothing = {
-        label: {t: smoothing_end(row, t) for t in row["tasks"] if row["tasks"][t].get("runs")}
-        for label, row in result["rows"].items()
-        if row["variant"].method == "structlora"
-    }
-    smoothing = {k: {t: v for t, v in ts.items() if v} for k, ts in smoothing.items()}
-    smoothing = {k: ts for k, ts in smoothing.items() if ts}
     if smoothing:
         lines.append(smoothing_markdown(smoothing))
     data = {"margins": margins, "gate_shift": gates, "mde": mdes, "smoothing_end": smoothing}

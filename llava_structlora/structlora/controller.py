@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import StructLoRAConfig
-from .coordinator import Coordinator, descriptor_dim, node_descriptors, similarity_features, structural_descriptors
+from .coordinator import build_coordinator, node_descriptors, similarity_features, structural_descriptors
 from .gates import MaskGate, gumbel_temperature, topk_mask
 from .graph import Node, StructLoRAGraph, build_graph, chain_edges
 from .layer import Plan, StructLoRALinear
@@ -58,9 +58,7 @@ class StructLoRAController(nn.Module):
         self.kinds = sorted({n.kind for n in nodes})
         self.vision_top = vision_top
         dev = layers[0].lora_A.device
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)  # identical coordinator init on every rank
-            self.coordinator = Coordinator(cfg, descriptor_dim(cfg.r, len(self.kinds))).to(dev)
+        self.coordinator = build_coordinator(cfg, len(self.kinds)).to(dev)
         self.register_buffer("step", torch.zeros((), dtype=torch.long, device=dev))
         self.register_buffer("tau", torch.tensor(cfg.gumbel_tau_start, device=dev))
         desc = similarity_features(structural_descriptors(nodes, cfg.r, self.kinds), cfg.r)
@@ -107,9 +105,14 @@ class StructLoRAController(nn.Module):
         self.register_buffer("rows", torch.tensor(rows, device=dev), persistent=False)
         self.register_buffer("cols", torch.tensor(cols, device=dev), persistent=False)
         self.counts = counts
-        self._desc_cache = None
         self.term_index = [cols[sum(counts[:i]) : sum(counts[: i + 1])] for i in range(len(counts))]
-        self._eval_cache = None
+        self.drop_caches()
+
+    def drop_caches(self) -> None:
+        """Forget the cached descriptors and eval plans. Their keys are parameter version counters, which an
+        update that bypasses autograd's counters (a fused optimizer, ``.data``) leaves unchanged, so every
+        change the controller knows of (a step, a graph, a top-k refresh) and every one-off state drops them."""
+        self._desc_cache = self._eval_cache = None
 
     # ------------------------------------------------------------------ coordinator state
     def gates(self, training: bool) -> Tensor:
@@ -203,7 +206,7 @@ class StructLoRAController(nn.Module):
         cfg = self.cfg
         self.step.fill_(int(step))
         self._step, self._max_steps = int(step), int(max_steps)
-        self._desc_cache = self._eval_cache = None
+        self.drop_caches()
         self.tau.fill_(gumbel_temperature(cfg, step, max_steps))
         if step > 0 and cfg.graph in ("similarity", "hybrid") and step % cfg.graph_refresh_steps == 0:
             self.refresh_graph()
@@ -228,4 +231,4 @@ class StructLoRAController(nn.Module):
             assert isinstance(layer.gate, MaskGate)
             norms = layer.lora_B.norm(dim=0) * layer.lora_A.norm(dim=1)
             layer.gate.mask.copy_(topk_mask(norms.float(), self.cfg.k_keep))
-        self._eval_cache = self._desc_cache = None
+        self.drop_caches()

@@ -234,3 +234,11 @@ class Coordinator(nn.Module):
             a, s = smooth.float(), None
         C, eta, lam = smoothing_operator(a, self.cfg.smooth_eta, bound=smooth)
         return {"C": C, "s": s, "a": a, "eta": eta, "lambda_max": lam}
+
+
+def build_coordinator(cfg: StructLoRAConfig, n_kinds: int) -> Coordinator:
+    """The coordinator of a fresh adapter, seeded by ``cfg.seed`` without touching the global RNG: identical on
+    every rank, and what the what-moved record rebuilds as "the coordinator at init"."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return Coordinator(cfg, descriptor_dim(cfg.r, n_kinds))

@@ -119,7 +119,7 @@ def eval_plans(model: nn.Module):
     Recomputed from the current parameters (descriptor cache dropped): export, merge and the records must
     not depend on when the per-step cache was last refreshed."""
     ctrl = get_controller(model)
-    ctrl._desc_cache = ctrl._eval_cache = None
+    ctrl.drop_caches()
     state = ctrl.state(training=False)
     return ctrl, state, ctrl.plans(state)
 
@@ -179,11 +179,9 @@ def _smoothing_moved(ctrl: StructLoRAController, state: dict[str, Any]) -> Optio
     (a fresh coordinator of the same seed on a fresh adapter's descriptors: all gates 1, B = 0) and now."""
     if state["C"] is None:
         return None
-    from .coordinator import Coordinator, descriptor_dim, structural_descriptors
+    from .coordinator import build_coordinator, structural_descriptors
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(ctrl.cfg.seed)  # the controller's own init recipe
-        fresh = Coordinator(ctrl.cfg, descriptor_dim(ctrl.cfg.r, len(ctrl.kinds)))
+    fresh = build_coordinator(ctrl.cfg, len(ctrl.kinds))  # the controller's own init recipe
     desc0 = structural_descriptors(ctrl.nodes, ctrl.cfg.r, ctrl.kinds) if fresh.gnn is not None else None
     C0 = fresh(desc0, ctrl.adj.cpu(), ctrl.smooth.cpu())["C"]
     C1 = state["C"].detach().float().cpu()
