@@ -30,7 +30,6 @@ import json
 import os
 import shlex
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +41,8 @@ from llava_structlora.train.cli import compose_argv, parse_args
 from llava_structlora.train.config import MIX_TASK, TASKS, ConfigError, task_data_path, validation_tasks
 from llava_structlora.train.identity import run_identity
 from llava_structlora.utils.errors import run_main
+from llava_structlora.utils.outputs import claim_for_process
+from llava_structlora.utils.procs import run_group
 
 from .env import arch as env_arch
 from .env import env, env_flag, env_int
@@ -275,9 +276,10 @@ def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
         print(f"[finetune] configuration error: {e}", file=sys.stderr, flush=True)
         return 2
     run = RunDir(targs.output_dir)
+    claim_for_process(run.path, "training run", pass_down=True)  # a second run / a merge exits 2; ranks share it
     cmd, environ = launch_command(targv, ranks, deepspeed)
     print(f"[finetune] {shlex.join(cmd)}", flush=True)
-    rc = subprocess.run(cmd, env=environ, cwd=layout.root).returncode
+    rc = run_group(cmd, env=environ, cwd=layout.root)  # SIGTERM reaches every rank, which we wait for
     if rc != 0:
         print(
             f"[finetune] training failed (exit {rc}); complete checkpoints in {run.path} "

@@ -62,6 +62,8 @@ def resolve_resume(resume: str, output_dir: str | Path) -> Optional[str]:
     The chosen checkpoint's pickles are verified (safe_resume.verify_checkpoint) before anything
     is built: a COMPLETE marker says the files are whole, not that they are ours.
     """
+    from llava_structlora.utils.artifacts import check_checkpoint_state
+
     from .safe_resume import verify_checkpoint
 
     if resume == "none":
@@ -76,6 +78,7 @@ def resolve_resume(resume: str, output_dir: str | Path) -> Optional[str]:
         if not (path / MARKER).is_file():
             raise ValueError(f"resume={resume}: not a complete checkpoint (no {MARKER}; interrupted while saving?)")
     verify_checkpoint(path)
+    check_checkpoint_state(path)  # trainer_state.json whole, optimizer and scheduler there (utils.artifacts)
     return str(path)
 
 

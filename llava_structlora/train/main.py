@@ -142,11 +142,16 @@ def _checked_resume(margs, dargs, sargs, targs) -> Optional[str]:
     """The checkpoint to resume from (None: a fresh start), checked before any build: its pickles are safe
     (resolve_resume -> safe_resume) and it belongs to this config; records this config as the run's identity."""
     from llava_structlora.rundir import ResumeMismatchError, check_resume_identity
+    from llava_structlora.utils.errors import note_output
     from llava_structlora.utils.io import atomic_write_json
+    from llava_structlora.utils.outputs import claim_for_process
 
     from .checkpoints import resolve_resume
 
     run = RunDir(targs.output_dir)
+    note_output(targs.output_dir, "training run")  # a disk-full error on any rank names it
+    if targs.process_index == 0:  # the other ranks share it (a launcher passes its lock down: utils.locks)
+        claim_for_process(targs.output_dir, "training run")
     identity = run_identity(margs, dargs, sargs, targs)
     resume = resolve_resume(targs.resume, targs.output_dir)
     if resume:

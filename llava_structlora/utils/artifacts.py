@@ -135,7 +135,7 @@ def check_adapter_dir(adapter_dir: str | os.PathLike) -> dict[str, Any]:
                 f"only {ADAPTER_WEIGHTS} is read. Convert it where you trust it: "
                 "safetensors.torch.save_file(torch.load(path, weights_only=True), 'adapter_model.safetensors')"
             )
-        raise ArtifactError(f"{adapter_dir}: adapter_config.json present but {ADAPTER_WEIGHTS} missing")
+        raise FileNotFoundError(f"{adapter_dir}: adapter_config.json present but {ADAPTER_WEIGHTS} missing")
     shapes = tensor_shapes(weights)
     if str(cfg.get("peft_type", "LORA")).upper() == "LORA":
         for key, shape in sorted(shapes.items()):

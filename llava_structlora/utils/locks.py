@@ -71,6 +71,15 @@ def _holder(path: Path) -> str:
         return "another process"
 
 
+def _file_lock(cls: Any, lock: Path, timeout: float, what: str) -> Any:
+    try:
+        return cls(lock, timeout=timeout, on_acquired=_claim(lock, what), thread_local=False)
+    except TypeError:  # filelock 3.x (the lmms-eval venv pins 3.32.7)
+        fl = cls(lock, timeout=timeout, thread_local=False)
+        fl._llava_claim = True
+        return fl
+
+
 def acquire(path: str | os.PathLike, what: str, timeout: float = 0) -> Path:
     """Take the lock of output `path` (wait up to `timeout` s); OutputLockedError names lock file and owner."""
     from filelock import FileLock, Timeout
@@ -85,15 +94,19 @@ def acquire(path: str | os.PathLike, what: str, timeout: float = 0) -> Path:
         return lock
     lock.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(20):
-        fl = FileLock(lock, timeout=timeout, on_acquired=_claim(lock, what), thread_local=False)
+        fl = _file_lock(FileLock, lock, timeout, what)
         try:
             fl.acquire()
+            if getattr(fl, "_llava_claim", None):  # filelock 3: no on_acquired hook, claim after the fact
+                _claim(lock, what)(fl._context.lock_file_fd)
         except Timeout:
             raise OutputLockedError(
                 f"{target_of(path)} is in use by {_holder(lock)}: it holds the lock {lock}. "
                 f"Wait until it finishes (this {what} did not start), or write elsewhere"
             ) from None
         except _Replaced:
+            if fl.is_locked:
+                fl.release()
             continue
         _HELD[key] = [fl, 1]
         return lock

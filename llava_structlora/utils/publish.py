@@ -14,7 +14,8 @@
    not running or running since another time), and any staging path of a target whose lock this
    process holds (``utils.locks``: no one else can be publishing it).
 4. A path that is a symlink is written *through*: the link's target is replaced, the link stays.
-5. New files and directories get the modes the umask allows (never a forced 600/700).
+5. Published files and directories get the modes the umask allows (never a forced 600/700, which
+   mkstemp, mkdtemp and safetensors' save_file give).
 
 Why not ``tempfile``: mkstemp/mkdtemp names carry no owner (a leftover cannot be told from a live
 write) and force 600/700 modes. Test-only fault injection: ``LLAVA_SL_DEBUG_SIGNAL_AT=<point>[#k]``
@@ -222,6 +223,22 @@ def umask() -> int:
     return mask
 
 
+def apply_umask(root: Path) -> None:
+    """Give `root` (and everything under it) the modes the umask allows, executables kept executable.
+
+    safetensors' ``save_file`` (and so ``save_pretrained``) replaces its file with one of mode 600:
+    a shared cluster's group could not read a merged model or a release.
+    """
+    mask = umask()
+    paths = [root, *root.rglob("*")] if root.is_dir() else [root]
+    for p in paths:
+        if p.is_symlink():
+            continue
+        mode = p.stat().st_mode
+        full = 0o777 if p.is_dir() or mode & 0o111 else 0o666
+        os.chmod(p, full & ~mask)
+
+
 def debug_point(name: str) -> None:
     """Test-only: signal this process at the k-th pass of point `name` (see the module docstring)."""
     want = os.environ.get("LLAVA_SL_DEBUG_SIGNAL_AT")
@@ -249,6 +266,7 @@ def staged_file(path: str | os.PathLike) -> Iterator[tuple[int, Path]]:
         fd = os.open(stage, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
             yield fd, stage
+            apply_umask(stage)
             debug_point("file-before-publish")
             os.replace(stage, final)
         except BaseException:
@@ -341,6 +359,7 @@ def staged_directory(final: str | os.PathLike, locked: bool = False) -> Iterator
             debug_point("dir-staged")
             yield stage
             (stage / OWNER_FILE).unlink(missing_ok=True)
+            apply_umask(stage)
             debug_point("dir-before-publish")
             swap_into_place(stage, final)
         except BaseException:
