@@ -263,16 +263,17 @@ def merge_run(
     """Check the base, merge with stock PEFT and save_pretrained model + processor into `out_dir`.
 
     `out_dir` is checked first (utils.io.check_output_dir): never the run, the base or a folder of
-    the user's; a previous merged model only with `overwrite`. The run and `out_dir` are locked for
-    the whole merge (utils.locks: a training run writing the run dir, or a second merge into the same
-    OUT, makes this one exit 2); the output is published by one rename (utils.publish).
+    the user's; a previous merged model only with `overwrite`. `out_dir` is locked for the whole
+    merge and the run dir is checked not to be training at the start and before publishing
+    (utils.locks: either makes this one exit 2); the output is published by one rename (utils.publish).
     """
     from llava_structlora.utils.errors import note_output
-    from llava_structlora.utils.locks import output_lock
+    from llava_structlora.utils.locks import check_not_in_use, output_lock
 
     run_dir = Path(run_dir)
     note_output(out_dir, "merged model")
-    with output_lock(run_dir, "merge (reads the run)"), output_lock(out_dir, "merge"):
+    with output_lock(out_dir, "merge"):
+        check_not_in_use(run_dir, "merge (reads the run)")
         return _merge_locked(run_dir, Path(out_dir), base, max_shard_size, dtype, overwrite)
 
 
@@ -285,6 +286,7 @@ def _merge_locked(
     from llava_structlora.modeling import load_base_model
     from llava_structlora.portable import SUPPORTED_TRANSFORMERS, base_tokenizer_class, make_portable
     from llava_structlora.utils.io import atomic_directory, atomic_write_json, check_output_dir
+    from llava_structlora.utils.locks import check_not_in_use
     from llava_structlora.utils.publish import debug_point
     from llava_structlora.utils.strict_load import peft_from_pretrained_strict
 
@@ -318,6 +320,7 @@ def _merge_locked(
             "transformers": list(SUPPORTED_TRANSFORMERS),
         }
         atomic_write_json(tmp / "merge_info.json", info)
+        check_not_in_use(run_dir, "merge (reads the run)")  # a training started meanwhile: refuse, publish nothing
     logger.info("merged %s into %s -> %s", adapter, base, out_dir)
     return out_dir
 

@@ -189,16 +189,17 @@ def build_release(
     """Write the release folder atomically; returns its path.
 
     `out_dir` may not be the run, the base or a user's folder; a previous release only with `overwrite`.
-    The run and `out_dir` are locked while it is built (utils.locks), it is loaded with stock PEFT
+    `out_dir` is locked while it is built and the run checked not to be training (utils.locks), it is loaded with stock PEFT
     before SHA256SUMS is written (`verify_loads_with_peft`; `base`: the base dir to verify against,
     default the run's), and published by one rename (utils.publish): an interrupted or refused
     release leaves nothing behind.
     """
     from llava_structlora.utils.errors import note_output
-    from llava_structlora.utils.locks import output_lock
+    from llava_structlora.utils.locks import check_not_in_use, output_lock
 
     note_output(out_dir, "release")
-    with output_lock(run_dir, "release (reads the run)"), output_lock(out_dir, "release"):
+    with output_lock(out_dir, "release"):
+        check_not_in_use(run_dir, "release (reads the run)")
         return _release_locked(Path(run_dir), Path(out_dir), base_id, license_id, repo_id, overwrite, base)
 
 
@@ -211,6 +212,7 @@ def _release_locked(
     overwrite: bool,
     verify_base: str | Path | None,
 ) -> Path:
+    from llava_structlora.utils.locks import check_not_in_use
     from llava_structlora.utils.publish import debug_point
 
     adapter = adapter_dir_of(run_dir)
@@ -252,6 +254,7 @@ def _release_locked(
             (tmp / "PUSH.md").write_text(render_push_doc(repo_id))
         verify_loads_with_peft(tmp, verify_base or local_base)  # checksums only over a loadable adapter
         write_checksums(tmp)
+        check_not_in_use(run_dir, "release (reads the run)")  # a training started meanwhile: publish nothing
     return out_dir
 
 

@@ -141,6 +141,19 @@ def output_lock(path: str | os.PathLike, what: str, timeout: float = 0) -> Itera
         release(path)
 
 
+def check_not_in_use(path: str | os.PathLike, what: str) -> None:
+    """Refuse (OutputLockedError) when another process holds `path`'s lock; hold nothing afterwards.
+
+    For readers of a run dir (merge, release): a training run holds its dir's lock for its whole life,
+    readers only probe it, at the start and again before they publish, so that a merge while the
+    run trains exits 2 either way round, while two readers of one finished run never block each other.
+    """
+    if str(lock_path(path)) in _HELD or str(lock_path(path)) in _inherited():
+        return
+    acquire(path, what)
+    release(path)
+
+
 def hold_for_process(path: str | os.PathLike, what: str) -> Path:
     """Hold `path`'s lock until this process exits, and hand it to the processes it starts (a launcher)."""
     lock = acquire(path, what)

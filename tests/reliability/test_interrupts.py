@@ -193,22 +193,6 @@ def test_interrupted_first_conversion_reruns(point, sig, tmp_path):
 
 
 # ----------------------------------------------------------------------------- evaluation
-@pytest.fixture(scope="module")
-def eval_world(tmp_path_factory, corpus) -> Path:
-    """A GQA testdev split of 3 questions with answers (so results.json and scores are written)."""
-    root = tmp_path_factory.mktemp("evaldata")
-    gqa = root / "gqa"
-    gqa.mkdir()
-    for i in range(3):
-        shutil.copy(corpus["good"], gqa / f"im{i}.png")
-    (gqa / "manifest.json").write_text(json.dumps({"task": "gqa", "image_folder": "."}))
-    lines = [json.dumps({"question_id": f"q{i}", "image": f"im{i}.png", "text": "what colour?"}) for i in range(3)]
-    (gqa / "testdev_questions.jsonl").write_text("\n".join(lines) + "\n")
-    refs = {f"q{i}": gqa_question(f"im{i}", "what colour?", "red") for i in range(3)}
-    (gqa / "testdev_questions.json").write_text(json.dumps(refs))
-    return root
-
-
 def eval_argv(data: Path, base: Path, out: Path, *extra: str) -> list[str]:
     return [
         *("--task", "gqa", "--split", "testdev", "--model", str(base), "--data-root", str(data)),
