@@ -62,7 +62,7 @@ def _extra_user_types() -> tuple[type, ...]:
 _OUTPUTS: list[tuple[str, str]] = []  # (directory, what) this process writes, for messages
 _FULL_TEXT = ("No space left on device", "os error 28", "StorageFull", "Disk quota exceeded", "os error 122")
 _RO_TEXT = ("Read-only file system", "os error 30", "ReadOnlyFilesystem")
-_WRITE_FAILED_TEXT = ("file write failed", "PytorchStreamWriter failed")
+_WRITE_FAILED_TEXT = ("file write failed", "PytorchStreamWriter failed", "iostream error", "unexpected pos")
 
 
 def note_output(path: str | os.PathLike, what: str) -> None:

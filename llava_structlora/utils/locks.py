@@ -57,8 +57,11 @@ def _claim(path: Path, what: str):
         if not same:
             raise _Replaced(str(path))
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "what": what, "since": time.strftime("%H:%M:%S")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(owner) + "\n").encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(owner) + "\n").encode(), 0)
+        except OSError:
+            pass  # a full disk: the lock still holds, a refused second run just cannot name its owner
 
     return on_acquired
 

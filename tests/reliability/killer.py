@@ -88,7 +88,12 @@ def _child_main(fn, args, env: dict[str, str], umask: int | None) -> None:
     os.environ.update(env)
     if umask is not None:
         os.umask(umask)
-    rc = fn(*args)
+    from llava_structlora.utils import locks
+
+    try:
+        rc = fn(*args)
+    finally:
+        locks._release_all()  # its atexit hook in a real process (multiprocessing ends with os._exit)
     sys.stdout.flush()
     sys.exit(rc if isinstance(rc, int) else 0)
 
