@@ -114,13 +114,14 @@ def wait_group(pgid: int, grace: float, others: dict[int, int] | None = None) ->
 
 
 def run_group(
-    cmd: Sequence[str], env: dict[str, str] | None = None, cwd: str | Path | None = None, grace: float = GRACE_S
+    cmd: Sequence[str], env: dict[str, str] | None = None, cwd: str | Path | None = None, grace: float | None = None
 ) -> int:
     """Run `cmd` in its own process group; a signal to us goes to the whole group, which we wait for.
 
     Returns the command's exit code; after a forwarded signal, raises SystemExit(128 + signal) once
     every process of the group is gone (SIGINT: KeyboardInterrupt).
     """
+    grace = GRACE_S if grace is None else grace
     proc = subprocess.Popen(list(cmd), env=env, cwd=cwd, preexec_fn=_child_setup)  # noqa: PLW1509
     pgid = proc.pid
     received: list[int] = []
