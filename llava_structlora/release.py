@@ -189,10 +189,10 @@ def build_release(
     """Write the release folder atomically; returns its path.
 
     `out_dir` may not be the run, the base or a user's folder; a previous release only with `overwrite`.
-    `out_dir` is locked while it is built and the run checked not to be training (utils.locks), it is
-    loaded with stock PEFT before SHA256SUMS is written (`verify_loads_with_peft`; `base`: the base dir to verify against,
-    default the run's), and published by one rename (utils.publish): an interrupted or refused
-    release leaves nothing behind.
+    `out_dir` is locked while it is built and the run checked not to be training (utils.locks); the
+    folder is loaded with stock PEFT before SHA256SUMS is written (`verify_loads_with_peft`; `base`:
+    the base dir to verify against, default the run's) and published by one rename (utils.publish):
+    an interrupted or refused release leaves nothing behind.
     """
     from llava_structlora.utils.errors import note_output
     from llava_structlora.utils.locks import check_not_in_use, output_lock
