@@ -30,9 +30,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from llava_structlora.utils.errors import entry_point
-from llava_structlora.utils.io import read_optional_json
+from llava_structlora.rundir import RunDir
+from llava_structlora.utils.artifacts import check_adapter_dir
+from llava_structlora.utils.errors import entry_point, note_output
+from llava_structlora.utils.io import atomic_directory, atomic_write_json, check_output_dir
 from llava_structlora.utils.jsonio import read_json
+from llava_structlora.utils.locks import check_not_in_use, output_lock
+from llava_structlora.utils.publish import debug_point
 
 logger = logging.getLogger("llava_structlora.merge")
 
@@ -81,17 +85,15 @@ class BaseMismatchError(ValueError):
 # ---------------------------------------------------------------------------- run directory
 def read_run(run_dir: Path) -> dict[str, Any]:
     """run.json of a training run (may be absent for a bare adapter dir)."""
-    return read_optional_json(run_dir / "run.json")
+    return RunDir(run_dir).read_run()
 
 
 def adapter_dir_of(run_dir: Path) -> Path:
     """RUN_DIR/adapter (training layout) or RUN_DIR itself when it is a PEFT adapter dir."""
-    from llava_structlora.utils.artifacts import check_adapter_dir
-
-    for cand in (run_dir / "adapter", run_dir):
-        if (cand / "adapter_config.json").exists():
-            check_adapter_dir(cand)  # torn config, pickled .bin, garbled weights, edited rank: named here
-            return cand
+    cand = RunDir(run_dir).peft_adapter()
+    if cand is not None:
+        check_adapter_dir(cand)  # torn config, pickled .bin, garbled weights, edited rank: named here
+        return cand
     raise FileNotFoundError(
         f"{run_dir}: no PEFT adapter found (expected {run_dir}/adapter/adapter_config.json); "
         f"is this a training output directory?"
@@ -117,14 +119,8 @@ def recorded_base(run_dir: Path) -> str | None:
 
 
 def recorded_conv_template(run_dir: Path) -> str:
-    """The conversation format the run trained with (run.json); runs that predate the option used the default."""
-    from llava_structlora.data.conversation import DEFAULT_CONV_TEMPLATE, conv_system
-
-    run = read_run(run_dir)
-    data_args = (run.get("config") or {}).get("DataArguments") or {}
-    name = run.get("conv_template") or data_args.get("conv_template") or DEFAULT_CONV_TEMPLATE
-    conv_system(name)  # an unknown name is an error here, not a silently wrong prompt later
-    return name
+    """The conversation format the run trained with (run.json; rundir.RunDir.conv_template)."""
+    return RunDir(run_dir).conv_template()
 
 
 # ---------------------------------------------------------------------------- compatibility
@@ -267,9 +263,6 @@ def merge_run(
     merge and the run dir is checked not to be training at the start and before publishing
     (utils.locks: either makes this one exit 2); the output is published by one rename (utils.publish).
     """
-    from llava_structlora.utils.errors import note_output
-    from llava_structlora.utils.locks import check_not_in_use, output_lock
-
     run_dir = Path(run_dir)
     note_output(out_dir, "merged model")
     with output_lock(out_dir, "merge"):
@@ -285,9 +278,6 @@ def _merge_locked(
     from llava_structlora.data.chat_template import attach_chat_templates
     from llava_structlora.modeling import load_base_model
     from llava_structlora.portable import SUPPORTED_TRANSFORMERS, base_tokenizer_class, make_portable
-    from llava_structlora.utils.io import atomic_directory, atomic_write_json, check_output_dir
-    from llava_structlora.utils.locks import check_not_in_use
-    from llava_structlora.utils.publish import debug_point
     from llava_structlora.utils.strict_load import peft_from_pretrained_strict
 
     base = base or recorded_base(run_dir)

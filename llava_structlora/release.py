@@ -36,10 +36,10 @@ from llava_structlora.merge import (
     load_config_dict,
     read_run,
     recorded_base,
-    recorded_conv_template,
 )
 from llava_structlora.model_card import render_model_card, render_push_doc
 from llava_structlora.portable import base_tokenizer_class, make_adapter_portable, make_tokenizer_portable
+from llava_structlora.rundir import RunDir
 from llava_structlora.utils.errors import entry_point
 from llava_structlora.utils.io import (
     OUTPUT_MARKER,
@@ -48,7 +48,6 @@ from llava_structlora.utils.io import (
     atomic_write_json,
     atomic_write_text,
     check_output_dir,
-    read_optional_json,
     sha256_file,
 )
 from llava_structlora.utils.jsonio import read_json
@@ -89,7 +88,7 @@ def resolve_base_id(run_dir: Path, override: str | None) -> tuple[str, str | Non
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
-    return read_optional_json(run_dir / "metrics.json")
+    return RunDir(run_dir).read_metrics()
 
 
 def write_checksums(folder: Path) -> Path:
@@ -231,11 +230,11 @@ def _release_locked(
         make_adapter_portable(tmp)  # v4 key names, targets that match v4 and v5 module names
         debug_point("release-adapter-written")
         adapter_cfg = json.loads((tmp / "adapter_config.json").read_text())
-        if run:
-            atomic_write_json(tmp / "run.json", run)
+        if run:  # the release carries the run's records under their run-layout names (RunDir.holding finds them)
+            atomic_write_json(RunDir(tmp).run_json, run)
         if metrics:
-            atomic_write_json(tmp / "metrics.json", metrics)
-        conv_template = recorded_conv_template(run_dir)
+            atomic_write_json(RunDir(tmp).metrics(), metrics)
+        conv_template = RunDir(run_dir).conv_template()
         has_processor = write_processor(tmp, local_base, conv_template)
         card = render_model_card(
             base=base,
