@@ -55,7 +55,7 @@ from llava_structlora.train.config import (
 from llava_structlora.train.outputs import run_validation
 from llava_structlora.train.validation import check_files
 from llava_structlora.utils.errors import run_main
-from llava_structlora.utils.outputs import claim_for_process
+from llava_structlora.utils.outputs import claim_for_process, release_claims
 from llava_structlora.utils.procs import run_group
 
 from .env import arch as env_arch
@@ -297,7 +297,10 @@ def prepare(layout: RepoLayout, task: str, cli: list[str], deepspeed: bool) -> t
 def main(argv: Optional[list[str]] = None, layout: Optional[RepoLayout] = None) -> int:
     """`--task T [train flags]`; `layout` (default: this checkout) says where configs/artifacts/outputs are.
     Behind the error boundary: any other user error is one message and exit 2 (utils/errors.py)."""
-    return run_main(lambda a: _main(a, layout), argv, "finetune")
+    try:
+        return run_main(lambda a: _main(a, layout), argv, "finetune")
+    finally:
+        release_claims()  # OUTPUT_DIR's lock ends with the recipe (an in-process caller goes on)
 
 
 def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:

@@ -23,7 +23,7 @@ from llava_structlora.data import DataCollatorForSupervisedDataset
 from llava_structlora.rundir import ResumeMismatchError, RunDir, check_resume_identity
 from llava_structlora.utils.errors import note_output, run_main
 from llava_structlora.utils.io import atomic_write_json
-from llava_structlora.utils.outputs import claim_for_process
+from llava_structlora.utils.outputs import claim_for_process, release_claims
 
 from .checkpoints import resolve_resume
 from .cli import parse_config
@@ -80,6 +80,13 @@ def _setup_logging(targs) -> None:
 
 def run(argv: Sequence[str]) -> Optional[Path]:
     """Parse, build, train, export. Returns the output dir (rank 0) or None (other ranks)."""
+    try:
+        return _run(argv)
+    finally:
+        release_claims()  # the run dir's lock (taken in _checked_resume) ends with the run, in-process too
+
+
+def _run(argv: Sequence[str]) -> Optional[Path]:
     _cpu_deepspeed_setup()
     cfg = parse_config(_with_cpu_flag(list(argv)))
     margs, dargs, targs = cfg.model, cfg.data, cfg.training
