@@ -56,7 +56,7 @@ from llava_structlora.train.outputs import run_validation
 from llava_structlora.train.validation import check_files
 from llava_structlora.utils.errors import run_main
 from llava_structlora.utils.outputs import claim_for_process, release_claims
-from llava_structlora.utils.procs import run_group
+from llava_structlora.utils.procs import run_launcher
 
 from .env import arch as env_arch
 from .env import env, env_flag, env_int
@@ -320,7 +320,7 @@ def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
     claim_for_process(run.path, "training run", pass_down=True)  # a second run / a merge exits 2; ranks share it
     cmd, environ = launch_command(targv, ranks, deepspeed)
     print(f"[finetune] {shlex.join(cmd)}", flush=True)
-    rc = run_group(cmd, env=environ, cwd=layout.root)  # SIGTERM reaches every rank, which we wait for
+    rc = run_launcher(cmd, env=environ, cwd=layout.root)  # SIGTERM reaches every rank, which we wait for
     if rc != 0:
         print(
             f"[finetune] training failed (exit {rc}); complete checkpoints in {run.path} "
