@@ -38,7 +38,12 @@ from llava_structlora.merge import (
     recorded_conv_template,
 )
 from llava_structlora.model_card import render_model_card, render_push_doc
-from llava_structlora.portable import base_tokenizer_class, make_adapter_portable, make_tokenizer_portable
+from llava_structlora.portable import (
+    base_tokenizer_class,
+    make_adapter_portable,
+    make_image_processor_portable,
+    make_tokenizer_portable,
+)
 from llava_structlora.utils.errors import entry_point
 from llava_structlora.utils.io import (
     atomic_directory,
@@ -123,6 +128,7 @@ def write_processor(folder: Path, local_base: str | None, conv_template: str) ->
 
     attach_chat_templates(AutoProcessor.from_pretrained(local_base), conv_template).save_pretrained(folder)
     make_tokenizer_portable(folder, base_tokenizer_class(local_base))  # transformers 4.57 reads it too
+    make_image_processor_portable(folder)  # and resizes images as 5.x does
     return True
 
 

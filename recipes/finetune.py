@@ -47,6 +47,7 @@ from .env import arch as env_arch
 from .env import env, env_flag, env_int
 from .env import preset as env_preset
 from .layout import RepoLayout
+from .toy_defaults import toy_defaults
 
 MAIN_METRIC = {"coco": "CIDEr", "vqav2": "overall", "gqa": "accuracy"}
 # environment variable -> training option it overrides (when set)
@@ -110,6 +111,7 @@ def train_argv(layout: RepoLayout, task: str, preset: str, cli: list[str], deeps
     )
     if dargs.data_path == derived_path:
         defaults["data_path"] = task_data_path(dargs.data_root, dargs.task or task)
+    defaults.update(toy_defaults(task, margs.method, margs.model_name_or_path, layout))  # tiny base: study's lr
     if targs.output_dir == _DERIVED:
         toy = arch if margs.model_name_or_path == str(layout.base(preset, arch)) else "llava"  # given MODEL: no suffix
         defaults["output_dir"] = str(
@@ -230,7 +232,8 @@ def evaluate_both(
 def score_line(task: str, split: str, scores: dict) -> str:
     """Adapter vs base on the main metric; VQAv2/GQA under both protocols (official first)."""
     key = MAIN_METRIC[task]
-    line = f"{task} {split} {key}: adapter {scores['adapter'].get(key):.4f} | base {scores['base'].get(key):.4f}"
+    adapter, base = scores["adapter"].get(key), scores["base"].get(key)
+    line = f"{task} {split} {key}: adapter {adapter:.4f} | base {base:.4f} | gain {adapter - base:+.4f}"
     llava = [(scores[w].get("protocols") or {}).get("llava", {}).get(key) for w in ("adapter", "base")]
     if None not in llava:
         line += (
@@ -287,19 +290,19 @@ def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
         )
         return rc
     print(f"[finetune] adapter: {run.deliverable()}", flush=True)
+    lines = []  # the scores come last: what a user reads first when the run ends
     if do_eval:
         model, data_root = Path(margs.model_name_or_path), Path(dargs.data_root)
         scores = evaluate_both(
             layout, run, args.task, model, data_root, dargs.eval_split, dargs.eval_batch_size, dargs.conv_template
         )
+        print(f"[finetune] scores: {run.metrics('adapter')}, {run.metrics('base')}", flush=True)
         for t in validation_tasks(args.task):
             per = {w: s["tasks"][t] if args.task == MIX_TASK else s for w, s in scores.items()}
-            print(
-                f"[finetune] {score_line(t, dargs.eval_split, per)}  (scores: {run.metrics('adapter')}, "
-                f"{run.metrics('base')})",
-                flush=True,
-            )
+            lines.append(f"[finetune] {score_line(t, dargs.eval_split, per)}")
     print(f"[finetune] done in {time.time() - t0:.1f} s: {run.path}", flush=True)
+    for line in lines:
+        print(line, flush=True)
     return 0
 
 
