@@ -37,7 +37,7 @@ from llava_structlora.merge import (
     recorded_base,
     recorded_conv_template,
 )
-from llava_structlora.model_card import render_model_card, render_push_doc
+from llava_structlora.model_card import CardInputs, render_model_card, render_push_doc
 from llava_structlora.portable import (
     base_tokenizer_class,
     make_adapter_portable,
@@ -132,6 +132,34 @@ def write_processor(folder: Path, local_base: str | None, conv_template: str) ->
     return True
 
 
+def adapter_modules(weights: Path) -> list[str]:
+    """The modules a PEFT adapter file changes, in transformers-5 spelling (`model.vision_tower.encoder...`)."""
+    from safetensors import safe_open
+
+    from llava_structlora.portable import v5_key
+
+    with safe_open(str(weights), framework="pt") as f:
+        keys = list(f.keys())
+    names = {k.removeprefix("base_model.model.").split(".lora_")[0] for k in keys if ".lora_" in k}
+    return sorted(v5_key(n) for n in names)
+
+
+# run records the card reads that the release also carries (the card points at them): name -> CardInputs field
+CARD_RECORDS = {"metrics_base.json": "base_metrics", "moved.json": "moved", "structlora_export.json": "export_info"}
+
+
+def copy_records(run_dir: Path, adapter: Path, folder: Path) -> dict[str, Any]:
+    """Copy the base's scores, the what-moved record and the export info into `folder`; their contents."""
+    out: dict[str, Any] = {}
+    for name, field_name in CARD_RECORDS.items():
+        src = adapter / name if name == "structlora_export.json" else run_dir / name
+        data = read_optional_json(src)
+        if data:
+            atomic_write_json(folder / name, data)
+            out[field_name] = data
+    return out
+
+
 RELEASE_KIND = "release"
 
 
@@ -169,17 +197,22 @@ def build_release(
             atomic_write_json(tmp / "metrics.json", metrics)
         conv_template = recorded_conv_template(run_dir)
         has_processor = write_processor(tmp, local_base, conv_template)
+        records = copy_records(run_dir, adapter, tmp)
         card = render_model_card(
-            base=base,
-            run=run,
-            metrics=metrics,
-            adapter_cfg=adapter_cfg,
-            license_id=license_id,
-            repo_id=repo_id,
-            export_note=export_note,
-            local_base=local_base,
-            conv_template=conv_template,
-            processor_in_folder=has_processor,
+            CardInputs(
+                base=base,
+                run=run,
+                adapter_cfg=adapter_cfg,
+                adapter_modules=adapter_modules(tmp / "adapter_model.safetensors"),
+                metrics=metrics,
+                license_id=license_id,
+                repo_id=repo_id,
+                export_note=export_note,
+                local_base=local_base,
+                conv_template=conv_template,
+                processor_in_folder=has_processor,
+                **records,
+            )
         )
         (tmp / "README.md").write_text(card)
         if repo_id:
