@@ -95,9 +95,9 @@ def family_tables(suite: SuiteConfig, row: dict[str, Any], tasks) -> tuple[str, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .__main__ import ensure_artifacts, record
     from .eval_data import build_eval_root
     from .plan import run_table
+    from .publish import ensure_artifacts, record
     from .report import per_seed
     from .runner import cached
     from .suite import FULL

@@ -33,13 +33,10 @@ def conversation_format(adapter: str | None, given: str | None) -> str:
     if given:
         conv_system(given)  # unknown names: an error listing the known ones
         return given
-    if adapter:
-        for folder in (Path(adapter), Path(adapter).parent):  # a run dir, a release, or a run's adapter/
-            if (folder / "run.json").is_file():
-                from llava_structlora.merge import recorded_conv_template
+    from llava_structlora.rundir import RunDir
 
-                return recorded_conv_template(folder)
-    return DEFAULT_CONV_TEMPLATE
+    run = RunDir.holding(adapter) if adapter else None  # a run dir, a release, or a run's adapter/
+    return run.conv_template() if run is not None else DEFAULT_CONV_TEMPLATE
 
 
 class Chat:

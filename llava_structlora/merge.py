@@ -31,8 +31,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from llava_structlora.rundir import RunDir
 from llava_structlora.utils.errors import entry_point
-from llava_structlora.utils.io import read_optional_json
 from llava_structlora.utils.jsonio import read_adapter_config, read_json
 
 logger = logging.getLogger("llava_structlora.merge")
@@ -82,17 +82,17 @@ class BaseMismatchError(ValueError):
 # ---------------------------------------------------------------------------- run directory
 def read_run(run_dir: Path) -> dict[str, Any]:
     """run.json of a training run (may be absent for a bare adapter dir)."""
-    return read_optional_json(run_dir / "run.json")
+    return RunDir(run_dir).read_run()
 
 
 def adapter_dir_of(run_dir: Path) -> Path:
     """RUN_DIR/adapter (training layout) or RUN_DIR itself when it is a PEFT adapter dir."""
-    for cand in (run_dir / "adapter", run_dir):
-        if (cand / "adapter_config.json").exists():
-            if not (cand / ADAPTER_WEIGHTS).exists():
-                raise FileNotFoundError(f"{cand}: adapter_config.json present but {ADAPTER_WEIGHTS} missing")
-            read_adapter_config(cand / "adapter_config.json")  # a torn/garbled config: named here, not by PEFT
-            return cand
+    cand = RunDir(run_dir).peft_adapter()
+    if cand is not None:
+        if not (cand / ADAPTER_WEIGHTS).exists():
+            raise FileNotFoundError(f"{cand}: adapter_config.json present but {ADAPTER_WEIGHTS} missing")
+        read_adapter_config(cand / "adapter_config.json")  # a torn/garbled config: named here, not by PEFT
+        return cand
     raise FileNotFoundError(
         f"{run_dir}: no PEFT adapter found (expected {run_dir}/adapter/adapter_config.json); "
         f"is this a training output directory?"
@@ -118,14 +118,8 @@ def recorded_base(run_dir: Path) -> str | None:
 
 
 def recorded_conv_template(run_dir: Path) -> str:
-    """The conversation format the run trained with (run.json); runs that predate the option used the default."""
-    from llava_structlora.data.conversation import DEFAULT_CONV_TEMPLATE, conv_system
-
-    run = read_run(run_dir)
-    data_args = (run.get("config") or {}).get("DataArguments") or {}
-    name = run.get("conv_template") or data_args.get("conv_template") or DEFAULT_CONV_TEMPLATE
-    conv_system(name)  # an unknown name is an error here, not a silently wrong prompt later
-    return name
+    """The conversation format the run trained with (run.json; rundir.RunDir.conv_template)."""
+    return RunDir(run_dir).conv_template()
 
 
 # ---------------------------------------------------------------------------- compatibility

@@ -29,33 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from llava_structlora.utils.io import atomic_save_safetensors, atomic_write_json
+from llava_structlora.utils.tower_names import BOTH_TOWER_RX, both_versions_regex, v4_key, v5_key  # noqa: F401
 
 logger = logging.getLogger(__name__)
 # The versions a release is tested to load under (tests/release/test_portable.py).
 SUPPORTED_TRANSFORMERS = ("4.57", "5.23")
-# Children of a CLIP/SigLIP ``*VisionModel.vision_model``: a key that has one of them right after
-# ``vision_tower.`` is in v5 form.
-_TOWER_CHILDREN = r"(?:embeddings|encoder|pre_layrnorm|post_layernorm|head)"
-_V5_TOWER_KEY = re.compile(rf"(^|\.)vision_tower\.(?={_TOWER_CHILDREN}\.)")
-_V5_TOWER_RX = re.compile(rf"vision_tower\\\.(?={_TOWER_CHILDREN}\\\.)")
-BOTH_TOWER_RX = r"vision_tower\.(?:vision_model\.)?"
 TOKENIZER_FALLBACK = "PreTrainedTokenizerFast"  # v4's class for "a tokenizer.json, nothing else"
 NAMED_SPECIAL = ("image_token", "video_token", "boi_token", "eoi_token")
-
-
-def v4_key(key: str) -> str:
-    """A state-dict / module name in the spelling transformers 4 uses (idempotent)."""
-    return _V5_TOWER_KEY.sub(r"\1vision_tower.vision_model.", key)
-
-
-def v5_key(key: str) -> str:
-    """The inverse of `v4_key`: the module name a transformers-5 model uses."""
-    return key.replace("vision_tower.vision_model.", "vision_tower.")
-
-
-def both_versions_regex(pattern: str) -> str:
-    """A regex over module names, widened so that it matches the v4 and the v5 tower spelling."""
-    return _V5_TOWER_RX.sub(lambda _: BOTH_TOWER_RX, pattern)
 
 
 # ---------------------------------------------------------------------------- weights

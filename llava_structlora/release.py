@@ -35,7 +35,6 @@ from llava_structlora.merge import (
     load_config_dict,
     read_run,
     recorded_base,
-    recorded_conv_template,
 )
 from llava_structlora.model_card import CardInputs, render_model_card, render_push_doc
 from llava_structlora.portable import (
@@ -44,6 +43,8 @@ from llava_structlora.portable import (
     make_image_processor_portable,
     make_tokenizer_portable,
 )
+from llava_structlora.rundir import RunDir
+from llava_structlora.structlora.export import EXPORT_INFO
 from llava_structlora.utils.errors import entry_point
 from llava_structlora.utils.io import (
     atomic_directory,
@@ -91,7 +92,7 @@ def resolve_base_id(run_dir: Path, override: str | None) -> tuple[str, str | Non
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
-    return read_optional_json(run_dir / "metrics.json")
+    return RunDir(run_dir).read_metrics()
 
 
 def write_checksums(folder: Path) -> Path:
@@ -144,18 +145,20 @@ def adapter_modules(weights: Path) -> list[str]:
     return sorted(v5_key(n) for n in names)
 
 
-# run records the card reads that the release also carries (the card points at them): name -> CardInputs field
-CARD_RECORDS = {"metrics_base.json": "base_metrics", "moved.json": "moved", "structlora_export.json": "export_info"}
-
-
 def copy_records(run_dir: Path, adapter: Path, folder: Path) -> dict[str, Any]:
-    """Copy the base's scores, the what-moved record and the export info into `folder`; their contents."""
+    """Copy the records the card reads (the base's scores, the what-moved record, the export info) into
+    `folder` under their run-layout names, so the card points at files the release has; their contents."""
+    run, rel = RunDir(run_dir), RunDir(folder)
+    records = {  # CardInputs field: (source, destination)
+        "base_metrics": (run.metrics("base"), rel.metrics("base")),
+        "moved": (run.moved, rel.moved),
+        "export_info": (adapter / EXPORT_INFO, folder / EXPORT_INFO),
+    }
     out: dict[str, Any] = {}
-    for name, field_name in CARD_RECORDS.items():
-        src = adapter / name if name == "structlora_export.json" else run_dir / name
+    for field_name, (src, dst) in records.items():
         data = read_optional_json(src)
         if data:
-            atomic_write_json(folder / name, data)
+            atomic_write_json(dst, data)
             out[field_name] = data
     return out
 
@@ -191,11 +194,11 @@ def build_release(
         shutil.copy2(adapter / "adapter_model.safetensors", tmp / "adapter_model.safetensors")
         make_adapter_portable(tmp)  # v4 key names, targets that match v4 and v5 module names
         adapter_cfg = json.loads((tmp / "adapter_config.json").read_text())
-        if run:
-            atomic_write_json(tmp / "run.json", run)
+        if run:  # the release carries the run's records under their run-layout names (RunDir.holding finds them)
+            atomic_write_json(RunDir(tmp).run_json, run)
         if metrics:
-            atomic_write_json(tmp / "metrics.json", metrics)
-        conv_template = recorded_conv_template(run_dir)
+            atomic_write_json(RunDir(tmp).metrics(), metrics)
+        conv_template = RunDir(run_dir).conv_template()
         has_processor = write_processor(tmp, local_base, conv_template)
         records = copy_records(run_dir, adapter, tmp)
         card = render_model_card(

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .tower_names import v4_key
+
 SHOWN = 12
 
 
@@ -58,8 +60,6 @@ def from_pretrained_strict(cls: Any, path: str | Path, **kwargs: Any) -> Any:
 
 def _normal(key: str) -> str:
     """Adapter key with PEFT's adapter name dropped, in the transformers-4 spelling."""
-    from llava_structlora.portable import v4_key
-
     return v4_key(key.replace(".default.", ".").removesuffix(".default"))
 
 

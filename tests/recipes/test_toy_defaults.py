@@ -44,10 +44,12 @@ def layout(tmp_path, monkeypatch) -> RepoLayout:
 
 
 def _lr(layout: RepoLayout, task: str, *cli: str) -> float:
-    from llava_structlora.train.cli import parse_args
+    from llava_structlora.train.config import parse_config
 
-    argv = finetune.train_argv(layout, task, "default", list(cli))
-    return parse_args(argv, check_paths=False, with_deepspeed=False)[3].learning_rate
+    argv, cfg = finetune.train_config(layout, task, "default", list(cli))
+    again = parse_config(argv, check_paths=False, with_deepspeed=False)  # what the launched ranks parse
+    assert again.training.learning_rate == cfg.training.learning_rate
+    return cfg.training.learning_rate
 
 
 def test_recipe_uses_the_validated_lr_only_on_the_tiny_base(layout, monkeypatch):
