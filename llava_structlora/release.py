@@ -37,9 +37,15 @@ from llava_structlora.merge import (
     read_run,
     recorded_base,
 )
-from llava_structlora.model_card import render_model_card, render_push_doc
-from llava_structlora.portable import base_tokenizer_class, make_adapter_portable, make_tokenizer_portable
+from llava_structlora.model_card import CardInputs, render_model_card, render_push_doc
+from llava_structlora.portable import (
+    base_tokenizer_class,
+    make_adapter_portable,
+    make_image_processor_portable,
+    make_tokenizer_portable,
+)
 from llava_structlora.rundir import RunDir
+from llava_structlora.structlora.export import EXPORT_INFO
 from llava_structlora.utils.errors import entry_point
 from llava_structlora.utils.io import (
     OUTPUT_MARKER,
@@ -48,6 +54,7 @@ from llava_structlora.utils.io import (
     atomic_write_json,
     atomic_write_text,
     check_output_dir,
+    read_optional_json,
     sha256_file,
 )
 from llava_structlora.utils.jsonio import read_json
@@ -127,7 +134,38 @@ def write_processor(folder: Path, local_base: str | None, conv_template: str) ->
 
     attach_chat_templates(AutoProcessor.from_pretrained(local_base), conv_template).save_pretrained(folder)
     make_tokenizer_portable(folder, base_tokenizer_class(local_base))  # transformers 4.57 reads it too
+    make_image_processor_portable(folder)  # and resizes images as 5.x does
     return True
+
+
+def adapter_modules(weights: Path) -> list[str]:
+    """The modules a PEFT adapter file changes, in transformers-5 spelling (`model.vision_tower.encoder...`)."""
+    from safetensors import safe_open
+
+    from llava_structlora.portable import v5_key
+
+    with safe_open(str(weights), framework="pt") as f:
+        keys = list(f.keys())
+    names = {k.removeprefix("base_model.model.").split(".lora_")[0] for k in keys if ".lora_" in k}
+    return sorted(v5_key(n) for n in names)
+
+
+def copy_records(run_dir: Path, adapter: Path, folder: Path) -> dict[str, Any]:
+    """Copy the records the card reads (the base's scores, the what-moved record, the export info) into
+    `folder` under their run-layout names, so the card points at files the release has; their contents."""
+    run, rel = RunDir(run_dir), RunDir(folder)
+    records = {  # CardInputs field: (source, destination)
+        "base_metrics": (run.metrics("base"), rel.metrics("base")),
+        "moved": (run.moved, rel.moved),
+        "export_info": (adapter / EXPORT_INFO, folder / EXPORT_INFO),
+    }
+    out: dict[str, Any] = {}
+    for field_name, (src, dst) in records.items():
+        data = read_optional_json(src)
+        if data:
+            atomic_write_json(dst, data)
+            out[field_name] = data
+    return out
 
 
 RELEASE_KIND = "release"
@@ -236,17 +274,22 @@ def _release_locked(
             atomic_write_json(RunDir(tmp).metrics(), metrics)
         conv_template = RunDir(run_dir).conv_template()
         has_processor = write_processor(tmp, local_base, conv_template)
+        records = copy_records(run_dir, adapter, tmp)
         card = render_model_card(
-            base=base,
-            run=run,
-            metrics=metrics,
-            adapter_cfg=adapter_cfg,
-            license_id=license_id,
-            repo_id=repo_id,
-            export_note=export_note,
-            local_base=local_base,
-            conv_template=conv_template,
-            processor_in_folder=has_processor,
+            CardInputs(
+                base=base,
+                run=run,
+                adapter_cfg=adapter_cfg,
+                adapter_modules=adapter_modules(tmp / "adapter_model.safetensors"),
+                metrics=metrics,
+                license_id=license_id,
+                repo_id=repo_id,
+                export_note=export_note,
+                local_base=local_base,
+                conv_template=conv_template,
+                processor_in_folder=has_processor,
+                **records,
+            )
         )
         (tmp / "README.md").write_text(card)
         if repo_id:
