@@ -80,13 +80,6 @@ def _setup_logging(targs) -> None:
 
 def run(argv: Sequence[str]) -> Optional[Path]:
     """Parse, build, train, export. Returns the output dir (rank 0) or None (other ranks)."""
-    try:
-        return _run(argv)
-    finally:
-        release_claims()  # the run dir's lock (taken in _checked_resume) ends with the run, in-process too
-
-
-def _run(argv: Sequence[str]) -> Optional[Path]:
     _cpu_deepspeed_setup()
     cfg = parse_config(_with_cpu_flag(list(argv)))
     margs, dargs, targs = cfg.model, cfg.data, cfg.training
@@ -131,6 +124,7 @@ def _run(argv: Sequence[str]) -> Optional[Path]:
         run_validation(
             run_dir, dargs.task, margs.model_name_or_path, dargs.data_root, dargs.eval_split, dargs.eval_batch_size
         )
+    release_claims()  # the run dir's lock (taken in _checked_resume) ends with the run (in-process callers too)
     return out
 
 
@@ -163,4 +157,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; user errors (ConfigError, bad data, unsafe checkpoint...) -> message + exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     argv = [a for a in argv if not a.startswith("--local_rank")]  # deepspeed launcher adds it; env has it
-    return run_main(run, argv, "train")
+    try:
+        return run_main(run, argv, "train")
+    finally:
+        release_claims()  # also after a failed run
