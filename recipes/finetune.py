@@ -30,7 +30,6 @@ import json
 import os
 import shlex
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -56,6 +55,8 @@ from llava_structlora.train.config import (
 from llava_structlora.train.outputs import run_validation
 from llava_structlora.train.validation import check_files
 from llava_structlora.utils.errors import run_main
+from llava_structlora.utils.outputs import claim_for_process
+from llava_structlora.utils.procs import run_group
 
 from .env import arch as env_arch
 from .env import env, env_flag, env_int
@@ -309,9 +310,10 @@ def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
         print(f"[finetune] configuration error: {e}", file=sys.stderr, flush=True)
         return 2
     run = RunDir(targs.output_dir)
+    claim_for_process(run.path, "training run", pass_down=True)  # a second run / a merge exits 2; ranks share it
     cmd, environ = launch_command(targv, ranks, deepspeed)
     print(f"[finetune] {shlex.join(cmd)}", flush=True)
-    rc = subprocess.run(cmd, env=environ, cwd=layout.root).returncode
+    rc = run_group(cmd, env=environ, cwd=layout.root)  # SIGTERM reaches every rank, which we wait for
     if rc != 0:
         print(
             f"[finetune] training failed (exit {rc}); complete checkpoints in {run.path} "

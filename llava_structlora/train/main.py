@@ -21,8 +21,9 @@ import torch
 
 from llava_structlora.data import DataCollatorForSupervisedDataset
 from llava_structlora.rundir import ResumeMismatchError, RunDir, check_resume_identity
-from llava_structlora.utils.errors import run_main
+from llava_structlora.utils.errors import note_output, run_main
 from llava_structlora.utils.io import atomic_write_json
+from llava_structlora.utils.outputs import claim_for_process
 
 from .checkpoints import resolve_resume
 from .cli import parse_config
@@ -129,6 +130,9 @@ def run(argv: Sequence[str]) -> Optional[Path]:
 def _checked_resume(cfg: TrainConfig, run: RunDir) -> Optional[str]:
     """The checkpoint to resume from (None: a fresh start), checked before any build: its pickles are safe
     (resolve_resume -> safe_resume) and it belongs to this config; records this config as the run's identity."""
+    note_output(run.path, "training run")  # a disk-full error on any rank names it
+    if cfg.training.process_index == 0:  # the other ranks share it (a launcher passes its lock down: utils.locks)
+        claim_for_process(run.path, "training run")
     identity = run_identity(*cfg.args)
     resume = resolve_resume(cfg.training.resume, run.path)
     if resume:
