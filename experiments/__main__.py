@@ -51,23 +51,24 @@ def ensure_artifacts(suite: SuiteConfig) -> None:
 
 
 def record(name: str, title: str, data: dict, md: str, suite: SuiteConfig, command: str) -> Path:
-    """Full suite: record_result (docs/results + RESULTS.md). Quick: same record format, under outputs/."""
+    """Full and deep suites: record_result (docs/results + RESULTS.md) under suite.record_name (a replication on
+    another world or the deep testbed under its own name, never mixed into the summary of the default testbed).
+    Every suite also keeps the record under its out_root."""
     from recipes import results
 
-    if suite.publishes:
+    published = suite.record_name(name)
+    if published == name:
         return results.record_result(name, title, data, md, command=command, seeds=suite.seeds)
-    if suite.name == "full" and suite.world_seed and name != "experiments__summary":
-        # a replication on another world is published too, under its own name (never mixed into the summary)
-        rep = f"replication{suite.world_tag}_{name.removeprefix('experiments_')}"
-        results.record_result(
-            rep, f"[world seed {suite.world_seed}] {title}", data, md, command=command, seeds=suite.seeds
-        )
+    if published and name != "experiments__summary":
+        prefix = f"[world seed {suite.world_seed}] " if suite.world_seed else ""
+        prefix = ("[deep testbed] " if suite.name == "deep" else "") + prefix
+        results.record_result(published, prefix + title, data, md, command=command, seeds=suite.seeds)
     out_dir = suite.out_root / "records"
     from llava_structlora.utils.io import atomic_write_json
 
     rec = {
         "name": name,
-        "title": f"[quick] {title}",
+        "title": f"[{suite.name}] {title}",
         "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "git_commit": results.git_commit(),
@@ -180,7 +181,9 @@ def record_summary(suite: SuiteConfig, command: str) -> None:
 
 def reduced_tag(suite: SuiteConfig, only: list[str] | None) -> str:
     """' [reduced: ...]' when a table runs with fewer variants, endpoints or seeds than the suite defines."""
-    base = QUICK if suite.name == "quick" else FULL
+    from .suite import SUITES
+
+    base = QUICK if suite.name == "quick" else SUITES[suite.name]
     parts = [f"only {', '.join(only)}"] if only else []
     if suite.tasks != base.tasks:
         parts.append("tasks " + "/".join(suite.tasks))
@@ -192,7 +195,9 @@ def reduced_tag(suite: SuiteConfig, only: list[str] | None) -> str:
 def suite_from_args(args: argparse.Namespace) -> SuiteConfig:
     import dataclasses
 
-    suite = QUICK if args.quick else FULL
+    from .suite import SUITES
+
+    suite = QUICK if args.quick else SUITES[getattr(args, "suite", "full")]
     changes: dict = {"world_seed": args.world_seed}
     if args.tasks:
         changes["tasks"] = tuple(args.tasks)
@@ -200,6 +205,8 @@ def suite_from_args(args: argparse.Namespace) -> SuiteConfig:
         changes["seeds"] = suite.seeds[: args.seeds]
     if args.threads:
         changes["threads"] = args.threads
+    if getattr(args, "tune_world", None) is not None:
+        changes["tune_world"] = args.tune_world
     return dataclasses.replace(suite, **changes)
 
 
@@ -211,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="CI-size check (outputs/experiments/quick only)")
     ap.add_argument("--plan", action="store_true", help="print the number of runs and exit")
     ap.add_argument("--world-seed", type=int, default=0, help="shapes-world seed (its own world + base)")
+    ap.add_argument("--suite", choices=("full", "deep"), default="full", help="deep: the deeper testbed (4+4 layers)")
+    ap.add_argument("--tune-world", type=int, help="pick lrs from this world's tuning runs (never tune on this one)")
     ap.add_argument("--tasks", nargs="+", choices=("coco", "vqav2", "gqa"), help="reduced: only these endpoints")
     ap.add_argument("--seeds", type=int, help="reduced: only the first K reporting seeds")
     ap.add_argument("--only", nargs="+", metavar="LABEL", help="reduced: only these variants (table row labels)")

@@ -103,7 +103,11 @@ def table_extras(
     lines = [margin_markdown(margins)]
     if claim_rows:
         m = claim_rows[0]["holm_m"]
-        score = [c["mde"] for c in claim_rows if c["quantity"] == "score" and c["mde"] == c["mde"]]
+        score = [
+            c["mde"]
+            for c in claim_rows
+            if c["quantity"] == "score" and c["mde"] == c["mde"] and c.get("family", "tuned lr") == "tuned lr"
+        ]
         if score:
             lines.append(
                 f"MDE of the score comparisons (80 % power, paired, α = 0.05/{m}): "
@@ -111,9 +115,12 @@ def table_extras(
             )
     if gates:
         lines.append(gate_markdown(gates))
+    data = {"margins": margins, "gate_shift": gates, "mde": mdes, "smoothing_end": smoothing}
     if smoothing:
         lines.append(smoothing_markdown(smoothing))
-    data = {"margins": margins, "gate_shift": gates, "mde": mdes, "smoothing_end": smoothing}
+        data["smoothing_structure"] = {
+            lab: {t: smoothing_structure(v) for t, v in ts.items()} for lab, ts in smoothing.items()
+        }
     if table.curve == "data_fraction":
         data["lora_data_effect"] = lora_data_effect(result)
         lines.append(lora_data_markdown(data["lora_data_effect"]))
@@ -159,9 +166,42 @@ def smoothing_markdown(smoothing: dict[str, dict[str, dict[str, Any]]]) -> str:
         )
 
     cells = [f"{lab}: {t} {cell(v)}" for lab, ts in smoothing.items() for t, v in ts.items()]
+    head = "Coordinator smoothing, init → end, median over seeds (per-seed edges in the JSON): "
+    lines = head + "; ".join(cells) + "."
+    struct = [
+        f"{lab}: {t} {st['effective_edges_init']:.2f} → {st['effective_edges_end']:.2f} of {st['n_edges']}"
+        + ("" if st["cross_seed_rho"] is None else f", cross-seed ρ {st['cross_seed_rho']:+.2f}")
+        for lab, ts in smoothing.items()
+        for t, v in ts.items()
+        for st in [smoothing_structure(v)]
+    ]
     return (
-        "Coordinator smoothing, init → end, median over seeds (per-seed edges in the JSON): " + "; ".join(cells) + "."
+        lines + " Effective number of smoothing edges (exp entropy of |η·a| normalised over the edges; median over "
+        "seeds) and the mean pairwise Spearman ρ of the final edge weights across seeds: " + "; ".join(struct) + "."
     )
+
+
+def smoothing_structure(per_seed: dict[str, Any]) -> dict[str, Any]:
+    """Collapse and reproducibility of one row's learned smoothing: effective edges at init and end (median over
+    seeds) and the mean pairwise Spearman rho of the final per-edge weights across seeds (None: < 2 seeds, or
+    constant weights)."""
+    import itertools
+
+    from llava_structlora.structlora.planted import effective_edges
+
+    from .planted_hard import spearman
+
+    edges = sorted({e for v in per_seed.values() for e in v["final"]})  # a similarity graph may differ per seed
+    init = [effective_edges(list(v["init"].values())) for v in per_seed.values()]
+    end = [effective_edges(list(v["final"].values())) for v in per_seed.values()]
+    finals = [[v["final"].get(e, 0.0) for e in edges] for v in per_seed.values()]
+    rhos = [r for a, b in itertools.combinations(finals, 2) if (r := spearman(a, b)) is not None]
+    return {
+        "effective_edges_init": statistics.median(init),
+        "effective_edges_end": statistics.median(end),
+        "n_edges": len(edges),
+        "cross_seed_rho": statistics.mean(rhos) if rhos else None,
+    }
 
 
 def gate_markdown(gates: dict[str, dict[str, dict[str, Any]]]) -> str:

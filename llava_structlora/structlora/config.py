@@ -13,13 +13,13 @@ from typing import Any, Optional, Union
 
 GATES = ("hard_concrete", "gaussian", "gumbel")
 FILTERS = ("ib", "topk_norm", "random", "layer_scale", "none")
-COORDINATORS = ("gnn", "laplacian", "cosine_penalty", "laplacian_penalty", "none")
+COORDINATORS = ("gnn", "laplacian", "coupling", "cosine_penalty", "laplacian_penalty", "none")
 GRAPHS = ("hybrid", "adjacency", "similarity")
 GNN_TYPES = ("gat", "gcn")
 GATE_NOISES = ("sample", "none")
 MODULATIONS = ("off", "normalized", "free")
 SMOOTH_EDGES = ("chain", "same_shape")
-EDGE_WEIGHTS = ("normalized", "free")
+EDGE_WEIGHTS = ("normalized", "free", "coupling")
 SEMANTIC_SOURCES = ("params",)
 
 # Target presets: regexes over ``named_modules()`` names. They accept both the transformers v5
