@@ -124,6 +124,9 @@ def table_extras(
     if table.curve == "data_fraction":
         data["lora_data_effect"] = lora_data_effect(result)
         lines.append(lora_data_markdown(data["lora_data_effect"]))
+    if table.curve == "rank":
+        data["lora_rank_effect"] = lora_data_effect(result, "rank", 8)
+        lines.append(lora_rank_markdown(data["lora_rank_effect"]))
     if table.name in MECHANICAL_TABLES:
         from .mechanical import mechanical_cos_adj, mechanical_markdown
 
@@ -234,23 +237,35 @@ def gate_markdown(gates: dict[str, dict[str, dict[str, Any]]]) -> str:
     )
 
 
-def lora_data_effect(result: dict[str, Any]) -> dict[str, Any]:
-    """The data table's testbed check: LoRA at each fraction vs LoRA at 100 % (paired by seed, not in the Holm
-    family of the StructLoRA claims), in score units and in units of LoRA-at-100 %'s seed std."""
+def lora_data_effect(result: dict[str, Any], attr: str = "data_fraction", ref: float = 1.0) -> dict[str, Any]:
+    """The curve table's testbed check: LoRA at each x (data fraction, rank) vs LoRA at ``ref`` (paired by seed,
+    not in the Holm family of the StructLoRA claims), in score units and in units of LoRA-at-ref's seed std."""
     from .stats import paired_ttest
 
     task = result["tasks"][0]
-    lora = {r["variant"].data_fraction: r for r in result["rows"].values() if r["variant"].method == "lora"}
-    if 1.0 not in lora or not lora[1.0]["tasks"][task].get("runs"):
+    lora = {getattr(r["variant"], attr): r for r in result["rows"].values() if r["variant"].method == "lora"}
+    if ref not in lora or not lora[ref]["tasks"][task].get("runs"):
         return {}
-    full = per_seed(lora[1.0], task, "score")
+    full = per_seed(lora[ref], task, "score")
     sd = statistics.stdev(full.values()) if len(full) > 1 else float("nan")
     out = {}
     for f, row in sorted(lora.items()):
-        if f < 1.0 and row["tasks"][task].get("runs"):
+        if f != ref and row["tasks"][task].get("runs"):
             test = paired_ttest(per_seed(row, task, "score"), full)
             out[f"{f:g}"] = {"mean_diff": test.mean_diff, "p": test.p, "n": test.n, "in_seed_std": test.mean_diff / sd}
     return out
+
+
+def lora_rank_markdown(effect: dict[str, Any]) -> str:
+    if not effect:
+        return "Does the rank change LoRA's score? Not measured (no LoRA run at r = 8)."
+    cells = [
+        f"r = {r}: {e['mean_diff']:+.1f} ({e['in_seed_std']:+.1f} seed std, paired p = {e['p']:.2g}, n={e['n']})"
+        if e["p"] is not None
+        else f"r = {r}: {e['mean_diff']:+.1f} (n={e['n']}, no test)"
+        for r, e in effect.items()
+    ]
+    return "Does the rank change LoRA's score? LoRA at each rank minus LoRA at r = 8: " + "; ".join(cells) + "."
 
 
 def lora_data_markdown(effect: dict[str, Any]) -> str:

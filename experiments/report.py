@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .stats import diff_std, holm, mde_paired, paired_ttest, summarize, tost_paired, verdict
@@ -370,7 +371,8 @@ def summary_markdown(records: dict[str, dict[str, Any]]) -> tuple[str, dict[str,
                 f"| {name.removeprefix('experiments_')} | {c['a']} {exp} {c['b']} ({c['quantity']}) | "
                 f"{c['task']} | {c['mean_diff']:+.3g} | {p} | {mde} | {c['n']} | {c['verdict']} |"
             )
-            counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+            kind = re.sub(r"±[0-9.e+-]+", "±m", c["verdict"])  # one tally per verdict kind, whatever the margin
+            counts[kind] = counts.get(kind, 0) + 1
     tally = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "no claim tested yet"
     from .tables import ORDER
 

@@ -128,15 +128,22 @@ def rerender(rec: dict[str, Any], ablation: dict[str, Any] | None) -> tuple[str,
         data["smoothing_structure"] = {
             lab: {t: smoothing_structure(v) for t, v in ts.items()} for lab, ts in old["smoothing_end"].items()
         }
+    if result["table"].curve == "rank":
+        from .power import lora_data_effect, lora_rank_markdown
+
+        data["lora_rank_effect"] = lora_data_effect(result, "rank", 8)
+        extra.append(lora_rank_markdown(data["lora_rank_effect"]))
     extra += [p for p in paragraphs if p.startswith(KEEP[1:])]
+    first = re.search(r"first written (.+?) at commit (\w+);", rec["markdown"])  # a record re-rendered before
+    date, commit = first.groups() if first else (rec["date"], rec["git_commit"])
     note = (
         f"Re-rendered by `python -m experiments.rerender` from the per-seed numbers stored in this record (first "
-        f"written {rec['date']} at commit {rec['git_commit']}; the run cache is not in this checkout): claims, exact "
+        f"written {date} at commit {commit}; the run cache is not in this checkout): claims, exact "
         "MDEs, TOST and the matched-lr rows that existing runs cover; the gate and smoothing paragraphs are the "
         "original ones."
     )
     keep = {k: v for k, v in old.items() if k not in data}
-    return md + "\n\n" + "\n\n".join(extra + [note]), {**keep, **data, "rerendered_from": rec["date"]}
+    return md + "\n\n" + "\n\n".join(extra + [note]), {**keep, **data, "rerendered_from": date}
 
 
 def main(argv: list[str] | None = None) -> int:

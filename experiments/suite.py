@@ -183,6 +183,11 @@ class RunSpec:
             from llava_structlora.structlora.coordinator import GNN_REVISION
 
             ident["gnn_revision"] = GNN_REVISION
+        if self.method == "structlora" and dict(self.overrides).get("coordinator") == "coupling":
+            from llava_structlora.structlora.coordinator import COUPLING_REVISION
+
+            if COUPLING_REVISION != 1:  # revision 1 is keyed without it (the first runs of the operator)
+                ident["coupling_revision"] = COUPLING_REVISION
         tag = "-".join(f"{k}{v}" for k, v in self.overrides)
         return (
             f"{self.task}-{self.method}-r{self.rank}-lr{self.lr:g}-f{self.data_fraction:g}"

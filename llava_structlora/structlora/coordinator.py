@@ -40,6 +40,9 @@ _NEG = -1e9
 # Bumped whenever what coordinator=gnn computes changes, so cached study runs of the old operator are never
 # reused (experiments/suite.py keys on it).
 GNN_REVISION = 4  # 1: softmax over neighbours, eta / lambda_max(L_a); 4: logit head at 0 = the fixed Laplacian
+# The same for coordinator=coupling (the measured signed coupling, self-loop-normalised); revision 1 runs are keyed
+# without it, so a change must bump it (experiments/suite.py adds it to the key from revision 2 on).
+COUPLING_REVISION = 1
 
 
 # ----------------------------------------------------------------------------- descriptors
