@@ -131,9 +131,16 @@ def world_margins(suite: SuiteConfig) -> tuple[dict[str, Any], str]:
             f"lr {m['lora_lr']:g}) | {m['gain']:+.2f} | {m['gain_over_std']:.1f} |"
         )
     done = [t for t in data if not data[t].get("not_run")]
-    fam_row = {**row, "tasks": {t: row["tasks"][t] for t in done}}
+    fam_row = {  # only finished runs (a cache-only pass marks the others 'not run')
+        **row,
+        "tasks": {t: {**row["tasks"][t], "runs": _finished(row["tasks"][t]["runs"])} for t in done},
+    }
     fam_md, data["families"] = family_tables(suite, fam_row, done)
     return data, "\n".join(lines) + fam_md
+
+
+def _finished(runs: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {s: r for s, r in runs.items() if not r.get("failed")}
 
 
 def lora_rank_markdown(suite: SuiteConfig) -> tuple[dict[str, Any], str]:

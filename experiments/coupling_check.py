@@ -9,7 +9,7 @@
     with the stored numbers is a pairing by seed.
 (B) A 7B-shaped graph: LLaVA-1.5-7B's layer counts (24 CLIP layers, 23 used; 32 Llama layers; q/v: 110
     adapted linears, 106 chain edges) at narrow widths (32-d, random init), trained with the real trainer on the
-    shapes world's captions; the GNN (normalized weights) and the measured coupling.
+    shapes world's captions; the GNN (normalized weights) and the measured coupling, both with filter=none.
 Per run: the effective number of smoothing edges (exp entropy of |eta a_lj|) at init and at the end; per row:
 the mean pairwise Spearman rho of the final edge weights across seeds. Recorded as experiments_coupling_check.
 """
@@ -114,7 +114,10 @@ def graph_7b(seeds: list[int], steps: int) -> dict[str, Any]:
     root = FULL.out_root / "graph_7b"
     base = narrow_7b_base(root / "base")
     rows: dict[str, Any] = {}
-    for label, overrides in (("GNN, normalized weights (rev. 4)", ()), ("measured coupling", COUPLING)):
+    # filter=none isolates the coordinator: with the IB gates on, a random-init 32-d base closes whole layers in
+    # 60 steps (every q and vision update exactly 0 in a first run), so their edges carry no coupling at all
+    no_ib = (("filter", "none"),)
+    for label, overrides in (("GNN, normalized weights (rev. 4)", no_ib), ("measured coupling", COUPLING + no_ib)):
         per_seed = {}
         for s in seeds:
             spec = RunSpec("coco", "structlora", s, 2e-3, overrides=overrides)
@@ -156,7 +159,8 @@ def markdown(a: dict[str, Any], b: dict[str, Any]) -> str:
     lines += [
         "",
         f"**(B) 7B-shaped graph** (24 CLIP / 32 Llama layers at 32-d, random init, q/v, {b['n_smoothing_edges']} chain "
-        f"smoothing edges; {b['steps']} steps at lr {b['lr']:g} on the shapes-world captions; seeds {b['seeds']}):",
+        f"smoothing edges; filter=none; {b['steps']} steps at lr {b['lr']:g} on the shapes-world captions; seeds "
+        f"{b['seeds']}):",
         "",
         "| coordinator | effective edges init → end | cross-seed ρ of the final weights |",
         "|---|---|---|",

@@ -108,7 +108,9 @@ class StructLoRAConfig:
         "normalized",
         "The GNN's smoothing weights a_lj (1 at init, the fixed Laplacian): normalized = n_edges x a softmax of "
         "the edge logits (mean 1: the GNN decides where to smooth, smooth_eta how much) | free = 2 sigmoid(logit) "
-        "(it also decides how much; trained on the task loss alone it switches the smoothing off).",
+        "(it also decides how much; trained on the task loss alone it switches the smoothing off) | coupling = the "
+        "measured signed cosine of adjacent updates x 2 sigmoid(logit), self-loop-normalised (the trained gate "
+        "switches it off; coordinator=coupling is the measured coupling alone).",
     )
     modulation: str = _f(
         "off",
