@@ -98,9 +98,10 @@ def world_margins(suite: SuiteConfig) -> tuple[dict[str, Any], str]:
     """Margins of one world from its cached main-table LoRA runs (a task without them is 'not run')."""
     import dataclasses
 
-    from .__main__ import cache_only, ensure_artifacts
+    from .__main__ import cache_only
     from .eval_data import build_eval_root
     from .plan import run_table
+    from .publish import ensure_artifacts
     from .report import per_seed
     from .tables import TABLES
 
@@ -169,7 +170,7 @@ def lora_rank_markdown(suite: SuiteConfig) -> tuple[dict[str, Any], str]:
 def main(argv: list[str] | None = None) -> None:
     import dataclasses
 
-    from .__main__ import record
+    from .publish import record
     from .suite import SUITES
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

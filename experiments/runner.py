@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llava_structlora.rundir import RunDir
 from llava_structlora.utils.io import atomic_write_json
 
 from .suite import METRIC, METRIC_SCALE, RunSpec, SuiteConfig
@@ -61,9 +62,9 @@ def evaluate_run(spec: RunSpec, suite: SuiteConfig, out: Path, split: str) -> di
         task=spec.task,
         model=str(suite.base_dir),
         data_root=str(suite.out_root / "eval_data"),
-        output_dir=str(out / f"eval_{split}"),
+        output_dir=str(RunDir(out).eval_dir(split)),
         split=split,
-        adapter=str(out / "adapter"),
+        adapter=str(RunDir(out).adapter),
         batch_size=suite.eval_batch_size,
         overwrite=True,
         meteor=False,
@@ -82,7 +83,7 @@ def _structlora_diagnostics(out: Path) -> dict[str, Any] | None:
     movement can be measured when the run has no what-moved record (see gate_shift)."""
     from llava_structlora.train.callbacks import read_diagnostics
 
-    records = read_diagnostics(out / "diagnostics.jsonl")
+    records = read_diagnostics(RunDir(out).diagnostics)
     if not records:
         return None
     first = records[0]
@@ -93,10 +94,11 @@ def _what_moved(out: Path, base_dir: Path) -> dict[str, Any] | None:
     """What training moved in a StructLoRA run (eval-gate histograms at init/end, open directions per layer,
     modulation mean, update norms): the trainer's record if it wrote one, else structlora_moved on the
     run's saved StructLoRA state (``out/structlora``). None for other methods."""
-    for name in ("what_moved.json", "moved.json"):
-        if (out / name).exists():
-            return json.loads((out / name).read_text())
-    if not (out / "structlora").is_dir():
+    run = RunDir(out)
+    for path in (out / "what_moved.json", run.moved):  # what_moved.json: older runs
+        if path.exists():
+            return json.loads(path.read_text())
+    if not run.structlora.is_dir():
         return None
     import torch
     from transformers import LlavaForConditionalGeneration
@@ -106,7 +108,7 @@ def _what_moved(out: Path, base_dir: Path) -> dict[str, Any] | None:
     if not hasattr(sl, "structlora_moved"):  # a code state without the record (before the what-moved record existed)
         return None
     model = LlavaForConditionalGeneration.from_pretrained(str(base_dir), dtype=torch.float32)
-    sl.load_structlora(model, out / "structlora")
+    sl.load_structlora(model, run.structlora)
     model.eval()
     return sl.structlora_moved(model)
 
@@ -153,7 +155,7 @@ def _execute(spec: RunSpec, suite: SuiteConfig) -> dict[str, Any]:
     logger.info("run %s", spec.key(suite))
     train_run(spec.train_argv(suite, out))
     t_train = time.time() - t0
-    run_json = json.loads((out / "run.json").read_text())
+    run_json = json.loads(RunDir(out).run_json.read_text())
     skipped = {"score": None, "skipped": "tuning-seed runs are scored on val, reporting seeds on test"}
     val, test = (evaluate_run(spec, suite, out, s) if s in spec.splits(suite) else skipped for s in ("val", "test"))
     result = {
@@ -163,7 +165,7 @@ def _execute(spec: RunSpec, suite: SuiteConfig) -> dict[str, Any]:
         "val": val,
         "test": test,
         "git_commit": git_commit(),
-        "geometry": adapter_stats(suite.base_dir, out / "adapter"),
+        "geometry": adapter_stats(suite.base_dir, RunDir(out).adapter),
         "structlora_diagnostics": _structlora_diagnostics(out),
         "what_moved": _what_moved(out, suite.base_dir),
         "final_loss": run_json.get("final_loss"),

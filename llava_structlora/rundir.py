@@ -9,6 +9,9 @@ run.json            base model, arguments, git commit, seeds, times, final loss 
 metrics.json        validation of the adapter;  metrics_base.json: of the base
 eval_adapter/       that validation's answers
 diagnostics.jsonl   StructLoRA diagnostics every N steps;  plots/: their PNGs
+moved.json          what training moved (StructLoRA: gates, open directions, update norms)
+
+Every other module (training, evaluation, merge, release, experiments) asks a `RunDir` for these paths.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llava_structlora.data.conversation import DEFAULT_CONV_TEMPLATE, conv_system
 from llava_structlora.utils.io import read_optional_json
+
+ADAPTER_CONFIG = "adapter_config.json"  # what makes a directory a PEFT adapter
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,14 @@ class RunDir:
     def plots(self) -> Path:
         return self.path / "plots"
 
+    @property
+    def moved(self) -> Path:
+        return self.path / "moved.json"
+
+    def checkpoint(self, step: int) -> Path:
+        """`checkpoint-<step>/`, the Trainer's name for the checkpoint of global step `step`."""
+        return self.path / f"checkpoint-{step}"
+
     def export_dir(self, full_model: bool) -> Path:
         """Where the trained result goes: `model/` for a full fine-tune, else `adapter/`."""
         return self.full_model if full_model else self.adapter
@@ -70,7 +84,11 @@ class RunDir:
 
     def is_finished(self) -> bool:
         """True once the run exported its adapter (or full model)."""
-        return (self.adapter / "adapter_config.json").is_file() or (self.full_model / "config.json").is_file()
+        return (self.adapter / ADAPTER_CONFIG).is_file() or (self.full_model / "config.json").is_file()
+
+    def peft_adapter(self) -> Path | None:
+        """The PEFT adapter dir: `adapter/` of a run, or the path itself when it is a bare adapter dir."""
+        return next((d for d in (self.adapter, self.path) if (d / ADAPTER_CONFIG).is_file()), None)
 
     def deliverable(self) -> Path:
         """The exported adapter dir (or full model dir); FileNotFoundError names the run when neither exists."""
@@ -82,6 +100,25 @@ class RunDir:
     def read_run(self) -> dict[str, Any]:
         """run.json ({} when absent, e.g. for a run still training)."""
         return read_optional_json(self.run_json)
+
+    def read_metrics(self, which: str = "adapter") -> dict[str, Any]:
+        """metrics.json (or metrics_<which>.json); {} when absent."""
+        return read_optional_json(self.metrics(which))
+
+    def conv_template(self) -> str:
+        """The conversation format the run trained with (run.json); runs that predate the option used the default."""
+        run = self.read_run()
+        data_args = (run.get("config") or {}).get("DataArguments") or {}
+        name = run.get("conv_template") or data_args.get("conv_template") or DEFAULT_CONV_TEMPLATE
+        conv_system(name)  # an unknown name is an error here, not a silently wrong prompt later
+        return name
+
+    @classmethod
+    def holding(cls, path: str | Path) -> RunDir | None:
+        """The run whose files include `path`: `path` itself or its parent (an `adapter/`) when it has run.json.
+        A release folder counts too: it carries the run's run.json."""
+        path = Path(path)
+        return next((cls(d) for d in (path, path.parent) if (d / "run.json").is_file()), None)
 
 
 def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -1,6 +1,9 @@
-"""The one Python call of eval/{vqav2,gqa,coco_caption}.sh: environment defaults -> evaluate().
+"""The one Python call of eval/{vqav2,gqa,coco_caption}.sh: recipe defaults < flags < environment -> evaluate().
 
-    python -m recipes.evaluate --task vqav2
+    python -m recipes.evaluate --task vqav2 [--limit 100 --batch-size 8 ...]
+
+Every option of `python -m llava_structlora.evaluation` is also a flag here (both generated from EvalConfig's
+fields; `--help` lists them). The environment variables below, when set, beat the flags.
 
 Environment (defaults in brackets):
   ADAPTER     [newest outputs/<task>-*/ run of scripts/finetune_<task>.sh]; `none` = the base alone
@@ -20,22 +23,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
+from typing import Any
 
-from llava_structlora.evaluation.config import TASKS, EvalConfig
-from llava_structlora.evaluation.run import summary
+import torch
+
+from llava_structlora.evaluation.config import TASKS, EvalConfig, add_eval_arguments
+from llava_structlora.evaluation.run import evaluate, summary
 from llava_structlora.rundir import RunDir
 
 from .env import env, env_int
 from .env import preset as env_preset
 from .layout import RepoLayout, is_smoke_name
-
-FINETUNE_SCRIPT = {
-    "vqav2": "scripts/finetune_vqav2.sh",
-    "gqa": "scripts/finetune_gqa.sh",
-    "coco": "scripts/finetune_coco.sh",
-}
 
 
 class RecipeError(RuntimeError):
@@ -59,7 +60,7 @@ def newest_run(task: str, smoke: bool, outputs: Path | None = None) -> Path:
         prefix = "SMOKE=1 " if smoke else ""
         raise RecipeError(
             f"no finished {task} run under {outputs}{hint}. Train one first:\n"
-            f"    {prefix}bash {FINETUNE_SCRIPT[task]}\n"
+            f"    {prefix}bash {RepoLayout.finetune_script(task)}\n"
             f"or point ADAPTER=<dir> at an adapter (ADAPTER=none evaluates the base)."
         )
     return max(mine, key=lambda d: RunDir(d).deliverable().stat().st_mtime)
@@ -71,22 +72,53 @@ def _run_base(run: Path | None) -> str | None:
 
 
 def _default_gpus() -> int:
-    import torch
-
     return max(1, torch.cuda.device_count())
 
 
 def _default_dtype() -> str:
-    import torch
-
     return "bf16" if torch.cuda.is_available() else "fp32"
 
 
-def config_from_env(task: str, layout: RepoLayout | None = None) -> EvalConfig:
-    """The EvalConfig of eval/<task>.sh from its environment variables (module docstring)."""
+# EvalConfig fields an environment variable of the same name in capitals sets (when set: it beats a flag).
+ENV_FIELDS = (
+    "adapter",
+    "model",
+    "data_root",
+    "split",
+    "protocol",
+    "batch_size",
+    "num_gpus",
+    "output_dir",
+    "conv_template",
+    "limit",
+    "dtype",
+    "attn_implementation",
+    "clip_weights",
+    "clip_model",
+)
+_INT_FIELDS = {"batch_size": 1, "num_gpus": 1, "limit": 1}  # field -> minimum
+
+
+def _options(flags: dict[str, Any]) -> dict[str, Any]:
+    """The flags given to the script, with the set environment variables on top (docs: precedence)."""
+    out = dict(flags)
+    for name in ENV_FIELDS:
+        if env(name.upper()) is None:
+            continue
+        out[name] = env_int(name.upper(), 0, _INT_FIELDS[name]) if name in _INT_FIELDS else env(name.upper())
+    return out
+
+
+def config_from_env(task: str, layout: RepoLayout | None = None, flags: dict[str, Any] | None = None) -> EvalConfig:
+    """The EvalConfig of eval/<task>.sh: the recipe's defaults < the script's flags < set environment variables.
+
+    Args:
+        flags: EvalConfig field -> value the user passed as a flag (only those given).
+    """
     layout = layout or RepoLayout.checkout()
     preset = env_preset()
-    adapter = env("ADAPTER")
+    opts = _options(flags or {})
+    adapter = opts.pop("adapter", None)
     run = None
     if adapter is None:
         run = newest_run(task, preset == "smoke", layout.outputs)
@@ -95,8 +127,8 @@ def config_from_env(task: str, layout: RepoLayout | None = None) -> EvalConfig:
         adapter = None
     else:
         run = Path(adapter) if RunDir(adapter).is_finished() else None
-    model = env("MODEL") or _run_base(run) or str(layout.base(preset))
-    data_root = env("DATA_ROOT", str(layout.data(preset)))
+    model = opts.pop("model", None) or _run_base(run) or str(layout.base(preset))
+    data_root = opts.pop("data_root", None) or str(layout.data(preset))
     for path, what, cmd in (
         (
             model,
@@ -111,10 +143,13 @@ def config_from_env(task: str, layout: RepoLayout | None = None) -> EvalConfig:
                 f"(scripts/finetune_{task}.sh builds both) or set "
                 f"{'MODEL' if what == 'base model' else 'DATA_ROOT'}="
             )
-    split = env("SPLIT", TASKS[task].default_split)
-    protocol = env("PROTOCOL", "official")
+    split = opts.pop("split", None) or TASKS[task].default_split
+    protocol = opts.pop("protocol", None) or "official"
     where = run if run is not None else layout.outputs / "eval-base"
-    out = env("OUTPUT_DIR", str(where / "eval" / f"{task}-{split}-{protocol}"))
+    out = opts.pop("output_dir", None) or str(where / "eval" / f"{task}-{split}-{protocol}")
+    opts.setdefault("batch_size", 32)
+    opts.setdefault("num_gpus", _default_gpus())
+    opts.setdefault("dtype", _default_dtype())
     return EvalConfig(
         task=task,
         model=model,
@@ -122,35 +157,34 @@ def config_from_env(task: str, layout: RepoLayout | None = None) -> EvalConfig:
         output_dir=out,
         split=split,
         adapter=adapter,
-        batch_size=env_int("BATCH_SIZE", 32),
-        num_gpus=env_int("NUM_GPUS", _default_gpus()),
         protocol=protocol,
-        clip_weights=env("CLIP_WEIGHTS"),
-        clip_model=env("CLIP_MODEL", "ViT-B-32"),
-        conv_template=env("CONV_TEMPLATE"),
-        limit=int(env("LIMIT")) if env("LIMIT") else None,
-        dtype=env("DTYPE", _default_dtype()),
-        attn_implementation=env("ATTN_IMPLEMENTATION"),
+        **opts,
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """`--task` plus every EvalConfig option (generated from its fields; all optional here: the recipe fills in
+    the newest run, the default data and base, the output dir)."""
+    p = argparse.ArgumentParser(
+        prog="python -m recipes.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--task", choices=sorted(TASKS), required=True)
-    args = p.parse_args(argv)
-    import logging
+    add_eval_arguments(p, required=False, skip=("task",))
+    return p
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    task = args.pop("task")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        cfg = config_from_env(args.task)
+        cfg = config_from_env(task, flags=args)
         print(
-            f"[eval] {args.task} {cfg.split}: model {cfg.model}, adapter {cfg.adapter}, data {cfg.data_root}, "
+            f"[eval] {task} {cfg.split}: model {cfg.model}, adapter {cfg.adapter}, data {cfg.data_root}, "
             f"output {cfg.output_dir}",
             file=sys.stderr,
             flush=True,
         )
-        from llava_structlora.evaluation.run import evaluate
-
         metrics = evaluate(cfg)
     except (RecipeError, FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"[eval] error: {e}", file=sys.stderr)

@@ -30,25 +30,40 @@ import json
 import os
 import shlex
 import socket
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
+from llava_structlora.data.conversation import DEFAULT_CONV_TEMPLATE
+from llava_structlora.evaluation.tasks import TASKS as EVAL_TASKS
 from llava_structlora.rundir import ResumeMismatchError, RunDir, check_resume_identity
+from llava_structlora.train.argv import to_tokens
 from llava_structlora.train.checkpoints import resolve_resume
-from llava_structlora.train.cli import compose_argv, parse_args
-from llava_structlora.train.config import MIX_TASK, TASKS, ConfigError, task_data_path, validation_tasks
-from llava_structlora.train.identity import run_identity
+from llava_structlora.train.config import (
+    MIX_TASK,
+    TASKS,
+    ConfigError,
+    TrainConfig,
+    compose_argv,
+    parse_config,
+    run_identity,
+    task_data_path,
+    validation_tasks,
+)
+from llava_structlora.train.outputs import run_validation
+from llava_structlora.train.validation import check_files
 from llava_structlora.utils.errors import run_main
+from llava_structlora.utils.outputs import claim_for_process
+from llava_structlora.utils.procs import run_group
 
 from .env import arch as env_arch
 from .env import env, env_flag, env_int
 from .env import preset as env_preset
 from .layout import RepoLayout
+from .toy_defaults import toy_defaults
 
-MAIN_METRIC = {"coco": "CIDEr", "vqav2": "overall", "gqa": "accuracy"}
 # environment variable -> training option it overrides (when set)
 ENV_OVERRIDES = {
     "MODEL": "model_name_or_path",
@@ -59,7 +74,6 @@ ENV_OVERRIDES = {
     "DATA_FRACTION": "data_fraction",
     "RESUME": "resume",
 }
-_DERIVED = "<derived from the parsed config>"
 
 
 def _free_port() -> int:
@@ -86,36 +100,61 @@ def env_overrides(layout: RepoLayout, task: str, deepspeed: bool) -> dict[str, A
     return out
 
 
-def train_argv(layout: RepoLayout, task: str, preset: str, cli: list[str], deepspeed: bool = True) -> list[str]:
-    """The training argv (what the launched processes parse), with precedence resolved.
+def _launcher_defaults(layout: RepoLayout, task: str, preset: str, deepspeed: bool) -> dict[str, Any]:
+    """What the recipe fills in below the YAML: this checkout's paths, resume=auto, the default ZeRO config."""
+    return {
+        "task": task,
+        "model_name_or_path": str(layout.base(preset, env_arch())),
+        "data_root": str(layout.data(preset)),
+        "resume": "auto",
+        "deepspeed": str(layout.zero_configs / "zero2.json") if deepspeed else None,
+    }
+
+
+def _derive(layout: RepoLayout, task: str, preset: str) -> tuple[dict[str, Any], Callable[[TrainConfig], dict]]:
+    """(what was derived, the derivation parse_config applies to options nobody set)."""
+    derived: dict[str, Any] = {}
+
+    def derive(cfg: TrainConfig) -> dict[str, Any]:
+        arch = env_arch()
+        toy = cfg.model.model_name_or_path == str(layout.base(preset, arch))
+        out: dict[str, Any] = {}
+        if toy:  # options the tiny base needs that a real LLaVA does not: the study's validated lr
+            out.update(toy_defaults(task, cfg.model.method, cfg.model.model_name_or_path, layout))
+        if "data_path" not in cfg.given:
+            out["data_path"] = task_data_path(cfg.data.data_root, cfg.data.task or task)
+        if "output_dir" not in cfg.given:  # named from the parsed config; a given MODEL: no arch suffix
+            m, t = cfg.model, cfg.training
+            out["output_dir"] = str(
+                layout.run_dir(task, m.method, m.lora_r, t.seed, preset == "smoke", arch if toy else "llava")
+            )
+        derived.update({k: v for k, v in out.items() if k not in cfg.given})
+        return out
+
+    return derived, derive
+
+
+def train_config(
+    layout: RepoLayout, task: str, preset: str, cli: list[str], deepspeed: bool = True
+) -> tuple[list[str], TrainConfig]:
+    """The training argv (what the launched processes parse) and its parse, with precedence resolved.
+    The argv is composed once and parsed once; derived options (the run directory) are appended to it.
 
     Args:
         cli: the user's extra flags (they override the YAML; set environment variables override them).
         deepspeed: add the default ZeRO config (zero_configs/zero2.json) unless the user/ZERO gives one.
     """
-    arch = env_arch()
-    derived_path = task_data_path(_DERIVED, task)  # as many placeholders as sources (the ratios are checked)
-    defaults: dict[str, Any] = {
-        "task": task,
-        "model_name_or_path": str(layout.base(preset, arch)),
-        "data_root": str(layout.data(preset)),
-        "data_path": derived_path,
-        "output_dir": _DERIVED,
-        "resume": "auto",
-        "deepspeed": str(layout.zero_configs / "zero2.json") if deepspeed else None,
-    }
+    defaults = _launcher_defaults(layout, task, preset, deepspeed)
     config, overrides = layout.recipe_config(task, preset), env_overrides(layout, task, deepspeed)
-    margs, dargs, _, targs = parse_args(
-        compose_argv(cli, config, defaults, overrides), check_paths=False, with_deepspeed=False
-    )
-    if dargs.data_path == derived_path:
-        defaults["data_path"] = task_data_path(dargs.data_root, dargs.task or task)
-    if targs.output_dir == _DERIVED:
-        toy = arch if margs.model_name_or_path == str(layout.base(preset, arch)) else "llava"  # given MODEL: no suffix
-        defaults["output_dir"] = str(
-            layout.run_dir(task, margs.method, margs.lora_r, targs.seed, preset == "smoke", toy)
-        )
-    return compose_argv(cli, config, defaults, overrides)
+    argv = compose_argv(cli, config, defaults, overrides)
+    derived, derive = _derive(layout, task, preset)
+    cfg = parse_config(argv, check_paths=False, with_deepspeed=False, derive=derive)  # a typo fails in seconds
+    return argv + to_tokens(derived), cfg
+
+
+def train_argv(layout: RepoLayout, task: str, preset: str, cli: list[str], deepspeed: bool = True) -> list[str]:
+    """The training argv of train_config."""
+    return train_config(layout, task, preset, cli, deepspeed)[0]
 
 
 def ensure_defaults(
@@ -185,8 +224,6 @@ def launch_command(argv: list[str], ranks: int, deepspeed: bool = True) -> tuple
 
 def base_eval_cache(layout: RepoLayout, model: Path, task: str, split: str, conv_template: str) -> Path:
     """Base answers are reused across runs, keyed by the base's weights file identity (and prompt format)."""
-    from llava_structlora.data.conversation import DEFAULT_CONV_TEMPLATE
-
     weights = sorted(Path(model).glob("*.safetensors"))
     ident = [str(Path(model).resolve())] + [f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights]
     if conv_template != DEFAULT_CONV_TEMPLATE:  # the default keeps the cache keys of earlier versions
@@ -207,8 +244,6 @@ def evaluate_both(
 ) -> dict[str, dict]:
     """Validation of the trained adapter (metrics.json) and of the base (metrics_base.json, cached),
     both prompted in the run's conversation format."""
-    from llava_structlora.train.outputs import run_validation
-
     common = dict(conv_template=conv_template)
     return {
         "adapter": run_validation(run, task, model, data_root, split, batch_size, which="adapter", **common),
@@ -229,8 +264,9 @@ def evaluate_both(
 
 def score_line(task: str, split: str, scores: dict) -> str:
     """Adapter vs base on the main metric; VQAv2/GQA under both protocols (official first)."""
-    key = MAIN_METRIC[task]
-    line = f"{task} {split} {key}: adapter {scores['adapter'].get(key):.4f} | base {scores['base'].get(key):.4f}"
+    key = EVAL_TASKS[task].main_metric
+    adapter, base = scores["adapter"].get(key), scores["base"].get(key)
+    line = f"{task} {split} {key}: adapter {adapter:.4f} | base {base:.4f} | gain {adapter - base:+.4f}"
     llava = [(scores[w].get("protocols") or {}).get("llava", {}).get(key) for w in ("adapter", "base")]
     if None not in llava:
         line += (
@@ -240,20 +276,18 @@ def score_line(task: str, split: str, scores: dict) -> str:
     return line
 
 
-def prepare(layout: RepoLayout, task: str, cli: list[str], deepspeed: bool) -> tuple[list[str], tuple]:
+def prepare(layout: RepoLayout, task: str, cli: list[str], deepspeed: bool) -> tuple[list[str], TrainConfig]:
     """Resolve, build the defaults, validate and check the resume: (training argv, parsed config)."""
     preset = env_preset()
-    targv = train_argv(layout, task, preset, cli, deepspeed)
-    margs, dargs, _, _ = parse_args(targv, check_paths=False, with_deepspeed=False)  # a typo fails in seconds
-    ensure_defaults(layout, preset, Path(margs.model_name_or_path), Path(dargs.data_root), env_arch())
-    parsed = parse_args(targv, with_deepspeed=False)  # paths too, still before launch
-    targs = parsed[3]
-    if resolve_resume(targs.resume, targs.output_dir):
+    targv, cfg = train_config(layout, task, preset, cli, deepspeed)
+    ensure_defaults(layout, preset, Path(cfg.model.model_name_or_path), Path(cfg.data.data_root), env_arch())
+    check_files(cfg)  # paths too, still before launch
+    if resolve_resume(cfg.training.resume, cfg.training.output_dir):
         try:
-            check_resume_identity(RunDir(targs.output_dir), run_identity(*parsed))
+            check_resume_identity(RunDir(cfg.training.output_dir), run_identity(*cfg.args))
         except ResumeMismatchError as e:
             raise ConfigError(str(e)) from e
-    return targv, parsed
+    return targv, cfg
 
 
 def main(argv: Optional[list[str]] = None, layout: Optional[RepoLayout] = None) -> int:
@@ -270,14 +304,16 @@ def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
     t0 = time.time()
     try:
         deepspeed, do_eval, ranks = not env_flag("NO_DEEPSPEED", False), env_flag("EVAL", True), _num_ranks()
-        targv, (margs, dargs, _, targs) = prepare(layout, args.task, cli, deepspeed)
+        targv, cfg = prepare(layout, args.task, cli, deepspeed)
+        margs, dargs, targs = cfg.model, cfg.data, cfg.training
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"[finetune] configuration error: {e}", file=sys.stderr, flush=True)
         return 2
     run = RunDir(targs.output_dir)
+    claim_for_process(run.path, "training run", pass_down=True)  # a second run / a merge exits 2; ranks share it
     cmd, environ = launch_command(targv, ranks, deepspeed)
     print(f"[finetune] {shlex.join(cmd)}", flush=True)
-    rc = subprocess.run(cmd, env=environ, cwd=layout.root).returncode
+    rc = run_group(cmd, env=environ, cwd=layout.root)  # SIGTERM reaches every rank, which we wait for
     if rc != 0:
         print(
             f"[finetune] training failed (exit {rc}); complete checkpoints in {run.path} "
@@ -287,19 +323,19 @@ def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
         )
         return rc
     print(f"[finetune] adapter: {run.deliverable()}", flush=True)
+    lines = []  # the scores come last: what a user reads first when the run ends
     if do_eval:
         model, data_root = Path(margs.model_name_or_path), Path(dargs.data_root)
         scores = evaluate_both(
             layout, run, args.task, model, data_root, dargs.eval_split, dargs.eval_batch_size, dargs.conv_template
         )
+        print(f"[finetune] scores: {run.metrics('adapter')}, {run.metrics('base')}", flush=True)
         for t in validation_tasks(args.task):
             per = {w: s["tasks"][t] if args.task == MIX_TASK else s for w, s in scores.items()}
-            print(
-                f"[finetune] {score_line(t, dargs.eval_split, per)}  (scores: {run.metrics('adapter')}, "
-                f"{run.metrics('base')})",
-                flush=True,
-            )
+            lines.append(f"[finetune] {score_line(t, dargs.eval_split, per)}")
     print(f"[finetune] done in {time.time() - t0:.1f} s: {run.path}", flush=True)
+    for line in lines:
+        print(line, flush=True)
     return 0
 
 

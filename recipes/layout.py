@@ -67,6 +67,11 @@ class RepoLayout:
         p = Path(path)
         return p if p.is_absolute() or p.exists() else self.root / p
 
+    @staticmethod
+    def finetune_script(task: str) -> str:
+        """The shell recipe that trains `task` (relative to the root)."""
+        return f"scripts/finetune_{task}.sh"
+
     def run_dir(self, task: str, method: str, r: int, seed: int, smoke: bool, arch: str = "llava") -> Path:
         """Default OUTPUT_DIR of a training run, named from its parsed configuration."""
         return self.outputs / run_name(task, method, r, seed, smoke, arch)

@@ -1,34 +1,27 @@
-"""Evaluation stage config and the per-task file layout under DATA_ROOT (docs/ARCHITECTURE.md)."""
+"""Evaluation options: one dataclass (`EvalConfig`) whose fields generate the command line of
+`python -m llava_structlora.evaluation` and of the eval/*.sh recipes (`add_eval_arguments`), as the
+training options generate theirs. Task layout and scoring: tasks.py (one spec object per task).
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
-from dataclasses import asdict, dataclass
+import typing
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import torch
 
-@dataclass(frozen=True)
-class TaskSpec:
-    """Where a task's questions and scorer references live, and how long its answers are."""
+from llava_structlora.data.conversation import CONV_TEMPLATES, DEFAULT_CONV_TEMPLATE, conv_system
+from llava_structlora.modeling import check_attn_implementation, resolve_dtype
+from llava_structlora.rundir import RunDir
 
-    name: str
-    default_split: str
-    max_new_tokens: int
-    reference_files: tuple[str, ...]  # patterns with {split}; all must exist to score
+from .tasks import PROTOCOLS, TASKS, TaskSpec, get_task
 
-    def questions_jsonl(self, data_root: Path, split: str) -> Path:
-        return data_root / self.name / f"{split}_questions.jsonl"
-
-    def references(self, data_root: Path, split: str) -> list[Path]:
-        return [data_root / self.name / p.format(split=split) for p in self.reference_files]
-
-
-TASKS: dict[str, TaskSpec] = {
-    # LLaVA-1.5 prompts answer VQA/GQA with "a single word or phrase": a few tokens suffice.
-    "vqav2": TaskSpec("vqav2", "val", 16, ("{split}_questions.json", "{split}_annotations.json")),
-    "gqa": TaskSpec("gqa", "testdev", 16, ("{split}_questions.json",)),
-    "coco": TaskSpec("coco", "test", 48, ("{split}_annotations.json",)),
-}
+__all__ = ["TASKS", "TaskSpec", "EvalConfig", "add_eval_arguments", "recorded_conv_template"]
 
 
 def recorded_conv_template(adapter: str | None, model: str) -> str | None:
@@ -37,11 +30,9 @@ def recorded_conv_template(adapter: str | None, model: str) -> str | None:
     Looked up in the run.json of the adapter (its dir or the run dir above it; a release folder has
     one) and in a merged model's merge_info.json; None when nothing records it.
     """
-    from llava_structlora.merge import recorded_conv_template as of_run
-
     for cand in ([Path(adapter), Path(adapter).parent] if adapter else []) + [Path(model)]:
-        if (cand / "run.json").is_file():
-            return of_run(cand)
+        if RunDir(cand).run_json.is_file():
+            return RunDir(cand).conv_template()
         info = cand / "merge_info.json"
         if info.is_file():
             name = json.loads(info.read_text()).get("conv_template")
@@ -50,50 +41,58 @@ def recorded_conv_template(adapter: str | None, model: str) -> str | None:
     return None
 
 
+def _opt(default: Any, help: str, **cli: Any) -> Any:
+    """A field with its CLI help (and argparse extras such as choices)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
+def _req(help: str) -> Any:
+    return field(metadata={"help": help})
+
+
 @dataclass
 class EvalConfig:
     """One evaluation run: generate -> merge -> convert -> score (or write the submission)."""
 
-    task: str
-    model: str
-    data_root: str
-    output_dir: str
-    split: str | None = None  # default: the task's default split
-    adapter: str | None = None
-    batch_size: int = 32
-    num_gpus: int = 1  # processes: one per GPU, or CPU workers without GPUs
-    protocol: str = "official"
-    max_new_tokens: int | None = None  # default: the task's
-    dtype: str = "float32"  # base load dtype: fp32 | bf16 | fp16 (long names too); recipe: DTYPE
-    attn_implementation: str | None = None  # sdpa | eager | flash_attention_2 (None: transformers' default)
-    device: str = "auto"  # auto: cuda if available, else cpu
-    model_id: str | None = None
-    conv_template: str | None = None  # conversation format; default: the run's (run.json), else the toy base's
-    limit: int | None = None  # evaluate the first N questions of the split (file order)
-    overwrite: bool = False  # discard answers of a different earlier run in output_dir
-    meteor: bool = True  # coco: METEOR costs ~16 s of Java per scoring; False -> null + note
-    clip_weights: str | None = None  # coco: local open_clip checkpoint -> CLIPScore (else skipped, noted)
-    clip_model: str = "ViT-B-32"
+    task: str = field(metadata={"help": "The task (its scorer and files).", "choices": sorted(TASKS)})
+    model: str = _req("Base model dir (save_pretrained), or a merged model.")
+    data_root: str = _req("DATA_ROOT: <task>/<split>_questions.jsonl and the scorer's files.")
+    output_dir: str = _req("Where answers, results and metrics.json go.")
+    split: str | None = _opt(None, "Default: vqav2 val, gqa testdev, coco test (Karpathy).")
+    adapter: str | None = _opt(None, "PEFT adapter dir, StructLoRA dir, merged model or run dir.")
+    batch_size: int = _opt(32, "Generation batch size.")
+    num_gpus: int = _opt(1, "Processes: one per GPU, or CPU workers without GPUs.")
+    protocol: str = _opt("official", "Answer processing of the scorer.", choices=PROTOCOLS)
+    max_new_tokens: int | None = _opt(None, "Default: the task's.")
+    dtype: str = _opt("float32", "Base load dtype: fp32 | bf16 | fp16 (long names too); bf16 for 7B on GPUs.")
+    attn_implementation: str | None = _opt(None, "sdpa | eager | flash_attention_2 (default: transformers').")
+    device: str = _opt("auto", "auto (cuda if available) | cpu | cuda.")
+    model_id: str | None = _opt(None, "model_id written in the answers (default: adapter dir name).")
+    conv_template: str | None = _opt(
+        None,
+        "Conversation format; must match training. Default: the one the adapter's run.json (or a merged "
+        "model's merge_info.json) records, else vicuna_v1_nosys (the toy base).",
+        choices=sorted(CONV_TEMPLATES),
+    )
+    limit: int | None = _opt(None, "Evaluate only the first N questions of the split (file order; scored on those N).")
+    overwrite: bool = _opt(False, "Discard answers of a different earlier run in output_dir.")
+    meteor: bool = _opt(True, "coco: score METEOR too (about 16 s of Java; --no-meteor writes null + a note).")
+    clip_weights: str | None = _opt(None, "coco: local open_clip checkpoint -> CLIPScore (else skipped, noted).")
+    clip_model: str = _opt("ViT-B-32", "open_clip model name of clip_weights.")
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {sorted(TASKS)}, got {self.task!r}")
-        if self.protocol not in ("official", "llava"):
+        spec = get_task(self.task)  # ValueError listing the tasks
+        if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be 'official' or 'llava', got {self.protocol!r}")
-        from llava_structlora.data.conversation import DEFAULT_CONV_TEMPLATE, conv_system
-
         if self.conv_template is None:
             self.conv_template = recorded_conv_template(self.adapter, self.model) or DEFAULT_CONV_TEMPLATE
         conv_system(self.conv_template)  # unknown names: ValueError listing the known ones
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1 (questions), got {self.limit}")
-        from llava_structlora.modeling import check_attn_implementation, resolve_dtype
-
         resolve_dtype(self.dtype)  # a typo fails here (ModelLoadError, a ValueError), not in every worker
         check_attn_implementation(self.attn_implementation)
         if self.batch_size < 1 or self.num_gpus < 1:
             raise ValueError("batch_size and num_gpus must be >= 1")
-        spec = TASKS[self.task]
         self.split = self.split or spec.default_split
         self.max_new_tokens = self.max_new_tokens or spec.max_new_tokens
         if self.model_id is None:
@@ -101,8 +100,6 @@ class EvalConfig:
         self._resolve_device()
 
     def _resolve_device(self) -> None:
-        import torch
-
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.device == "cuda" and self.num_gpus > torch.cuda.device_count():
@@ -111,8 +108,6 @@ class EvalConfig:
     @property
     def system(self) -> str:
         """The system prompt of the conversation format (must be the one the adapter was trained with)."""
-        from llava_structlora.data.conversation import conv_system
-
         return conv_system(self.conv_template)
 
     @property
@@ -126,3 +121,39 @@ class EvalConfig:
             k: d[k]
             for k in ("task", "split", "model", "adapter", "max_new_tokens", "dtype", "model_id", "conv_template")
         }
+
+
+def _flags(name: str) -> list[str]:
+    """`--batch-size` and `--batch_size` (dash style first, as the CLI always had; underscores as training's)."""
+    return [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser, required: bool = True, skip: tuple[str, ...] = ()) -> None:
+    """One option per EvalConfig field (type, default, help, choices from the field).
+
+    Args:
+        required: False gives every option the default argparse.SUPPRESS, so that the namespace holds only
+            what the user typed (a recipe fills in the rest and lets set environment variables win).
+        skip: fields the caller sets itself (e.g. `task`).
+    """
+    hints = typing.get_type_hints(EvalConfig)
+    for f in dataclasses.fields(EvalConfig):
+        if f.name in skip:
+            continue
+        kw: dict[str, Any] = {"help": f.metadata["help"], "dest": f.name}
+        if "choices" in f.metadata:
+            kw["choices"] = list(f.metadata["choices"])
+        has_default = f.default is not dataclasses.MISSING
+        if hints[f.name] is bool:  # `--overwrite`, `--no-meteor`: the CLI's spelling for switches
+            flags = _flags(f.name) if not f.default else [f"--no-{f.name.replace('_', '-')}"]
+            kw["action"] = "store_false" if f.default else "store_true"
+            kw.pop("choices", None)
+        else:
+            flags = _flags(f.name)
+            inner = [a for a in typing.get_args(hints[f.name]) if a is not type(None)] or [hints[f.name]]
+            kw["type"] = inner[0]
+            kw["required"] = required and not has_default
+            if required and has_default and f.default is not None:
+                kw["help"] += f" [{f.default}]"
+        kw["default"] = f.default if (required and has_default) else argparse.SUPPRESS
+        parser.add_argument(*flags, **kw)

@@ -14,47 +14,16 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from llava_structlora.metrics.gqa import llava_gqa_prediction
-from llava_structlora.metrics.vqa_normalize import evalai_answer_processor
 from llava_structlora.utils.errors import entry_point
 from llava_structlora.utils.io import atomic_write_json
 
-
-def _int_id(qid: Any, task: str) -> int:
-    try:
-        return int(qid)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{task}: question_id {qid!r} is not an integer id") from e
+from .tasks import PROTOCOLS, TASKS, get_task, pad_vqav2_submission  # noqa: F401  (public path)
 
 
 def to_results(task: str, answers: Sequence[dict], submission: bool = False, protocol: str = "official") -> list[dict]:
-    """Official results list for `task` from LLaVA answer records."""
-    post = protocol == "llava" and submission
-    if task == "vqav2":
-        return [
-            {
-                "question_id": _int_id(a["question_id"], task),
-                "answer": evalai_answer_processor(a["text"]) if post else a["text"],
-            }
-            for a in answers
-        ]
-    if task == "gqa":
-        return [
-            {"questionId": str(a["question_id"]), "prediction": llava_gqa_prediction(a["text"]) if post else a["text"]}
-            for a in answers
-        ]
-    if task == "coco":
-        return [{"image_id": _int_id(a["question_id"], task), "caption": a["text"]} for a in answers]
-    raise ValueError(f"unknown task {task!r}")
-
-
-def pad_vqav2_submission(results: list[dict], all_test_ids: Sequence[int]) -> tuple[list[dict], int]:
-    """EvalAI wants every test2015 question; LLaVA fills the unanswered ones with ''."""
-    have = {r["question_id"] for r in results}
-    extra = [{"question_id": int(q), "answer": ""} for q in all_test_ids if int(q) not in have]
-    return results + extra, len(extra)
+    """Official results list for `task` from LLaVA answer records (the task spec's format)."""
+    return get_task(task).to_results(answers, submission, protocol)
 
 
 def read_answers(path: str | Path) -> list[dict]:
@@ -84,11 +53,11 @@ def read_answers(path: str | Path) -> list[dict]:
 @entry_point("convert")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", choices=("vqav2", "gqa", "coco"), required=True)
+    p.add_argument("--task", choices=sorted(TASKS), required=True)
     p.add_argument("--answers", required=True, help="LLaVA answers JSONL")
     p.add_argument("--out", required=True)
     p.add_argument("--submission", action="store_true", help="apply the protocol's processing (upload file)")
-    p.add_argument("--protocol", choices=("official", "llava"), default="llava")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="llava")
     args = p.parse_args(argv)
     results = to_results(args.task, read_answers(args.answers), args.submission, args.protocol)
     atomic_write_json(args.out, results, indent=None)

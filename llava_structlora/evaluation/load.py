@@ -19,7 +19,10 @@ from typing import Any
 import torch
 
 from llava_structlora.modeling import DTYPES, ModelLoadError, is_quantized, load_base_model, resolve_dtype  # noqa: F401
+from llava_structlora.rundir import ADAPTER_CONFIG, RunDir
+from llava_structlora.structlora import load_structlora, merge_structlora
 from llava_structlora.utils.jsonio import JsonInputError, read_adapter_config
+from llava_structlora.utils.strict_load import peft_from_pretrained_strict
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +44,15 @@ def adapter_kind(adapter: str | Path | None) -> tuple[str, Path | None]:
     path = Path(adapter)
     if not path.is_dir():
         raise ModelLoadError(f"adapter {path} is not a directory")
-    for cand in (path, path / "adapter"):
-        if (cand / "adapter_config.json").is_file():
-            check_adapter_config(cand / "adapter_config.json")
+    run = RunDir(path)  # a training run dir: its adapter/, structlora/ or model/ (rundir.py's layout)
+    for cand in (path, run.adapter):
+        if (cand / ADAPTER_CONFIG).is_file():
+            check_adapter_config(cand / ADAPTER_CONFIG)
             return "peft", cand
-    if (path / "structlora").is_dir():
-        return "structlora", path / "structlora"
-    if _is_full_model(path / "model"):  # a full fine-tuning run dir
-        return "merged", path / "model"
+    if run.structlora.is_dir():
+        return "structlora", run.structlora
+    if _is_full_model(run.full_model):  # a full fine-tuning run dir
+        return "merged", run.full_model
     if _is_full_model(path):
         return "merged", path
     if _is_structlora(path):
@@ -69,13 +73,6 @@ def check_adapter_config(path: Path) -> dict:
 
 
 def _merge_structlora(model: torch.nn.Module, path: Path) -> torch.nn.Module:
-    try:
-        from llava_structlora.structlora import load_structlora, merge_structlora
-    except ImportError as e:
-        raise ModelLoadError(
-            f"{path} is a StructLoRA dir but llava_structlora.structlora does not provide "
-            f"load_structlora/merge_structlora ({e}); pass the exported PEFT adapter/ instead"
-        ) from e
     return merge_structlora(load_structlora(model, path))
 
 
@@ -88,8 +85,6 @@ def load_model(
 ) -> tuple[torch.nn.Module, Any]:
     """(model in eval mode with any adapter merged, processor); the base loads directly in `dtype`."""
     from transformers import AutoProcessor
-
-    from llava_structlora.utils.strict_load import peft_from_pretrained_strict
 
     kind, apath = adapter_kind(adapter)
     weights = apath if kind == "merged" else Path(base)

@@ -11,80 +11,49 @@ Output dir layout:
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from llava_structlora.data import resolve_image_folder
 from llava_structlora.utils.io import atomic_write_json, sha256_file
+from llava_structlora.utils.outputs import locked_output, read_resume_key, remove_stale
 
 from .config import EvalConfig
-from .convert import pad_vqav2_submission, to_results
 from .generate import load_questions
 from .shards import ShardJob, generate_sharded, merge_answers
 
 logger = logging.getLogger(__name__)
 
 
+DERIVED = ("metrics.json", "answers.jsonl", "results.json", "submission.json")  # the stamp first
+
+
 def _check_key(cfg: EvalConfig, out: Path, questions_file: Path) -> None:
     """Refuse to resume answers produced by a different model/adapter/split or question file."""
     key_path = out / "eval_key.json"
     key = {**cfg.generation_key(), "questions_sha256": sha256_file(questions_file)}
-    if key_path.exists():
-        old = json.loads(key_path.read_text())
-        if old != key:
-            if not cfg.overwrite:
-                diff = {k: (old.get(k), v) for k, v in key.items() if old.get(k) != v}
-                raise ValueError(
-                    f"{out} holds answers of another run (old, new): {diff}; use another --output-dir or --overwrite"
-                )
-            shutil.rmtree(out / "answers", ignore_errors=True)
+    old = read_resume_key(key_path, cfg.overwrite) if key_path.exists() else key
+    if old != key and not cfg.overwrite:
+        diff = {k: (old.get(k), v) for k, v in key.items() if old.get(k) != v}
+        raise ValueError(
+            f"{out} holds answers of another run (old, new): {diff}; use another --output-dir or --overwrite"
+        )
+    remove_stale(out, DERIVED)  # before any change: the dir looks complete again only once metrics.json is
+    if old != key:
+        shutil.rmtree(out / "answers", ignore_errors=True)
     atomic_write_json(key_path, key)
 
 
 def _image_folder(questions_file: Path) -> Path:
-    from llava_structlora.data import resolve_image_folder
-
     return resolve_image_folder(questions_file)
 
 
-def _has_answers(cfg: EvalConfig, refs: list[Path]) -> bool:
-    if not all(p.is_file() for p in refs):
-        return False
-    if cfg.task == "gqa":  # testdev/test files without answers are submission-only
-        qs = json.loads(refs[0].read_text())
-        return bool(qs) and all(isinstance(q, dict) and isinstance(q.get("answer"), str) for q in qs.values())
-    return True
-
-
-PROTOCOLS = ("official", "llava")
-_PARTIAL_KEYS = ("n_missing", "n_unknown", "n_duplicate")
-
-
 def score(cfg: EvalConfig, refs: list[Path], results: Path) -> dict[str, Any]:
-    """Scores under ``cfg.protocol`` at the top level; VQAv2/GQA add ``protocols``: both side by side.
-
-    With ``cfg.limit`` the references hold more questions than were answered: the intersection is
-    scored, after checking that every answered id is a reference id, answered once.
-    """
-    from llava_structlora.metrics import score_captions, score_gqa_protocols, score_vqav2_protocols
-
-    if cfg.task == "coco":
-        return score_captions(refs[0], results, meteor=cfg.meteor)
-    partial = cfg.limit is not None
-    if cfg.task == "vqav2":
-        by = score_vqav2_protocols(refs[0], refs[1], results, PROTOCOLS, allow_partial=partial)
-    else:
-        by = score_gqa_protocols(refs[0], results, PROTOCOLS, allow_partial=partial)
-    chosen = by[cfg.protocol]
-    if partial and (chosen.get("n_unknown") or chosen.get("n_duplicate")):
-        raise ValueError(f"{results}: {chosen['n_unknown']} unknown / {chosen['n_duplicate']} duplicated ids")
-    drop = ("protocol", "n", *_PARTIAL_KEYS)
-    metrics = {k: v for k, v in chosen.items() if k not in _PARTIAL_KEYS}
-    metrics["protocols"] = {p: {k: v for k, v in m.items() if k not in drop} for p, m in by.items()}
-    return metrics
+    """Scores under ``cfg.protocol`` (the task spec's scorer; VQAv2/GQA add ``protocols``: both side by side)."""
+    return cfg.spec.score(refs, results, cfg.protocol, partial=cfg.limit is not None, meteor=cfg.meteor)
 
 
 def add_clip_score(cfg: EvalConfig, questions, answers: list[dict], metrics: dict[str, Any]) -> None:
@@ -108,18 +77,22 @@ def add_clip_score(cfg: EvalConfig, questions, answers: list[dict], metrics: dic
 
 
 def _write_submission(cfg: EvalConfig, data_root: Path, answers: list[dict], out: Path) -> dict[str, Any]:
-    results = to_results(cfg.task, answers, submission=True, protocol=cfg.protocol)
+    results = cfg.spec.to_results(answers, submission=True, protocol=cfg.protocol)
     info: dict[str, Any] = {"submission": str(out / "submission.json"), "n": len(results)}
-    full_test = cfg.spec.questions_jsonl(data_root, "test")
-    if cfg.task == "vqav2" and cfg.split == "test-dev" and full_test.is_file():
-        all_ids = [json.loads(line)["question_id"] for line in open(full_test) if line.strip()]
-        results, n_pad = pad_vqav2_submission(results, all_ids)
+    results, n_pad = cfg.spec.pad_submission(results, data_root, cfg.split)
+    if n_pad is not None:
         info["n_padded_empty"] = n_pad
     atomic_write_json(out / "submission.json", results, indent=None)
     return info
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Run the whole evaluation with its output dir locked (a second evaluation into it exits 2)."""
+    with locked_output(cfg.output_dir, "evaluation"):
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Run the whole evaluation; returns what is written to metrics.json."""
     t0 = time.time()
     data_root, out = Path(cfg.data_root), Path(cfg.output_dir)
@@ -153,10 +126,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     t_gen = time.time() - t0
     answers = merge_answers(out / "answers", questions, out / "answers.jsonl", known_ids=known)
     refs = cfg.spec.references(data_root, cfg.split)
-    if _has_answers(cfg, refs):
-        atomic_write_json(out / "results.json", to_results(cfg.task, answers), indent=None)
+    if cfg.spec.has_answers(refs):
+        atomic_write_json(out / "results.json", cfg.spec.to_results(answers), indent=None)
         metrics = score(cfg, refs, out / "results.json")
-        if cfg.task == "coco":
+        if cfg.spec.captions:
             add_clip_score(cfg, questions, answers, metrics)
     else:
         metrics = _write_submission(cfg, data_root, answers, out)

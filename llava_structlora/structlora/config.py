@@ -55,23 +55,38 @@ def _f(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
-@dataclass
+@dataclass(frozen=True)
 class StructLoRAConfig:
     """All knobs of StructLoRA. Defaults: the paper's main setting (r=8, alpha=16, q/v, IB + 1-layer GAT,
     hybrid graph) with the trainability fixes (see docs/structlora.md, "Knobs")."""
 
-    r: int = _f(8, "Adapter rank r.")
+    r: int = _f(8, "Adapter (LoRA) rank r.")
     alpha: float = _f(16.0, "Adapter scale alpha (update scale alpha / r).")
     dropout: float = _f(0.0, "Adapter input dropout.")
-    targets: Union[str, list[str]] = _f("qv", f"Target preset ({'|'.join(TARGET_PRESETS)}) or a list of regexes.")
+    targets: Union[str, list[str]] = _f(
+        "qv",
+        f"Target preset ({'|'.join(TARGET_PRESETS)}: both towers' self_attn projections) or a list of regexes "
+        "over named_modules().",
+    )
     keep_dead_layers: bool = _f(
         False,
         "Also adapt layers whose output the model never uses (vision layers "
         "above vision_feature_layer); off: their adapters would stay B = 0.",
     )
     # Stage 1: IB filter
-    filter: str = _f("ib", "|".join(FILTERS))
-    gate: str = _f("hard_concrete", "|".join(GATES))
+    filter: str = _f(
+        "ib",
+        "ib (IB-regularized gates) | topk_norm (keep the keep_k largest ||B[:,k]|| ||A[k,:]||, recomputed every "
+        "topk_refresh_steps; all open before the first refresh) | random (a fixed seeded subset of keep_k) | "
+        "layer_scale (one learned scalar per layer, init 1, no KL: not in the paper, the control that separates "
+        "coordination from a per-layer change of update scale) | none.",
+    )
+    gate: str = _f(
+        "hard_concrete",
+        "hard_concrete (L0, (gamma, zeta) = (-0.1, 1.1)) | gaussian (KL to N(gaussian_prior_mean, "
+        "gaussian_prior_std^2)) | gumbel (straight-through relaxed Bernoulli, tau gumbel_tau_start -> "
+        "gumbel_tau_end, KL to Bernoulli(gumbel_prior_p)).",
+    )
     gate_init: float = _f(
         1.0,
         "Evaluation gate at init, in (0, 1]; 1 = an untrained adapter merges to plain LoRA "
@@ -96,9 +111,15 @@ class StructLoRAConfig:
     topk_refresh_steps: int = _f(100, "filter=topk_norm: recompute the top-k mask every N steps.")
     open_threshold: float = _f(1e-2, "|eval gate x modulation| above this counts as an open direction (diagnostics).")
     # Stage 2: graph coordinator
-    coordinator: str = _f("gnn", "|".join(COORDINATORS))
+    coordinator: str = _f(
+        "gnn",
+        "gnn | laplacian (a_lj = 1: the fixed smoother) | coupling (a_lj = the measured signed cosine of the two "
+        "layers' current updates, self-loop-normalised as paper eq. 4; no trained parameters) | cosine_penalty, "
+        "laplacian_penalty (paper App. C: a loss of weight lambda_penalty on adjacent same-shape updates, no "
+        "smoothing) | none.",
+    )
     coordinator_lr_mult: float = _f(10.0, "Coordinator (GNN) parameters' lr = learning_rate x this (no weight decay).")
-    graph: str = _f("hybrid", "|".join(GRAPHS) + " (edges the descriptor GNN sees).")
+    graph: str = _f("hybrid", "adjacency | similarity | hybrid (their union): the edges the descriptor GNN sees.")
     smooth_edges: str = _f(
         "chain",
         "Edges the smoothing (I - eta L_a) may use: chain = the depth chain of each "
@@ -118,7 +139,7 @@ class StructLoRAConfig:
         "free (1 + tanh, a gain in (0, 2)).",
     )
     gnn_layers: int = _f(1, "Message-passing layers of the descriptor GNN (1-3).")
-    gnn_type: str = _f("gat", "|".join(GNN_TYPES))
+    gnn_type: str = _f("gat", "gat | gcn: the descriptor GNN's layer type.")
     gnn_hidden: int = _f(32, "Hidden width of the descriptor GNN.")
     smooth_eta: float = _f(
         0.5,
@@ -237,3 +258,24 @@ class StructLoRAConfig:
         if unknown:
             raise ValueError(f"StructLoRAConfig: unknown field(s) {unknown}; known: {sorted(known)}")
         return cls(**data)
+
+
+def _md_default(value: Any) -> str:
+    if isinstance(value, str):
+        return f"`{value}`"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value and (abs(value) < 1e-2 or abs(value) >= 1e4):
+        return f"{value:g}"
+    return "none" if value is None else repr(value) if isinstance(value, float) else str(value)
+
+
+def knob_table() -> str:
+    """The markdown table of every field (default and meaning, from the field's metadata): docs/structlora.md's
+    "Config" table is this text (``python -m recipes.docs`` writes it; tests/structlora/test_knob_table.py)."""
+    rows = ["| field | default | meaning |", "|---|---|---|"]
+    for f in fields(StructLoRAConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        meaning = f.metadata["help"].replace("|", "\\|")
+        rows.append(f"| `{f.name}` | {_md_default(default)} | {meaning} |")
+    return "\n".join(rows) + "\n"

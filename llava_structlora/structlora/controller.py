@@ -128,7 +128,7 @@ class StructLoRAController(nn.Module):
         if first.gate is None:
             return torch.ones(len(self.layers), self.cfg.r, device=first.lora_A.device)
         cls = type(first.gate)
-        stacked = {n: torch.stack([getattr(l.gate, n) for l in self.layers]) for n in cls.param_names}
+        stacked = cls.stack([l.gate for l in self.layers])
         if training:
             return cls.train_value(stacked, self.cfg, self.tau)
         return cls.evaluate(stacked, self.cfg)
@@ -229,11 +229,12 @@ class StructLoRAController(nn.Module):
         if step > 0 and cfg.filter == "topk_norm" and step % cfg.topk_refresh_steps == 0:
             self.refresh_topk()
 
-    def ib_weight(self) -> float:
-        """lambda_ib times the linear warm-up factor at the current step."""
-        w = self.cfg.ib_warmup_steps
+    def ib_weight(self, cfg: Optional[StructLoRAConfig] = None) -> float:
+        """lambda_ib times the linear warm-up factor at the current step (of ``cfg``, default the controller's)."""
+        cfg = cfg if cfg is not None else self.cfg
+        w = cfg.ib_warmup_steps
         steps = w * self._max_steps if 0 < w < 1 else w
-        return self.cfg.lambda_ib * (min(1.0, self._step / steps) if steps > 0 else 1.0)
+        return cfg.lambda_ib * (min(1.0, self._step / steps) if steps > 0 else 1.0)
 
     @torch.no_grad()
     def refresh_graph(self) -> None:

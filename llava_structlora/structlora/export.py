@@ -11,7 +11,6 @@ small core) and the relative Frobenius error is written to the README and the me
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -136,7 +135,3 @@ def export_peft_adapter(model: nn.Module, out_dir: str | Path, max_rank: Optiona
     config = {k: sorted(v) if isinstance(v, set) else v for k, v in lora_cfg.to_dict().items()}
     atomic_write_json(out_dir / "adapter_config.json", config)
     return out_dir
-
-
-def read_export_info(adapter_dir: str | Path) -> dict:
-    return json.loads((Path(adapter_dir) / EXPORT_INFO).read_text())

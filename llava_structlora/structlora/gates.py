@@ -9,6 +9,7 @@ every layer's gates in a handful of ops; a single layer is the ``N = 1`` case.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +26,14 @@ class BaseGate(nn.Module):
     has_kl: bool = True
 
     def stacked_inputs(self) -> dict[str, Tensor]:
+        """This gate's parameters by name (what ``sample``/``evaluate``/``kl`` take, for one layer)."""
         return {n: getattr(self, n) for n in self.param_names}
+
+    @classmethod
+    def stack(cls, gates: Sequence[BaseGate]) -> dict[str, Tensor]:
+        """The parameters of several layers' gates, stacked ``(N, r)`` per name (one call for all layers)."""
+        inputs = [g.stacked_inputs() for g in gates]
+        return {n: torch.stack([p[n] for p in inputs]) for n in cls.param_names}
 
     @staticmethod
     def sample(p: dict[str, Tensor], cfg: StructLoRAConfig, tau: Tensor) -> Tensor:

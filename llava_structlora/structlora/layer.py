@@ -8,7 +8,7 @@ docs/design.md §1 eq. (A):
 
 where ``c_l = (1 - eta * deg_l) * g_l * s_l`` and ``c_j = eta * a_lj * g_j * s_j`` (gates ``g``,
 GNN gate modulation ``s``, learned edge weights ``a``). The coefficients of every layer are
-computed once per model forward by the coordinator (``model.py``) and handed to the layer as a
+computed once per model forward by the controller (``controller.py``) and handed to the layer as a
 *plan*; the layer then runs ONE concatenated low-rank matmul pair over its own and its
 neighbours' factors, so no ``d_out x d_in`` matrix is ever formed during training.
 

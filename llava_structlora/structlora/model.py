@@ -88,19 +88,23 @@ def apply_structlora(model: nn.Module, config: Optional[StructLoRAConfig] = None
     return model
 
 
-def structlora_regularizer(model: nn.Module) -> Tensor:
+def structlora_regularizer(model: nn.Module, config: Optional[StructLoRAConfig] = None) -> Tensor:
     """``lambda_ib * sum over all gates of their KL`` (+ ``lambda_penalty * penalty`` for *_penalty).
 
     Summed, not averaged: each gate feels the same IB pressure whether the model has 8 or 112 adapted
-    layers and whatever r is (lambda_ib is warmed up linearly over ``ib_warmup_steps``)."""
+    layers and whatever r is (lambda_ib is warmed up linearly over ``ib_warmup_steps``).
+
+    Args:
+        config: the run's config (the training loop hands down the one it built the model with); None: the
+            config ``apply_structlora`` was given.
+    """
     ctrl = get_controller(model)
-    cfg, layers = ctrl.cfg, ctrl.layers
+    cfg, layers = (config if config is not None else ctrl.cfg), ctrl.layers
     reg = layers[0].lora_A.new_zeros(())
     gate = layers[0].gate
-    weight = ctrl.ib_weight()
+    weight = ctrl.ib_weight(cfg)
     if cfg.filter == "ib" and weight > 0 and gate is not None:
-        stacked = {n: torch.stack([getattr(l.gate, n) for l in layers]) for n in gate.param_names}
-        reg = reg + weight * type(gate).kl(stacked, cfg).sum()
+        reg = reg + weight * type(gate).kl(type(gate).stack([l.gate for l in layers]), cfg).sum()
     if cfg.coordinator in ("cosine_penalty", "laplacian_penalty") and cfg.lambda_penalty > 0:
         m = ctrl.gates(False) * cfg.scale
         reg = reg + cfg.lambda_penalty * penalty(cfg.coordinator, filtered_gram(layers, ctrl.nodes, m), ctrl.smooth)

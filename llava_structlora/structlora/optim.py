@@ -9,10 +9,11 @@ term already states explicitly, so gates and the coordinator get none.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from torch import nn
 
+from .config import StructLoRAConfig
 from .model import CONTROLLER_NAME, get_controller
 
 
@@ -35,13 +36,19 @@ def structlora_param_names(model: nn.Module) -> dict[str, str]:
     return out
 
 
-def structlora_param_groups(model: nn.Module, base_lr: float, weight_decay: float) -> list[dict[str, Any]]:
+def structlora_param_groups(
+    model: nn.Module, base_lr: float, weight_decay: float, config: Optional[StructLoRAConfig] = None
+) -> list[dict[str, Any]]:
     """AdamW groups for the StructLoRA parameters of ``model`` (other trainable parameters are not included).
 
     factors: ``base_lr`` with ``weight_decay``; gates: ``base_lr * gate_lr_mult``, no decay; coordinator:
     ``base_lr * coordinator_lr_mult``, no decay. Empty groups are left out. Each group carries a ``name``.
+
+    Args:
+        config: the run's config (the training loop hands down the one it built the model with); None: the
+            config ``apply_structlora`` was given.
     """
-    cfg = get_controller(model).cfg
+    cfg = config if config is not None else get_controller(model).cfg
     kinds = structlora_param_names(model)
     params = dict(model.named_parameters())
     settings = {

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 import transformers
 
+from llava_structlora.structlora import structlora_diagnostics
+
 
 def _scalar_summary(diag: dict[str, Any]) -> dict[str, float]:
     """Flatten diagnostics to loggable scalars (per-layer lists -> mean/min/max/sum)."""
@@ -48,8 +50,6 @@ class DiagnosticsCallback(transformers.TrainerCallback):
         self.trainer, self.every, self.path = trainer, every, Path(path)
 
     def _record(self, step: int) -> None:
-        from llava_structlora.structlora import structlora_diagnostics
-
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         with torch.no_grad():
             diag = structlora_diagnostics(model)

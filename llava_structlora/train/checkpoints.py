@@ -7,14 +7,16 @@ finished; RESUME=auto picks the newest marked directory and never a partial one.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import time
 from pathlib import Path
 from typing import Optional
 
+from llava_structlora.utils.artifacts import check_checkpoint_state
 from llava_structlora.utils.io import atomic_write_json
+
+from .safe_resume import verify_checkpoint
 
 MARKER = "COMPLETE.json"
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
@@ -62,8 +64,6 @@ def resolve_resume(resume: str, output_dir: str | Path) -> Optional[str]:
     The chosen checkpoint's pickles are verified (safe_resume.verify_checkpoint) before anything
     is built: a COMPLETE marker says the files are whole, not that they are ours.
     """
-    from .safe_resume import verify_checkpoint
-
     if resume == "none":
         return None
     if resume == "auto":
@@ -76,8 +76,5 @@ def resolve_resume(resume: str, output_dir: str | Path) -> Optional[str]:
         if not (path / MARKER).is_file():
             raise ValueError(f"resume={resume}: not a complete checkpoint (no {MARKER}; interrupted while saving?)")
     verify_checkpoint(path)
+    check_checkpoint_state(path)  # trainer_state.json whole, optimizer and scheduler there (utils.artifacts)
     return str(path)
-
-
-def read_marker(ckpt: Path) -> dict:
-    return json.loads((Path(ckpt) / MARKER).read_text())

@@ -32,8 +32,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from llava_structlora.rundir import RunDir
+
 from .checkpoints import mark_complete, rotate_complete
 from .safe_resume import weights_only_loads
+from .zero3 import check_whole, engine_is_zero3, persist_trainable_parameters
 
 logger = logging.getLogger(__name__)
 TARGET_TRANSFORMERS = "5.23.0"
@@ -92,16 +95,12 @@ class TrainerOverrides:
             return super()._load_rng_state(checkpoint)
 
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
-        from .zero3 import check_whole, engine_is_zero3
-
         if self.spec.owns_checkpoint_weights and self.is_deepspeed_enabled and engine_is_zero3(self.model_wrapped):
             check_whole(self.model_wrapped.module, "at save time")
             return self._save(output_dir)
         return super().save_model(output_dir, _internal_call)
 
     def _persist_if_zero3(self) -> None:
-        from .zero3 import engine_is_zero3, persist_trainable_parameters
-
         if self.is_deepspeed_enabled and engine_is_zero3(self.model_wrapped):
             persist_trainable_parameters(self.model_wrapped)  # collective: every rank runs this
 
@@ -138,7 +137,7 @@ class TrainerOverrides:
         finally:
             self.args.save_total_limit = limit
         _barrier()
-        ckpt = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+        ckpt = RunDir(self.args.output_dir).checkpoint(self.state.global_step)
         if self.args.should_save:
             mark_complete(ckpt, step=self.state.global_step, world_size=self.args.world_size)
             rotate_complete(self.args.output_dir, keep=limit)

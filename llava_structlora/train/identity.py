@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llava_structlora.data.conversation import DEFAULT_CONV_TEMPLATE
 
-if TYPE_CHECKING:  # config.py re-exports this module's functions, so it is imported for types only
-    from .config import DataArguments, ModelArguments, StructLoRAArguments, TrainingArguments
+from .options import DataArguments, ModelArguments, StructLoRAArguments, TrainingArguments
 
 
 def to_jsonable(*objs: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ drives DeepSpeed; rank 0 writes the deliverables at the end (see outputs.py).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
@@ -18,12 +19,20 @@ from typing import Optional
 
 import torch
 
-from llava_structlora.rundir import RunDir
-from llava_structlora.utils.errors import run_main
+from llava_structlora.data import DataCollatorForSupervisedDataset
+from llava_structlora.rundir import ResumeMismatchError, RunDir, check_resume_identity
+from llava_structlora.utils.errors import note_output, run_main
+from llava_structlora.utils.io import atomic_write_json
+from llava_structlora.utils.outputs import claim_for_process
 
-from .cli import parse_args
+from .checkpoints import resolve_resume
+from .cli import parse_config
 from .errors import ConfigError
 from .identity import run_identity
+from .methods import base_load_dtype, build_dataset, build_model, load_processor, projector_param_names
+from .options import TrainConfig
+from .outputs import run_validation, write_outputs
+from .trainer import StructLoRATrainer
 
 logger = logging.getLogger("llava_structlora.train")
 
@@ -37,8 +46,6 @@ def _cpu_deepspeed_setup() -> None:
     if torch.cuda.is_available() or os.environ.get("LLAVA_SL_DS_SHM_OP") == "1":
         return
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    import importlib
-
     try:  # by module path: `import deepspeed.comm.torch as m` would bind the global torch package
         ds_torch_comm = importlib.import_module("deepspeed.comm.torch")
     except ImportError:
@@ -74,31 +81,27 @@ def _setup_logging(targs) -> None:
 def run(argv: Sequence[str]) -> Optional[Path]:
     """Parse, build, train, export. Returns the output dir (rank 0) or None (other ranks)."""
     _cpu_deepspeed_setup()
-    margs, dargs, sargs, targs = parse_args(_with_cpu_flag(list(argv)))
+    cfg = parse_config(_with_cpu_flag(list(argv)))
+    margs, dargs, targs = cfg.model, cfg.data, cfg.training
     _ = targs.device  # initializes torch.distributed first (ZeRO-3's zero.Init needs the world size)
     if targs.deepspeed:
-        import deepspeed
+        import deepspeed  # optional dependency: only runs under the DeepSpeed launcher need it
 
         deepspeed.init_distributed()  # deepspeed.comm too: zero.Init in from_pretrained reads its world size
     _setup_logging(targs)
-    resume = _checked_resume(margs, dargs, sargs, targs)
+    run_dir = RunDir(targs.output_dir)
+    resume = _checked_resume(cfg, run_dir)
     started = time.time()
-    from llava_structlora.data import DataCollatorForSupervisedDataset
-
-    from .methods import base_load_dtype, build_dataset, build_model, load_processor, projector_param_names
-    from .outputs import write_outputs
-    from .specs import get_spec
-    from .trainer import StructLoRATrainer
-
     processor = load_processor(margs)
     dataset = build_dataset(dargs, processor, targs.seed)
     model = build_model(
         margs,
-        sargs,
+        cfg.structlora,
         targs.seed,
         _total_steps(len(dataset), targs),
         dtype=base_load_dtype(margs, targs),
         gradient_checkpointing=targs.activation_checkpointing,
+        adapter=cfg.adapter,
     )
     trainer = StructLoRATrainer(
         model=model,
@@ -106,55 +109,38 @@ def run(argv: Sequence[str]) -> Optional[Path]:
         train_dataset=dataset,
         data_collator=DataCollatorForSupervisedDataset(pad_token_id=processor.tokenizer.pad_token_id),
         method=margs.method,
+        adapter_config=cfg.adapter,
         mm_projector_lr=margs.mm_projector_lr if margs.tune_mm_projector else None,
         projector_params=projector_param_names(model) if margs.tune_mm_projector else set(),
-        keep_checkpoints=targs.save_total_limit,
         **_debug_hooks(),
     )
-    for callback in get_spec(margs.method).callbacks(trainer, RunDir(targs.output_dir)):
+    for callback in cfg.spec.callbacks(trainer, run_dir):
         trainer.add_callback(callback)
     if resume:
         logger.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
-    out = write_outputs(
-        trainer,
-        processor,
-        (margs, dargs, sargs, targs),
-        result,
-        times={"start": started, "end": time.time()},
-        resumed_from=resume,
-    )
+    out = write_outputs(trainer, cfg, result, times={"start": started, "end": time.time()}, resumed_from=resume)
     if targs.run_eval and dargs.task and trainer.args.should_save:
-        from .outputs import run_validation
-
         run_validation(
-            RunDir(targs.output_dir),
-            dargs.task,
-            margs.model_name_or_path,
-            dargs.data_root,
-            dargs.eval_split,
-            dargs.eval_batch_size,
+            run_dir, dargs.task, margs.model_name_or_path, dargs.data_root, dargs.eval_split, dargs.eval_batch_size
         )
     return out
 
 
-def _checked_resume(margs, dargs, sargs, targs) -> Optional[str]:
+def _checked_resume(cfg: TrainConfig, run: RunDir) -> Optional[str]:
     """The checkpoint to resume from (None: a fresh start), checked before any build: its pickles are safe
     (resolve_resume -> safe_resume) and it belongs to this config; records this config as the run's identity."""
-    from llava_structlora.rundir import ResumeMismatchError, check_resume_identity
-    from llava_structlora.utils.io import atomic_write_json
-
-    from .checkpoints import resolve_resume
-
-    run = RunDir(targs.output_dir)
-    identity = run_identity(margs, dargs, sargs, targs)
-    resume = resolve_resume(targs.resume, targs.output_dir)
+    note_output(run.path, "training run")  # a disk-full error on any rank names it
+    if cfg.training.process_index == 0:  # the other ranks share it (a launcher passes its lock down: utils.locks)
+        claim_for_process(run.path, "training run")
+    identity = run_identity(*cfg.args)
+    resume = resolve_resume(cfg.training.resume, run.path)
     if resume:
         try:
             check_resume_identity(run, identity)
         except ResumeMismatchError as e:
             raise ConfigError(str(e)) from e
-    if targs.process_index == 0:
+    if cfg.training.process_index == 0:
         atomic_write_json(run.identity_json, identity)
     return resume
 

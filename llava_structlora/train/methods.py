@@ -8,25 +8,35 @@ model parameter (vision tower frozen, as in LLaVA's full fine-tune).
 from __future__ import annotations
 
 import logging
-import math
-import re
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
+from transformers import AutoProcessor
 
-from .config import ConfigError, DataArguments, ModelArguments, StructLoRAArguments
+from llava_structlora.data import LazySupervisedDataset, conv_system
+from llava_structlora.data.mixing import build_mixture
+from llava_structlora.modeling import load_base_model
+from llava_structlora.structlora import StructLoRAConfig
+
+from .builders import align_lora_init, enable_full, peft_common, projector_module, projector_param_names, target_regex
+from .errors import ConfigError
+from .options import DataArguments, ModelArguments, StructLoRAArguments, build_structlora_config
 from .specs import get_spec
+from .validation import data_sources
 
+__all__ = [  # the helpers of builders.py keep their old import path here
+    "align_lora_init",
+    "base_load_dtype",
+    "build_dataset",
+    "build_model",
+    "enable_full",
+    "load_processor",
+    "peft_config",
+    "projector_param_names",
+    "target_regex",
+]
 logger = logging.getLogger(__name__)
-
-
-def target_regex(targets: str) -> str:
-    """A full-match regex (PEFT semantics) for a StructLoRA target preset or a user regex."""
-    from llava_structlora.structlora.config import TARGET_PRESETS
-
-    patterns = TARGET_PRESETS.get(targets, [targets])
-    return "|".join(f"(?:.*{p})" if not p.startswith(".*") else f"(?:{p})" for p in patterns)
 
 
 def peft_config(
@@ -36,48 +46,9 @@ def peft_config(
 
     With ``model``, the targets are the explicit module list of StructLoRA's resolver (same live modules,
     dead vision layers left out unless ``keep_dead_layers``); without it, the preset's regex.
-    A tuned projector goes in `modules_to_save`, so the stock PEFT adapter carries it.
     """
-    from llava_structlora.structlora import resolve_target_modules
-
-    targets = (
-        target_regex(margs.targets)
-        if model is None
-        else resolve_target_modules(model, margs.targets, keep_dead_layers=keep_dead_layers)
-    )
     spec = get_spec(margs.method)
-    common: dict[str, Any] = dict(
-        target_modules=targets,
-        lora_alpha=margs.lora_alpha,
-        lora_dropout=spec.dropout(margs),
-        bias="none",
-        modules_to_save=["multi_modal_projector"] if margs.tune_mm_projector else None,
-    )
-    return spec.peft_config(margs, total_steps, common)
-
-
-def projector_module(model: nn.Module) -> nn.Module:
-    """The multimodal projector, wherever PEFT wrapping put it."""
-    for name, module in model.named_modules():
-        if name.endswith("multi_modal_projector"):
-            return module
-    raise ConfigError("tune_mm_projector: the model has no multi_modal_projector")
-
-
-def projector_param_names(model: nn.Module) -> set[str]:
-    return {n for n, _ in model.named_parameters() if ".multi_modal_projector." in f".{n}"}
-
-
-def enable_full(model: nn.Module) -> int:
-    """`full`: every language-model parameter (incl. embeddings and lm_head) trains."""
-    n = 0
-    for name, p in model.named_parameters():
-        if re.search(r"(?:^|\.)(language_model|lm_head)\.", f".{name}"):
-            p.requires_grad_(True)
-            n += 1
-    if n == 0:
-        raise ConfigError("method=full: found no language_model parameters to train")
-    return n
+    return spec.peft_config(margs, total_steps, peft_common(margs, spec.dropout(margs), model, keep_dead_layers))
 
 
 def base_load_dtype(margs: ModelArguments, targs: Any) -> torch.dtype:
@@ -100,17 +71,21 @@ def build_model(
     *,
     dtype: str | torch.dtype = torch.float32,
     gradient_checkpointing: bool = False,
+    adapter: Optional[StructLoRAConfig] = None,
 ) -> nn.Module:
-    """Load the base in `dtype` (see base_load_dtype) and make it trainable; adapters are fp32."""
-    from llava_structlora.modeling import load_base_model
+    """Load the base in `dtype` (see base_load_dtype) and make it trainable; adapters are fp32.
 
+    Args:
+        adapter: the run's StructLoRAConfig (TrainConfig.adapter); built from margs/sargs/seed when not given.
+    """
+    adapter = adapter if adapter is not None else build_structlora_config(margs, sargs, seed)
     torch.manual_seed(seed)  # adapter init depends only on the seed, identical on every rank
     model = load_base_model(
         margs.model_name_or_path, dtype=dtype, attn_implementation=margs.attn_implementation, bits=margs.bits
     )
     model.config.use_cache = False
     if margs.bits is not None:
-        from peft import prepare_model_for_kbit_training
+        from peft import prepare_model_for_kbit_training  # QLoRA only (bitsandbytes)
 
         model = prepare_model_for_kbit_training(
             model,
@@ -118,36 +93,12 @@ def build_model(
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
     spec = get_spec(margs.method)
-    model = spec.build(model, margs, sargs, seed, total_steps)
+    model = spec.build(model, margs, adapter, total_steps)
     if margs.tune_mm_projector and not spec.peft:  # PEFT trains it as modules_to_save
         for p in projector_module(model).parameters():
             p.requires_grad_(True)
     _log_trainable(model, margs.method)
     return model
-
-
-def align_lora_init(model: nn.Module, seed: int) -> int:
-    """Give PEFT's lora_A the same per-module seeded init as StructLoRA (B stays 0).
-
-    PEFT draws A from the global RNG in module order; StructLoRA seeds each module from
-    (seed, module name). Using one init for every method makes baselines start from identical
-    factors (fair comparisons; `lora` == `structlora --filter none --coordinator none` step for step).
-    """
-    from peft.tuners.lora import LoraLayer
-
-    from llava_structlora.structlora import name_seed
-
-    n = 0
-    for name, module in model.named_modules():
-        if isinstance(module, LoraLayer) and "default" in module.lora_A:
-            weight = module.lora_A["default"].weight
-            gen = torch.Generator(device=weight.device).manual_seed(
-                name_seed(seed, name.removeprefix("base_model.model."))
-            )
-            with torch.no_grad():
-                nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=gen)
-            n += 1
-    return n
 
 
 def _log_trainable(model: nn.Module, method: str) -> None:
@@ -159,18 +110,12 @@ def _log_trainable(model: nn.Module, method: str) -> None:
 
 
 def load_processor(margs: ModelArguments):
-    from transformers import AutoProcessor
-
     return AutoProcessor.from_pretrained(margs.model_name_or_path)
 
 
 def build_dataset(dargs: DataArguments, processor, seed: int):
     """LLaVA supervised dataset(s), each optionally a deterministic fraction (same subset on every rank);
     several data_path sources are mixed with data_ratios (data/mixing.py)."""
-    from llava_structlora.data import LazySupervisedDataset, conv_system
-    from llava_structlora.data.mixing import build_mixture
-
-    from .config import data_sources
 
     def source(path: str):
         ds = LazySupervisedDataset(

@@ -4,7 +4,6 @@ after training (run_validation -> metrics.json / metrics_base.json)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import sys
@@ -13,11 +12,14 @@ from typing import Any, Optional
 
 import torch.distributed as dist
 
+from llava_structlora.evaluation import EvalConfig, evaluate
 from llava_structlora.rundir import RunDir
-from llava_structlora.utils.io import atomic_save_safetensors, atomic_write_json, read_optional_json
+from llava_structlora.utils.io import atomic_write_json, read_optional_json
 
 from .identity import to_jsonable
+from .options import MIX_TASK, TrainConfig, validation_tasks
 from .specs import get_spec
+from .zero3 import check_whole, engine_is_zero3
 
 logger = logging.getLogger(__name__)
 
@@ -37,34 +39,8 @@ def git_commit(where: Path) -> dict[str, Any]:
     return {"commit": _git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
 
 
-def trained_projector(model) -> dict:
-    """The tuned projector's tensors (empty when the projector is frozen)."""
-    return {
-        n: p.detach() for n, p in model.named_parameters() if p.requires_grad and ".multi_modal_projector." in f".{n}"
-    }
-
-
-def add_projector_to_adapter(model, adapter_dir: Path) -> None:
-    """A tuned projector joins the exported adapter as PEFT `modules_to_save` (stock PEFT loads it)."""
-    projector = trained_projector(model)
-    if not projector:
-        return
-    from safetensors.torch import load_file
-
-    weights = adapter_dir / "adapter_model.safetensors"
-    tensors = dict(load_file(str(weights)))
-    tensors.update({f"base_model.model.{n}": t for n, t in projector.items()})
-    atomic_save_safetensors(tensors, weights, metadata={"format": "pt"})
-    cfg_path = adapter_dir / "adapter_config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["modules_to_save"] = sorted(set(cfg.get("modules_to_save") or []) | {"multi_modal_projector"})
-    atomic_write_json(cfg_path, cfg)
-
-
 def export_adapter(trainer, method: str, out_dir: Path) -> Path:
     """Write the run's deliverable atomically through the method's spec; returns its dir."""
-    from .zero3 import check_whole, engine_is_zero3
-
     model = trainer.accelerator.unwrap_model(trainer.model)
     if trainer.is_deepspeed_enabled and engine_is_zero3(trainer.model_wrapped):
         check_whole(model, "at export")  # an export must never write empty ZeRO-3 partitions
@@ -72,10 +48,10 @@ def export_adapter(trainer, method: str, out_dir: Path) -> Path:
 
 
 def write_outputs(
-    trainer, processor, args: tuple, result, times: dict[str, float], resumed_from: Optional[str]
+    trainer, cfg: TrainConfig, result, times: dict[str, float], resumed_from: Optional[str]
 ) -> Optional[Path]:
     """Rank 0 writes the deliverables; every rank waits so that none exits before they exist."""
-    margs, dargs, sargs, targs = args
+    margs, dargs, sargs, targs = cfg.args
     out_dir = Path(targs.output_dir)
     run_dir = RunDir(out_dir)
     if trainer.args.should_save:
@@ -155,15 +131,10 @@ def run_validation(
         reuse: take `work_dir/metrics.json` when it exists (the base's answers depend on the base only).
         conv_template: prompt format, for the base too (default: the one the run's run.json records).
     """
-    from llava_structlora.evaluation import EvalConfig, evaluate
-    from llava_structlora.merge import recorded_conv_template
-
-    from .config import MIX_TASK, validation_tasks
-
     if not data_root:
         raise ValueError("validation needs data_root (DATA_ROOT with the task's eval files)")
     adapter = None if which == "base" else run.deliverable()
-    conv_template = conv_template or recorded_conv_template(run.path)
+    conv_template = conv_template or run.conv_template()
     root = Path(work_dir) if work_dir is not None else run.eval_dir(which)
     per_task: dict[str, dict[str, Any]] = {}
     for t in validation_tasks(task):  # a mix run: each task in its own work dir, with its own scorer

@@ -13,20 +13,48 @@ A new method is one subclass registered in SPECS (and a test in tests/train/test
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
+from torch import Tensor, nn
+
+from llava_structlora.rundir import RunDir
+from llava_structlora.structlora import (
+    StructLoRAConfig,
+    apply_structlora,
+    export_peft_adapter,
+    load_structlora,
+    load_structlora_graph,
+    save_structlora,
+    structlora_diagnostics,
+    structlora_moved,
+    structlora_on_step,
+    structlora_param_groups,
+    structlora_regularizer,
+)
+from llava_structlora.structlora.optim import structlora_param_names
+from llava_structlora.utils.io import atomic_directory, atomic_save_safetensors, atomic_write_json
+
+from .builders import (
+    PROJECTOR_FILE,
+    add_projector_to_adapter,
+    align_lora_init,
+    enable_full,
+    load_projector,
+    peft_common,
+    save_projector,
+    trained_projector,
+)
+from .callbacks import AdaLoraCallback, DiagnosticsCallback
 from .errors import ConfigError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from torch import Tensor, nn
-
-    from llava_structlora.rundir import RunDir
-
-PROJECTOR_FILE = "mm_projector.safetensors"  # a tuned projector beside StructLoRA's checkpoint state
+from .plots import write_plots
 
 
 class MethodSpec:
-    """Defaults shared by the methods; a subclass overrides what differs."""
+    """Defaults shared by the methods; a subclass overrides what differs.
+
+    The hooks that depend on the adapter's knobs take the run's `StructLoRAConfig` (TrainConfig.adapter,
+    built once from the parsed options); None means the model's own (direct library use).
+    """
 
     name = ""
     peft = False  # a PEFT model: a tuned projector travels as PEFT `modules_to_save`
@@ -44,15 +72,21 @@ class MethodSpec:
         """Adapter input dropout (`--lora_dropout`, default 0)."""
         return margs.lora_dropout or 0.0
 
-    def build(self, model: nn.Module, margs: Any, sargs: Any, seed: int, total_steps: int) -> nn.Module:
-        """Make the loaded base trainable for this method (the base's own params are frozen unless full)."""
+    def build(self, model: nn.Module, margs: Any, adapter: StructLoRAConfig, total_steps: int) -> nn.Module:
+        """Make the loaded base trainable for this method (the base's own params are frozen unless full).
+
+        Args:
+            adapter: the run's adapter knobs (rank, alpha, targets, seed, ... for every adapter method).
+        """
         raise NotImplementedError
 
     def peft_config(self, margs: Any, total_steps: int, common: dict[str, Any]) -> Any:
         """The PEFT config (PEFT methods only), given the options every PEFT method shares."""
         raise ConfigError(f"method={self.name} is not a PEFT method")
 
-    def param_groups(self, model: nn.Module, lr: float, weight_decay: float) -> tuple[list[dict], set[str]]:
+    def param_groups(
+        self, model: nn.Module, lr: float, weight_decay: float, adapter: Optional[StructLoRAConfig] = None
+    ) -> tuple[list[dict], set[str]]:
         """Optimizer groups this method sets itself, and the parameter names they cover (the rest: AdamW
         decay / no-decay groups of the Trainer, the projector at mm_projector_lr)."""
         return [], set()
@@ -64,7 +98,7 @@ class MethodSpec:
     def on_step(self, model: nn.Module, step: int, max_steps: int) -> None:
         """Called once per optimizer step, before its first forward."""
 
-    def regularizer(self, model: nn.Module) -> Optional[Tensor]:
+    def regularizer(self, model: nn.Module, adapter: Optional[StructLoRAConfig] = None) -> Optional[Tensor]:
         """A term added to the task loss (None: none)."""
         return None
 
@@ -81,8 +115,6 @@ class MethodSpec:
 
     def export(self, model: nn.Module, run: RunDir) -> Path:
         """Write the run's deliverable atomically (default: save_pretrained into run.export_dir)."""
-        from llava_structlora.utils.io import atomic_directory
-
         out = run.export_dir(full_model=self.full_model)
         with atomic_directory(out) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
@@ -106,70 +138,37 @@ class StructLoRASpec(MethodSpec):
                 "activation checkpointing (its shared coordinator graph); drop the option"
             )
 
-    def build(self, model, margs, sargs, seed, total_steps):
-        from llava_structlora.structlora import apply_structlora
+    def build(self, model, margs, adapter, total_steps):
+        return apply_structlora(model, adapter)
 
-        from .config import build_structlora_config
-
-        return apply_structlora(model, build_structlora_config(margs, sargs, seed))
-
-    def param_groups(self, model, lr, weight_decay):
-        from llava_structlora.structlora.optim import structlora_param_groups, structlora_param_names
-
-        return structlora_param_groups(model, lr, weight_decay), set(structlora_param_names(model))
+    def param_groups(self, model, lr, weight_decay, adapter=None):
+        """Factors, gates (`gate_lr_mult`) and coordinator (`coordinator_lr_mult`) at their own lr."""
+        return structlora_param_groups(model, lr, weight_decay, adapter), set(structlora_param_names(model))
 
     def callbacks(self, trainer, run):
-        from .callbacks import DiagnosticsCallback
-
         return [DiagnosticsCallback(trainer, trainer.args.diagnostics_steps, run.diagnostics)]
 
     def on_step(self, model, step, max_steps):
-        from llava_structlora.structlora import structlora_on_step
-
         structlora_on_step(model, step, max_steps)
 
-    def regularizer(self, model):
-        from llava_structlora.structlora import structlora_regularizer
-
-        return structlora_regularizer(model)
+    def regularizer(self, model, adapter=None):
+        return structlora_regularizer(model, adapter)
 
     def save_weights(self, model, out_dir, projector_params):
         """save_structlora (adapter + coordinator + graph), never the frozen base; a tuned projector beside it."""
-        from llava_structlora.structlora import save_structlora
-        from llava_structlora.utils.io import atomic_save_safetensors
-
         save_structlora(model, out_dir)
-        projector = {n: p.detach() for n, p in model.named_parameters() if n in projector_params}
-        if projector:
-            atomic_save_safetensors(projector, Path(out_dir) / PROJECTOR_FILE)
+        save_projector(model, out_dir, projector_params)
 
     def load_weights(self, model, ckpt):
-        from safetensors.torch import load_file
-
-        from llava_structlora.structlora import load_structlora
-
         load_structlora(model, ckpt)  # tensors and the coordinator graph
-        proj_file = Path(ckpt) / PROJECTOR_FILE
-        if proj_file.is_file():
-            tensors = load_file(str(proj_file))
-            missing = set(tensors) - {n for n, _ in model.named_parameters()}
-            if missing:
-                raise ValueError(f"{proj_file}: tensors not in the model: {sorted(missing)[:3]}")
-            model.load_state_dict(tensors, strict=False)
+        load_projector(model, ckpt)
 
     def after_deepspeed_resume(self, model, ckpt):
         """The coordinator graph (refreshed similarity edges are in no state dict)."""
-        from llava_structlora.structlora import load_structlora_graph
-
         load_structlora_graph(model, ckpt)
 
     def export(self, model, run):
         """Stock PEFT adapter (export_peft_adapter) + the full StructLoRA state to continue training."""
-        from llava_structlora.structlora import export_peft_adapter, save_structlora
-        from llava_structlora.utils.io import atomic_directory, atomic_save_safetensors
-
-        from .outputs import add_projector_to_adapter, trained_projector
-
         with atomic_directory(run.adapter) as tmp:
             export_peft_adapter(model, tmp)
             add_projector_to_adapter(model, tmp)
@@ -181,20 +180,13 @@ class StructLoRASpec(MethodSpec):
         return run.adapter
 
     def finish(self, trainer, run, plots):
-        from llava_structlora.structlora import structlora_moved
-        from llava_structlora.utils.io import atomic_write_json
-
         model = trainer.accelerator.unwrap_model(trainer.model)
         moved = structlora_moved(model)  # eval-gate histograms, open directions, update norms
-        atomic_write_json(run.path / "moved.json", moved)
+        atomic_write_json(run.moved, moved)
         if plots:
-            from llava_structlora.structlora import structlora_diagnostics
-
-            from .plots import write_plots
-
             final = structlora_diagnostics(model, with_cosine_matrix=True)
             write_plots(run.diagnostics, final, run.plots, moved=moved)
-        return {"structlora": str(run.structlora), "moved": str(run.path / "moved.json")}
+        return {"structlora": str(run.structlora), "moved": str(run.moved)}
 
 
 class PeftLoraSpec(MethodSpec):
@@ -216,25 +208,20 @@ class PeftLoraSpec(MethodSpec):
 
     def peft_config(self, margs: Any, total_steps: int, common: dict[str, Any]):
         """The PEFT config given the options every PEFT method shares (targets, alpha, dropout, ...)."""
-        from peft import LoraConfig
+        from peft import LoraConfig  # peft is imported where a PEFT method is built (heavy import)
 
         return LoraConfig(r=margs.lora_r, use_dora=self.use_dora, **common)
 
-    def build(self, model, margs, sargs, seed, total_steps):
+    def build(self, model, margs, adapter, total_steps):
         from peft import get_peft_model
 
-        from .methods import peft_config
-
-        model = get_peft_model(
-            model, peft_config(margs, total_steps, model, keep_dead_layers=getattr(sargs, "keep_dead_layers", False))
-        )
-        self.init_factors(model, seed)
+        common = peft_common(margs, self.dropout(margs), model, keep_dead_layers=adapter.keep_dead_layers)
+        model = get_peft_model(model, self.peft_config(margs, total_steps, common))
+        self.init_factors(model, adapter.seed)
         return model
 
     def init_factors(self, model, seed: int) -> None:
         """Same per-module seeded lora_A as StructLoRA (fair comparisons, identical starting factors)."""
-        from .methods import align_lora_init
-
         align_lora_init(model, seed)
 
 
@@ -271,8 +258,6 @@ class AdaLoraSpec(PeftLoraSpec):
         """AdaLoRA's SVD-style factors keep PEFT's own init."""
 
     def callbacks(self, trainer, run):
-        from .callbacks import AdaLoraCallback
-
         return [AdaLoraCallback(trainer)]
 
 
@@ -290,9 +275,7 @@ class FullSpec(MethodSpec):
                 "zero2_offload.json"
             )
 
-    def build(self, model, margs, sargs, seed, total_steps):
-        from .methods import enable_full
-
+    def build(self, model, margs, adapter, total_steps):
         for p in model.parameters():
             p.requires_grad_(False)
         enable_full(model)

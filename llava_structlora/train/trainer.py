@@ -17,6 +17,9 @@ import torch.distributed as dist
 import transformers
 from torch import nn
 
+from llava_structlora.structlora import StructLoRAConfig
+
+from .checkpoints import newest_complete
 from .hf_overrides import TrainerOverrides
 from .specs import get_spec
 
@@ -45,6 +48,8 @@ class StructLoRATrainer(TrainerOverrides, transformers.Trainer):
 
     Args:
         method: the `--method` name (specs.SPECS).
+        adapter_config: the run's StructLoRAConfig (TrainConfig.adapter), handed to the spec's optimizer groups
+            and regularizer; None: the model's own (direct use without the training entry point).
         mm_projector_lr: lr of the tuned projector's group (None: learning_rate).
         projector_params: parameter names of the tuned projector.
         inject_nan_step, step_sleep: test-only fault injection (main._debug_hooks).
@@ -54,18 +59,17 @@ class StructLoRATrainer(TrainerOverrides, transformers.Trainer):
         self,
         *args: Any,
         method: str = "structlora",
+        adapter_config: Optional[StructLoRAConfig] = None,
         mm_projector_lr: Optional[float] = None,
         projector_params: Optional[set[str]] = None,
-        keep_checkpoints: Optional[int] = 2,
         inject_nan_step: Optional[int] = None,
         step_sleep: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.method, self.spec = method, get_spec(method)
+        self.method, self.spec, self.adapter_config = method, get_spec(method), adapter_config
         self.mm_projector_lr = mm_projector_lr
         self.projector_params = projector_params or set()
-        self.keep_checkpoints = keep_checkpoints
         self.inject_nan_step = inject_nan_step
         self.step_sleep = step_sleep
         self._last_hook_step = -1
@@ -79,7 +83,7 @@ class StructLoRATrainer(TrainerOverrides, transformers.Trainer):
         decay = set(self.get_decay_parameter_names(model))
         lr, wd = self.args.learning_rate, self.args.weight_decay
         groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-        sl_groups, sl_names = self.spec.param_groups(model, lr, wd)  # e.g. StructLoRA's gates at their own lr
+        sl_groups, sl_names = self.spec.param_groups(model, lr, wd, self.adapter_config)  # e.g. gates at own lr
         for name, p in model.named_parameters():
             if not p.requires_grad or name in sl_names:
                 continue
@@ -116,7 +120,7 @@ class StructLoRATrainer(TrainerOverrides, transformers.Trainer):
         """Task loss (+ the spec's regularizer), with a NaN/inf stop agreed by all ranks."""
         out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         loss, outputs = out if return_outputs else (out, None)
-        reg = self.spec.regularizer(self.accelerator.unwrap_model(self.model))
+        reg = self.spec.regularizer(self.accelerator.unwrap_model(self.model), self.adapter_config)
         if reg is not None:
             loss = loss + reg.to(loss.dtype)
         if self.inject_nan_step is not None and self.state.global_step >= self.inject_nan_step:
@@ -126,8 +130,6 @@ class StructLoRATrainer(TrainerOverrides, transformers.Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _diverged(self, value: float) -> None:
-        from .checkpoints import newest_complete
-
         last = newest_complete(self.args.output_dir)
         where = f"last good checkpoint kept: {last}" if last else "no checkpoint had been written yet"
         raise TrainingDivergedError(

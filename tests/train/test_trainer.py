@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -197,7 +198,7 @@ def test_coordinator_graph_round_trips_through_checkpoints(tiny_base, tmp_path):
 
     _, _, s, t = parse_args(["--output_dir", str(tmp_path), "--model_name_or_path", str(tiny_base)], check_paths=False)
     m, _, _, _ = parse_args(["--output_dir", str(tmp_path)], check_paths=False)
-    m.model_name_or_path = str(tiny_base)
+    m = dataclasses.replace(m, model_name_or_path=str(tiny_base))  # the parsed options are frozen
     trained, fresh = build_model(m, s, 0, 6), build_model(m, s, 0, 6)
     ctrl = get_controller(trained)
     kept = ctrl.graph.edges[::2]  # stands in for a refresh that changed the edges
