@@ -38,9 +38,9 @@ def _smoothing(run: dict[str, Any]) -> dict[str, Any] | None:
 
 def default_recipe(seeds: list[int]) -> dict[str, Any]:
     """(A): coupling runs through the study harness (cached under outputs/experiments/full)."""
-    from .publish import ensure_artifacts
     from .eval_data import build_eval_root
     from .power import smoothing_structure
+    from .publish import ensure_artifacts
     from .runner import execute
     from .stats import paired_ttest, summarize
 
