@@ -121,7 +121,7 @@ def graph_7b(seeds: list[int], steps: int) -> dict[str, Any]:
         per_seed = {}
         for s in seeds:
             spec = RunSpec("coco", "structlora", s, 2e-3, overrides=overrides)
-            out = root / f"{label.split()[0].lower()}-s{s}"
+            out = root / f"{'coupling' if overrides[0][0] == 'coordinator' else 'gnn'}-s{s}"
             shutil.rmtree(out, ignore_errors=True)
             argv = spec.train_argv(FULL, out)
             argv[argv.index("--model_name_or_path") + 1] = str(base)
