@@ -25,6 +25,13 @@ COMPARISONS: dict[str, list[tuple[str, str, str, int]]] = {
         ("StructLoRA", "learned scale, no IB (lambda_ib=0)", "score", 1),
         ("w/o IB (filter=none)", "LoRA + learned layer scale (filter=layer_scale, coordinator=none)", "score", 1),
         ("StructLoRA", "fixed smoothing, no learned weights (coordinator=laplacian)", "score", 1),
+        ("measured coupling (coordinator=coupling)", "StructLoRA", "score", 0),
+        (
+            "measured coupling (coordinator=coupling)",
+            "fixed smoothing, no learned weights (coordinator=laplacian)",
+            "score",
+            0,
+        ),
     ],
     "lora_rank": [(f"LoRA rank={r}", "LoRA", "score", 0) for r in (1, 2, 4)],
     "gnn_depth": [("1-layer GNN", "2-layer GNN", "score", 1), ("1-layer GNN", "3-layer GNN", "score", 1)],

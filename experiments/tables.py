@@ -85,6 +85,12 @@ FIXED_SMOOTHING = Variant(
 )
 
 
+# The coordinator that measures the coupling instead of learning it (issue #20; docs/structlora.md).
+COUPLING = Variant(
+    "measured coupling (coordinator=coupling)", "structlora", (("coordinator", "coupling"),), "structlora"
+)
+
+
 def matched(base: Variant, at: str, headline: bool | None = None) -> Variant:
     """`base` trained at the lr tuned for method `at` (a matched-lr contrast row of the main table)."""
     names = {"structlora": "StructLoRA", "lora": "LoRA", "dora": "DoRA"}
@@ -177,6 +183,7 @@ TABLES: dict[str, Table] = {
                 LAMBDA0,
                 LAYER_SCALE,
                 FIXED_SMOOTHING,
+                COUPLING,
             ),
             paper={
                 "StructLoRA": 122.4,
