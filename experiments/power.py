@@ -161,7 +161,8 @@ def smoothing_markdown(smoothing: dict[str, dict[str, dict[str, Any]]]) -> str:
     def cell(per_seed: dict[str, Any]) -> str:
         init = [statistics.mean(v["init"].values()) for v in per_seed.values()]
         end = [statistics.mean(v["final"].values()) for v in per_seed.values()]
-        share = [max(v["final"].values()) / max(sum(v["final"].values()), 1e-12) for v in per_seed.values()]
+        absf = [[abs(x) for x in v["final"].values()] for v in per_seed.values()]  # a measured coupling may be < 0
+        share = [max(a) / max(sum(a), 1e-12) for a in absf]
         n_edges = len(next(iter(per_seed.values()))["final"])
         return (
             f"mean η·a {statistics.median(init):.3g} → {statistics.median(end):.3g}, largest edge's share "
