@@ -22,16 +22,30 @@ from llava_structlora.data import resolve_image_folder
 from llava_structlora.utils.io import atomic_write_json, sha256_file
 
 from .config import EvalConfig
+from .fingerprint import adapter_fingerprint, model_fingerprint
 from .generate import load_questions
 from .shards import ShardJob, generate_sharded, merge_answers
+from .tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
 
 
-def _check_key(cfg: EvalConfig, out: Path, questions_file: Path) -> None:
-    """Refuse to resume answers produced by a different model/adapter/split or question file."""
+def answers_key(cfg: EvalConfig, questions_file: Path) -> dict[str, Any]:
+    """What the answers depend on: the options that change them, the question file, and the *contents* of the
+    adapter and base (fingerprint.py): a run retrained in place gets new answers, never the old ones."""
+    return {
+        **cfg.generation_key(),
+        "questions_sha256": sha256_file(questions_file),
+        "adapter_digest": adapter_fingerprint(cfg.adapter),
+        "model_digest": model_fingerprint(cfg.model),
+    }
+
+
+def _check_key(cfg: EvalConfig, out: Path, questions_file: Path) -> dict[str, Any]:
+    """Refuse to resume answers produced by a different model/adapter/split or question file (or, with
+    overwrite, discard them); returns the key."""
     key_path = out / "eval_key.json"
-    key = {**cfg.generation_key(), "questions_sha256": sha256_file(questions_file)}
+    key = answers_key(cfg, questions_file)
     if key_path.exists():
         old = json.loads(key_path.read_text())
         if old != key:
@@ -42,6 +56,20 @@ def _check_key(cfg: EvalConfig, out: Path, questions_file: Path) -> None:
                 )
             shutil.rmtree(out / "answers", ignore_errors=True)
     atomic_write_json(key_path, key)
+    return key
+
+
+def check_split(spec: TaskSpec, data_root: Path, split: str, option: str = "--split") -> None:
+    """FileNotFoundError (a user error) naming the missing question file and the splits that exist."""
+    qfile = spec.questions_jsonl(data_root, split)
+    if qfile.is_file():
+        return
+    found = spec.splits(data_root)
+    where = f"the splits there: {', '.join(found)}" if found else f"no {spec.name} data there"
+    raise FileNotFoundError(
+        f"{option} {split}: {qfile} not found ({where}); pick one of them or build the data "
+        f"(python -m data_prep.build_default --root {data_root})"
+    )
 
 
 def _image_folder(questions_file: Path) -> Path:
@@ -88,17 +116,16 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     t0 = time.time()
     data_root, out = Path(cfg.data_root), Path(cfg.output_dir)
     qfile = cfg.spec.questions_jsonl(data_root, cfg.split)
-    if not qfile.is_file():
-        raise FileNotFoundError(
-            f"{qfile} not found: build the data (python -m data_prep.build_default "
-            f"--root {data_root}) or pick another --split"
-        )
+    check_split(cfg.spec, data_root, cfg.split)
     questions = load_questions(qfile, _image_folder(qfile))
     n_in_split = len(questions)
     known = {q.qid for q in questions}  # answers beyond --limit (an earlier, larger run) are kept, not merged
     questions = questions[: cfg.limit] if cfg.limit else questions
+    refs = cfg.spec.references(data_root, cfg.split)
+    if cfg.spec.has_answers(refs):  # before a single answer is generated
+        cfg.spec.check_questions([q.qid for q in questions], qfile, refs)
     out.mkdir(parents=True, exist_ok=True)
-    _check_key(cfg, out, qfile)
+    key = _check_key(cfg, out, qfile)
     job = ShardJob(
         base=str(cfg.model),
         adapter=cfg.adapter,
@@ -116,7 +143,6 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     n_new = generate_sharded(job, questions)
     t_gen = time.time() - t0
     answers = merge_answers(out / "answers", questions, out / "answers.jsonl", known_ids=known)
-    refs = cfg.spec.references(data_root, cfg.split)
     if cfg.spec.has_answers(refs):
         atomic_write_json(out / "results.json", cfg.spec.to_results(answers), indent=None)
         metrics = score(cfg, refs, out / "results.json")
@@ -131,6 +157,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             "protocol": cfg.protocol,
             "model": str(cfg.model),
             "adapter": cfg.adapter,
+            "adapter_digest": key["adapter_digest"],
+            "model_digest": key["model_digest"],
             "conv_template": cfg.conv_template,
             "n_questions": len(questions),
             "limit": cfg.limit,
