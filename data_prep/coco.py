@@ -54,6 +54,7 @@ from data_prep.common import (
     llava_record,
     portable_path,
     run_cli,
+    staged_task_dir,
     write_manifest,
 )
 from data_prep.jsonstream import (
@@ -248,12 +249,18 @@ def convert_coco(
                 log.skip(split, "no_captions", f"image id={iid}")
         keep[split] = sampling.keep(cands, split == "train")
     counts = {s: len(keep[s]) for s in split_names}
+    with staged_task_dir(out_dir, "coco", images) as stage:  # published whole when the manifest is written
+        return _write_all(paths, keep, split_names, counts, per, idx, sampling, log, karpathy, images, out_dir, stage)
+
+
+def _write_all(paths, keep, split_names, counts, per, idx, sampling, log, karpathy, images, out_dir, stage) -> dict:
+    """Write every output file into `stage`; the manifest last (paths relative to the final `out_dir`)."""
     files: dict[str, list[str]] = {}
     if "train" in keep:
-        counts["train"] = _write_train(paths, keep["train"], per, idx, out_dir)
+        counts["train"] = _write_train(paths, keep["train"], per, idx, stage)
         files["train"] = ["llava_train.json"]
     evals = {s: keep[s] for s in split_names if s != "train"}
-    n_refs = _write_eval(paths, evals, idx, out_dir)
+    n_refs = _write_eval(paths, evals, idx, stage)
     for s in evals:
         files[s] = [f"{s}_questions.jsonl", f"{s}_annotations.json"]
     sources = {
@@ -273,7 +280,7 @@ def convert_coco(
             "sources": sources,
             "options": {"per": per, **sampling.options(is_train)},
         }
-    return write_manifest(out_dir, "coco", portable_path(images, out_dir), splits)
+    return write_manifest(stage, "coco", portable_path(images, out_dir), splits)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,8 +19,11 @@ import logging
 import math
 import os
 import random
+import socket
+import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +38,10 @@ from data_prep.jsonstream import (  # noqa: F401 - the public path of the JSON h
     require_array,
     require_object,
 )
-from llava_structlora.utils.errors import run_main
+from llava_structlora.utils.errors import note_output, run_main
 from llava_structlora.utils.io import atomic_open, atomic_write_json, atomic_write_text  # noqa: F401 - the converters import atomic_open from here
+from llava_structlora.utils.locks import output_lock
+from llava_structlora.utils.publish import Owner, is_staging, link_or_copy, staged_directory, target_of
 
 logger = logging.getLogger("data_prep")
 
@@ -269,6 +274,29 @@ def check_task_dir(out: str | os.PathLike, task: str, images: str | os.PathLike 
     return out
 
 
+@contextmanager
+def staged_task_dir(out: str | os.PathLike, task: str, images: str | os.PathLike | None = None) -> Iterator[Path]:
+    """The task dir to write into: a staging copy of `out`, published by one rename when the block succeeds.
+
+    Why a whole-directory copy: a conversion rewrites several files, and splits converted by earlier
+    runs stay (gqa train and testdev are separate calls). The staging dir starts with hard links of
+    everything in `out` (no data copied), the run replaces its files there and writes the manifest
+    last; the rename makes the new set visible at once. A killed re-conversion therefore never leaves
+    new and old files mixed, and its leftovers are removed by the next run (utils.publish). `out` is
+    locked for the whole conversion (utils.locks): a second converter into it exits 2.
+    """
+    out = target_of(out)
+    note_output(out, f"{task} conversion output")
+    with output_lock(out, f"{task} conversion"):
+        check_task_dir(out, task, images)
+        with staged_directory(out, locked=True) as stage:
+            if out.is_dir():
+                for entry in out.iterdir():
+                    if not is_staging(entry):
+                        link_or_copy(entry, stage / entry.name)
+            yield stage
+
+
 def leaves_root(rel: str) -> bool:
     """True when the relative image path `rel` is empty, absolute or climbs out with '..'."""
     parts = rel.replace("\\", "/").split("/")
@@ -279,10 +307,10 @@ def leaves_root(rel: str) -> bool:
 def write_manifest(out: str | os.PathLike, task: str, image_folder: str, splits: dict[str, dict[str, Any]]) -> dict:
     """Write `out/manifest.json` (+ `image_folder.txt`), replacing only the given splits.
 
-    Each split entry holds at least `count`, `skipped`, `reasons`; top-level `counts`,
-    `skipped`, `reasons` are keyed by split. Splits of earlier runs into the same dir are
-    kept (gqa train and testdev are converted by separate calls), so they must agree on
-    `image_folder`.
+    Each split entry holds at least `count`, `skipped`, `reasons` and the `run` that wrote it;
+    top-level `counts`, `skipped`, `reasons` are keyed by split. Splits of earlier runs into the
+    same dir are kept (gqa train and testdev are converted by separate calls), so they must agree
+    on `image_folder`. `out` is the staging dir of `staged_task_dir`: the manifest is its last file.
     """
     out = Path(out)
     path = out / "manifest.json"
@@ -293,6 +321,9 @@ def write_manifest(out: str | os.PathLike, task: str, image_folder: str, splits:
         except json.JSONDecodeError:
             old = {}
     kept = {s: v for s, v in old.get("splits", {}).items() if s not in splits and old.get("task") == task}
+    me = Owner.current()
+    run = {"pid": me.pid, "host": socket.gethostname(), "start_ticks": me.start, "time": round(time.time(), 3)}
+    splits = {s: {**v, "run": run} for s, v in splits.items()}  # which run wrote each split's files
     if kept and old.get("image_folder") != image_folder:
         raise ConvertError(
             f"{path}: splits {sorted(kept)} were converted with image_folder "
@@ -303,6 +334,8 @@ def write_manifest(out: str | os.PathLike, task: str, image_folder: str, splits:
     manifest = {
         "task": task,
         "format_version": MANIFEST_VERSION,
+        "complete": True,  # written last, in the staging dir: the published folder is one run's output
+        "run": run,
         "image_folder": image_folder,
         "counts": {s: v["count"] for s, v in merged.items()},
         "skipped": {s: v["skipped"] for s, v in merged.items()},

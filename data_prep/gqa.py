@@ -46,6 +46,7 @@ from data_prep.common import (
     portable_path,
     run_cli,
     short_answer_text,
+    staged_task_dir,
     write_manifest,
 )
 from data_prep.jsonstream import ConvertError, JsonStreamWriter, field, iter_json, jsonl_line, require_object
@@ -147,6 +148,12 @@ def convert_gqa(
     out_dir = Path(out)
     check_task_dir(out_dir, "gqa", images)  # never replace another task's output
     checker, log = ImageChecker(images, check_images), SkipLog(strict)
+    with staged_task_dir(out_dir, "gqa", images) as stage:  # published whole when the manifest is written
+        return _convert_into(stage, plan, sampling, checker, log, images, out_dir)
+
+
+def _convert_into(stage, plan, sampling, checker, log, images, out_dir) -> dict:
+    """Write every split's files into `stage`, the manifest last (paths relative to the final `out_dir`)."""
     splits: dict[str, dict] = {}
     for path, name in plan:
         if not path.is_file():
@@ -158,12 +165,12 @@ def convert_gqa(
             "count": len(keep),
             "candidates": len(valid),
             **log.summary(name),
-            "files": _write(path, name, keep, out_dir),
+            "files": _write(path, name, keep, stage),
             "unit": "question",
             "sources": {"questions": portable_path(path, out_dir)},
             "options": sampling.options(is_train),
         }
-    return write_manifest(out_dir, "gqa", portable_path(images, out_dir), splits)
+    return write_manifest(stage, "gqa", portable_path(images, out_dir), splits)
 
 
 def main(argv: list[str] | None = None) -> int:

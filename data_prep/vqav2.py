@@ -48,6 +48,7 @@ from data_prep.common import (
     portable_path,
     run_cli,
     short_answer_text,
+    staged_task_dir,
     write_manifest,
 )
 from data_prep.jsonstream import (
@@ -224,15 +225,20 @@ def convert_vqav2(
     out_dir = Path(out)
     check_task_dir(out_dir, "vqav2", images)  # never replace another task's output
     checker, log = ImageChecker(images, check_images), SkipLog(strict)
+    sources = plan_sources(list(questions), list(annotations))
+    with staged_task_dir(out_dir, "vqav2", images) as stage:  # published whole when the manifest is written
+        return _convert_into(stage, sources, sampling, checker, log, images, out_dir)
+
+
+def _convert_into(stage, sources, sampling, checker, log, images, out_dir) -> dict:
+    """Write every split's files into `stage`, the manifest last (paths relative to the final `out_dir`)."""
     splits: dict[str, dict] = {}
-    for src in plan_sources(list(questions), list(annotations)):
+    for src in sources:
         answers = _index_answers(src) if src.annotations is not None else None
         valid = _valid_questions(src, answers, checker, log)
         is_train = src.split == "train"
         keep = sampling.keep(valid, is_train)
-        files = (
-            _write_train(src, keep, answers, checker, out_dir) if is_train else _write_eval(src, keep, checker, out_dir)
-        )
+        files = _write_train(src, keep, answers, checker, stage) if is_train else _write_eval(src, keep, checker, stage)
         splits[src.split] = {
             "count": len(keep),
             "candidates": len(valid),
@@ -246,7 +252,7 @@ def convert_vqav2(
             "options": sampling.options(is_train),
         }
         del answers
-    return write_manifest(out_dir, "vqav2", portable_path(images, out_dir), splits)
+    return write_manifest(stage, "vqav2", portable_path(images, out_dir), splits)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,6 @@ would round the update away, so a quantized base checkpoint is refused.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 import sys
@@ -32,8 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from llava_structlora.rundir import RunDir
-from llava_structlora.utils.errors import entry_point
-from llava_structlora.utils.jsonio import read_adapter_config, read_json
+from llava_structlora.utils.artifacts import check_adapter_dir
+from llava_structlora.utils.errors import entry_point, note_output
+from llava_structlora.utils.io import atomic_directory, atomic_write_json, check_output_dir
+from llava_structlora.utils.jsonio import read_json
+from llava_structlora.utils.locks import check_not_in_use, output_lock
+from llava_structlora.utils.publish import debug_point
 
 logger = logging.getLogger("llava_structlora.merge")
 
@@ -89,9 +92,7 @@ def adapter_dir_of(run_dir: Path) -> Path:
     """RUN_DIR/adapter (training layout) or RUN_DIR itself when it is a PEFT adapter dir."""
     cand = RunDir(run_dir).peft_adapter()
     if cand is not None:
-        if not (cand / ADAPTER_WEIGHTS).exists():
-            raise FileNotFoundError(f"{cand}: adapter_config.json present but {ADAPTER_WEIGHTS} missing")
-        read_adapter_config(cand / "adapter_config.json")  # a torn/garbled config: named here, not by PEFT
+        check_adapter_dir(cand)  # torn config, pickled .bin, garbled weights, edited rank: named here
         return cand
     raise FileNotFoundError(
         f"{run_dir}: no PEFT adapter found (expected {run_dir}/adapter/adapter_config.json); "
@@ -156,11 +157,10 @@ def architecture_diff(expected: dict[str, Any], actual: dict[str, Any]) -> list[
 
 
 def adapter_shapes(adapter_dir: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor name -> shape, read from the safetensors header only (no weights loaded)."""
-    from safetensors import safe_open
+    """Tensor name -> shape, read from the (checked) safetensors header only (no weights loaded)."""
+    from llava_structlora.utils.artifacts import tensor_shapes
 
-    with safe_open(str(adapter_dir / ADAPTER_WEIGHTS), framework="pt") as f:
-        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    return tensor_shapes(adapter_dir / ADAPTER_WEIGHTS)
 
 
 def shape_diff(adapter_dir: Path, base_config: dict[str, Any]) -> list[str]:
@@ -259,17 +259,27 @@ def merge_run(
     """Check the base, merge with stock PEFT and save_pretrained model + processor into `out_dir`.
 
     `out_dir` is checked first (utils.io.check_output_dir): never the run, the base or a folder of
-    the user's; a previous merged model only with `overwrite`.
+    the user's; a previous merged model only with `overwrite`. `out_dir` is locked for the whole
+    merge and the run dir is checked not to be training at the start and before publishing
+    (utils.locks: either makes this one exit 2); the output is published by one rename (utils.publish).
     """
+    run_dir = Path(run_dir)
+    note_output(out_dir, "merged model")
+    with output_lock(out_dir, "merge"):
+        check_not_in_use(run_dir, "merge (reads the run)")
+        return _merge_locked(run_dir, Path(out_dir), base, max_shard_size, dtype, overwrite)
+
+
+def _merge_locked(
+    run_dir: Path, out_dir: Path, base: str | Path | None, max_shard_size: str, dtype: str | None, overwrite: bool
+) -> Path:
     from transformers import AutoProcessor
 
     from llava_structlora.data.chat_template import attach_chat_templates
     from llava_structlora.modeling import load_base_model
     from llava_structlora.portable import SUPPORTED_TRANSFORMERS, base_tokenizer_class, make_portable
-    from llava_structlora.utils.io import atomic_directory, check_output_dir
     from llava_structlora.utils.strict_load import peft_from_pretrained_strict
 
-    run_dir = Path(run_dir)
     base = base or recorded_base(run_dir)
     if not base:
         raise ValueError(f"{run_dir}: no base recorded in run.json or adapter_config.json; pass --base")
@@ -284,27 +294,25 @@ def merge_run(
     merged.eval()
     conv_template = recorded_conv_template(run_dir)
     processor = attach_chat_templates(AutoProcessor.from_pretrained(str(base)), conv_template)
-    with atomic_directory(out_dir, kind=MERGE_KIND, overwrite=overwrite, protected=protected) as tmp:
+    debug_point("merge-loaded")
+    with atomic_directory(out_dir, kind=MERGE_KIND, overwrite=overwrite, protected=protected, locked=True) as tmp:
         merged.save_pretrained(tmp, max_shard_size=max_shard_size)
+        debug_point("merge-saved-weights")
         processor.save_pretrained(tmp)
         portable = make_portable(tmp, tokenizer_class=base_tokenizer_class(base))  # loads under v4 and v5
-        (tmp / "merge_info.json").write_text(
-            json.dumps(
-                {
-                    "base": str(base),
-                    "adapter": str(adapter.resolve()),
-                    "dtype": dtype,
-                    "max_shard_size": max_shard_size,
-                    "conv_template": conv_template,
-                    "portable": portable,
-                    "transformers": list(SUPPORTED_TRANSFORMERS),
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        info = {
+            "base": str(base),
+            "adapter": str(adapter.resolve()),
+            "dtype": dtype,
+            "max_shard_size": max_shard_size,
+            "conv_template": conv_template,
+            "portable": portable,
+            "transformers": list(SUPPORTED_TRANSFORMERS),
+        }
+        atomic_write_json(tmp / "merge_info.json", info)
+        check_not_in_use(run_dir, "merge (reads the run)")  # a training started meanwhile: refuse, publish nothing
     logger.info("merged %s into %s -> %s", adapter, base, out_dir)
-    return Path(out_dir)
+    return out_dir
 
 
 @entry_point("merge")

@@ -227,6 +227,7 @@ def load_base_model(
     partitions them as they load (``zero.Init``), so no rank holds the full model.
     ``attn_implementation=None`` keeps transformers' default (sdpa when available).
     """
+    from llava_structlora.utils.artifacts import check_model_weights
     from llava_structlora.utils.strict_load import from_pretrained_strict
 
     torch_dtype = resolve_dtype(dtype)
@@ -234,6 +235,7 @@ def load_base_model(
     check_bits(bits)
     config = load_config(path)
     cls = base_model_class(config)
+    check_model_weights(path)  # a truncated or garbled shard is named before any loader sees it
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation

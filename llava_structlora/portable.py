@@ -10,6 +10,9 @@ transformers 5 ``save_pretrained`` writes three things that transformers 4.57 mi
   ``extra_special_tokens`` as a list (v4 wants a dict) and ``add_prefix_space`` (v4's fast Llama
   tokenizer then insists on converting from a sentencepiece file that is not there).
 - **config.json**: RoPE settings only in ``rope_parameters``; v4 reads ``rope_theta``/``rope_scaling``.
+- **processor files**: ``CLIPImageProcessor`` means torchvision resizing in v5 and PIL resizing in v4
+  (the ``...Fast`` name selects torchvision in both), and a ``PreTrainedTokenizerFast`` fallback returns
+  ``token_type_ids`` under v4, which ``generate`` refuses, unless ``model_input_names`` says otherwise.
 
 A PEFT adapter saved under v5 names its vision-tower modules the v5 way; on a v4 base those LoRA
 factors match nothing and are dropped without an error. ``make_adapter_portable`` stores v4 keys
@@ -115,6 +118,42 @@ def _rewrite_json(path: Path, fn) -> bool:
     return new != old
 
 
+# v5 image processors whose default (torchvision) backend is what transformers 4.57 calls `<name>Fast`.
+# Naming the Fast class makes 4.57 resize with torchvision too (its slow class resizes with PIL: pixels
+# differ by up to 0.015 on a non-square photo); v5 reads `<name>Fast` as `<name>` with the torchvision
+# backend. Pixels then agree exactly (tests/release/test_portable.py).
+V4_FAST_IMAGE_PROCESSORS = ("CLIPImageProcessor", "LlavaNextImageProcessor")
+
+
+def portable_image_processor(cfg: dict[str, Any], torchvision: bool) -> dict[str, Any]:
+    """An image-processor dict naming the v4 class that resizes like the running v5 one.
+
+    `torchvision`: whether v5 resolved the torchvision backend here (it falls back to PIL without it; then
+    the slow v4 class is the match and nothing changes)."""
+    name = cfg.get("image_processor_type")
+    if not torchvision or name not in V4_FAST_IMAGE_PROCESSORS:
+        return cfg
+    return {**cfg, "image_processor_type": f"{name}Fast"}
+
+
+def _portable_processor_file(cfg: dict[str, Any], torchvision: bool) -> dict[str, Any]:
+    if isinstance(cfg.get("image_processor"), dict):  # processor_config.json (v5): nested
+        return {**cfg, "image_processor": portable_image_processor(cfg["image_processor"], torchvision)}
+    return portable_image_processor(cfg, torchvision)  # preprocessor_config.json: flat
+
+
+def make_image_processor_portable(folder: str | Path) -> bool:
+    """processor_config.json / preprocessor_config.json of `folder` made to resize alike under v4 and v5."""
+    from transformers.utils import is_torchvision_available
+
+    tv = is_torchvision_available()
+    changed = [
+        _rewrite_json(Path(folder) / name, lambda c: _portable_processor_file(c, tv))
+        for name in ("processor_config.json", "preprocessor_config.json")
+    ]
+    return any(changed)
+
+
 def make_portable(folder: str | Path, tokenizer_class: str | None = None) -> dict[str, Any]:
     """Rewrite a ``save_pretrained`` model (+ processor) folder in place; returns what changed.
 
@@ -127,6 +166,7 @@ def make_portable(folder: str | Path, tokenizer_class: str | None = None) -> dic
         "renamed_keys": portable_weights(folder),
         "config": _rewrite_json(folder / "config.json", portable_model_config),
         "tokenizer_config": make_tokenizer_portable(folder, tokenizer_class),
+        "image_processor": make_image_processor_portable(folder),
     }
 
 
@@ -145,6 +185,9 @@ def make_tokenizer_portable(folder: str | Path, tokenizer_class: str | None = No
     before = _probe_tokenizer(folder)
     full = portable_tokenizer_config(original, tokenizer_class)
     keep = {**portable_tokenizer_config(original, TOKENIZER_FALLBACK), "tokenizer_class": TOKENIZER_FALLBACK}
+    # v4's PreTrainedTokenizerFast defaults to also returning token_type_ids, which LLaVA's generate()
+    # refuses ("model_kwargs not used"); name the inputs the running tokenizer returns.
+    keep.setdefault("model_input_names", _model_input_names(folder))
     if "add_prefix_space" in original:
         keep["add_prefix_space"] = original["add_prefix_space"]
     for candidate in (full, keep):
@@ -168,6 +211,12 @@ def _probe_tokenizer(folder: Path) -> list[list[int]] | None:
 
     tok = AutoTokenizer.from_pretrained(str(folder))
     return [tok(t)["input_ids"] for t in PROBE_TEXTS]
+
+
+def _model_input_names(folder: Path) -> list[str]:
+    from transformers import AutoTokenizer
+
+    return list(AutoTokenizer.from_pretrained(str(folder)).model_input_names)
 
 
 def base_tokenizer_class(base: str | Path) -> str | None:

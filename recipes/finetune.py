@@ -30,7 +30,6 @@ import json
 import os
 import shlex
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -58,12 +57,15 @@ from llava_structlora.train.main import already_complete
 from llava_structlora.train.outputs import run_validation
 from llava_structlora.train.validation import check_eval_inputs, check_files
 from llava_structlora.utils.errors import run_main
+from llava_structlora.utils.outputs import claim_for_process
+from llava_structlora.utils.procs import run_group
 
 from .env import arch as env_arch
 from .env import env, env_flag, env_int
 from .env import preset as env_preset
 from .layout import RepoLayout
 from .run_naming import recipe_values, settings_hash, user_options
+from .toy_defaults import toy_defaults
 
 # environment variable -> training option it overrides (when set)
 ENV_OVERRIDES = {
@@ -112,12 +114,6 @@ def _launcher_defaults(layout: RepoLayout, task: str, preset: str, deepspeed: bo
     }
 
 
-def toy_base_defaults(task: str, cfg: TrainConfig) -> dict[str, Any]:
-    """Options the tiny base needs that a real LLaVA does not (applied only when nobody set them and the
-    run uses the toy base): the place for recipes/toy_defaults.py's validated learning rate per task."""
-    return {}
-
-
 def _derive(
     layout: RepoLayout, task: str, preset: str, user: set[str], recipe: dict[str, Any]
 ) -> tuple[dict[str, Any], Callable[[TrainConfig], dict]]:
@@ -132,12 +128,14 @@ def _derive(
         arch = env_arch()
         toy = cfg.model.model_name_or_path == str(layout.base(preset, arch))
         out: dict[str, Any] = {}
-        if toy:
-            out.update(toy_base_defaults(task, cfg))
+        own = dict(recipe)  # what the recipe alone gives, its toy-base defaults included
+        if toy:  # options the tiny base needs that a real LLaVA does not: the study's validated lr
+            out.update(toy_defaults(task, cfg.model.method, cfg.model.model_name_or_path, layout))
+            own.update(out)
         if "data_path" not in cfg.given:
             out["data_path"] = task_data_path(cfg.data.data_root, cfg.data.task or task)
         if "output_dir" not in cfg.given:  # named from the parsed config; a given MODEL: no arch suffix
-            m, t, settings = cfg.model, cfg.training, settings_hash(cfg, user, recipe)
+            m, t, settings = cfg.model, cfg.training, settings_hash(cfg, user, own)
             out["output_dir"] = str(
                 layout.run_dir(task, m.method, m.lora_r, t.seed, preset == "smoke", arch if toy else "llava", settings)
             )
@@ -289,7 +287,8 @@ def evaluate_both(
 def score_line(task: str, split: str, scores: dict) -> str:
     """Adapter vs base on the main metric; VQAv2/GQA under both protocols (official first)."""
     key = EVAL_TASKS[task].main_metric
-    line = f"{task} {split} {key}: adapter {scores['adapter'].get(key):.4f} | base {scores['base'].get(key):.4f}"
+    adapter, base = scores["adapter"].get(key), scores["base"].get(key)
+    line = f"{task} {split} {key}: adapter {adapter:.4f} | base {base:.4f} | gain {adapter - base:+.4f}"
     llava = [(scores[w].get("protocols") or {}).get("llava", {}).get(key) for w in ("adapter", "base")]
     if None not in llava:
         line += (
@@ -359,13 +358,14 @@ def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
         print(f"[finetune] configuration error: {e}", file=sys.stderr, flush=True)
         return 2
     run = RunDir(targs.output_dir)
+    claim_for_process(run.path, "training run", pass_down=True)  # a second run / a merge exits 2; ranks share it
     rc = 0
     if complete:  # a rerun of a finished run is a no-op (nothing launched)
         print(f"[finetune] {already_complete(run)}", flush=True)
     else:
         cmd, environ = launch_command(targv, ranks, deepspeed)
         print(f"[finetune] {shlex.join(cmd)}", flush=True)
-        rc = subprocess.run(cmd, env=environ, cwd=layout.root).returncode
+        rc = run_group(cmd, env=environ, cwd=layout.root)  # SIGTERM reaches every rank, which we wait for
     if rc != 0:
         print(
             f"[finetune] training failed (exit {rc}); complete checkpoints in {run.path} "
@@ -375,19 +375,19 @@ def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
         )
         return rc
     print(f"[finetune] adapter: {run.deliverable()}", flush=True)
+    lines = []  # the scores come last: what a user reads first when the run ends
     if do_eval:
         model, data_root = Path(margs.model_name_or_path), Path(dargs.data_root)
         scores = evaluate_both(
             layout, run, args.task, model, data_root, dargs.eval_split, dargs.eval_batch_size, dargs.conv_template
         )
+        print(f"[finetune] scores: {run.metrics('adapter')}, {run.metrics('base')}", flush=True)
         for t in validation_tasks(args.task):
             per = {w: s["tasks"][t] if args.task == MIX_TASK else s for w, s in scores.items()}
-            print(
-                f"[finetune] {score_line(t, dargs.eval_split, per)}  (scores: {run.metrics('adapter')}, "
-                f"{run.metrics('base')})",
-                flush=True,
-            )
+            lines.append(f"[finetune] {score_line(t, dargs.eval_split, per)}")
     print(f"[finetune] done in {time.time() - t0:.1f} s: {run.path}", flush=True)
+    for line in lines:
+        print(line, flush=True)
     return 0
 
 

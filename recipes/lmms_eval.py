@@ -5,7 +5,8 @@
 1. export our VQAv2 / GQA / COCO splits as lmms-eval tasks (llava_structlora.evaluation.lmms_export);
 2. run ``lmms_eval --model llava_hf`` on the merged model, in LMMS_PYTHON (lmms-eval pins its own
    dependencies, so it lives in a separate environment: requirements-lmms-eval.txt);
-3. fail when lmms-eval wrote no results file: lmms-eval itself can exit 0 after a failure.
+3. fail when lmms-eval wrote no results file, or one without scores for a requested task: lmms-eval
+   itself can exit 0 after a failure.
 
 Environment: LMMS_PYTHON (default: `python` on PATH if it imports lmms_eval), DATA_ROOT
 [artifacts/data/default], TASKS [vqav2 gqa coco], DEVICE [cuda if visible, else cpu], DTYPE [float32],
@@ -22,8 +23,14 @@ from pathlib import Path
 
 from llava_structlora.evaluation.lmms_export import LMMS_TASKS, export_all
 from llava_structlora.utils.errors import UserError, entry_point
+from llava_structlora.utils.jsonio import read_json
 from recipes.env import env
 from recipes.layout import RepoLayout
+
+# The one tested install (docs/evaluation.md, eval/lmms_eval.sh and requirements-lmms-eval.txt say the same,
+# tests/recipes/test_lmms_eval.py checks it): lmms-eval on top of the pinned requirements. requirements-lmms-eval.txt
+# alone lets pip pick untested versions (transformers 5.25 / peft 0.22 when it was written).
+INSTALL = "python -m venv /opt/lmms && /opt/lmms/bin/pip install -r requirements.txt -r requirements-lmms-eval.txt"
 
 
 def lmms_python() -> str:
@@ -31,10 +38,20 @@ def lmms_python() -> str:
     py = env("LMMS_PYTHON", "python")
     if subprocess.run([py, "-c", "import lmms_eval"], capture_output=True).returncode != 0:
         raise UserError(
-            f"{py} cannot import lmms_eval; set LMMS_PYTHON to a python that has it "
-            "(pip install -r requirements-lmms-eval.txt in a separate venv, see docs/evaluation.md)"
+            f"{py} cannot import lmms_eval; install it into a separate venv and set LMMS_PYTHON to its python: "
+            f"`{INSTALL}` then LMMS_PYTHON=/opt/lmms/bin/python (docs/evaluation.md)"
         )
     return py
+
+
+def missing_tasks(results: Path, tasks: list[str]) -> list[str]:
+    """Requested lmms-eval tasks without scores in its results JSON (lmms-eval skips a task it cannot run
+    with a log line and still exits 0)."""
+    data = read_json(results, "lmms-eval results")
+    scored = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(scored, dict):
+        raise UserError(f"{results}: no 'results' object (not an lmms-eval results file?)")
+    return [t for t in tasks if not scored.get(t)]
 
 
 def newest_results(results: Path, since: float) -> Path | None:
@@ -46,6 +63,9 @@ def newest_results(results: Path, since: float) -> Path | None:
 @entry_point("lmms_eval")
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
     if not argv or argv[0].startswith("-"):
         raise UserError("usage: bash eval/lmms_eval.sh MERGED_DIR [extra lmms_eval args]")
     model = Path(argv.pop(0)).resolve()
@@ -73,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     if results is None:
         print(f"[lmms_eval] error: lmms-eval (exit {rc}) wrote no results file under {out / 'results'} "
               "(it can exit 0 after a failure): read its log above", file=sys.stderr)  # fmt: skip
+        return 1
+    missing = missing_tasks(results, [i["task"] for i in infos])
+    if missing:
+        print(f"[lmms_eval] error: {results} has no scores for {', '.join(missing)} (lmms-eval exit {rc}): "
+              "read its log above", file=sys.stderr)  # fmt: skip
         return 1
     print(f"lmms-eval results: {results}")
     return rc

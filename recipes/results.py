@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llava_structlora.utils.io import atomic_write_json, atomic_write_text
+from llava_structlora.utils.locks import output_lock
 
 from .layout import RepoLayout
 
@@ -75,8 +76,9 @@ def record_result(
         "data": data,
         "markdown": markdown,
     }
-    path = atomic_write_json(RESULTS_DIR / f"{name}.json", record)
-    render()
+    with output_lock(RESULTS_DIR, "results record", timeout=300):  # concurrent benchmarks take turns
+        path = atomic_write_json(RESULTS_DIR / f"{name}.json", record)
+        render()
     return path
 
 

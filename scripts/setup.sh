@@ -12,12 +12,18 @@ if ! "$_sl_py" "$_sl_root/scripts/check_env.py" "$_sl_root/requirements.txt" >/d
   fi
   _sl_py="$_sl_root/.venv/bin/python"
   if ! "$_sl_py" "$_sl_root/scripts/check_env.py" "$_sl_root/requirements.txt" >/dev/null 2>&1; then
-    echo "[setup] installing requirements into .venv (first run only; torch comes from the local wheel cache)" >&2
-    "$_sl_py" -m pip install -q --upgrade pip >&2 || true
-    # No grep filter here: under the recipes' `set -o pipefail` a grep that drops every line exits 1
-    # and stopped the first run.
-    "$_sl_py" -m pip install -q -r "$_sl_root/requirements.txt" >&2 \
+    echo "[setup] installing requirements into .venv (first run only, about 2 min: torch's wheels are ~3 GB)" >&2
+    _sl_t0=$SECONDS
+    # No `pip install --upgrade pip`: the venv's own pip installs these pins, and the upgrade was one more
+    # registry round trip (it hangs up to the pip timeout where the network is slow). The filter drops pip's
+    # one-line-per-package "Location ... is ignored" notes about an extra index that lacks a package; it is a
+    # process substitution, not a pipe, so `set -o pipefail` never sees grep's exit status (a grep in a pipe
+    # that dropped every line exited 1 and stopped the first run).
+    "$_sl_py" -m pip install -q -r "$_sl_root/requirements.txt" \
+      2> >(grep -v -e "is ignored: it is neither a file nor a directory" >&2) >&2 \
       || { echo "[setup] pip install -r requirements.txt failed" >&2; return 1 2>/dev/null || exit 1; }
+    echo "[setup] installed the requirements into .venv in $((SECONDS - _sl_t0)) s" >&2
+    unset _sl_t0
   fi
   # shellcheck disable=SC1091
   source "$_sl_root/.venv/bin/activate"

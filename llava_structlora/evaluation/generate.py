@@ -65,6 +65,15 @@ def load_questions(path: str | Path, image_folder: str | Path) -> list[Question]
                 raise QuestionFileError(f"{path}:{n}: not valid JSON ({e})") from e
             if not isinstance(rec, dict) or "question_id" not in rec or not isinstance(rec.get("text"), str):
                 raise QuestionFileError(f"{path}:{n}: needs 'question_id' and a string 'text'")
+            if isinstance(rec["question_id"], (bool, float)) or not isinstance(rec["question_id"], (str, int)):
+                raise QuestionFileError(
+                    f"{path}:{n}: question_id must be a string or an integer, got {rec['question_id']!r}"
+                )
+            if rec.get("image") is not None and not isinstance(rec["image"], str):
+                raise QuestionFileError(
+                    f"{path}:{n} (question_id={rec['question_id']!r}): 'image' must be a path string, "
+                    f"got {type(rec['image']).__name__} {str(rec['image'])[:80]}"
+                )
             if rec["question_id"] in seen:
                 raise QuestionFileError(f"{path}:{n}: duplicate question_id {rec['question_id']!r}")
             seen.add(rec["question_id"])

@@ -28,7 +28,10 @@ from typing import Any
 
 from llava_structlora.evaluation.config import TASKS
 from llava_structlora.evaluation.generate import load_questions
+from llava_structlora.utils.errors import entry_point
 from llava_structlora.utils.io import atomic_directory, atomic_write_json, atomic_write_text
+from llava_structlora.utils.jsonio import read_json
+from llava_structlora.utils.outputs import locked_output
 
 POST_PROMPT = "\nAnswer the question using a single word or phrase."  # lmms-eval's default for VQAv2 / GQA
 COCO_METRICS = ("Bleu_4", "Bleu_3", "Bleu_2", "Bleu_1", "METEOR", "ROUGE_L", "CIDEr")
@@ -83,13 +86,26 @@ def _image(path: Path) -> dict[str, Any]:
     return {"bytes": path.read_bytes(), "path": path.name}
 
 
+def _records(path: Path, key: str) -> list[dict]:
+    """The `key` list of a reference file (read_json names a torn file and the position)."""
+    data = read_json(path, "references")
+    recs = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(recs, list) or not all(isinstance(r, dict) for r in recs):
+        raise ExportError(f"{path}: expected an object with a {key!r} list of objects")
+    return recs
+
+
 def _vqav2_docs(task_dir: Path, split: str, questions) -> Iterator[dict]:
-    annotations = json.loads((task_dir / f"{split}_annotations.json").read_text())["annotations"]
-    by_qid = {a["question_id"]: a for a in annotations}
+    path = task_dir / f"{split}_annotations.json"
+    by_qid = {a.get("question_id"): a for a in _records(path, "annotations")}
     for q in questions:
         ann = by_qid.get(int(q.qid))
         if ann is None:
-            raise ExportError(f"{task_dir}/{split}_annotations.json: no annotation for question {q.qid}")
+            raise ExportError(f"{path}: no annotation for question {q.qid}")
+        if not isinstance(ann.get("answers"), list) or not ann["answers"]:
+            raise ExportError(f"{path}: question_id {q.qid} has no 'answers' (lmms-eval scores against them)")
+        if not all(isinstance(a, dict) and isinstance(a.get("answer"), str) for a in ann["answers"]):
+            raise ExportError(f"{path}: question_id {q.qid}: every answer needs a string 'answer'")
         answers = [
             {
                 "answer": a["answer"],
@@ -109,11 +125,14 @@ def _vqav2_docs(task_dir: Path, split: str, questions) -> Iterator[dict]:
 
 
 def _gqa_docs(task_dir: Path, split: str, questions) -> Iterator[dict]:
-    refs = json.loads((task_dir / f"{split}_questions.json").read_text())
+    path = task_dir / f"{split}_questions.json"
+    refs = read_json(path, "references")
+    if not isinstance(refs, dict):
+        raise ExportError(f"{path}: expected the official GQA object {{questionId: question}}")
     for q in questions:
         ref = refs.get(str(q.qid))
-        if ref is None or not isinstance(ref.get("answer"), str):
-            raise ExportError(f"{task_dir}/{split}_questions.json: no answer for question {q.qid}")
+        if not isinstance(ref, dict) or not isinstance(ref.get("answer"), str):
+            raise ExportError(f"{path}: no answer for question {q.qid}")
         yield {
             "question_id": str(q.qid),
             "question": _split_prompt(q.text),
@@ -124,15 +143,16 @@ def _gqa_docs(task_dir: Path, split: str, questions) -> Iterator[dict]:
 
 
 def _coco_docs(task_dir: Path, split: str, questions) -> Iterator[dict]:
-    coco = json.loads((task_dir / f"{split}_annotations.json").read_text())
-    files = {im["id"]: im["file_name"] for im in coco["images"]}
+    path = task_dir / f"{split}_annotations.json"
+    files = {im.get("id"): im.get("file_name") for im in _records(path, "images")}
     caps: dict[int, list[str]] = {}
-    for a in coco["annotations"]:
-        caps.setdefault(a["image_id"], []).append(a["caption"])
+    for a in _records(path, "annotations"):
+        if isinstance(a.get("caption"), str):
+            caps.setdefault(a.get("image_id"), []).append(a["caption"])
     for q in questions:
         iid = int(q.qid)
-        if iid not in caps or iid not in files:
-            raise ExportError(f"{task_dir}/{split}_annotations.json: no captions for image {iid}")
+        if iid not in caps or not isinstance(files.get(iid), str):
+            raise ExportError(f"{path}: no captions for image {iid}")
         # lmms-eval's coco_process_result parses the image id from question_id's last "_" field
         yield {"question_id": files[iid], "id": iid, "question": q.text, "image": _image(q.image), "answer": caps[iid]}
 
@@ -216,6 +236,8 @@ def export_task(data_root: Path, out: Path, ours: str, split: str | None = None,
     qfile = TASKS[ours].questions_jsonl(data_root, split)
     questions = load_questions(qfile, resolve_image_folder(qfile))[:limit]
     docs = list(DOCS[ours](data_root / ours, split, questions))
+    if not docs:
+        raise ExportError(f"{qfile}: no questions to export")
     full_texts = [q.text for q in questions]
     post_prompt = POST_PROMPT if ours != "coco" and all(t.endswith(POST_PROMPT) for t in full_texts) else ""
     if ours != "coco" and not post_prompt:
@@ -263,12 +285,16 @@ def _feature(value: Any):
 def export_all(
     data_root: str | Path, out: str | Path, tasks: list[str] | None = None, limit: int | None = None
 ) -> list[dict]:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ExportError(f"--limit must be a positive number of questions, got {limit!r} (leave it out for all)")
     data_root, out = Path(data_root), Path(out)
-    infos = [export_task(data_root, out, t, limit=limit) for t in (tasks or list(LMMS_TASKS))]
-    atomic_write_json(out / "tasks.json", infos)
+    with locked_output(out, "lmms-eval export"):  # each task dir and tasks.json are published by one rename
+        infos = [export_task(data_root, out, t, limit=limit) for t in (tasks or list(LMMS_TASKS))]
+        atomic_write_json(out / "tasks.json", infos)
     return infos
 
 
+@entry_point("lmms_export")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data_root", required=True, help="DATA_ROOT with <task>/<split>_questions.jsonl + references")
@@ -276,11 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", nargs="+", default=list(LMMS_TASKS), choices=list(LMMS_TASKS))
     ap.add_argument("--limit", type=int, default=None, help="export only the first N questions of each split")
     args = ap.parse_args(argv)
-    try:
-        infos = export_all(args.data_root, args.out, args.tasks, args.limit)
-    except (ExportError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    infos = export_all(args.data_root, args.out, args.tasks, args.limit)  # user errors: exit 2 (entry_point)
     print(",".join(i["task"] for i in infos))
     return 0
 

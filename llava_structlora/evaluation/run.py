@@ -11,7 +11,6 @@ Output dir layout:
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 from llava_structlora.data import resolve_image_folder
 from llava_structlora.utils.io import atomic_write_json, sha256_file
+from llava_structlora.utils.outputs import locked_output, read_resume_key, remove_stale
 
 from .config import EvalConfig
 from .fingerprint import adapter_fingerprint, model_fingerprint
@@ -28,6 +28,9 @@ from .shards import ShardJob, generate_sharded, merge_answers
 from .tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
+
+
+DERIVED = ("metrics.json", "answers.jsonl", "results.json", "submission.json")  # the stamp first
 
 
 def answers_key(cfg: EvalConfig, questions_file: Path) -> dict[str, Any]:
@@ -46,15 +49,15 @@ def _check_key(cfg: EvalConfig, out: Path, questions_file: Path) -> dict[str, An
     overwrite, discard them); returns the key."""
     key_path = out / "eval_key.json"
     key = answers_key(cfg, questions_file)
-    if key_path.exists():
-        old = json.loads(key_path.read_text())
-        if old != key:
-            if not cfg.overwrite:
-                diff = {k: (old.get(k), v) for k, v in key.items() if old.get(k) != v}
-                raise ValueError(
-                    f"{out} holds answers of another run (old, new): {diff}; use another --output-dir or --overwrite"
-                )
-            shutil.rmtree(out / "answers", ignore_errors=True)
+    old = read_resume_key(key_path, cfg.overwrite) if key_path.exists() else key
+    if old != key and not cfg.overwrite:
+        diff = {k: (old.get(k), v) for k, v in key.items() if old.get(k) != v}
+        raise ValueError(
+            f"{out} holds answers of another run (old, new): {diff}; use another --output-dir or --overwrite"
+        )
+    remove_stale(out, DERIVED)  # before any change: the dir looks complete again only once metrics.json is
+    if old != key:
+        shutil.rmtree(out / "answers", ignore_errors=True)
     atomic_write_json(key_path, key)
     return key
 
@@ -112,6 +115,12 @@ def _write_submission(cfg: EvalConfig, data_root: Path, answers: list[dict], out
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Run the whole evaluation with its output dir locked (a second evaluation into it exits 2)."""
+    with locked_output(cfg.output_dir, "evaluation"):
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Run the whole evaluation; returns what is written to metrics.json."""
     t0 = time.time()
     data_root, out = Path(cfg.data_root), Path(cfg.output_dir)

@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .common import MetricInputError, load_json, load_results, match_ids
+from .common import MetricInputError, check_id, load_json, load_results, match_ids
 
 
 def load_coco_references(path: str | Path) -> dict[Any, list[str]]:
@@ -31,7 +31,7 @@ def load_coco_references(path: str | Path) -> dict[Any, list[str]]:
             raise MetricInputError(
                 f"annotations file {path}, annotation {i}: needs 'image_id' and a string 'caption', got {str(a)[:200]}"
             )
-        refs[a["image_id"]].append(a["caption"])
+        refs[check_id(a["image_id"], f"annotations file {path}, annotation {i}", "image_id")].append(a["caption"])
     return dict(refs)
 
 

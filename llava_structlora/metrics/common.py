@@ -31,6 +31,13 @@ def load_json(path: str | Path, what: str) -> Any:
         raise MetricInputError(str(e)) from None
 
 
+def check_id(value: Any, where: str, key: str) -> Any:
+    """An id the scorers can match: a string or an integer (a list, an object or a float never is)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise MetricInputError(f"{where}: {key!r} must be a string or an integer id, got {str(value)[:80]}")
+    return value
+
+
 def load_results(path: str | Path, id_key: str, value_key: str) -> list[tuple[Any, str]]:
     """Read an official results list `[{id_key: .., value_key: str}, ...]` as (id, value) pairs."""
     data = load_json(path, "results")
@@ -51,7 +58,7 @@ def load_results(path: str | Path, id_key: str, value_key: str) -> list[tuple[An
                 f"results file {path}, record {i} ({id_key}={rec[id_key]!r}): "
                 f"{value_key!r} must be a string, got {type(rec[value_key]).__name__}"
             )
-        pairs.append((rec[id_key], rec[value_key]))
+        pairs.append((check_id(rec[id_key], f"results file {path}, record {i}", id_key), rec[value_key]))
     return pairs
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import ijson
 
-from .common import MetricInputError, load_results, match_ids
+from .common import MetricInputError, check_id, load_results, match_ids
 from .vqa_normalize import clean_whitespace, evalai_answer_processor, normalize
 
 PROTOCOLS = ("official", "llava")
@@ -81,6 +81,7 @@ def load_vqa_annotations(path: str | Path) -> dict[int, tuple[str, list[GtAnswer
                 f"annotations file {path}, annotation {i}: expected 'question_id' "
                 f"and a non-empty 'answers' list, got {str(ann)[:200]}"
             )
+        check_id(qid, f"annotations file {path}, annotation {i}", "question_id")
         if qid in out:
             raise MetricInputError(f"annotations file {path}, annotation {i}: duplicate question_id {qid}")
         answers = [_gt_answer(a, path, i, qid) for a in ann["answers"]]
@@ -96,7 +97,7 @@ def load_vqa_question_ids(path: str | Path) -> set:
     for i, q in enumerate(_iter_json_items(path, "questions", "questions")):
         if not isinstance(q, dict) or "question_id" not in q:
             raise MetricInputError(f"questions file {path}, question {i}: missing 'question_id'")
-        ids.add(q["question_id"])
+        ids.add(check_id(q["question_id"], f"questions file {path}, question {i}", "question_id"))
     if not ids:
         raise MetricInputError(f"questions file {path}: no 'questions' records found")
     return ids

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from llava_structlora.utils.artifacts import check_checkpoint_state
 from llava_structlora.utils.io import atomic_write_json
 
 from .safe_resume import verify_checkpoint
@@ -75,4 +76,5 @@ def resolve_resume(resume: str, output_dir: str | Path) -> Optional[str]:
         if not (path / MARKER).is_file():
             raise ValueError(f"resume={resume}: not a complete checkpoint (no {MARKER}; interrupted while saving?)")
     verify_checkpoint(path)
+    check_checkpoint_state(path)  # trainer_state.json whole, optimizer and scheduler there (utils.artifacts)
     return str(path)

@@ -22,8 +22,9 @@ import torch
 
 from llava_structlora.data import DataCollatorForSupervisedDataset
 from llava_structlora.rundir import ResumeMismatchError, RunDir, check_resume_identity
-from llava_structlora.utils.errors import run_main
+from llava_structlora.utils.errors import note_output, run_main
 from llava_structlora.utils.io import atomic_write_json
+from llava_structlora.utils.outputs import claim_for_process
 
 from .checkpoints import resolve_resume
 from .cli import parse_config
@@ -153,6 +154,9 @@ def _checked_resume(cfg: TrainConfig, run: RunDir) -> tuple[Optional[str], bool]
     config as its identity and drops the records of the weights it replaces (run.json, metrics.json), so that
     an interrupted retrain never looks complete.
     """
+    note_output(run.path, "training run")  # a disk-full error on any rank names it
+    if cfg.training.process_index == 0:  # the other ranks share it (a launcher passes its lock down: utils.locks)
+        claim_for_process(run.path, "training run")
     identity = run_identity(*cfg.args)
     resume = resolve_resume(cfg.training.resume, run.path)
     complete = cfg.training.resume == "auto" and run.is_complete()

@@ -30,15 +30,26 @@ def _plt():
     return plt
 
 
+LABEL_SIZE = 9  # tick labels of the per-layer maps: readable at the saved 120 dpi
+
+
+def _finite(values: list[Any]) -> bool:
+    return any(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
 def plot_gate_map(gates: dict[str, list[float]], path: Path) -> Path:
     plt = _plt()
     names = list(gates)
-    fig, ax = plt.subplots(figsize=(6, max(2.0, 0.25 * len(names) + 1)))
+    width = max(len(v) for v in gates.values())
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * width + 3), max(2.2, 0.35 * len(names) + 1.2)))
     im = ax.imshow([gates[n] for n in names], aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
-    ax.set_yticks(range(len(names)), [_short(n) for n in names], fontsize=6)
+    ax.set_yticks(range(len(names)), [_short(n) for n in names], fontsize=LABEL_SIZE)
+    step = max(1, width // 16)
+    ax.set_xticks(range(0, width, step), [str(k) for k in range(0, width, step)], fontsize=LABEL_SIZE)
     ax.set_xlabel("rank direction k")
-    ax.set_title("evaluation gate g_l[k] per adapted layer")
-    fig.colorbar(im, ax=ax)
+    ax.set_ylabel("adapted layer")
+    ax.set_title("evaluation gate g_l[k] (0 = closed)")
+    fig.colorbar(im, ax=ax, label="gate")
     return _save(plt, fig, path)
 
 
@@ -52,37 +63,53 @@ def _save(plt, fig, path: Path) -> Path:
 
 def plot_cosine(matrix: list[list[float]], names: list[str], path: Path) -> Path:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 5))
+    n = len(matrix)
+    side = max(4.0, 0.4 * n + 2.5)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
     im = ax.imshow(matrix, cmap="coolwarm", vmin=-1.0, vmax=1.0)
-    ticks = [_short(n) for n in names] if len(names) == len(matrix) else list(range(len(matrix)))
-    ax.set_xticks(range(len(matrix)), ticks, rotation=90, fontsize=6)
-    ax.set_yticks(range(len(matrix)), ticks, fontsize=6)
-    ax.set_title("cosine of layer updates (same-shape layers)")
-    fig.colorbar(im, ax=ax)
+    ticks = [_short(x) for x in names] if len(names) == n else [str(i) for i in range(n)]
+    ax.set_xticks(range(n), ticks, rotation=45, ha="right", fontsize=LABEL_SIZE)
+    ax.set_yticks(range(n), ticks, fontsize=LABEL_SIZE)
+    if n <= 12:  # few cells: print the values (a colour alone does not tell 0.0 from "not comparable")
+        for i in range(n):
+            for j in range(n):
+                v = matrix[i][j]
+                text = f"{v:.2f}" if isinstance(v, (int, float)) and math.isfinite(v) else "-"
+                ax.text(j, i, text, ha="center", va="center", fontsize=LABEL_SIZE - 1)
+    ax.set_title("cosine of layer updates\n(same-shape layers; others 0)")
+    fig.colorbar(im, ax=ax, label="cosine")
     return _save(plt, fig, path)
 
 
 def plot_drift(records: list[dict[str, Any]], path: Path) -> Path:
+    """Drift energy (left axis) and CosAdj (right axis, only when it was defined) over the logged steps."""
     plt = _plt()
     steps = [r["step"] for r in records]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, [r.get("drift_energy", math.nan) for r in records], "o-", label="drift energy E")
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    energy = [r.get("drift_energy", math.nan) for r in records]
+    handles = ax.plot(steps, energy, "o-", label="drift energy E")
     ax.set_xlabel("step")
     ax.set_ylabel("E")
-    ax2 = ax.twinx()
-    ax2.plot(steps, [r.get("cos_adj", math.nan) for r in records], "s--", color="tab:orange", label="CosAdj")
-    ax2.set_ylabel("CosAdj")
-    fig.legend(loc="upper left", fontsize=8)
-    ax.set_title("drift energy and adjacent-layer cosine over training")
+    cos = [r.get("cos_adj", math.nan) for r in records]
+    if _finite(cos):  # undefined with one layer per shape: no empty second axis
+        ax2 = ax.twinx()
+        handles += ax2.plot(steps, cos, "s--", color="tab:orange", label="CosAdj")
+        ax2.set_ylabel("CosAdj")
+    # below the axes: over neither the title nor either curve
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    title = "drift energy and adjacent-layer cosine" if len(handles) > 1 else "drift energy (CosAdj undefined here)"
+    ax.set_title(f"{title} over training", fontsize=10)
     return _save(plt, fig, path)
 
 
 def plot_moved(moved: dict[str, Any], path: Path) -> Path:
     """Eval-gate histogram at init vs end, open directions + update norm per layer, and (with a smoothing
-    coordinator) each smoothing edge's coefficient eta * a_lj at init vs end (structlora_moved)."""
+    coordinator that has edges) each edge's coefficient eta * a_lj at init vs end (structlora_moved)."""
     plt = _plt()
-    smoothing = moved.get("smoothing")
-    fig, axes = plt.subplots(1, 3 if smoothing else 2, figsize=(15 if smoothing else 10, 3.5))
+    smoothing = moved.get("smoothing") or {}
+    edges = list(smoothing.get("coef_init") or {})  # none when no two layers share a shape (e.g. smoke base)
+    fig, axes = plt.subplots(1, 3 if edges else 2, figsize=(15 if edges else 10.5, 4.2))
     ax1, ax2 = axes[0], axes[1]
     hist = moved["eval_gate_hist"]
     centers = [(a + b) / 2 for a, b in zip(hist["init"]["edges"], hist["init"]["edges"][1:])]
@@ -90,25 +117,24 @@ def plot_moved(moved: dict[str, Any], path: Path) -> Path:
         ax1.bar([c + off for c in centers], hist[key]["counts"], width=0.04, label=key)
     ax1.set_xlabel("evaluation gate")
     ax1.set_ylabel("directions")
-    ax1.legend(fontsize=8)
+    ax1.legend(fontsize=8, loc="upper center")
     ax1.set_title("eval gates at init and at the end")
     names = list(moved["open_directions"]["final"])
     ax2.bar(range(len(names)), [moved["open_directions"]["final"][n] for n in names], label="open directions")
-    ax2.set_xticks(range(len(names)), [_short(n) for n in names], rotation=90, fontsize=6)
-    ax2.set_ylabel("open directions")
+    ax2.set_xticks(range(len(names)), [_short(n) for n in names], rotation=45, ha="right", fontsize=LABEL_SIZE)
+    ax2.set_ylabel("open directions (bars)")
     ax3 = ax2.twinx()
     ax3.plot(range(len(names)), [moved["update_norms"]["final"][n] for n in names], "o-", color="tab:red")
-    ax3.set_ylabel("||dW|| (final update)")
+    ax3.set_ylabel("||dW|| of the final update (red)")
     ax2.set_title("per layer at the end")
-    if smoothing:
-        edges = list(smoothing["coef_init"])
+    if edges:
         for key, off in (("coef_init", -0.2), ("coef_final", 0.2)):
             vals = [smoothing[key][e] for e in edges]
             axes[2].bar([i + off for i in range(len(edges))], vals, width=0.4, label=key.removeprefix("coef_"))
         labels = [" / ".join(_short(n) for n in e.split(" <-> ")) for e in edges]
-        axes[2].set_xticks(range(len(edges)), labels, rotation=90, fontsize=6)
+        axes[2].set_xticks(range(len(edges)), labels, rotation=45, ha="right", fontsize=LABEL_SIZE)
         axes[2].set_ylabel("eta * a_lj")
-        axes[2].legend(fontsize=8)
+        axes[2].legend(fontsize=8, loc="best")
         axes[2].set_title("coordinator: smoothing per edge")
     return _save(plt, fig, path)
 

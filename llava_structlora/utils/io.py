@@ -1,54 +1,45 @@
 """Atomic, crash-safe writes and safe loads.
 
 A kill -9 at any point must leave either the previous complete file/directory or the new
-complete one, never a half-written file: write to a temp path in the same directory, fsync,
-then os.replace (atomic on POSIX).
+complete one, never a half-written file: write to a staging path in the same directory, fsync,
+then os.replace (atomic on POSIX). Staging names, their cleanup (signals, next run), symlinks and
+modes follow the one publish rule of utils/publish.py.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
-import shutil
-import sys
-import tempfile
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .publish import (  # noqa: F401 - re-exported: the publish rule's public names
+    OWNER_FILE,
+    Owner,
+    exchange,
+    fsync_dir,
+    recover_directory,
+    staged_directory,
+    staged_file,
+    target_of,
+)
+
 if TYPE_CHECKING:  # torch is imported lazily: converters use this module without it
     import torch
 
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+_fsync_dir = fsync_dir
 
 
 @contextmanager
 def _temp_sibling(path: Path) -> Iterator[tuple[int, str]]:
-    """(fd, name) of a temp file next to `path`, renamed over it when the block succeeds, removed when it fails."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        yield fd, tmp
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    """(fd, name) of a staging file next to `path`, renamed over it when the block succeeds."""
+    with staged_file(path) as (fd, stage):
+        yield fd, str(stage)
 
 
 @contextmanager
@@ -87,29 +78,6 @@ def atomic_save_safetensors(
         os.close(fd)
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
     return path
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two existing paths (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    rc = fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange)
-    return rc == 0
-
-
-def recover_directory(final: str | os.PathLike) -> Path:
-    """Restore `final` from its `.old` sibling if a crash hit between the fallback's two renames."""
-    final = Path(final)
-    old = final.parent / f".{final.name}.old"
-    if not final.exists() and old.is_dir():
-        os.replace(old, final)
-    return final
 
 
 class OutputDirError(ValueError):
@@ -187,49 +155,85 @@ def check_rebuildable(
     return out
 
 
+def _file_sizes(folder: Path) -> dict[str, int]:
+    return {
+        p.relative_to(folder).as_posix(): p.stat().st_size
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in (OUTPUT_MARKER, OWNER_FILE)
+    }
+
+
+def write_output_marker(folder: Path, kind: str, **extra: Any) -> Path:
+    """The stamp that makes `folder` a complete `kind` output: written last, it lists every file and size."""
+    me = Owner.current()
+    stamp = {
+        "kind": kind,
+        "written_by": "llava_structlora",
+        "complete": True,
+        "run": {"pid": me.pid, "host": socket.gethostname(), "start_ticks": me.start, "time": time.time()},
+        "files": _file_sizes(folder),
+        **extra,
+    }
+    return atomic_write_json(folder / OUTPUT_MARKER, stamp)
+
+
+class IncompleteOutputError(ValueError):
+    """A published folder whose stamp is missing, not complete, or does not describe its files."""
+
+
+def verify_output(folder: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """The folder's stamp, after checking that every file it lists is there with its size and nothing else is."""
+    from .jsonio import read_json
+
+    folder = Path(folder)
+    stamp = read_json(folder / OUTPUT_MARKER, "output stamp") if (folder / OUTPUT_MARKER).is_file() else None
+    if not isinstance(stamp, dict) or stamp.get("complete") is not True or not isinstance(stamp.get("files"), dict):
+        raise IncompleteOutputError(
+            f"{folder}: not a complete output (no complete {OUTPUT_MARKER}); rerun the command that writes it"
+        )
+    if kind is not None and stamp.get("kind") != kind:
+        raise IncompleteOutputError(f"{folder}: a {stamp.get('kind')!r} output, expected {kind!r}")
+    found = _file_sizes(folder)
+    for name, size in stamp["files"].items():
+        if name not in found:
+            raise IncompleteOutputError(f"{folder / name}: listed in {OUTPUT_MARKER} but missing; rerun to rewrite it")
+        if found[name] != size:
+            raise IncompleteOutputError(
+                f"{folder / name}: {found[name]} bytes, {OUTPUT_MARKER} says {size} (truncated or replaced "
+                "after it was written); rerun the command that wrote it"
+            )
+    extra = sorted(set(found) - set(stamp["files"]))
+    if extra:
+        raise IncompleteOutputError(
+            f"{folder}: {extra[0]} was not written by the run that stamped this folder ({len(extra)} such files)"
+        )
+    return stamp
+
+
 @contextmanager
 def atomic_directory(
     final: str | os.PathLike,
     kind: str | None = None,
     overwrite: bool = False,
     protected: dict[str, str | os.PathLike | None] | None = None,
+    locked: bool = False,
 ) -> Iterator[Path]:
-    """Yield a temp directory beside `final`; on success it replaces `final` atomically.
+    """Yield a staging directory beside `final`; on success it replaces `final` atomically (utils.publish).
 
-    An existing `final` is swapped with the new one in a single renameat2(RENAME_EXCHANGE), so a
-    kill -9 at any instant leaves either the old or the new complete directory. Where that call
-    is unavailable the old one is moved to `.<name>.old` first; `recover_directory` (run on
-    entry here and by loaders) puts it back if a crash hit between the two renames.
-
-    With `kind` (user-chosen output paths: merge, release) `check_output_dir` runs first and
-    the new directory gets an output marker naming its kind, so a later `--overwrite` can tell
-    our own previous output from a user's folder. Without it the caller owns `final`.
+    A symlink at `final` is written through (its target is replaced, the link stays). With `kind`
+    (user-chosen output paths: merge, release) `check_output_dir` runs first and the new
+    directory is stamped last (``write_output_marker``: kind, run, every file and its size), so a
+    later `--overwrite` can tell our own previous output from a user's folder and a loader can
+    tell a complete output (``verify_output``). `locked`: the caller holds `final`'s lock
+    (utils.locks), so every foreign leftover beside it is swept.
     """
-    final = recover_directory(final)
+    final = recover_directory(target_of(final))
     if kind is not None:
         check_output_dir(final, kind, overwrite, protected)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        if kind is not None:
-            atomic_write_json(tmp / OUTPUT_MARKER, {"kind": kind, "written_by": "llava_structlora"})
+    with staged_directory(final, locked=locked) as tmp:
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if final.exists() and _exchange(tmp, final):
-        _fsync_dir(final.parent)
-        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous version
-        return
-    old = None
-    if final.exists():
-        old = final.parent / f".{final.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if kind is not None:
+            write_output_marker(tmp, kind)
 
 
 def read_optional_json(path: str | os.PathLike) -> Any:

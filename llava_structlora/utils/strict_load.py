@@ -75,10 +75,36 @@ def check_adapter_loaded(peft_model: Any, adapter_dir: str | Path) -> None:
     check_loading_info(info, f"adapter {adapter_dir}")
 
 
+class AdapterShapeError(ValueError):
+    """An adapter whose tensors do not fit the base's layers (another base, or another model size)."""
+
+
+def _size_mismatches(err: RuntimeError) -> list[str]:
+    return [ln.strip() for ln in str(err).splitlines() if ln.strip().startswith("size mismatch for")]
+
+
 def peft_from_pretrained_strict(model: Any, adapter_dir: str | Path, **kwargs: Any) -> Any:
-    """`PeftModel.from_pretrained` that raises if any adapter tensor is missing or left unused."""
+    """`PeftModel.from_pretrained` that raises if any adapter tensor is missing, left unused or misshapen.
+
+    The adapter dir is checked first (utils.artifacts.check_adapter_dir: safetensors only, whole, ranks
+    as configured); a shape mismatch with the base is an AdapterShapeError naming the file and tensors.
+    """
     from peft import PeftModel
 
-    peft_model = PeftModel.from_pretrained(model, str(adapter_dir), **kwargs)
+    from .artifacts import check_adapter_dir
+
+    check_adapter_dir(adapter_dir)
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir), **kwargs)
+    except RuntimeError as e:
+        bad = _size_mismatches(e)
+        if not bad:
+            raise
+        shown = "\n  - ".join(bad[:SHOWN]) + (f"\n  ... and {len(bad) - SHOWN} more" if len(bad) > SHOWN else "")
+        raise AdapterShapeError(
+            f"adapter {Path(adapter_dir) / 'adapter_model.safetensors'} does not fit this base "
+            f"({len(bad)} tensors with the wrong shape):\n  - {shown}\nWas it trained on another base "
+            "(another model size or version)? Pass the base it was trained on"
+        ) from None
     check_adapter_loaded(peft_model, adapter_dir)
     return peft_model

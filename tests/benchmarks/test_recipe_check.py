@@ -36,3 +36,22 @@ def test_summarize_reads_the_runs_records(tmp_path):
     (tmp_path / "metrics.json").unlink()
     with pytest.raises(FileNotFoundError):  # a run without its validation is an error, not a blank row
         summarize(tmp_path)
+
+
+def test_gain_reads_the_main_metric_and_applies_issue_21s_bar(tmp_path):
+    from benchmarks.recipe_check import gain, gains_markdown
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"overall": 58.1, "yes/no": 70.0}))
+    (tmp_path / "metrics_base.json").write_text(json.dumps({"overall": 45.69}))
+    run = {"global_step": 235, "config": {"TrainingArguments": {"learning_rate": 5e-4}}}
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    g = gain(tmp_path, "vqav2")
+    assert g["metric"] == "overall" and g["gain"] == pytest.approx(12.41) and g["passes"] and g["bar"] == 5.0
+    assert g["lr"] == 5e-4 and g["steps"] == 235
+    (tmp_path / "metrics.json").write_text(json.dumps({"CIDEr": 3.7419}))
+    (tmp_path / "metrics_base.json").write_text(json.dumps({"CIDEr": 3.1226}))
+    low = gain(tmp_path, "coco")
+    assert not low["passes"] and low["bar"] == 1.0  # the 2e-4 recipe's 0.62 CIDEr is below the bar
+    md = gains_markdown({"vqav2": g | {"wall_s": 80.0}, "coco": low | {"wall_s": 70.0}}, "default")
+    assert "| vqav2 | overall | 0.0005 | 235 | 58.1000 | 45.6900 | +12.4100 | >= 5 | yes | 80 |" in md
+    assert "| coco | CIDEr |" in md and "| NO |" in md

@@ -32,3 +32,11 @@ def run_cmd(args: list[str], project: bool = True, **kw) -> subprocess.Completed
     return subprocess.run(
         args, capture_output=True, text=True, env=env(project), timeout=600, cwd=kw.pop("cwd", "/tmp"), **kw
     )
+
+
+def photo() -> Path:
+    """A real photograph, 512 x 600 px (non-square, far above the toy base's 48 px input): matplotlib's
+    sample image (matplotlib is pinned in requirements.txt), so no test downloads anything."""
+    from matplotlib import cbook
+
+    return Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))

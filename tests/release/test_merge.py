@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,7 @@ def test_merged_model_loads_stock_and_generates_like_base_plus_adapter(smoke_run
     ]
     res = run_cmd(
         [
-            "python3",
+            sys.executable,
             STOCK,
             "--model",
             f"merged={merged}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,22 @@ def peft_adapter(tmp_path_factory, tiny_base) -> Path:
     out = tmp_path_factory.mktemp("adapter")
     peft.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def eval_world(tmp_path_factory, corpus) -> Path:
+    """A GQA testdev split of 3 questions with answers (so results.json and scores are written)."""
+    root = tmp_path_factory.mktemp("evaldata")
+    gqa = root / "gqa"
+    gqa.mkdir()
+    for i in range(3):
+        shutil.copy(corpus["good"], gqa / f"im{i}.png")
+    (gqa / "manifest.json").write_text(json.dumps({"task": "gqa", "image_folder": "."}))
+    lines = [json.dumps({"question_id": f"q{i}", "image": f"im{i}.png", "text": "what colour?"}) for i in range(3)]
+    (gqa / "testdev_questions.jsonl").write_text("\n".join(lines) + "\n")
+    refs = {
+        f"q{i}": {"imageId": f"im{i}", "question": "what colour?", "answer": "red", "isBalanced": True}
+        for i in range(3)
+    }
+    (gqa / "testdev_questions.json").write_text(json.dumps(refs))
+    return root

@@ -111,14 +111,15 @@ CHILD_DIR = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
     import llava_structlora.utils.io as io
+    import llava_structlora.utils.publish as publish
     final, mode = Path({final!r}), {mode!r}
     def block():
         print("READY", flush=True); time.sleep(600)
     if mode == "after_exchange":    # renameat2 swap done, cleanup of the old version not yet
-        real_exchange = io._exchange
-        io._exchange = lambda a, b: (real_exchange(a, b), block())[0]
+        real_exchange = publish.exchange
+        publish.exchange = lambda a, b: (real_exchange(a, b), block())[0]
     elif mode == "between_renames":  # fallback path: old moved aside, new not yet in place
-        io._exchange = lambda a, b: False
+        publish.exchange = lambda a, b: False
         real, calls = os.replace, []
         def replace(src, dst):
             calls.append(src)

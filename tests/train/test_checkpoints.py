@@ -8,8 +8,16 @@ from llava_structlora.train.checkpoints import mark_complete, newest_complete, r
 
 
 def _ckpt(root, step, complete=True):
+    """A checkpoint dir with what the Trainer needs to resume (state, optimizer, scheduler)."""
+    import json
+
+    import torch
+
     d = root / f"checkpoint-{step}"
     d.mkdir()
+    (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    for name in ("optimizer.pt", "scheduler.pt"):
+        torch.save({"step": step}, d / name)
     if complete:
         mark_complete(d, step=step, world_size=2)
     return d
