@@ -104,3 +104,32 @@ def test_evaluation_messages_name_flags_that_exist(smoke, tmp_path):
         flags = {o for a in parser._actions for o in a.option_strings}
         assert "--split" in flags and "--output-dir" in flags and "--overwrite" in flags
     assert "--split" in str(e.value)
+
+
+def test_the_recipe_refuses_before_launching(smoke, tmp_path, monkeypatch, capfd):
+    """Through `python -m recipes.finetune`: configuration errors and a mistyped eval split (EVAL=1) exit 2
+    before anything is launched."""
+    from pathlib import Path
+
+    from recipes import finetune
+    from recipes.layout import RepoLayout
+
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "configs").symlink_to(repo / "configs")
+    (tmp_path / "zero_configs").symlink_to(repo / "zero_configs")
+    for name in ("OUTPUT_DIR", "METHOD", "RANK", "SEED", "RESUME", "ZERO", "ARCH"):
+        monkeypatch.delenv(name, raising=False)
+    for k, v in {"SMOKE": "1", "NO_DEEPSPEED": "1", "NUM_GPUS": "1", "EVAL": "1", "MODEL": str(smoke["base"])}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("DATA_ROOT", str(smoke["data"]))
+    monkeypatch.setattr(finetune, "run_group", lambda *a, **k: pytest.fail("training was launched"))
+    layout = RepoLayout(tmp_path)
+    for flags, needle in (
+        (["--eval_split", "vall"], "the splits there: test, val"),
+        (["--max_steps", "0"], "would train 0 steps"),
+        (["--method", "lora", "--gate_lr_mult", "10"], "gate_lr_mult=10.0"),
+    ):
+        assert finetune.main(["--task", "coco", *flags], layout=layout) == 2
+        err = capfd.readouterr().err
+        assert needle in err and "Traceback" not in err, err
+        assert "configs/coco_smoke.yaml" in err or "eval_split" in err  # the YAML the options came from
