@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from llava_structlora.rundir import ADAPTER_CONFIG, RunDir
+from llava_structlora.utils.jsonio import read_json
 
 _CHUNK = 1 << 20
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -75,12 +76,9 @@ def _file_digest(path: Path) -> str:
 
 
 def _json_digest(path: Path) -> str:
-    """A JSON file by its parsed contents (key order and whitespace do not count)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError) as e:
-        raise FingerprintError(f"{path}: unreadable JSON ({e})") from e
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    """A JSON file by its parsed contents (key order and whitespace do not count). read_json names the file
+    of a torn, non-UTF-8 or absurdly nested config (JsonInputError, a user error)."""
+    return hashlib.sha256(json.dumps(read_json(path, "config"), sort_keys=True).encode()).hexdigest()
 
 
 def _combine(parts: dict[str, str]) -> str:

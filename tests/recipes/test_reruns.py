@@ -52,7 +52,7 @@ def test_rerun_knob_refusal_and_retrain_in_place(tmp_path, smoke, monkeypatch, c
 
     # defect 4: the README's knob example after the default run trains into a directory of its own
     assert finetune.main(["--task", "coco", "--coordinator", "laplacian"], layout=layout) == 0
-    runs = sorted(p.name for p in layout.outputs.iterdir())
+    runs = sorted(p.name for p in layout.outputs.iterdir() if p.is_dir())  # (lock files beside them)
     other = next(layout.outputs / n for n in runs if n != run.name)
     assert len(runs) == 2 and other.name.startswith("coco-structlora-r8-s0-") and other.name.endswith("-smoke")
     sl = json.loads((other / "structlora" / "structlora_config.json").read_text())["config"]
