@@ -310,8 +310,9 @@ def prepare(
     if do_eval:
         check_eval_inputs(cfg.data.data_root, validation_tasks(task), cfg.data.eval_split)
     run = RunDir(cfg.training.output_dir)
+    resume = resolve_resume(cfg.training.resume, cfg.training.output_dir)  # its pickles verified first, always
     complete = cfg.training.resume == "auto" and run.is_complete()
-    if complete or resolve_resume(cfg.training.resume, cfg.training.output_dir):
+    if complete or resume:
         try:
             check_resume_identity(run, run_identity(*cfg.args))
         except ResumeMismatchError as e:
