@@ -11,8 +11,10 @@
 - the base's processor files (when the base is at hand) with the chat templates of
   ``llava_structlora.data.chat_template``, default = the run's conversation format, so that
   ``AutoProcessor.from_pretrained(OUT_DIR).apply_chat_template(...)`` prompts as the run trained,
-- ``README.md``: the model card (method, config, data, metrics with their protocol, a 5-line PEFT
-  loading snippet, license), ``run.json`` and ``metrics.json`` of the run,
+- ``README.md``: the model card (method, a runnable load-and-generate snippet with its pip line, what the
+  adapter changes, config, data, adapter vs base scores with their protocol, license; model_card.py),
+  ``run.json``, ``metrics.json`` and the records the card reads (``metrics_base.json``, ``moved.json``,
+  ``structlora_export.json``) of the run,
 - ``SHA256SUMS`` over every other file (``sha256sum -c SHA256SUMS`` checks it).
 
 Nothing is uploaded: ``--push REPO_ID`` only prints (and records in PUSH.md) the exact

@@ -36,6 +36,8 @@ def test_setup_first_run_under_pipefail(tmp_path):
     )
     assert first.returncode == 0, first.stderr[-3000:]
     assert "first run ok 4.70.1" in first.stdout and "[setup] creating" in first.stderr
+    assert re.search(r"\[setup\] installed the requirements into \.venv in \d+ s", first.stderr)
+    assert "is ignored: it is neither a file nor a directory" not in first.stderr  # pip's index noise, filtered
     second = subprocess.run(
         ["bash", "scripts/recipe.sh"], cwd=repo, env=env, capture_output=True, text=True, timeout=300
     )
