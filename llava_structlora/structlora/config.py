@@ -226,6 +226,8 @@ class StructLoRAConfig:
         if not isinstance(self.targets, (list, tuple)) or not self.targets:
             raise _err("targets", self.targets, "a preset name or a non-empty list of regexes")
         for pat in self.targets:
+            if isinstance(pat, str) and not pat.strip():
+                raise _err("targets", pat, "a non-empty regex (an empty one matches every linear layer)")
             try:
                 re.compile(pat)
             except (re.error, TypeError) as exc:
