@@ -65,6 +65,10 @@ PRESETS: dict[str, ShapesPreset] = {
         # more relation captions so 48 images still cover "above/below/next"
         caption_style=CaptionStyle(p_relation=0.3),
     ),
+    # The study's deeper testbed (issue #20; docs/experiments.md, "Deeper testbed"): the default world with a test
+    # split twice as large (500 images: 2,500 VQAv2 / 3,000 GQA questions), so that a seed's score is measured
+    # with half the per-question noise; paired with the `deep` tiny base (4 + 4 layers).
+    "deep": ShapesPreset(name="deep", test=500),
 }
 
 

@@ -131,7 +131,9 @@ def record_summary(suite: SuiteConfig, command: str) -> None:
 
 def reduced_tag(suite: SuiteConfig, only: list[str] | None) -> str:
     """' [reduced: ...]' when a table runs with fewer variants, endpoints or seeds than the suite defines."""
-    base = QUICK if suite.name == "quick" else FULL
+    from .suite import SUITES
+
+    base = QUICK if suite.name == "quick" else SUITES[suite.name]
     parts = [f"only {', '.join(only)}"] if only else []
     if suite.tasks != base.tasks:
         parts.append("tasks " + "/".join(suite.tasks))
@@ -143,7 +145,9 @@ def reduced_tag(suite: SuiteConfig, only: list[str] | None) -> str:
 def suite_from_args(args: argparse.Namespace) -> SuiteConfig:
     import dataclasses
 
-    suite = QUICK if args.quick else FULL
+    from .suite import SUITES
+
+    suite = QUICK if args.quick else SUITES[getattr(args, "suite", "full")]
     changes: dict = {"world_seed": args.world_seed}
     if args.tasks:
         changes["tasks"] = tuple(args.tasks)
@@ -151,6 +155,8 @@ def suite_from_args(args: argparse.Namespace) -> SuiteConfig:
         changes["seeds"] = suite.seeds[: args.seeds]
     if args.threads:
         changes["threads"] = args.threads
+    if getattr(args, "tune_world", None) is not None:
+        changes["tune_world"] = args.tune_world
     return dataclasses.replace(suite, **changes)
 
 
@@ -162,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="CI-size check (outputs/experiments/quick only)")
     ap.add_argument("--plan", action="store_true", help="print the number of runs and exit")
     ap.add_argument("--world-seed", type=int, default=0, help="shapes-world seed (its own world + base)")
+    ap.add_argument("--suite", choices=("full", "deep"), default="full", help="deep: the deeper testbed (4+4 layers)")
+    ap.add_argument("--tune-world", type=int, help="pick lrs from this world's tuning runs (never tune on this one)")
     ap.add_argument("--tasks", nargs="+", choices=("coco", "vqav2", "gqa"), help="reduced: only these endpoints")
     ap.add_argument("--seeds", type=int, help="reduced: only the first K reporting seeds")
     ap.add_argument("--only", nargs="+", metavar="LABEL", help="reduced: only these variants (table row labels)")

@@ -94,60 +94,120 @@ def family_tables(suite: SuiteConfig, row: dict[str, Any], tasks) -> tuple[str, 
     return md, data
 
 
-def main(argv: list[str] | None = None) -> None:
-    from .eval_data import build_eval_root
-    from .plan import run_table
-    from .publish import ensure_artifacts, record
-    from .report import per_seed
-    from .runner import cached
-    from .suite import FULL
-    from .tables import TABLES
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--world-seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+def world_margins(suite: SuiteConfig) -> tuple[dict[str, Any], str]:
+    """Margins of one world from its cached main-table LoRA runs (a task without them is 'not run')."""
     import dataclasses
 
-    suite = dataclasses.replace(FULL, world_seed=args.world_seed)
+    from .__main__ import cache_only
+    from .eval_data import build_eval_root
+    from .plan import run_table
+    from .publish import ensure_artifacts
+    from .report import per_seed
+    from .tables import TABLES
+
     ensure_artifacts(suite)
     build_eval_root(suite.data_root, suite.out_root / "eval_data", suite.tasks, suite.val_limit, suite.test_limit)
-
-    def only_cached(spec, s):
-        hit = cached(spec, s)
-        if hit is None:
-            raise SystemExit(f"{spec.key(s)} is not cached; run `python -m experiments main` first")
-        return hit
-
     lora_only = dataclasses.replace(TABLES["main"], variants=(TABLES["main"].variants[0],))
-    result = run_table(lora_only, suite, only_cached)
+    result = run_table(lora_only, suite, cache_only)
     row = result["rows"]["LoRA"]
-    data = {
-        t: margin(per_seed(row, t, "score"), base_score(suite, t)) | {"lora_lr": row["tasks"][t]["lr"]}
-        for t in result["tasks"]
-    }
+    data: dict[str, Any] = {}
+    for t in result["tasks"]:
+        scores = (
+            {s: v for s, v in per_seed(row, t, "score").items() if v == v} if not row["tasks"][t].get("error") else {}
+        )
+        if len(scores) < 2:
+            data[t] = {"not_run": True}
+            continue
+        data[t] = margin(scores, base_score(suite, t)) | {"lora_lr": row["tasks"][t]["lr"]}
     lines = [
         "| task (test split) | untuned base | LoRA r=8 (tuned lr) | gain | gain / seed std |",
         "|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {t} ({METRIC[t]}) | {m['base']:.2f} | {m['lora_mean']:.2f} ± {m['lora_std']:.2f} (n={m['n']}, "
-        f"lr {m['lora_lr']:g}) | {m['gain']:+.2f} | {m['gain_over_std']:.1f} |"
-        for t, m in data.items()
-    ]
-    md = "\n".join(lines) + (
-        f"\n\nBar: >= {BAR:g}. {suite.max_steps} steps x batch {suite.batch_size}; CIDEr x100, "
+    for t, m in data.items():
+        if m.get("not_run"):
+            lines.append(f"| {t} ({METRIC[t]}) | — | not run | — | — |")
+            continue
+        lines.append(
+            f"| {t} ({METRIC[t]}) | {m['base']:.2f} | {m['lora_mean']:.2f} ± {m['lora_std']:.2f} (n={m['n']}, "
+            f"lr {m['lora_lr']:g}) | {m['gain']:+.2f} | {m['gain_over_std']:.1f} |"
+        )
+    done = [t for t in data if not data[t].get("not_run")]
+    fam_row = {  # only finished runs (a cache-only pass marks the others 'not run')
+        **row,
+        "tasks": {t: {**row["tasks"][t], "runs": _finished(row["tasks"][t]["runs"])} for t in done},
+    }
+    fam_md, data["families"] = family_tables(suite, fam_row, done)
+    return data, "\n".join(lines) + fam_md
+
+
+def _finished(runs: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {s: r for s, r in runs.items() if not r.get("failed")}
+
+
+def lora_rank_markdown(suite: SuiteConfig) -> tuple[dict[str, Any], str]:
+    """Does the rank change LoRA's score on this testbed? The lora_rank table's cached runs (COCO)."""
+    from .__main__ import cache_only
+    from .plan import run_table
+    from .report import claims, per_seed
+    from .tables import TABLES
+
+    result = run_table(TABLES["lora_rank"], suite, cache_only)
+    rows = {lab: r for lab, r in result["rows"].items() if "coco" in r["tasks"] and r["tasks"]["coco"].get("runs")}
+    cells = {}
+    for lab, r in rows.items():
+        vals = [v for v in per_seed(r, "coco", "score").values() if v == v]
+        cells[lab] = summarize(vals)
+    claim_rows = claims(TABLES["lora_rank"], rows, ["coco"])
+    md = "LoRA's COCO CIDEr by rank (same lr, reporting seeds): " + "; ".join(
+        f"{lab.replace('LoRA rank=', 'r=').replace('LoRA', 'r=8')}: {c.fmt(1)} (n={c.n})" for lab, c in cells.items()
+    )
+    from .report import claim_lines
+
+    md += ". Each rank vs r = 8 (paired, Holm over the ranks):\n\n" + "\n".join(claim_lines(claim_rows))
+    return {"rows": {lab: dict(vars(c)) for lab, c in cells.items()}, "claims": claim_rows}, md
+
+
+def main(argv: list[str] | None = None) -> None:
+    import dataclasses
+
+    from .publish import record
+    from .suite import SUITES
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--suite", choices=("full", "deep"), default="full")
+    ap.add_argument("--world-seed", type=int, nargs="+", default=[0], help="one record over these worlds")
+    ap.add_argument("--tune-world", type=int, help="lrs picked on this world's tuning runs only")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    base = SUITES[args.suite]
+    worlds = list(dict.fromkeys(args.world_seed))
+    data, parts = {}, []
+    for w in worlds:
+        suite = dataclasses.replace(base, world_seed=w, tune_world=args.tune_world)
+        d, md = world_margins(suite)
+        tuned = "" if args.tune_world in (None, w) else f" (lr tuned on world {args.tune_world}, never on this one)"
+        data[str(w)] = d
+        parts.append(f"**World seed {w}**{tuned}\n\n{md}" if len(worlds) > 1 else md)
+    first = dataclasses.replace(base, world_seed=worlds[0], tune_world=args.tune_world)
+    if len(worlds) == 1:
+        data = data[str(worlds[0])]
+    else:
+        data["passes_everywhere"] = all(
+            m.get("passes", False) for d in data.values() for t, m in d.items() if t != "families"
+        )
+    md = "\n\n".join(parts) + (
+        f"\n\nBar: >= {BAR:g}. {base.max_steps} steps x batch {base.batch_size}; CIDEr x100, "
         "VQA = official accuracy (%), GQA = exact match (%)."
     )
-    fam_md, data["families"] = family_tables(suite, row, result["tasks"])
-    md += fam_md
+    if args.suite == "deep":
+        rank_data, rank_md = lora_rank_markdown(first)
+        data = {"worlds": data, "lora_rank": rank_data} if len(worlds) > 1 else data | {"lora_rank": rank_data}
+        md += "\n\n" + rank_md
+    cmd = "python -m experiments.base_margin" + (f" --suite {args.suite}" if args.suite != "full" else "")
+    cmd += f" --world-seed {' '.join(map(str, worlds))}" if worlds != [0] else ""
+    cmd += f" --tune-world {args.tune_world}" if args.tune_world is not None else ""
     record(
-        "experiments_base_margin",
-        "Experiment: the untuned base vs LoRA (can the testbed tell?)",
-        data,
-        md,
-        suite,
-        "python -m experiments.base_margin" + (f" --world-seed {args.world_seed}" if args.world_seed else ""),
+        "experiments_base_margin", "Experiment: the untuned base vs LoRA (can the testbed tell?)", data, md, first, cmd
     )
     print(md)
 

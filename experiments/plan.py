@@ -61,6 +61,7 @@ def tune_lr(task: str, family: str, suite: SuiteConfig, execute: Executor) -> Tu
     scores: dict[float, float] = {}
     not_run: set[float] = set()
     grid = list(suite.lr_grid)
+    suite = suite.tuning_suite  # --tune-world: another world's validation runs pick the lr
     for _ in range(MAX_EXTEND + 1):
         for lr in grid:
             if lr not in scores:

@@ -103,7 +103,11 @@ def table_extras(
     lines = [margin_markdown(margins)]
     if claim_rows:
         m = claim_rows[0]["holm_m"]
-        score = [c["mde"] for c in claim_rows if c["quantity"] == "score" and c["mde"] == c["mde"]]
+        score = [
+            c["mde"]
+            for c in claim_rows
+            if c["quantity"] == "score" and c["mde"] == c["mde"] and c.get("family", "tuned lr") == "tuned lr"
+        ]
         if score:
             lines.append(
                 f"MDE of the score comparisons (80 % power, paired, α = 0.05/{m}): "
@@ -111,12 +115,18 @@ def table_extras(
             )
     if gates:
         lines.append(gate_markdown(gates))
+    data = {"margins": margins, "gate_shift": gates, "mde": mdes, "smoothing_end": smoothing}
     if smoothing:
         lines.append(smoothing_markdown(smoothing))
-    data = {"margins": margins, "gate_shift": gates, "mde": mdes, "smoothing_end": smoothing}
+        data["smoothing_structure"] = {
+            lab: {t: smoothing_structure(v) for t, v in ts.items()} for lab, ts in smoothing.items()
+        }
     if table.curve == "data_fraction":
         data["lora_data_effect"] = lora_data_effect(result)
         lines.append(lora_data_markdown(data["lora_data_effect"]))
+    if table.curve == "rank":
+        data["lora_rank_effect"] = lora_data_effect(result, "rank", 8)
+        lines.append(lora_rank_markdown(data["lora_rank_effect"]))
     if table.name in MECHANICAL_TABLES:
         from .mechanical import mechanical_cos_adj, mechanical_markdown
 
@@ -151,7 +161,8 @@ def smoothing_markdown(smoothing: dict[str, dict[str, dict[str, Any]]]) -> str:
     def cell(per_seed: dict[str, Any]) -> str:
         init = [statistics.mean(v["init"].values()) for v in per_seed.values()]
         end = [statistics.mean(v["final"].values()) for v in per_seed.values()]
-        share = [max(v["final"].values()) / max(sum(v["final"].values()), 1e-12) for v in per_seed.values()]
+        absf = [[abs(x) for x in v["final"].values()] for v in per_seed.values()]  # a measured coupling may be < 0
+        share = [max(a) / max(sum(a), 1e-12) for a in absf]
         n_edges = len(next(iter(per_seed.values()))["final"])
         return (
             f"mean η·a {statistics.median(init):.3g} → {statistics.median(end):.3g}, largest edge's share "
@@ -159,9 +170,42 @@ def smoothing_markdown(smoothing: dict[str, dict[str, dict[str, Any]]]) -> str:
         )
 
     cells = [f"{lab}: {t} {cell(v)}" for lab, ts in smoothing.items() for t, v in ts.items()]
+    head = "Coordinator smoothing, init → end, median over seeds (per-seed edges in the JSON): "
+    lines = head + "; ".join(cells) + "."
+    struct = [
+        f"{lab}: {t} {st['effective_edges_init']:.2f} → {st['effective_edges_end']:.2f} of {st['n_edges']}"
+        + ("" if st["cross_seed_rho"] is None else f", cross-seed ρ {st['cross_seed_rho']:+.2f}")
+        for lab, ts in smoothing.items()
+        for t, v in ts.items()
+        for st in [smoothing_structure(v)]
+    ]
     return (
-        "Coordinator smoothing, init → end, median over seeds (per-seed edges in the JSON): " + "; ".join(cells) + "."
+        lines + " Effective number of smoothing edges (exp entropy of |η·a| normalised over the edges; median over "
+        "seeds) and the mean pairwise Spearman ρ of the final edge weights across seeds: " + "; ".join(struct) + "."
     )
+
+
+def smoothing_structure(per_seed: dict[str, Any]) -> dict[str, Any]:
+    """Collapse and reproducibility of one row's learned smoothing: effective edges at init and end (median over
+    seeds) and the mean pairwise Spearman rho of the final per-edge weights across seeds (None: < 2 seeds, or
+    constant weights)."""
+    import itertools
+
+    from llava_structlora.structlora.planted import effective_edges
+
+    from .planted_hard import spearman
+
+    edges = sorted({e for v in per_seed.values() for e in v["final"]})  # a similarity graph may differ per seed
+    init = [effective_edges(list(v["init"].values())) for v in per_seed.values()]
+    end = [effective_edges(list(v["final"].values())) for v in per_seed.values()]
+    finals = [[v["final"].get(e, 0.0) for e in edges] for v in per_seed.values()]
+    rhos = [r for a, b in itertools.combinations(finals, 2) if (r := spearman(a, b)) is not None]
+    return {
+        "effective_edges_init": statistics.median(init),
+        "effective_edges_end": statistics.median(end),
+        "n_edges": len(edges),
+        "cross_seed_rho": statistics.mean(rhos) if rhos else None,
+    }
 
 
 def gate_markdown(gates: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -194,23 +238,35 @@ def gate_markdown(gates: dict[str, dict[str, dict[str, Any]]]) -> str:
     )
 
 
-def lora_data_effect(result: dict[str, Any]) -> dict[str, Any]:
-    """The data table's testbed check: LoRA at each fraction vs LoRA at 100 % (paired by seed, not in the Holm
-    family of the StructLoRA claims), in score units and in units of LoRA-at-100 %'s seed std."""
+def lora_data_effect(result: dict[str, Any], attr: str = "data_fraction", ref: float = 1.0) -> dict[str, Any]:
+    """The curve table's testbed check: LoRA at each x (data fraction, rank) vs LoRA at ``ref`` (paired by seed,
+    not in the Holm family of the StructLoRA claims), in score units and in units of LoRA-at-ref's seed std."""
     from .stats import paired_ttest
 
     task = result["tasks"][0]
-    lora = {r["variant"].data_fraction: r for r in result["rows"].values() if r["variant"].method == "lora"}
-    if 1.0 not in lora or not lora[1.0]["tasks"][task].get("runs"):
+    lora = {getattr(r["variant"], attr): r for r in result["rows"].values() if r["variant"].method == "lora"}
+    if ref not in lora or not lora[ref]["tasks"][task].get("runs"):
         return {}
-    full = per_seed(lora[1.0], task, "score")
+    full = per_seed(lora[ref], task, "score")
     sd = statistics.stdev(full.values()) if len(full) > 1 else float("nan")
     out = {}
     for f, row in sorted(lora.items()):
-        if f < 1.0 and row["tasks"][task].get("runs"):
+        if f != ref and row["tasks"][task].get("runs"):
             test = paired_ttest(per_seed(row, task, "score"), full)
             out[f"{f:g}"] = {"mean_diff": test.mean_diff, "p": test.p, "n": test.n, "in_seed_std": test.mean_diff / sd}
     return out
+
+
+def lora_rank_markdown(effect: dict[str, Any]) -> str:
+    if not effect:
+        return "Does the rank change LoRA's score? Not measured (no LoRA run at r = 8)."
+    cells = [
+        f"r = {r}: {e['mean_diff']:+.1f} ({e['in_seed_std']:+.1f} seed std, paired p = {e['p']:.2g}, n={e['n']})"
+        if e["p"] is not None
+        else f"r = {r}: {e['mean_diff']:+.1f} (n={e['n']}, no test)"
+        for r, e in effect.items()
+    ]
+    return "Does the rank change LoRA's score? LoRA at each rank minus LoRA at r = 8: " + "; ".join(cells) + "."
 
 
 def lora_data_markdown(effect: dict[str, Any]) -> str:

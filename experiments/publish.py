@@ -32,23 +32,24 @@ def ensure_artifacts(suite: SuiteConfig) -> None:
 
 
 def record(name: str, title: str, data: dict, md: str, suite: SuiteConfig, command: str) -> Path:
-    """Full suite: record_result (docs/results + RESULTS.md). Quick: same record format, under outputs/."""
+    """Full and deep suites: record_result (docs/results + RESULTS.md) under suite.record_name (a replication on
+    another world or the deep testbed under its own name, never mixed into the summary of the default testbed).
+    Every suite also keeps the record under its out_root."""
     from recipes import results
 
-    if suite.publishes:
+    published = suite.record_name(name)
+    if published == name:
         return results.record_result(name, title, data, md, command=command, seeds=suite.seeds)
-    if suite.name == "full" and suite.world_seed and name != "experiments__summary":
-        # a replication on another world is published too, under its own name (never mixed into the summary)
-        rep = f"replication{suite.world_tag}_{name.removeprefix('experiments_')}"
-        results.record_result(
-            rep, f"[world seed {suite.world_seed}] {title}", data, md, command=command, seeds=suite.seeds
-        )
+    if published and name != "experiments__summary":
+        prefix = f"[world seed {suite.world_seed}] " if suite.world_seed else ""
+        prefix = ("[deep testbed] " if suite.name == "deep" else "") + prefix
+        results.record_result(published, prefix + title, data, md, command=command, seeds=suite.seeds)
     out_dir = suite.out_root / "records"
     from llava_structlora.utils.io import atomic_write_json
 
     rec = {
         "name": name,
-        "title": f"[quick] {title}",
+        "title": f"[{suite.name}] {title}",
         "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "git_commit": results.git_commit(),

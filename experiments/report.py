@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from .stats import diff_std, holm, mde_paired, paired_ttest, summarize, verdict
+from .stats import diff_std, holm, mde_paired, paired_ttest, summarize, tost_paired, verdict
 from .suite import METRIC_LABEL, SuiteConfig
 from .tables import Table
 
@@ -24,7 +25,15 @@ COMPARISONS: dict[str, list[tuple[str, str, str, int]]] = {
         ("StructLoRA", "learned scale, no IB (lambda_ib=0)", "score", 1),
         ("w/o IB (filter=none)", "LoRA + learned layer scale (filter=layer_scale, coordinator=none)", "score", 1),
         ("StructLoRA", "fixed smoothing, no learned weights (coordinator=laplacian)", "score", 1),
+        ("measured coupling (coordinator=coupling)", "StructLoRA", "score", 0),
+        (
+            "measured coupling (coordinator=coupling)",
+            "fixed smoothing, no learned weights (coordinator=laplacian)",
+            "score",
+            0,
+        ),
     ],
+    "lora_rank": [(f"LoRA rank={r}", "LoRA", "score", 0) for r in (1, 2, 4)],
     "gnn_depth": [("1-layer GNN", "2-layer GNN", "score", 1), ("1-layer GNN", "3-layer GNN", "score", 1)],
     "graph": [("graph=hybrid", "graph=adjacency", "score", 1), ("graph=hybrid", "graph=similarity", "score", 1)],
     "filter": [
@@ -58,6 +67,19 @@ COMPARISONS: dict[str, list[tuple[str, str, str, int]]] = {
         ("LoRA+GNN (filter=none)", "LoRA+Lap", "drift_energy", -1),
         ("LoRA+GNN (filter=none)", "LoRA", "cos_adj", 1),
         ("LoRA+GNN (filter=none)", "LoRA+Lap", "cos_adj", 1),
+    ],
+}
+
+
+# Matched-lr contrasts (a second Holm family, printed beside the tuned-lr claims): each pair at one shared lr.
+MATCHED: dict[str, list[tuple[str, str, str, int]]] = {
+    "main": [
+        ("StructLoRA", "LoRA at StructLoRA's lr", "score", 1),
+        ("StructLoRA at LoRA's lr", "LoRA", "score", 1),
+        ("StructLoRA", "DoRA at StructLoRA's lr", "score", 1),
+        ("StructLoRA at DoRA's lr", "DoRA", "score", 1),
+        ("StructLoRA", "AdaLoRA at StructLoRA's lr", "score", 1),
+        ("StructLoRA", "LoRA-Dropout at StructLoRA's lr", "score", 1),
     ],
 }
 
@@ -100,22 +122,34 @@ def comparisons(table: Table, rows: dict[str, Any], tasks: list[str]) -> list[tu
 
 
 ALPHA = 0.05
+EQUIV_REL = 0.02  # TOST margin: +-2 % of the reference row's mean score (below every relative gain the paper claims)
 NOT_RUN = "not run (cache-only record)"
 
 
 def claims(table: Table, rows: dict[str, Any], tasks: list[str]) -> list[dict[str, Any]]:
-    """Every paper claim of the table: paired t-test over seeds, Holm-corrected over the table's claims.
+    """Every paper claim of the table (family "tuned lr": each method at its own tuned lr) and, for the main
+    table, the matched-lr contrasts (family "matched lr"): paired t-tests over seeds, Holm within a family.
 
-    Verdicts use the Holm-adjusted p. ``mde`` is the smallest true difference the test detects with 80 %
-    power at the first Holm step (alpha / m, m = tests in the table), from the observed paired std."""
+    Verdicts use the Holm-adjusted p. ``mde`` is the smallest true difference the test detects with 80 % power
+    at the first Holm step (alpha / m, m = tests in the family), from the observed paired std. A score claim
+    also gets a TOST equivalence test at +-EQUIV_REL of the reference row's mean: "no difference" is said only
+    where it rejects; otherwise a non-significant difference is "not detected"."""
+    out = _family(comparisons(table, rows, tasks), rows, tasks, "tuned lr")
+    matched = [c for c in MATCHED.get(table.name, []) if c[0] in rows and c[1] in rows]
+    return out + _family(matched, rows, tasks, "matched lr")
+
+
+def _family(pairs: list[tuple[str, str, str, int]], rows: dict[str, Any], tasks: list[str], family: str) -> list:
     out = []
-    for a, b, qty, sign in comparisons(table, rows, tasks):
+    for a, b, qty, sign in pairs:
         for task in tasks:
             if a not in rows or b not in rows or task not in rows[a]["tasks"] or task not in rows[b]["tasks"]:
                 continue
             va, vb = per_seed(rows[a], task, qty), per_seed(rows[b], task, qty)
             test = paired_ttest(va, vb)
             n, sd = diff_std(va, vb)
+            ref = summarize(list(vb.values())).mean
+            eq = tost_paired(va, vb, EQUIV_REL * abs(ref)) if qty in ("score", "val") and ref == ref else None
             out.append(
                 {
                     "a": a,
@@ -123,28 +157,50 @@ def claims(table: Table, rows: dict[str, Any], tasks: list[str]) -> list[dict[st
                     "task": task,
                     "quantity": qty,
                     "paper_sign": sign,
+                    "family": family,
+                    "lr_a": rows[a]["tasks"][task].get("lr"),
+                    "lr_b": rows[b]["tasks"][task].get("lr"),
                     "n": test.n,
                     "mean_diff": test.mean_diff,
                     "t": test.t,
                     "p": test.p,
                     "note": test.note,
                     "sd_diff": sd,
+                    "tost_margin": None if eq is None else eq.margin,
+                    "tost_p": None if eq is None else eq.p,
                 }
             )
     m = sum(1 for c in out if c["p"] is not None)
     for c, p_holm in zip(out, holm([c["p"] for c in out])):
         c["p_holm"], c["holm_m"] = p_holm, m
         c["mde"] = mde_paired(c["sd_diff"], c["n"], ALPHA / max(m, 1))
-        if p_holm is None:
-            c["verdict"] = c["note"]  # identical on every seed, or too few seeds
-        elif c["paper_sign"] == 0:
-            c["verdict"] = "equal within noise" if p_holm >= ALPHA else "differ significantly"
-        else:
-            c["verdict"] = verdict(c["mean_diff"], p_holm, c["paper_sign"], ALPHA)
+        c["verdict"] = claim_verdict(c)
     return out
 
 
+def claim_verdict(c: dict[str, Any]) -> str:
+    """Plain words: significant (Holm) either way; else "equivalent within +-margin" only when TOST rejects,
+    otherwise "not detected" (a non-significant test is never read as "no difference")."""
+    p_holm = c["p_holm"]
+    if p_holm is None:
+        return c["note"]  # identical on every seed, or too few seeds
+    eq = c.get("tost_p") is not None and c["tost_p"] < ALPHA
+    margin = f"±{c['tost_margin']:.3g}" if c.get("tost_margin") is not None else ""
+    tail = f"equivalent within {margin} (TOST)" if eq else f"not detected; equivalence within {margin} not shown"
+    if c["quantity"] not in ("score", "val"):
+        tail = "difference not detected"
+    if c["paper_sign"] == 0:
+        return "differ significantly" if p_holm < ALPHA else tail
+    v = verdict(c["mean_diff"], p_holm, c["paper_sign"], ALPHA)
+    if p_holm >= ALPHA:
+        same = c["mean_diff"] * c["paper_sign"] > 0
+        v = ("same direction, not significant" if same else "not reproduced") + f" ({tail})"
+    return v
+
+
 def _geom(row: dict[str, Any], task: str, key: str) -> str:
+    if task not in row["tasks"] or not row["tasks"][task].get("runs"):
+        return "—"
     return summarize(list(per_seed(row, task, key).values())).fmt(3 if key != "drift_energy" else 4)
 
 
@@ -201,7 +257,8 @@ def markdown(table: Table, result: dict[str, Any], suite: SuiteConfig, claim_row
         seeds_line(table, result, suite),
         "",
         "Claims (paired two-sided t-test over seeds, Holm-corrected over the table's tests, α = 0.05; "
-        "MDE = smallest true difference detected with 80 % power at α/m):",
+        "MDE = smallest true difference detected with 80 % power at α/m (exact noncentral t); TOST = paired "
+        f'equivalence test at ±{EQUIV_REL:.0%} of the reference row\'s mean, the only ground for "no difference"):',
         "",
     ]
     lines += claim_lines(claim_rows) or ["- no comparison available in this run"]
@@ -227,7 +284,9 @@ def tuning_line(result: dict[str, Any], suite: SuiteConfig) -> str:
             where = "interior optimum" if tuned.interior else "**edge of the grid: not bracketed**"
             parts.append(f"{task}/{fam} → {tuned.lr:g}, {where} (val {vals})")
     return (
-        f"lr picked on the validation split (tuning seed {suite.tune_seed}, never reported; initial grid "
+        f"lr picked on the validation split (tuning seed {suite.tune_seed}, never reported"
+        + (f"; on world seed {suite.tune_world}'s runs, never on this world" if suite.tune_world is not None else "")
+        + "; initial grid "
         f"{{{', '.join(f'{x:g}' for x in suite.lr_grid)}}}, grown in the 1-2-5 series while the best lr is at an "
         f"edge; {suite.max_steps} steps x batch {suite.batch_size}): " + "; ".join(parts)
     )
@@ -246,14 +305,26 @@ def seeds_line(table: Table, result: dict[str, Any], suite: SuiteConfig) -> str:
 
 
 def claim_lines(claim_rows: list[dict[str, Any]]) -> list[str]:
-    out = []
+    out, family = [], None
     for c in claim_rows:
+        fam = c.get("family", "tuned lr")
+        if fam != family and fam == "matched lr":
+            out += [
+                "",
+                f"Matched-lr contrasts (each pair at one shared lr; their own Holm family, m = {c['holm_m']}):",
+                "",
+            ]
+        family = fam
         exp = {1: ">", -1: "<", 0: "="}[c["paper_sign"]]
         stat = f"Δ = {c['mean_diff']:+.4g}" + (
             f", p = {c['p']:.3f}, Holm p = {c['p_holm']:.3f}" if c.get("p_holm") is not None else ""
         )
         if c.get("mde") == c.get("mde"):  # not NaN
             stat += f", MDE {c['mde']:.3g}"
+        if c.get("tost_p") is not None:
+            stat += f", TOST ±{c['tost_margin']:.3g} p = {c['tost_p']:.3f}"
+        if fam == "matched lr" and c.get("lr_a") is not None:
+            stat += f", lr {c['lr_a']:g} vs {c['lr_b']:g}"
         out.append(
             f"- {c['task']} {c['quantity']}: paper says {c['a']} {exp} {c['b']}; measured {stat} "
             f"(n={c['n']}) → **{c['verdict']}**"
@@ -307,7 +378,8 @@ def summary_markdown(records: dict[str, dict[str, Any]]) -> tuple[str, dict[str,
                 f"| {name.removeprefix('experiments_')} | {c['a']} {exp} {c['b']} ({c['quantity']}) | "
                 f"{c['task']} | {c['mean_diff']:+.3g} | {p} | {mde} | {c['n']} | {c['verdict']} |"
             )
-            counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+            kind = re.sub(r"±[0-9.e+-]+", "±m", c["verdict"])  # one tally per verdict kind, whatever the margin
+            counts[kind] = counts.get(kind, 0) + 1
     tally = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "no claim tested yet"
     from .tables import ORDER
 

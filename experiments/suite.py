@@ -44,6 +44,14 @@ class SuiteConfig:
     tasks: tuple[str, ...] = ("coco", "vqav2", "gqa")
     variants_per_table: int | None = None  # quick: keep only the first N variants / x values (+ LoRA)
     threads: int = 2
+    tune_world: int | None = None  # lr picked on this world's tuning runs (cached there), never on this world's
+
+    @property
+    def tuning_suite(self) -> SuiteConfig:
+        """The suite whose tuning runs pick the lr: this one, or the same suite on world ``tune_world``."""
+        if self.tune_world is None or self.tune_world == self.world_seed:
+            return self
+        return dataclasses.replace(self, world_seed=self.tune_world, tune_world=None)
 
     @property
     def world_tag(self) -> str:
@@ -61,8 +69,18 @@ class SuiteConfig:
 
     @property
     def publishes(self) -> bool:
-        """Only the full suite on the default world writes docs/ (RESULTS.md, figures); others stay under out_root."""
+        """Only the full suite on the default world writes docs/ figures; others stay under out_root."""
         return self.name == "full" and not self.world_seed
+
+    def record_name(self, name: str) -> str | None:
+        """The published name of a table record of this suite (None: quick runs, never published). full, world 0:
+        ``experiments_<t>``; deep: ``experiments_deep_<t>``; another world: ``replication-[deep-]wN_<t>``."""
+        if self.name not in ("full", "deep"):
+            return None
+        deep = self.name == "deep"
+        if not self.world_seed:
+            return name.replace("experiments_", "experiments_deep_", 1) if deep else name
+        return f"replication-{'deep-' if deep else ''}w{self.world_seed}_{name.removeprefix('experiments_')}"
 
     def seeds_for(self, headline: bool) -> tuple[int, ...]:
         """Reporting seeds of a table: all for the headline comparisons, the first `minor_seeds` otherwise."""
@@ -84,6 +102,10 @@ class SuiteConfig:
 
 
 FULL = SuiteConfig()
+# The deeper testbed (issue #20): 4 + 4 layers at 96-d, a test split twice as large, ranks down to 1 (where LoRA's
+# score still changes with rank); everything else is the full suite's contract. Records: experiments_deep_*.
+DEEP = SuiteConfig(name="deep", preset="deep")
+SUITES = {"full": FULL, "deep": DEEP}
 QUICK = SuiteConfig(
     name="quick",
     preset="smoke",
@@ -161,6 +183,11 @@ class RunSpec:
             from llava_structlora.structlora.coordinator import GNN_REVISION
 
             ident["gnn_revision"] = GNN_REVISION
+        if self.method == "structlora" and dict(self.overrides).get("coordinator") == "coupling":
+            from llava_structlora.structlora.coordinator import COUPLING_REVISION
+
+            if COUPLING_REVISION != 1:  # revision 1 is keyed without it (the first runs of the operator)
+                ident["coupling_revision"] = COUPLING_REVISION
         tag = "-".join(f"{k}{v}" for k, v in self.overrides)
         return (
             f"{self.task}-{self.method}-r{self.rank}-lr{self.lr:g}-f{self.data_fraction:g}"

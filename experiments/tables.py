@@ -85,6 +85,33 @@ FIXED_SMOOTHING = Variant(
 )
 
 
+# The coordinator that measures the coupling instead of learning it (issue #20; docs/structlora.md).
+COUPLING = Variant(
+    "measured coupling (coordinator=coupling)", "structlora", (("coordinator", "coupling"),), "structlora"
+)
+
+
+def matched(base: Variant, at: str, headline: bool | None = None) -> Variant:
+    """`base` trained at the lr tuned for method `at` (a matched-lr contrast row of the main table)."""
+    names = {"structlora": "StructLoRA", "lora": "LoRA", "dora": "DoRA"}
+    return Variant(f"{base.label} at {names.get(at, at)}'s lr", base.method, base.overrides, at, headline=headline)
+
+
+DORA = Variant("DoRA", "dora")
+ADALORA = Variant("AdaLoRA", "adalora", headline=False)
+LORA_DROPOUT = Variant("LoRA-Dropout", "lora_dropout", headline=False)
+# Matched-lr contrasts of the main table: each pair also at one shared lr, both ways for the headline pairs
+# (the tuned-lr contrast mixes the method with its lr; a row equal to a tuned row is the same cached run).
+MATCHED_LR = (
+    matched(LORA, "structlora"),
+    matched(STRUCT, "lora"),
+    matched(DORA, "structlora"),
+    matched(STRUCT, "dora"),
+    matched(ADALORA, "structlora", headline=False),
+    matched(LORA_DROPOUT, "structlora", headline=False),
+)
+
+
 def _pair_over(attr: str, values: tuple, headline: tuple = ()) -> tuple[Variant, ...]:
     """LoRA and StructLoRA at each x value; x values in `headline` get every reporting seed."""
     out = []
@@ -108,13 +135,7 @@ TABLES: dict[str, Table] = {
             "main",
             "Main table: PEFT methods at r=8 (3 tasks)",
             ("coco", "vqav2", "gqa"),
-            (
-                LORA,
-                Variant("DoRA", "dora"),
-                Variant("AdaLoRA", "adalora", headline=False),
-                Variant("LoRA-Dropout", "lora_dropout", headline=False),
-                STRUCT,
-            ),
+            (LORA, DORA, ADALORA, LORA_DROPOUT, STRUCT) + MATCHED_LR,
             paper={
                 "LoRA": {"coco": 116.2, "vqav2": 73.5},
                 "DoRA": {"coco": 120.3, "vqav2": 75.0},
@@ -162,6 +183,7 @@ TABLES: dict[str, Table] = {
                 LAMBDA0,
                 LAYER_SCALE,
                 FIXED_SMOOTHING,
+                COUPLING,
             ),
             paper={
                 "StructLoRA": 122.4,
@@ -171,6 +193,14 @@ TABLES: dict[str, Table] = {
                 "LoRA": 116.2,
             },
             claim="removing IB costs most (-4.6), removing the GNN -3.0; without both = LoRA",
+            headline=True,
+        ),
+        Table(
+            "lora_rank",
+            "Does the rank change LoRA's score? (testbed check, COCO captions)",
+            ("coco",),
+            tuple(Variant(f"LoRA rank={r}", "lora", rank=r, lr_from="lora") for r in (1, 2, 4)) + (LORA,),
+            claim="(no paper claim: LoRA at each rank vs LoRA r=8; a rank table can only rank methods where it moves)",
             headline=True,
         ),
         Table(
@@ -241,7 +271,7 @@ TABLES: dict[str, Table] = {
         ),
     )
 }
-ORDER = ("main", "rank", "data", "ablation", "gnn_depth", "graph", "filter", "regularizers", "defaults")
+ORDER = ("main", "rank", "data", "ablation", "gnn_depth", "graph", "filter", "regularizers", "defaults", "lora_rank")
 
 
 def variants_for(table: Table, limit: int | None) -> tuple[Variant, ...]:

@@ -74,7 +74,9 @@ def needed_runs(names: list[str], suite: SuiteConfig, only: list[str] | None) ->
         for task in (t for t in table.tasks if t in suite.tasks):
             for v in plan.variants_for(table, suite.variants_per_table):
                 grid = [RunSpec(task, v.family, suite.tune_seed, lr) for lr in suite.lr_grid]
-                missing = [g for g in grid if cached(g, suite) is None]
+                missing = [g for g in grid if cached(g, suite.tuning_suite) is None]
+                if missing and suite.tuning_suite is not suite:  # another world's tuning: not this worker's to train
+                    continue
                 if missing:  # the initial grid runs in parallel; extensions wait for it
                     dry.needed.extend(g for g in missing if g not in dry.needed)
                     continue
@@ -84,6 +86,8 @@ def needed_runs(names: list[str], suite: SuiteConfig, only: list[str] | None) ->
                     continue
                 for s in table.seeds(v, suite):
                     dry(plan.spec_for(v, task, s, lr), suite)
+    if suite.tuning_suite is not suite:  # grid extensions of another world's tuning are that world's runs
+        return [s for s in dry.needed if s.seed != suite.tune_seed]
     return dry.needed
 
 
@@ -144,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("tables", nargs="+", choices=list(ORDER) + ["all"])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--world-seed", type=int, default=0)
+    ap.add_argument("--suite", choices=("full", "deep"), default="full")
+    ap.add_argument("--tune-world", type=int, help="pick lrs from this world's tuning runs (never tune on this one)")
     ap.add_argument("--tasks", nargs="+", choices=("coco", "vqav2", "gqa"))
     ap.add_argument("--seeds", type=int)
     ap.add_argument("--only", nargs="+", metavar="LABEL")

@@ -86,6 +86,16 @@ class RunDir:
         """True once the run exported its adapter (or full model)."""
         return (self.adapter / ADAPTER_CONFIG).is_file() or (self.full_model / "config.json").is_file()
 
+    def is_complete(self) -> bool:
+        """True once a training finished here: run.json (written after the export) and the deliverable exist."""
+        return self.run_json.is_file() and self.is_finished()
+
+    def discard_results(self) -> None:
+        """Forget run.json and the adapter's metrics.json: a new training is about to replace the weights they
+        describe (the base's metrics stay valid)."""
+        for path in (self.run_json, self.metrics("adapter")):
+            path.unlink(missing_ok=True)
+
     def peft_adapter(self) -> Path | None:
         """The PEFT adapter dir: `adapter/` of a run, or the path itself when it is a bare adapter dir."""
         return next((d for d in (self.adapter, self.path) if (d / ADAPTER_CONFIG).is_file()), None)
@@ -140,11 +150,15 @@ def check_resume_identity(run: RunDir, identity: dict[str, Any]) -> None:
     """Refuse (ResumeMismatchError listing the differences) when `run` was started with another config.
 
     A run directory without `run_config.json` (a new run, or one written before identities existed)
-    passes: there is nothing to compare with.
+    passes: there is nothing to compare with. An identity recorded before every weight-changing option counted
+    (no `identity_version`) is compared on the options both record.
     """
     saved = read_optional_json(run.identity_json)
     if not saved:
         return
+    if "identity_version" not in saved:
+        common = set(saved) & set(identity)
+        saved, identity = {k: saved[k] for k in common}, {k: identity[k] for k in common}
     diffs = identity_differences(saved, identity)
     if diffs:
         raise ResumeMismatchError(

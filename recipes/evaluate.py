@@ -146,7 +146,10 @@ def config_from_env(task: str, layout: RepoLayout | None = None, flags: dict[str
     split = opts.pop("split", None) or TASKS[task].default_split
     protocol = opts.pop("protocol", None) or "official"
     where = run if run is not None else layout.outputs / "eval-base"
-    out = opts.pop("output_dir", None) or str(where / "eval" / f"{task}-{split}-{protocol}")
+    out = opts.pop("output_dir", None)
+    if out is None:  # the recipe's own answers dir describes the adapter there now: stale answers are replaced
+        out = str(where / "eval" / f"{task}-{split}-{protocol}")
+        opts.setdefault("overwrite", True)
     opts.setdefault("batch_size", 32)
     opts.setdefault("num_gpus", _default_gpus())
     opts.setdefault("dtype", _default_dtype())

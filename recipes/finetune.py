@@ -41,6 +41,7 @@ from llava_structlora.evaluation.tasks import TASKS as EVAL_TASKS
 from llava_structlora.rundir import ResumeMismatchError, RunDir, check_resume_identity
 from llava_structlora.train.argv import to_tokens
 from llava_structlora.train.checkpoints import resolve_resume
+from llava_structlora.train.cli import train_parser
 from llava_structlora.train.config import (
     MIX_TASK,
     TASKS,
@@ -52,8 +53,9 @@ from llava_structlora.train.config import (
     task_data_path,
     validation_tasks,
 )
+from llava_structlora.train.main import already_complete
 from llava_structlora.train.outputs import run_validation
-from llava_structlora.train.validation import check_files
+from llava_structlora.train.validation import check_eval_inputs, check_files
 from llava_structlora.utils.errors import run_main
 from llava_structlora.utils.outputs import claim_for_process, release_claims
 from llava_structlora.utils.procs import run_launcher
@@ -62,6 +64,7 @@ from .env import arch as env_arch
 from .env import env, env_flag, env_int
 from .env import preset as env_preset
 from .layout import RepoLayout
+from .run_naming import recipe_values, settings_hash, user_options
 from .toy_defaults import toy_defaults
 
 # environment variable -> training option it overrides (when set)
@@ -111,22 +114,30 @@ def _launcher_defaults(layout: RepoLayout, task: str, preset: str, deepspeed: bo
     }
 
 
-def _derive(layout: RepoLayout, task: str, preset: str) -> tuple[dict[str, Any], Callable[[TrainConfig], dict]]:
-    """(what was derived, the derivation parse_config applies to options nobody set)."""
+def _derive(
+    layout: RepoLayout, task: str, preset: str, user: set[str], recipe: dict[str, Any]
+) -> tuple[dict[str, Any], Callable[[TrainConfig], dict]]:
+    """(what was derived, the derivation parse_config applies to options nobody set).
+
+    Args:
+        user, recipe: the options the user set, and what the recipe alone gives each (run_naming.py).
+    """
     derived: dict[str, Any] = {}
 
     def derive(cfg: TrainConfig) -> dict[str, Any]:
         arch = env_arch()
         toy = cfg.model.model_name_or_path == str(layout.base(preset, arch))
         out: dict[str, Any] = {}
+        own = dict(recipe)  # what the recipe alone gives, its toy-base defaults included
         if toy:  # options the tiny base needs that a real LLaVA does not: the study's validated lr
             out.update(toy_defaults(task, cfg.model.method, cfg.model.model_name_or_path, layout))
+            own.update(out)
         if "data_path" not in cfg.given:
             out["data_path"] = task_data_path(cfg.data.data_root, cfg.data.task or task)
         if "output_dir" not in cfg.given:  # named from the parsed config; a given MODEL: no arch suffix
-            m, t = cfg.model, cfg.training
+            m, t, settings = cfg.model, cfg.training, settings_hash(cfg, user, own)
             out["output_dir"] = str(
-                layout.run_dir(task, m.method, m.lora_r, t.seed, preset == "smoke", arch if toy else "llava")
+                layout.run_dir(task, m.method, m.lora_r, t.seed, preset == "smoke", arch if toy else "llava", settings)
             )
         derived.update({k: v for k, v in out.items() if k not in cfg.given})
         return out
@@ -147,7 +158,8 @@ def train_config(
     defaults = _launcher_defaults(layout, task, preset, deepspeed)
     config, overrides = layout.recipe_config(task, preset), env_overrides(layout, task, deepspeed)
     argv = compose_argv(cli, config, defaults, overrides)
-    derived, derive = _derive(layout, task, preset)
+    user = user_options(cli, overrides)
+    derived, derive = _derive(layout, task, preset, user, recipe_values(config, defaults))
     cfg = parse_config(argv, check_paths=False, with_deepspeed=False, derive=derive)  # a typo fails in seconds
     return argv + to_tokens(derived), cfg
 
@@ -168,11 +180,21 @@ def ensure_defaults(
     """
     model = Path(model) if model is not None else layout.base(preset, arch)
     data_root = Path(data_root) if data_root is not None else layout.data(preset)
+    toy = model in (layout.base(preset), layout.base(preset, arch))
+    if toy and data_root != layout.data(preset):
+        if not (model / "config.json").is_file():
+            raise ConfigError(
+                f"DATA_ROOT={data_root} is set but MODEL is not: the default MODEL is the toy base ({model}), "
+                "which is built from the offline shapes world, not from DATA_ROOT. Set MODEL=<a local LLaVA "
+                "directory> to train on your data (or run the recipe once without DATA_ROOT to build the toy base)"
+            )
+        print(f"[finetune] MODEL not set: training the toy base {model} on DATA_ROOT={data_root}", flush=True)
+        return model, data_root
     if data_root == layout.data(preset):
         from data_prep.build_default import main as build_data
 
         build_data(["--root", str(data_root), "--preset", preset])
-    if model in (layout.base(preset), layout.base(preset, arch)):
+    if toy:
         from llava_structlora.toy.build_base import main as build_base
 
         build_base(["--data", str(data_root), "--out", str(layout.base(preset)), "--preset", preset])
@@ -276,18 +298,26 @@ def score_line(task: str, split: str, scores: dict) -> str:
     return line
 
 
-def prepare(layout: RepoLayout, task: str, cli: list[str], deepspeed: bool) -> tuple[list[str], TrainConfig]:
-    """Resolve, build the defaults, validate and check the resume: (training argv, parsed config)."""
+def prepare(
+    layout: RepoLayout, task: str, cli: list[str], deepspeed: bool, do_eval: bool = False
+) -> tuple[list[str], TrainConfig, bool]:
+    """Resolve, build the defaults, validate and check the resume, all before launch: (training argv, parsed
+    config, whether the run is already complete). With `do_eval`, the validation's inputs are checked too."""
     preset = env_preset()
     targv, cfg = train_config(layout, task, preset, cli, deepspeed)
     ensure_defaults(layout, preset, Path(cfg.model.model_name_or_path), Path(cfg.data.data_root), env_arch())
     check_files(cfg)  # paths too, still before launch
-    if resolve_resume(cfg.training.resume, cfg.training.output_dir):
+    if do_eval:
+        check_eval_inputs(cfg.data.data_root, validation_tasks(task), cfg.data.eval_split)
+    run = RunDir(cfg.training.output_dir)
+    resume = resolve_resume(cfg.training.resume, cfg.training.output_dir)  # its pickles verified first, always
+    complete = cfg.training.resume == "auto" and run.is_complete()
+    if complete or resume:
         try:
-            check_resume_identity(RunDir(cfg.training.output_dir), run_identity(*cfg.args))
+            check_resume_identity(run, run_identity(*cfg.args))
         except ResumeMismatchError as e:
             raise ConfigError(str(e)) from e
-    return targv, cfg
+    return targv, cfg, complete
 
 
 def main(argv: Optional[list[str]] = None, layout: Optional[RepoLayout] = None) -> int:
@@ -299,24 +329,47 @@ def main(argv: Optional[list[str]] = None, layout: Optional[RepoLayout] = None) 
         release_claims()  # OUTPUT_DIR's lock ends with the recipe (an in-process caller goes on)
 
 
-def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m recipes.finetune",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+        epilog="Every option below can also be a YAML key of configs/<task>.yaml.",
+    )
     ap.add_argument("--task", required=True, choices=(*TASKS, MIX_TASK))
-    args, cli = ap.parse_known_args(argv)
+    ap.add_argument("-h", "--help", action="store_true", help="this text and every training option")
+    return ap
+
+
+def usage() -> str:
+    """The recipe's help followed by the training options (python -m llava_structlora.train --help)."""
+    return _parser().format_help() + "\ntraining options (flags of the script):\n" + train_parser().format_help()
+
+
+def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
+    if any(a in ("-h", "--help") for a in (sys.argv[1:] if argv is None else argv)):
+        print(usage())
+        return 0
+    args, cli = _parser().parse_known_args(argv)
     layout = layout or RepoLayout.checkout()
     t0 = time.time()
     try:
         deepspeed, do_eval, ranks = not env_flag("NO_DEEPSPEED", False), env_flag("EVAL", True), _num_ranks()
-        targv, cfg = prepare(layout, args.task, cli, deepspeed)
+        targv, cfg, complete = prepare(layout, args.task, cli, deepspeed, do_eval)
         margs, dargs, targs = cfg.model, cfg.data, cfg.training
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"[finetune] configuration error: {e}", file=sys.stderr, flush=True)
         return 2
     run = RunDir(targs.output_dir)
     claim_for_process(run.path, "training run", pass_down=True)  # a second run / a merge exits 2; ranks share it
-    cmd, environ = launch_command(targv, ranks, deepspeed)
-    print(f"[finetune] {shlex.join(cmd)}", flush=True)
-    rc = run_launcher(cmd, env=environ, cwd=layout.root)  # SIGTERM reaches every rank, which we wait for
+    rc = 0
+    if complete:  # a rerun of a finished run is a no-op (nothing launched)
+        print(f"[finetune] {already_complete(run)}", flush=True)
+    else:
+        cmd, environ = launch_command(targv, ranks, deepspeed)
+        print(f"[finetune] {shlex.join(cmd)}", flush=True)
+        rc = run_launcher(cmd, env=environ, cwd=layout.root)  # SIGTERM reaches every rank, which we wait for
     if rc != 0:
         print(
             f"[finetune] training failed (exit {rc}); complete checkpoints in {run.path} "

@@ -4,7 +4,8 @@ configs/<task>.yaml, configs/<task>_smoke.yaml   the recipes' YAML (one per task
 artifacts/data/<preset>/                         DATA_ROOT of the offline shapes world
 artifacts/base/<preset>[-next]/                  the tiny LLaVA (-1.5, or -NeXT) base built on it
 artifacts/eval_cache/                            base-model scores, reused across runs
-outputs/<task>-<method>-r<r>-s<seed>[-smoke]/    a training run (llava_structlora.rundir.RunDir)
+outputs/<task>-<method>-r<r>-s<seed>[-next][-<hash>][-smoke]/   a training run (llava_structlora.rundir.RunDir;
+                                                 the hash: recipes/run_naming.py)
 zero_configs/                                    DeepSpeed configs
 docs/results/                                    benchmark/experiment records (recipes.results)
 """
@@ -72,18 +73,23 @@ class RepoLayout:
         """The shell recipe that trains `task` (relative to the root)."""
         return f"scripts/finetune_{task}.sh"
 
-    def run_dir(self, task: str, method: str, r: int, seed: int, smoke: bool, arch: str = "llava") -> Path:
+    def run_dir(
+        self, task: str, method: str, r: int, seed: int, smoke: bool, arch: str = "llava", settings: str = ""
+    ) -> Path:
         """Default OUTPUT_DIR of a training run, named from its parsed configuration."""
-        return self.outputs / run_name(task, method, r, seed, smoke, arch)
+        return self.outputs / run_name(task, method, r, seed, smoke, arch, settings)
 
 
-def run_name(task: str, method: str, r: int, seed: int, smoke: bool, arch: str = "llava") -> str:
-    """`<task>-<method>-r<r>-s<seed>[-<arch>]` (+ `-smoke` for the smoke preset): what eval/*.sh looks for.
+def run_name(task: str, method: str, r: int, seed: int, smoke: bool, arch: str = "llava", settings: str = "") -> str:
+    """`<task>-<method>-r<r>-s<seed>[-<arch>][-<settings>]` (+ `-smoke` for the smoke preset): what eval/*.sh
+    looks for.
 
     Args:
         arch: the toy base's architecture; `llava` adds nothing, `next` adds `-next`.
+        settings: the hash of the other weight-changing options set away from the recipe (run_naming.py).
     """
-    return f"{task}-{method}-r{r}-s{seed}" + ("" if arch == "llava" else f"-{arch}") + ("-smoke" if smoke else "")
+    parts = [f"{task}-{method}-r{r}-s{seed}", "" if arch == "llava" else arch, settings, "smoke" if smoke else ""]
+    return "-".join(p for p in parts if p)
 
 
 def is_smoke_name(name: str) -> bool:

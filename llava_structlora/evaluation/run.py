@@ -22,8 +22,10 @@ from llava_structlora.utils.io import atomic_write_json, sha256_file
 from llava_structlora.utils.outputs import locked_output, read_resume_key, remove_stale
 
 from .config import EvalConfig
+from .fingerprint import adapter_fingerprint, model_fingerprint
 from .generate import load_questions
 from .shards import ShardJob, generate_sharded, merge_answers
+from .tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +33,22 @@ logger = logging.getLogger(__name__)
 DERIVED = ("metrics.json", "answers.jsonl", "results.json", "submission.json")  # the stamp first
 
 
-def _check_key(cfg: EvalConfig, out: Path, questions_file: Path) -> None:
-    """Refuse to resume answers produced by a different model/adapter/split or question file."""
+def answers_key(cfg: EvalConfig, questions_file: Path) -> dict[str, Any]:
+    """What the answers depend on: the options that change them, the question file, and the *contents* of the
+    adapter and base (fingerprint.py): a run retrained in place gets new answers, never the old ones."""
+    return {
+        **cfg.generation_key(),
+        "questions_sha256": sha256_file(questions_file),
+        "adapter_digest": adapter_fingerprint(cfg.adapter),
+        "model_digest": model_fingerprint(cfg.model),
+    }
+
+
+def _check_key(cfg: EvalConfig, out: Path, questions_file: Path) -> dict[str, Any]:
+    """Refuse to resume answers produced by a different model/adapter/split or question file (or, with
+    overwrite, discard them); returns the key."""
     key_path = out / "eval_key.json"
-    key = {**cfg.generation_key(), "questions_sha256": sha256_file(questions_file)}
+    key = answers_key(cfg, questions_file)
     old = read_resume_key(key_path, cfg.overwrite) if key_path.exists() else key
     if old != key and not cfg.overwrite:
         diff = {k: (old.get(k), v) for k, v in key.items() if old.get(k) != v}
@@ -45,6 +59,20 @@ def _check_key(cfg: EvalConfig, out: Path, questions_file: Path) -> None:
     if old != key:
         shutil.rmtree(out / "answers", ignore_errors=True)
     atomic_write_json(key_path, key)
+    return key
+
+
+def check_split(spec: TaskSpec, data_root: Path, split: str, option: str = "--split") -> None:
+    """FileNotFoundError (a user error) naming the missing question file and the splits that exist."""
+    qfile = spec.questions_jsonl(data_root, split)
+    if qfile.is_file():
+        return
+    found = spec.splits(data_root)
+    where = f"the splits there: {', '.join(found)}" if found else f"no {spec.name} data there"
+    raise FileNotFoundError(
+        f"{option} {split}: {qfile} not found ({where}); pick one of them or build the data "
+        f"(python -m data_prep.build_default --root {data_root})"
+    )
 
 
 def _image_folder(questions_file: Path) -> Path:
@@ -97,17 +125,16 @@ def _evaluate(cfg: EvalConfig) -> dict[str, Any]:
     t0 = time.time()
     data_root, out = Path(cfg.data_root), Path(cfg.output_dir)
     qfile = cfg.spec.questions_jsonl(data_root, cfg.split)
-    if not qfile.is_file():
-        raise FileNotFoundError(
-            f"{qfile} not found: build the data (python -m data_prep.build_default "
-            f"--root {data_root}) or pick another --split"
-        )
+    check_split(cfg.spec, data_root, cfg.split)
     questions = load_questions(qfile, _image_folder(qfile))
     n_in_split = len(questions)
     known = {q.qid for q in questions}  # answers beyond --limit (an earlier, larger run) are kept, not merged
     questions = questions[: cfg.limit] if cfg.limit else questions
+    refs = cfg.spec.references(data_root, cfg.split)
+    if cfg.spec.has_answers(refs):  # before a single answer is generated
+        cfg.spec.check_questions([q.qid for q in questions], qfile, refs)
     out.mkdir(parents=True, exist_ok=True)
-    _check_key(cfg, out, qfile)
+    key = _check_key(cfg, out, qfile)
     job = ShardJob(
         base=str(cfg.model),
         adapter=cfg.adapter,
@@ -125,7 +152,6 @@ def _evaluate(cfg: EvalConfig) -> dict[str, Any]:
     n_new = generate_sharded(job, questions)
     t_gen = time.time() - t0
     answers = merge_answers(out / "answers", questions, out / "answers.jsonl", known_ids=known)
-    refs = cfg.spec.references(data_root, cfg.split)
     if cfg.spec.has_answers(refs):
         atomic_write_json(out / "results.json", cfg.spec.to_results(answers), indent=None)
         metrics = score(cfg, refs, out / "results.json")
@@ -140,6 +166,8 @@ def _evaluate(cfg: EvalConfig) -> dict[str, Any]:
             "protocol": cfg.protocol,
             "model": str(cfg.model),
             "adapter": cfg.adapter,
+            "adapter_digest": key["adapter_digest"],
+            "model_digest": key["model_digest"],
             "conv_template": cfg.conv_template,
             "n_questions": len(questions),
             "limit": cfg.limit,

@@ -18,6 +18,7 @@ from typing import Any
 from llava_structlora.metrics import score_captions, score_gqa_protocols, score_vqav2_protocols
 from llava_structlora.metrics.gqa import llava_gqa_prediction
 from llava_structlora.metrics.vqa_normalize import evalai_answer_processor
+from llava_structlora.utils.jsonio import read_json
 
 PROTOCOLS = ("official", "llava")
 _PARTIAL_KEYS = ("n_missing", "n_unknown", "n_duplicate")
@@ -28,6 +29,13 @@ def _int_id(qid: Any, task: str) -> int:
         return int(qid)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{task}: question_id {qid!r} is not an integer id") from e
+
+
+def _json_object(path: Path, what: str) -> dict:
+    data = read_json(path, what)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object ({what}), got {type(data).__name__}")
+    return data
 
 
 def pad_vqav2_submission(results: list[dict], all_test_ids: Sequence[int]) -> tuple[list[dict], int]:
@@ -58,6 +66,22 @@ class TaskSpec:
         """The splits DATA_ROOT/<task>/ has question files for (what a mistyped --split is told to pick from)."""
         files = (Path(data_root) / self.name).glob("*_questions.jsonl")
         return sorted(p.name.removesuffix("_questions.jsonl") for p in files)
+
+    def reference_ids(self, refs: list[Path]) -> set[str]:
+        """The question ids the references know (as strings), for the check that questions and references belong
+        to one split."""
+        raise NotImplementedError
+
+    def check_questions(self, question_ids: Sequence[Any], questions_file: Path, refs: list[Path]) -> None:
+        """ValueError naming both files when the questions are not the references' (e.g. another split's file)."""
+        known = self.reference_ids(refs)
+        foreign = [q for q in question_ids if str(q) not in known]
+        if foreign:
+            raise ValueError(
+                f"{questions_file}: {len(foreign)} of {len(question_ids)} question ids (e.g. {foreign[0]!r}) are not "
+                f"in {refs[0]}: the question file and the references come from different splits; rebuild "
+                f"{questions_file.parent} with the task's converter"
+            )
 
     def has_answers(self, refs: list[Path]) -> bool:
         """Whether the references can score (else the split is submission-only)."""
@@ -90,6 +114,9 @@ class TaskSpec:
 
 
 class CocoTask(TaskSpec):
+    def reference_ids(self, refs):
+        return {str(im["id"]) for im in _json_object(refs[0], "COCO captions annotations").get("images", [])}
+
     def to_results(self, answers, submission=False, protocol="official"):
         return [{"image_id": _int_id(a["question_id"], self.name), "caption": a["text"]} for a in answers]
 
@@ -98,6 +125,9 @@ class CocoTask(TaskSpec):
 
 
 class VQAv2Task(TaskSpec):
+    def reference_ids(self, refs):
+        return {str(q["question_id"]) for q in _json_object(refs[0], "VQAv2 questions").get("questions", [])}
+
     def to_results(self, answers, submission=False, protocol="official"):
         post = protocol == "llava" and submission
         return [
@@ -122,6 +152,9 @@ class VQAv2Task(TaskSpec):
 
 
 class GQATask(TaskSpec):
+    def reference_ids(self, refs):
+        return {str(k) for k in _json_object(refs[0], "GQA questions")}
+
     def to_results(self, answers, submission=False, protocol="official"):
         post = protocol == "llava" and submission
         return [

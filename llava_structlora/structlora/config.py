@@ -13,13 +13,13 @@ from typing import Any, Optional, Union
 
 GATES = ("hard_concrete", "gaussian", "gumbel")
 FILTERS = ("ib", "topk_norm", "random", "layer_scale", "none")
-COORDINATORS = ("gnn", "laplacian", "cosine_penalty", "laplacian_penalty", "none")
+COORDINATORS = ("gnn", "laplacian", "coupling", "cosine_penalty", "laplacian_penalty", "none")
 GRAPHS = ("hybrid", "adjacency", "similarity")
 GNN_TYPES = ("gat", "gcn")
 GATE_NOISES = ("sample", "none")
 MODULATIONS = ("off", "normalized", "free")
 SMOOTH_EDGES = ("chain", "same_shape")
-EDGE_WEIGHTS = ("normalized", "free")
+EDGE_WEIGHTS = ("normalized", "free", "coupling")
 SEMANTIC_SOURCES = ("params",)
 
 # Target presets: regexes over ``named_modules()`` names. They accept both the transformers v5
@@ -113,8 +113,10 @@ class StructLoRAConfig:
     # Stage 2: graph coordinator
     coordinator: str = _f(
         "gnn",
-        "gnn | laplacian (a_lj = 1: the fixed smoother) | cosine_penalty, laplacian_penalty (paper App. C: a "
-        "loss of weight lambda_penalty on adjacent same-shape updates, no smoothing) | none.",
+        "gnn | laplacian (a_lj = 1: the fixed smoother) | coupling (a_lj = the measured signed cosine of the two "
+        "layers' current updates, self-loop-normalised as paper eq. 4; no trained parameters) | cosine_penalty, "
+        "laplacian_penalty (paper App. C: a loss of weight lambda_penalty on adjacent same-shape updates, no "
+        "smoothing) | none.",
     )
     coordinator_lr_mult: float = _f(10.0, "Coordinator (GNN) parameters' lr = learning_rate x this (no weight decay).")
     graph: str = _f("hybrid", "adjacency | similarity | hybrid (their union): the edges the descriptor GNN sees.")
@@ -127,7 +129,9 @@ class StructLoRAConfig:
         "normalized",
         "The GNN's smoothing weights a_lj (1 at init, the fixed Laplacian): normalized = n_edges x a softmax of "
         "the edge logits (mean 1: the GNN decides where to smooth, smooth_eta how much) | free = 2 sigmoid(logit) "
-        "(it also decides how much; trained on the task loss alone it switches the smoothing off).",
+        "(it also decides how much; trained on the task loss alone it switches the smoothing off) | coupling = the "
+        "measured signed cosine of adjacent updates x 2 sigmoid(logit), self-loop-normalised (the trained gate "
+        "switches it off; coordinator=coupling is the measured coupling alone).",
     )
     modulation: str = _f(
         "off",
@@ -222,6 +226,8 @@ class StructLoRAConfig:
         if not isinstance(self.targets, (list, tuple)) or not self.targets:
             raise _err("targets", self.targets, "a preset name or a non-empty list of regexes")
         for pat in self.targets:
+            if isinstance(pat, str) and not pat.strip():
+                raise _err("targets", pat, "a non-empty regex (an empty one matches every linear layer)")
             try:
                 re.compile(pat)
             except (re.error, TypeError) as exc:

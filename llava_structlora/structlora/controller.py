@@ -17,7 +17,13 @@ import torch
 from torch import Tensor, nn
 
 from .config import StructLoRAConfig
-from .coordinator import build_coordinator, node_descriptors, similarity_features, structural_descriptors
+from .coordinator import (
+    build_coordinator,
+    node_descriptors,
+    similarity_features,
+    structural_descriptors,
+    update_coupling,
+)
 from .gates import MaskGate, gumbel_temperature, topk_mask
 from .graph import Node, StructLoRAGraph, build_graph, chain_edges
 from .layer import Plan, StructLoRALinear
@@ -73,6 +79,7 @@ class StructLoRAController(nn.Module):
             )
         self._eval_cache: Optional[tuple[Any, Optional[list[Plan]]]] = None
         self._desc_cache: Optional[tuple[Any, Tensor]] = None
+        self._coupling_cache: Optional[tuple[Any, Tensor]] = None
         self._step = 0  # python mirror of the ``step`` buffer (no device sync in cache keys)
         self._max_steps = 0  # of the run, from on_step (the IB warm-up's fraction form needs it)
         self._hooks: list = []
@@ -112,7 +119,7 @@ class StructLoRAController(nn.Module):
         """Forget the cached descriptors and eval plans. Their keys are parameter version counters, which an
         update that bypasses autograd's counters (a fused optimizer, ``.data``) leaves unchanged, so every
         change the controller knows of (a step, a graph, a top-k refresh) and every one-off state drops them."""
-        self._desc_cache = self._eval_cache = None
+        self._desc_cache = self._eval_cache = self._coupling_cache = None
 
     # ------------------------------------------------------------------ coordinator state
     def gates(self, training: bool) -> Tensor:
@@ -138,11 +145,20 @@ class StructLoRAController(nn.Module):
         """Changes whenever an optimizer step (version counter) or ``on_step`` (step) touched the adapter."""
         return (self._step, tuple(t._version for l in self.layers for t in adapter_tensors(l)))
 
+    def coupling(self) -> Tensor:
+        """Signed cosine of the current filtered updates ``B diag(g) A`` of every smoothing edge's two layers
+        (detached; 0 off the smoothing edges and while an update is 0), cached like the descriptors."""
+        key = self._param_key()
+        if self._coupling_cache is None or self._coupling_cache[0] != key:
+            self._coupling_cache = (key, update_coupling(self.layers, self.nodes, self.gates(False), self.smooth))
+        return self._coupling_cache[1]
+
     def state(self, training: bool) -> dict[str, Any]:
         """Gates, modulation, smoothing operator and per-direction coefficients ``m`` (incl. alpha/r)."""
         gates = self.gates(training)
         desc = self.descriptors() if self.coordinator.gnn is not None else None
-        out = self.coordinator(desc, self.adj, self.smooth)
+        coupling = self.coupling() if self.coordinator.needs_coupling else None
+        out = self.coordinator(desc, self.adj, self.smooth, coupling)
         m = gates if out["s"] is None else gates * out["s"]
         return {"gates": gates, "m": m * self.cfg.scale, **out}
 
@@ -168,7 +184,7 @@ class StructLoRAController(nn.Module):
         if self._eval_cache is None or self._eval_cache[0] != key:
             # fresh descriptors too: a fused optimizer may update parameters without bumping their version
             # counters, so after the last training step the descriptor key can match stale descriptors
-            self._desc_cache = None
+            self._desc_cache = self._coupling_cache = None
             self._eval_cache = (key, self.plans(self.state(False)))
         return self._eval_cache[1]
 

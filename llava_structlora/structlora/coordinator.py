@@ -40,6 +40,9 @@ _NEG = -1e9
 # Bumped whenever what coordinator=gnn computes changes, so cached study runs of the old operator are never
 # reused (experiments/suite.py keys on it).
 GNN_REVISION = 4  # 1: softmax over neighbours, eta / lambda_max(L_a); 4: logit head at 0 = the fixed Laplacian
+# The same for coordinator=coupling (the measured signed coupling, self-loop-normalised); revision 1 runs are keyed
+# without it, so a change must bump it (experiments/suite.py adds it to the key from revision 2 on).
+COUPLING_REVISION = 1
 
 
 # ----------------------------------------------------------------------------- descriptors
@@ -109,6 +112,21 @@ def similarity_features(desc: Tensor, r: int) -> Tensor:
     return (value[:, keep] - value[:, keep].mean(0)) / std[keep]
 
 
+@torch.no_grad()
+def update_coupling(layers: list, nodes: list[Node], gates: Tensor, smooth: Tensor) -> Tensor:
+    """``cos(B_l diag(g_l) A_l, B_j diag(g_j) A_j)`` on every smoothing edge (N x N, symmetric, 0 elsewhere and
+    where an update is still 0): the measured coupling of adjacent layers (paper §3.3: layers whose updates are
+    aligned; E.3 Property 2: the quantity the drift energy trades against). From r x r Grams, never a d x d."""
+    from .diagnostics import filtered_gram
+
+    with torch.autocast(gates.device.type, enabled=False):
+        G = filtered_gram(layers, nodes, gates.detach().float())
+    d = G.diagonal().clamp_min(0)
+    norm = (d[:, None] * d[None, :]).sqrt()
+    cos = torch.where(norm > 1e-20, G / norm.clamp_min(1e-20), torch.zeros_like(G))
+    return cos.clamp(-1.0, 1.0).masked_fill(~smooth, 0.0)
+
+
 def _shape_groups(nodes: list[Node]) -> dict[tuple[int, int], list[int]]:
     groups: dict[tuple[int, int], list[int]] = {}
     for nd in nodes:
@@ -162,10 +180,13 @@ class DescriptorGNN(nn.Module):
             nn.init.zeros_(self.mod[-1].weight)  # s_l = 1 at init: training starts as gated LoRA
             nn.init.zeros_(self.mod[-1].bias)
 
-    def forward(self, desc: Tensor, adj: Tensor, smooth: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Symmetric edge weights ``a`` (N x N, positive on ``smooth``, 0 elsewhere) and modulation ``s``
+    def forward(
+        self, desc: Tensor, adj: Tensor, smooth: Tensor, coupling: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Symmetric edge weights ``a`` (N x N, non-zero only on ``smooth``) and modulation ``s``
         (N x r, or None for modulation=off). ``normalized`` modulation divides ``1 + tanh`` by its per-layer
-        mean: it may shift weight between a layer's directions but never changes the layer's mean gain."""
+        mean: it may shift weight between a layer's directions but never changes the layer's mean gain.
+        ``coupling`` (edge_weights=coupling): the signed cosine of the two layers' current filtered updates."""
         self_loops = adj | torch.eye(adj.shape[0], dtype=torch.bool, device=adj.device)
         h = self.inp(desc)
         for conv in self.convs:
@@ -175,6 +196,8 @@ class DescriptorGNN(nn.Module):
         e = 0.5 * (e + e.T)  # one symmetric logit per edge: a weighted Laplacian exists
         if self.edge_weights == "free":
             a = (2.0 * torch.sigmoid(e)).masked_fill(~smooth, 0.0)  # 0 < a < 2 on smoothing edges, 1 at init
+        elif self.edge_weights == "coupling":  # the measured coupling, rescaled by the GNN (x1 at init)
+            a = (coupling.to(e.dtype) * 2.0 * torch.sigmoid(e)).clamp(-1.0, 1.0).masked_fill(~smooth, 0.0)
         else:  # normalized: n_edges x softmax over the smoothing edges, i.e. mean 1 (where to smooth, not how much);
             # in logit space, so no saturation can take the total to 0 (a sigmoid / its mean can underflow)
             flat = torch.softmax(e.masked_fill(~smooth, _NEG).flatten(), 0) * smooth.sum()
@@ -189,7 +212,20 @@ class DescriptorGNN(nn.Module):
 
 # ----------------------------------------------------------------------------- smoothing
 def weighted_laplacian(a: Tensor) -> Tensor:
-    return torch.diag(a.sum(1)) - a
+    """``D_|a| - a``: the Laplacian of a (possibly signed) weighted graph, PSD either way (a signed edge
+    a_lj < 0 penalises ||x_l + x_j||^2, anti-coupling)."""
+    return torch.diag(a.abs().sum(1)) - a
+
+
+def normalized_laplacian(a: Tensor) -> Tensor:
+    """``I - D~^-1/2 (I + a) D~^-1/2`` with ``D~ = I + diag(sum_j |a_lj|)``: paper eq. 4's degree-normalised
+    propagation with a self-loop (Kipf & Welling's renormalisation), signed. Every layer keeps a self-weight
+    1 against its total coupling, so a weak coupling smooths weakly (no budget shared across the graph) and a
+    full one (|a| = 1 to one neighbour) averages the pair: C = I - L is then the GCN step itself."""
+    deg = 1.0 + a.abs().sum(1)
+    dinv = deg.rsqrt()
+    eye = torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
+    return eye - dinv[:, None] * (eye + a) * dinv[None, :]
 
 
 def lambda_max(lap: Tensor) -> Tensor:
@@ -197,16 +233,25 @@ def lambda_max(lap: Tensor) -> Tensor:
     return torch.linalg.eigvalsh(lap.double())[-1].to(lap.dtype)
 
 
-def smoothing_operator(a: Tensor, eta0: float, bound: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def smoothing_operator(
+    a: Tensor, eta0: float, bound: Tensor | None = None, normalized: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
     """``C = I - eta L_a``; returns ``(C, eta, lambda_max(L_a))``.
 
-    ``eta = min(eta0 / lambda_max(L_bound), 1 / lambda_max(L_a))`` (``bound`` defaults to ``a``): the strength
-    is fixed by the unweighted graph, so learned weights change how much is smoothed instead of being
-    normalised away, and the clamp keeps ``eta * lambda_max(L_a) <= 1`` (Theorem 1). eta = 0 without edges."""
-    lap = weighted_laplacian(a)
+    Unnormalised (``laplacian`` and the GNN's ``normalized``/``free`` weights): ``eta = min(eta0 /
+    lambda_max(L_bound), 1 / lambda_max(L_a))`` (``bound`` defaults to ``a``): the strength is fixed by the
+    unweighted graph, so learned weights change how much is smoothed instead of being normalised away, and the
+    clamp keeps ``eta * lambda_max(L_a) <= 1`` (Theorem 1). ``normalized`` (edge_weights=coupling): ``L`` is the
+    self-loop-normalised Laplacian and ``eta = min(eta0, 1 / lambda_max(L))``; its spectrum lies in [0, 2), so
+    the strength needs no graph-wide rescaling. eta = 0 without edges."""
+    lap = normalized_laplacian(a) if normalized else weighted_laplacian(a)
     lam = lambda_max(lap)
-    ref = lam if bound is None else lambda_max(weighted_laplacian(bound.to(a.dtype)))
-    eta = torch.minimum(eta0 / ref.clamp_min(1e-12), 1.0 / lam.clamp_min(1e-12))
+    if normalized:
+        eta = torch.minimum(torch.as_tensor(eta0, dtype=lam.dtype), 1.0 / lam.clamp_min(1e-12))
+        ref = lam
+    else:
+        ref = lam if bound is None else lambda_max(weighted_laplacian(bound.to(a.dtype)))
+        eta = torch.minimum(eta0 / ref.clamp_min(1e-12), 1.0 / lam.clamp_min(1e-12))
     eta = torch.where((ref > 1e-12) & (lam > 1e-12), eta, torch.zeros_like(eta))
     eye = torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
     return eye - eta * lap, eta, lam
@@ -222,17 +267,26 @@ class Coordinator(nn.Module):
 
     @property
     def smooths(self) -> bool:
-        return self.cfg.coordinator in ("gnn", "laplacian")
+        return self.cfg.coordinator in ("gnn", "laplacian", "coupling")
 
-    def forward(self, desc: Tensor | None, adj: Tensor, smooth: Tensor) -> dict[str, Tensor | None]:
+    @property
+    def needs_coupling(self) -> bool:
+        """Whether forward needs the measured coupling (cosines of adjacent filtered updates)."""
+        return self.cfg.coordinator == "coupling" or (self.gnn is not None and self.cfg.edge_weights == "coupling")
+
+    def forward(
+        self, desc: Tensor | None, adj: Tensor, smooth: Tensor, coupling: Tensor | None = None
+    ) -> dict[str, Tensor | None]:
         """``{"C": N x N or None, "s": N x r or None, "a", "eta", "lambda_max"}``."""
         if not self.smooths:
             return {"C": None, "s": None, "a": None, "eta": None, "lambda_max": None}
         if self.gnn is not None:
-            a, s = self.gnn(desc.to(self.gnn.inp.weight.dtype), adj, smooth)
+            a, s = self.gnn(desc.to(self.gnn.inp.weight.dtype), adj, smooth, coupling)
+        elif self.cfg.coordinator == "coupling":  # the measured coupling itself, no learned parts
+            a, s = coupling.float(), None
         else:
             a, s = smooth.float(), None
-        C, eta, lam = smoothing_operator(a, self.cfg.smooth_eta, bound=smooth)
+        C, eta, lam = smoothing_operator(a, self.cfg.smooth_eta, bound=smooth, normalized=self.needs_coupling)
         return {"C": C, "s": s, "a": a, "eta": eta, "lambda_max": lam}
 
 

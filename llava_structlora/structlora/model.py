@@ -187,7 +187,8 @@ def _smoothing_moved(ctrl: StructLoRAController, state: dict[str, Any]) -> Optio
 
     fresh = build_coordinator(ctrl.cfg, len(ctrl.kinds))  # the controller's own init recipe
     desc0 = structural_descriptors(ctrl.nodes, ctrl.cfg.r, ctrl.kinds) if fresh.gnn is not None else None
-    C0 = fresh(desc0, ctrl.adj.cpu(), ctrl.smooth.cpu())["C"]
+    zero = torch.zeros(ctrl.smooth.shape) if fresh.needs_coupling else None  # B = 0: no coupling measured yet
+    C0 = fresh(desc0, ctrl.adj.cpu(), ctrl.smooth.cpu(), zero)["C"]
     C1 = state["C"].detach().float().cpu()
     edges = [(i, j) for i, j in ctrl.smooth.triu(1).nonzero().tolist()]
     name = lambda i, j: f"{ctrl.nodes[i].name} <-> {ctrl.nodes[j].name}"  # noqa: E731

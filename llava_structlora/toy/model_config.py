@@ -90,6 +90,24 @@ PRESETS: dict[str, BasePreset] = {
         contrastive=ContrastiveConfig(steps=10, batch_size=32, text_hidden=32),
         pretrain=PretrainConfig(caption_steps=5, steps=15, batch_size=16, warmup=2),
     ),
+    # The study's deeper testbed (issue #20): 4 CLIP layers (3 used under vision_feature_layer=-2) and 4 Llama
+    # layers, so each q/v depth chain has 2-3 smoothing edges instead of 0-1, at 96-d so a run costs about what a
+    # default run does; same pretraining schedule as the default base. One thread: two world seeds build side
+    # by side on the 2-core machine.
+    "deep": BasePreset(
+        "deep",
+        model=ModelConfig(
+            vision_hidden=96,
+            vision_layers=4,
+            vision_heads=4,
+            vision_ffn=192,
+            text_hidden=96,
+            text_layers=4,
+            text_heads=4,
+            text_ffn=288,
+        ),
+        threads=1,
+    ),
 }
 
 

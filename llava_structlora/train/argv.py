@@ -13,11 +13,35 @@ import yaml
 from .errors import ConfigError
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last value silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    f"{self.name}: key {key!r} is given twice (lines {seen[key]} and {line}); the last value would "
+                    "silently win: keep one"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """A flat YAML recipe as a dict; ConfigError naming the file when it is unreadable or not a mapping."""
+    """A flat YAML recipe as a dict; ConfigError naming the file when it is unreadable, not a mapping, or has a
+    key twice."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
+        with open(path, encoding="utf-8") as f:
+            loader = _UniqueKeyLoader(f)
+            loader.name = str(path)
+            try:
+                data = loader.get_single_data()
+            finally:
+                loader.dispose()
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: cannot read YAML config ({e})") from e
     if data is None:
         return {}

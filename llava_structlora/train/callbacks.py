@@ -44,22 +44,29 @@ def _jsonable(value: Any) -> Any:
 
 
 class DiagnosticsCallback(transformers.TrainerCallback):
-    """Every `every` steps: structlora_diagnostics -> trainer.log (rank 0 writes the JSONL)."""
+    """Every `every` steps: structlora_diagnostics -> the Trainer's log (rank 0 writes the JSONL).
+
+    Expects a Trainer with ``log_with_next_loss`` (StructLoRATrainer): a trainer.log() of its own from a step
+    callback would make the Trainer's flow callback drop that step's loss (its on_log resets should_log)."""
 
     def __init__(self, trainer: transformers.Trainer, every: int, path: Path) -> None:
         self.trainer, self.every, self.path = trainer, every, Path(path)
+        self._loss_logged_now = False
 
     def _record(self, step: int) -> None:
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         with torch.no_grad():
             diag = structlora_diagnostics(model)
-        self.trainer.log(_scalar_summary(diag))
+        self.trainer.log_with_next_loss(_scalar_summary(diag), now=not self._loss_logged_now)
         if self.trainer.args.should_save:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as f:  # append-only log; a torn last line is skipped by readers
                 f.write(json.dumps({"step": step, **_jsonable(diag)}) + "\n")
 
     def on_step_end(self, args, state, control, **kwargs):
+        # The Trainer's own flow callback ran first and said whether this step logs its loss; the diagnostics
+        # then join that line (one line per logging step) instead of taking its place.
+        self._loss_logged_now = bool(control.should_log)
         if state.global_step % self.every == 0 or state.global_step == state.max_steps:
             self._record(state.global_step)
         return control

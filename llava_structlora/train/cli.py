@@ -28,7 +28,8 @@ from .validation import check_finite, validate
 Derive = Callable[[TrainConfig], Mapping[str, Any]]
 
 
-def _parser() -> transformers.HfArgumentParser:
+def train_parser() -> transformers.HfArgumentParser:
+    """The parser of every training option (what `python -m llava_structlora.train --help` prints)."""
     return transformers.HfArgumentParser(ALL_ARGS, exit_on_error=False)
 
 
@@ -53,7 +54,7 @@ def compose_argv(
     cli_config, rest = split_config_flag(cli)
     config = cli_config or config
     yaml_keys = set(read_yaml(config)) if config is not None and config.is_file() else set()
-    known = _known_options(_parser())
+    known = _known_options(train_parser())
     low = {k: v for k, v in (defaults or {}).items() if k not in yaml_keys and k not in (overrides or {})}
     return (
         (["--config", str(config)] if config else [])
@@ -63,10 +64,10 @@ def compose_argv(
     )
 
 
-def _given(tokens: Sequence[str], known: set[str]) -> frozenset[str]:
-    """The option names that appear in `tokens` (`--name value` or `--name=value`)."""
-    names = {t[2:].split("=", 1)[0] for t in tokens if t.startswith("--")}
-    return frozenset(names & known)
+def option_names(tokens: Sequence[str], known: Optional[set[str]] = None) -> frozenset[str]:
+    """The option names that appear in `tokens` (`--name value` or `--name=value`), of `known` if given."""
+    names = frozenset(t[2:].split("=", 1)[0] for t in tokens if t.startswith("--"))
+    return names if known is None else names & known
 
 
 def _replace(cfg: TrainConfig, values: Mapping[str, Any], deepspeed_off: bool) -> TrainConfig:
@@ -110,7 +111,7 @@ def parse_config(
         derive: a launcher's values for options derived from the parsed config (only those not `given`);
             applied before validation.
     """
-    parser = _parser()
+    parser = train_parser()
     known = _known_options(parser)
     cfg_path, rest = split_config_flag(argv)
     src = f"config {cfg_path}" if cfg_path else "command line"
@@ -118,7 +119,7 @@ def parse_config(
         raise ConfigError(f"--config {cfg_path}: file not found")
     yaml_tokens = to_tokens(read_yaml(cfg_path), known, str(cfg_path)) if cfg_path else []
     tokens = yaml_tokens + rest
-    given = _given(tokens, known)
+    given = option_names(tokens, known)
     ds_file = pop_option(tokens, "deepspeed") if not with_deepspeed else None
     try:
         margs, dargs, sargs, targs, remaining = parser.parse_args_into_dataclasses(
@@ -130,14 +131,19 @@ def parse_config(
         raise ConfigError(f"{src}: unknown arguments {remaining}")
     if ds_file is not None:
         targs.deepspeed = ds_file  # kept for the launcher; checked below, not initialized
-    for obj in (margs, dargs, sargs, targs):
-        check_finite(obj)
-    get_spec(margs.method)  # names the known methods
-    cfg = TrainConfig(margs, dargs, sargs, targs, build_structlora_config(margs, sargs, targs.seed), given, src)
-    if derive is not None:
-        extra = {k: v for k, v in derive(cfg).items() if k not in given}
-        cfg = _replace(cfg, extra, deepspeed_off=ds_file is not None) if extra else cfg
-    validate(cfg, with_paths=check_paths)
+    try:
+        for obj in (margs, dargs, sargs, targs):
+            check_finite(obj)
+        get_spec(margs.method)  # names the known methods
+        cfg = TrainConfig(margs, dargs, sargs, targs, build_structlora_config(margs, sargs, targs.seed), given, src)
+        if derive is not None:
+            extra = {k: v for k, v in derive(cfg).items() if k not in given}
+            cfg = _replace(cfg, extra, deepspeed_off=ds_file is not None) if extra else cfg
+        validate(cfg, with_paths=check_paths)
+    except ConfigError as e:
+        if cfg_path is None or str(cfg_path) in str(e):
+            raise
+        raise ConfigError(f"{e} [options from {cfg_path} and the command line]") from e
     return cfg
 
 

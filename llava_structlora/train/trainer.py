@@ -73,6 +73,21 @@ class StructLoRATrainer(TrainerOverrides, transformers.Trainer):
         self.inject_nan_step = inject_nan_step
         self.step_sleep = step_sleep
         self._last_hook_step = -1
+        self._pending_logs: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ logging
+    def log_with_next_loss(self, logs: dict[str, float], now: bool) -> None:
+        """Log `logs` with this step's loss line when the step logs its loss (`now` False), else on their own."""
+        if now:
+            self.log(logs)
+        else:
+            self._pending_logs.update(logs)
+
+    def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
+        """The Trainer's log, with values held for this step's loss line (log_with_next_loss) merged in."""
+        if self._pending_logs and "loss" in logs:
+            logs, self._pending_logs = {**logs, **self._pending_logs}, {}
+        super().log(logs, start_time)
 
     # ------------------------------------------------------------------ optimizer
     def create_optimizer(self, model: Optional[nn.Module] = None):

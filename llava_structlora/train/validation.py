@@ -18,6 +18,8 @@ from torch import nn
 
 from llava_structlora.data.conversation import conv_system
 from llava_structlora.data.mixing import parse_sources
+from llava_structlora.evaluation.run import check_split
+from llava_structlora.evaluation.tasks import TASKS as EVAL_TASKS
 from llava_structlora.modeling import (
     ModelLoadError,
     check_attn_implementation,
@@ -28,7 +30,7 @@ from llava_structlora.modeling import (
 from llava_structlora.structlora.targets import resolve_target_modules
 
 from .errors import ConfigError
-from .options import MIX_TASK, TASKS, DataArguments, TrainConfig
+from .options import MIX_TASK, TASKS, DataArguments, TrainConfig, validation_tasks
 from .zero3 import zero3_refusal
 
 # Integer knobs that must be >= 1: a 0 is otherwise noticed only after the model is built (batch size)
@@ -40,6 +42,8 @@ _POSITIVE = (
     ("training", "per_device_train_batch_size"),
     ("training", "gradient_accumulation_steps"),
 )
+# StructLoRAConfig fields every adapter method uses (the target resolver's): not refused for the baselines.
+SHARED_BY_ALL_METHODS = frozenset({"keep_dead_layers"})
 WEIGHT_GLOBS = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin")
 
 
@@ -82,11 +86,59 @@ def check_values(cfg: TrainConfig) -> None:
         raise ConfigError(f"diagnostics_steps={targs.diagnostics_steps}: must be a positive int")
     if not targs.output_dir:
         raise ConfigError("output_dir is required")
+    if targs.max_steps == 0 or (targs.max_steps < 0 and not targs.num_train_epochs > 0):
+        raise ConfigError(
+            f"max_steps={targs.max_steps}, num_train_epochs={targs.num_train_epochs}: the run would train 0 steps "
+            "and export an untrained adapter; set max_steps > 0 or num_train_epochs > 0"
+        )
+    check_ignored(cfg)
     for part, name in _POSITIVE:
         value = getattr(getattr(cfg, part), name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             cls = type(getattr(cfg, part)).__name__
             raise ConfigError(f"{cls}.{name}={value!r}: must be a positive int")
+
+
+def check_ignored(cfg: TrainConfig) -> None:
+    """Refuse options that would do nothing: a StructLoRA knob for another method, a projector lr without a tuned
+    projector. Refused rather than warned: run.json would record a setting the weights were not trained with."""
+    margs = cfg.model
+    if margs.mm_projector_lr is not None and not margs.tune_mm_projector:
+        raise ConfigError(
+            f"mm_projector_lr={margs.mm_projector_lr} without tune_mm_projector: the projector stays frozen, so its "
+            "lr does nothing; add --tune_mm_projector true or drop mm_projector_lr"
+        )
+    if cfg.spec.name == "structlora":
+        return
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg.structlora)}
+    ignored = sorted(
+        name
+        for name in cfg.given & set(defaults)
+        if name not in SHARED_BY_ALL_METHODS and getattr(cfg.structlora, name) != defaults[name]
+    )
+    if ignored:
+        values = ", ".join(f"{n}={getattr(cfg.structlora, n)!r}" for n in ignored)
+        raise ConfigError(
+            f"{values}: StructLoRA option(s) given to method={cfg.model.method}, which ignores them; drop them or "
+            "use --method structlora"
+        )
+
+
+def check_eval_inputs(data_root: Optional[str], tasks: tuple[str, ...], split: str) -> None:
+    """Before training: the validation run will find its question file (and references of the same split)."""
+    if not data_root:
+        raise ConfigError("data_root is required for the validation run (run_eval / EVAL=1)")
+    for name in tasks:
+        spec = EVAL_TASKS[name]
+        try:
+            check_split(spec, Path(data_root), split, option="eval_split")
+            refs = spec.references(Path(data_root), split)
+            if spec.has_answers(refs):
+                qfile = spec.questions_jsonl(Path(data_root), split)
+                ids = [json.loads(line)["question_id"] for line in qfile.read_text().splitlines() if line.strip()]
+                spec.check_questions(ids, qfile, refs)
+        except (OSError, ValueError, KeyError) as e:
+            raise ConfigError(f"validation data of task {name}: {e}") from e
 
 
 def check_method(cfg: TrainConfig, zero_stage: Optional[int]) -> None:
@@ -103,8 +155,11 @@ def check_method(cfg: TrainConfig, zero_stage: Optional[int]) -> None:
 
 
 def check_paths(cfg: TrainConfig) -> None:
-    """The model, the data and the resume checkpoint exist; the base has weights and the targets match it."""
+    """The model, the data and the resume checkpoint exist; the base has weights and the targets match it; the
+    validation run's inputs exist (when this process runs it)."""
     margs, dargs, targs = cfg.model, cfg.data, cfg.training
+    if targs.run_eval and dargs.task:
+        check_eval_inputs(dargs.data_root, validation_tasks(dargs.task), dargs.eval_split)
     if not margs.model_name_or_path:
         raise ConfigError("model_name_or_path is required (a local Llava directory)")
     if not (Path(margs.model_name_or_path) / "config.json").is_file():

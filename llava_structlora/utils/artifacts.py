@@ -48,11 +48,14 @@ def safetensors_header(path: str | os.PathLike) -> dict[str, Any]:
             head = f.read(8)
             if len(head) < 8:
                 raise ArtifactError(f"{path}: not a safetensors file ({size} bytes; a truncated download?)")
-            if kind := _pickle_magic(head):
+            # a safetensors header length of 640 + 256 k bytes also starts with b"\x80\x02": the JSON header that
+            # follows ("{") tells it from a pickle
+            if (kind := _pickle_magic(head)) and f.read(1) != b"{":
                 raise ArtifactError(
                     f"{path}: not a safetensors file but {kind}; refusing to load it (unpickling can run code). "
                     "Re-export the weights as safetensors"
                 )
+            f.seek(8)
             (n,) = struct.unpack("<Q", head)
             if n > _MAX_HEADER or n + 8 > size:
                 raise ArtifactError(

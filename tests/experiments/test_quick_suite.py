@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TABLES = ("main", "rank", "data", "ablation", "gnn_depth", "graph", "filter", "regularizers", "defaults")
+TABLES = ("main", "rank", "data", "ablation", "gnn_depth", "graph", "filter", "regularizers", "defaults", "lora_rank")
 
 
 def _run(args: list[str], out: Path) -> subprocess.CompletedProcess:

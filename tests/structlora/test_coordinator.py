@@ -177,3 +177,58 @@ def test_untrained_gnn_is_the_fixed_laplacian_and_can_move_each_edge_either_way(
     a2, _ = gnn2(x, two, two)
     smoothing_operator(a2, 0.5, bound=two)[0][0, 1].backward()
     assert float(gnn2.edge_src.grad.abs().max()) > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 9), eta0=st.floats(0.05, 1.0))
+def test_signed_normalized_step_never_increases_signed_drift_energy(seed, n, eta0):
+    """coordinator=coupling: a signed coupling in [-1, 1] and the self-loop-normalised Laplacian. Theorem 1 with
+    the signed drift energy x^T L x (a_lj < 0 penalises ||x_l + x_j||^2): one clamped step never increases it."""
+    from llava_structlora.structlora.coordinator import normalized_laplacian
+
+    nodes, layers, mask, m, g = _random_problem(seed, n, 3, 0.6, two_shapes=False)
+    a = ((torch.rand(n, n, generator=g, dtype=torch.float64) * 2 - 1).triu(1) * mask).clone()
+    a = a + a.T
+    lap = normalized_laplacian(a)
+    assert float(torch.linalg.eigvalsh(lap)[0]) > -1e-12 and float(torch.linalg.eigvalsh(lap)[-1]) < 2.0
+    C, eta, lam = smoothing_operator(a, eta0, normalized=True)
+    assert float(eta * lam) <= 1.0 + 1e-12
+    G = filtered_gram(layers, nodes, m)
+    before, after = float((lap * G).sum()), float((lap * (C @ G @ C.T)).sum())
+    assert after <= before + 1e-9 * max(1.0, abs(before))
+
+
+def test_full_coupling_averages_a_pair_and_anti_coupling_averages_its_sign_flip():
+    from llava_structlora.structlora.coordinator import smoothing_operator as op
+
+    for sign in (1.0, -1.0):
+        a = torch.tensor([[0.0, sign], [sign, 0.0]], dtype=torch.float64)
+        C, eta, _ = op(a, 1.0, normalized=True)
+        assert float(eta) == pytest.approx(1.0)
+        assert torch.allclose(C, 0.5 * torch.tensor([[1.0, sign], [sign, 1.0]], dtype=torch.float64))
+    C, _, _ = op(torch.zeros(2, 2, dtype=torch.float64), 1.0, normalized=True)  # no coupling measured: identity
+    assert torch.equal(C, torch.eye(2, dtype=torch.float64))
+
+
+def test_measured_coupling_is_the_cosine_of_adjacent_filtered_updates():
+    """update_coupling from r x r Grams equals the cosine of the dense updates B diag(g) A on smoothing edges."""
+    model = apply_structlora(tiny_llava(), StructLoRAConfig(r=4, coordinator="coupling", filter="ib", seed=3))
+    ctrl = get_controller(model)
+    assert not list(ctrl.coordinator.parameters())  # no learned parts
+    assert torch.count_nonzero(ctrl.coupling()) == 0  # B = 0 at init: nothing measured, no smoothing
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for layer in ctrl.layers:
+            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g))
+    ctrl.drop_caches()
+    cos, gates = ctrl.coupling(), ctrl.gates(False)
+    edges = ctrl.smooth.triu(1).nonzero().tolist()
+    assert edges
+    for i, j in edges:
+        wi = ctrl.layers[i].lora_B @ torch.diag(gates[i]) @ ctrl.layers[i].lora_A
+        wj = ctrl.layers[j].lora_B @ torch.diag(gates[j]) @ ctrl.layers[j].lora_A
+        ref = torch.nn.functional.cosine_similarity(wi.flatten(), wj.flatten(), dim=0)
+        assert float(cos[i, j]) == pytest.approx(float(ref), abs=1e-5)
+    assert torch.count_nonzero(cos[~ctrl.smooth]) == 0
+    state = ctrl.state(False)
+    assert torch.allclose(state["a"], cos)
