@@ -57,8 +57,8 @@ from llava_structlora.train.main import already_complete
 from llava_structlora.train.outputs import run_validation
 from llava_structlora.train.validation import check_eval_inputs, check_files
 from llava_structlora.utils.errors import run_main
-from llava_structlora.utils.outputs import claim_for_process
-from llava_structlora.utils.procs import run_group
+from llava_structlora.utils.outputs import claim_for_process, release_claims
+from llava_structlora.utils.procs import run_launcher
 
 from .env import arch as env_arch
 from .env import env, env_flag, env_int
@@ -323,7 +323,10 @@ def prepare(
 def main(argv: Optional[list[str]] = None, layout: Optional[RepoLayout] = None) -> int:
     """`--task T [train flags]`; `layout` (default: this checkout) says where configs/artifacts/outputs are.
     Behind the error boundary: any other user error is one message and exit 2 (utils/errors.py)."""
-    return run_main(lambda a: _main(a, layout), argv, "finetune")
+    try:
+        return run_main(lambda a: _main(a, layout), argv, "finetune")
+    finally:
+        release_claims()  # OUTPUT_DIR's lock ends with the recipe (an in-process caller goes on)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -366,7 +369,7 @@ def _main(argv: Optional[list[str]], layout: Optional[RepoLayout]) -> int:
     else:
         cmd, environ = launch_command(targv, ranks, deepspeed)
         print(f"[finetune] {shlex.join(cmd)}", flush=True)
-        rc = run_group(cmd, env=environ, cwd=layout.root)  # SIGTERM reaches every rank, which we wait for
+        rc = run_launcher(cmd, env=environ, cwd=layout.root)  # SIGTERM reaches every rank, which we wait for
     if rc != 0:
         print(
             f"[finetune] training failed (exit {rc}); complete checkpoints in {run.path} "

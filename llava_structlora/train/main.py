@@ -24,7 +24,7 @@ from llava_structlora.data import DataCollatorForSupervisedDataset
 from llava_structlora.rundir import ResumeMismatchError, RunDir, check_resume_identity
 from llava_structlora.utils.errors import note_output, run_main
 from llava_structlora.utils.io import atomic_write_json
-from llava_structlora.utils.outputs import claim_for_process
+from llava_structlora.utils.outputs import claim_for_process, release_claims
 
 from .checkpoints import resolve_resume
 from .cli import parse_config
@@ -143,6 +143,7 @@ def run(argv: Sequence[str]) -> Optional[Path]:
         run_validation(
             run_dir, dargs.task, margs.model_name_or_path, dargs.data_root, dargs.eval_split, dargs.eval_batch_size
         )
+    release_claims()  # the run dir's lock (taken in _checked_resume) ends with the run (in-process callers too)
     return out
 
 
@@ -191,4 +192,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; user errors (ConfigError, bad data, unsafe checkpoint...) -> message + exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     argv = [a for a in argv if not a.startswith("--local_rank")]  # deepspeed launcher adds it; env has it
-    return run_main(run, argv, "train")
+    try:
+        return run_main(run, argv, "train")
+    finally:
+        release_claims()  # also after a failed run

@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import UserError, note_output
 from .jsonio import JsonInputError, read_json
-from .locks import acquire, hold_for_process, output_lock
+from .locks import HELD_ENV, acquire, hold_for_process, lock_path, output_lock, release
 
 
 @contextmanager
@@ -27,11 +27,28 @@ def locked_output(path: str | os.PathLike, what: str) -> Iterator[Path]:
         yield lock
 
 
+_CLAIMS: list[Path] = []
+
+
 def claim_for_process(path: str | os.PathLike, what: str, pass_down: bool = False) -> Path:
-    """Hold `path`'s lock until this process exits: a run dir being trained. A second run into it, or a
-    merge / release of it, exits 2 naming the lock. `pass_down`: a launcher hands it to the ranks it starts."""
+    """Hold `path`'s lock until `release_claims` (or the process' exit): a run dir being trained. A second run
+    into it, or a merge / release of it, exits 2 naming the lock. `pass_down`: a launcher hands it to the ranks
+    it starts."""
     note_output(path, what)
-    return hold_for_process(path, what) if pass_down else acquire(path, what)
+    lock = hold_for_process(path, what) if pass_down else acquire(path, what)
+    _CLAIMS.append(Path(path))
+    return lock
+
+
+def release_claims() -> None:
+    """Release every claim of this process (the run is over: an in-process caller goes on without it)."""
+    while _CLAIMS:
+        path = _CLAIMS.pop()
+        key = str(lock_path(path))
+        held = [p for p in os.environ.get(HELD_ENV, "").split(os.pathsep) if p and p != key]
+        if HELD_ENV in os.environ:
+            os.environ[HELD_ENV] = os.pathsep.join(held)
+        release(path)
 
 
 def remove_stale(folder: str | os.PathLike, names: Sequence[str]) -> None:

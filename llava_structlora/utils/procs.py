@@ -1,11 +1,15 @@
 """Run a launcher (deepspeed / torchrun) so that terminating the recipe terminates every rank.
 
-``subprocess.run`` leaves the children running when the recipe gets SIGTERM (a batch scheduler's
-cancel, ``kill``): the Python parent dies, the DeepSpeed launcher and its ranks keep training and
-writing checkpoints. ``run_group`` starts the command in its own process group, forwards SIGTERM /
-SIGINT / SIGHUP to the whole group, waits until no process of the group is left (SIGKILL after a
-grace period), and then ends the recipe with the signal's exit status. The child also gets
-PR_SET_PDEATHSIG on Linux, so even a SIGKILL of the recipe reaches the launcher (which stops its ranks).
+``subprocess.run`` leaves the children running when the recipe alone gets SIGTERM (a batch
+scheduler's cancel, ``kill PID``): the Python parent dies, the DeepSpeed launcher and its ranks keep
+training and writing checkpoints. ``run_launcher`` forwards SIGTERM / SIGINT / SIGHUP to the
+launcher and to every process below it (torchrun starts each rank in a session of its own, so a
+process-group signal would miss them), waits until none is left (SIGKILL after a grace period),
+and then ends the recipe with the signal's exit status.
+
+The launcher stays in the recipe's process group, so a signal to the whole group (Ctrl-C in a
+terminal, ``kill -- -PGID``) still reaches everything at once, as before; it also gets
+PR_SET_PDEATHSIG on Linux, so even a SIGKILL of the recipe alone reaches the launcher.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .publish import _start_ticks
+
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 GRACE_S = 30.0
 
 
 def _child_setup() -> None:
-    os.setpgid(0, 0)
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -34,12 +39,7 @@ def _child_setup() -> None:
 
 
 def descendants(pid: int) -> dict[int, int]:
-    """pid -> start ticks of every live descendant of `pid` (Linux /proc; empty elsewhere).
-
-    torchrun starts each rank in a session of its own, outside our group: they are found here.
-    """
-    from .publish import _start_ticks
-
+    """pid -> start ticks of every live descendant of `pid` (Linux /proc; empty elsewhere)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").glob("[0-9]*"):
         try:
@@ -55,12 +55,6 @@ def descendants(pid: int) -> dict[int, int]:
     return out
 
 
-def _still_running(procs: dict[int, int]) -> dict[int, int]:
-    from .publish import _start_ticks
-
-    return {p: t for p, t in procs.items() if _start_ticks(p) == t and t and not _is_zombie(p)}
-
-
 def _is_zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
@@ -68,82 +62,68 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def still_running(procs: dict[int, int]) -> dict[int, int]:
+    """The processes of `procs` (pid -> start ticks) still running as themselves (a reused pid is not)."""
+    return {p: t for p, t in procs.items() if t and _start_ticks(p) == t and not _is_zombie(p)}
 
 
-def _reap(pgid: int) -> None:
-    """Collect zombies of the group that are our children (the leader); others are reaped by init."""
-    try:
-        while os.waitpid(-pgid, os.WNOHANG)[0]:
-            pass
-    except ChildProcessError:
-        pass
-
-
-def _signal_all(pgid: int, others: dict[int, int], signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        pass
-    for pid in _still_running(others):
+def _signal(procs: dict[int, int], signum: int) -> None:
+    for pid in still_running(procs):
         try:
             os.kill(pid, signum)
         except ProcessLookupError:
             pass
 
 
-def wait_group(pgid: int, grace: float, others: dict[int, int] | None = None) -> None:
-    """Wait until no process of group `pgid` (nor of `others`) is left; SIGKILL them after `grace` seconds."""
-    others = others or {}
+def stop_all(launcher: subprocess.Popen, procs: dict[int, int], signum: int, grace: float) -> None:
+    """Send `signum` to the launcher and `procs`, wait until all have exited (SIGKILL after `grace` s)."""
+    procs = {**procs, **descendants(launcher.pid)}
+    if launcher.poll() is None:
+        procs[launcher.pid] = _start_ticks(launcher.pid)
+    _signal(procs, signum)
     deadline = time.monotonic() + grace
     while True:
-        _reap(pgid)
-        if not group_alive(pgid) and not _still_running(others):
+        launcher.poll()  # reaps the launcher; the ranks are reaped by it or by init
+        procs.update(descendants(launcher.pid) if launcher.returncode is None else {})
+        if not still_running(procs):
             return
         if time.monotonic() > deadline:
-            _signal_all(pgid, others, signal.SIGKILL)
+            _signal(procs, signal.SIGKILL)
             deadline = time.monotonic() + grace
         time.sleep(0.1)
 
 
-def run_group(
+def run_launcher(
     cmd: Sequence[str], env: dict[str, str] | None = None, cwd: str | Path | None = None, grace: float | None = None
 ) -> int:
-    """Run `cmd` in its own process group; a signal to us goes to the whole group, which we wait for.
+    """Run `cmd`; a SIGTERM / SIGINT / SIGHUP to this process reaches the launcher and every rank, which we wait for.
 
-    Returns the command's exit code; after a forwarded signal, raises SystemExit(128 + signal) once
-    every process of the group is gone (SIGINT: KeyboardInterrupt).
+    Returns the command's exit code (ranks it left behind are stopped); after a forwarded signal,
+    raises SystemExit(128 + signal) once every process below us is gone (SIGINT: KeyboardInterrupt).
     """
     grace = GRACE_S if grace is None else grace
     proc = subprocess.Popen(list(cmd), env=env, cwd=cwd, preexec_fn=_child_setup)  # noqa: PLW1509
-    pgid = proc.pid
     received: list[int] = []
     tree: dict[int, int] = {}
 
     def forward(signum: int, _frame: object) -> None:
         received.append(signum)
-        tree.update(descendants(pgid))
-        _signal_all(pgid, tree, signum)
+        tree.update(descendants(proc.pid))
+        tree[proc.pid] = _start_ticks(proc.pid)
+        _signal(tree, signum)
 
     previous = {s: signal.signal(s, forward) for s in FORWARDED}
     try:
-        rc = proc.wait()
+        while proc.poll() is None:  # the tree is watched: ranks a dying launcher orphans are still known
+            tree.update(descendants(proc.pid))
+            time.sleep(0.5)
+        rc = proc.returncode
         if received:
-            wait_group(pgid, grace, tree)
-        elif group_alive(pgid):  # the launcher exited and left ranks behind: stop them
-            _signal_all(pgid, {}, signal.SIGTERM)
-            wait_group(pgid, grace)
+            stop_all(proc, tree, received[0], grace)
+        elif still_running(tree):  # the launcher exited and left ranks behind: stop them
+            stop_all(proc, tree, signal.SIGTERM, grace)
     except BaseException:
-        tree.update(descendants(pgid))
-        _signal_all(pgid, tree, signal.SIGTERM)
-        wait_group(pgid, grace, tree)
+        stop_all(proc, tree, signal.SIGTERM, grace)
         raise
     finally:
         for s, h in previous.items():

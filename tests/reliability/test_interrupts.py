@@ -232,3 +232,41 @@ def test_interrupted_evaluation(point, sig, tmp_path, eval_world, tiny_base, ref
     assert _eval_state(out) == _eval_state(reference_eval) and debris(out.parent) == []
     got, want = (json.loads((d / "metrics.json").read_text()) for d in (out, reference_eval))
     assert got["accuracy"] == want["accuracy"] and got["n_questions"] == 3
+
+
+# ----------------------------------------------------------------------------- the sweep itself
+def _stage_name(final: Path, pid: int, start: int) -> Path:
+    from llava_structlora.utils.publish import Owner
+
+    return final.parent / f".{final.name}.{pid}-{start}-{Owner.current().host}-0.partial"
+
+
+def test_leftovers_of_dead_owners_are_swept_and_live_ones_kept(tmp_path):
+    """A staging path names its owner: the next write removes it once that process is gone, never before."""
+    import subprocess
+
+    from llava_structlora.utils.io import atomic_write_json
+    from llava_structlora.utils.publish import _start_ticks
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(done.stdout)
+    final = tmp_path / "metrics.json"
+    dead = _stage_name(final, dead_pid, 12345)
+    reused = _stage_name(final, 1, _start_ticks(1) + 1)  # pid 1 runs, but started at another time: not the owner
+    live = _stage_name(final, 1, _start_ticks(1))  # a live process' write in progress
+    for p in (dead, reused, live):
+        p.write_text("{partial")
+    atomic_write_json(final, {"ok": 1})
+    assert not dead.exists() and not reused.exists() and live.exists()
+
+
+def test_legacy_tempfile_leftovers_are_swept_by_the_next_locked_publish(tmp_path, peft_adapter, tiny_base):
+    """Leftovers of the earlier mkdtemp naming (``.merged.k3j_9x2a.tmp``, a full copy at 7B) go with the next merge."""
+    from llava_structlora.merge import main
+
+    out = tmp_path / "merged"
+    legacy = tmp_path / ".merged.k3j_9x2a.tmp"
+    legacy.mkdir()
+    (legacy / "model.safetensors").write_bytes(b"\0" * 1000)
+    assert main(_merge_argv(peft_adapter, out, tiny_base)) == 0
+    assert not legacy.exists() and debris(tmp_path) == []

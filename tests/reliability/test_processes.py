@@ -1,8 +1,8 @@
 """SIGTERM to the recipe launcher reaches every training rank, and the launcher waits for them.
 
 A fake launcher (what deepspeed / torchrun do) starts two "ranks" that write a heartbeat until they
-die: one in the launcher's process group (DeepSpeed), one in a session of its own (torchrun's
-ranks), and one of them ignores SIGTERM (it gets SIGKILL after the grace period). The recipe process
+die: one in the recipe's process group (DeepSpeed's), one in a session of its own (torchrun's
+ranks); the first ignores SIGTERM (it gets SIGKILL after the grace period). The recipe process
 is SIGTERMed from outside; when it has exited no rank may be running.
 """
 
@@ -78,10 +78,11 @@ def _terminate_and_check(proc, pids: list[int], tmp_path: Path) -> None:
 
 
 def test_sigterm_reaches_every_rank_and_is_waited_for(tmp_path):
-    from llava_structlora.utils.procs import run_group
+    from llava_structlora.utils.procs import run_launcher
 
-    proc = fork(run_group, _fake_launch(tmp_path), None, None, 2.0)
+    proc = fork(run_launcher, _fake_launch(tmp_path), None, None, 2.0)
     pids = _wait_for_ranks(tmp_path)
+    assert os.getpgid(pids[0]) == os.getpgid(proc.pid)  # still in the recipe's group: `kill -- -PGID` reaches it
     _terminate_and_check(proc, pids, tmp_path)
 
 
@@ -106,7 +107,7 @@ def test_recipe_launcher_forwards_sigterm(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
 def test_sigkill_of_the_recipe_still_stops_the_launcher(tmp_path):
     """Even a SIGKILL of the recipe reaches the launcher (PR_SET_PDEATHSIG), which stops its ranks."""
-    from llava_structlora.utils.procs import run_group
+    from llava_structlora.utils.procs import run_launcher
 
     launcher = textwrap.dedent("""
         import signal, subprocess, sys
@@ -122,7 +123,7 @@ def test_sigkill_of_the_recipe_still_stops_the_launcher(tmp_path):
     """)
     (tmp_path / "rank.py").write_text(RANK)
     (tmp_path / "launcher.py").write_text(launcher)
-    proc = fork(run_group, [sys.executable, str(tmp_path / "launcher.py"), str(tmp_path)], None, None, 2.0)
+    proc = fork(run_launcher, [sys.executable, str(tmp_path / "launcher.py"), str(tmp_path)], None, None, 2.0)
     pids = _wait_for_ranks(tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
     proc.join(30)

@@ -122,7 +122,7 @@ def test_the_recipe_refuses_before_launching(smoke, tmp_path, monkeypatch, capfd
     for k, v in {"SMOKE": "1", "NO_DEEPSPEED": "1", "NUM_GPUS": "1", "EVAL": "1", "MODEL": str(smoke["base"])}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("DATA_ROOT", str(smoke["data"]))
-    monkeypatch.setattr(finetune, "run_group", lambda *a, **k: pytest.fail("training was launched"))
+    monkeypatch.setattr(finetune, "run_launcher", lambda *a, **k: pytest.fail("training was launched"))
     layout = RepoLayout(tmp_path)
     for flags, needle in (
         (["--eval_split", "vall"], "the splits there: test, val"),
