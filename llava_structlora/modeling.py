@@ -252,7 +252,9 @@ def load_base_model(
             state = _pread_state_dict(shards, stack)
             model, info = cls.from_pretrained(None, config=config, state_dict=state, output_loading_info=True, **kwargs)
         check_loading_info(info, path)  # a re-initialised tensor is an error
-        model.name_or_path = str(path)  # PEFT records it as base_model_name_or_path
+        # from_pretrained(None, ...) leaves config._name_or_path as the string 'None'; PEFT (and our export)
+        # record it as the adapter's base_model_name_or_path, so both name the real base.
+        model.name_or_path = model.config._name_or_path = str(path)
         _load_generation_config(model, Path(path))
     else:
         model = from_pretrained_strict(cls, path, **kwargs)  # a re-initialised tensor is an error

@@ -288,7 +288,8 @@ def score_line(task: str, split: str, scores: dict) -> str:
     """Adapter vs base on the main metric; VQAv2/GQA under both protocols (official first)."""
     key = EVAL_TASKS[task].main_metric
     adapter, base = scores["adapter"].get(key), scores["base"].get(key)
-    line = f"{task} {split} {key}: adapter {adapter:.4f} | base {base:.4f} | gain {adapter - base:+.4f}"
+    # round before the sign: a zero gain prints +0.0000, not -0.0000
+    line = f"{task} {split} {key}: adapter {adapter:.4f} | base {base:.4f} | gain {round(adapter - base, 4) + 0.0:+.4f}"
     llava = [(scores[w].get("protocols") or {}).get("llava", {}).get(key) for w in ("adapter", "base")]
     if None not in llava:
         line += (

@@ -80,3 +80,5 @@ def test_toy_defaults_needs_the_studied_base(layout):
 def test_score_line_prints_the_gain():
     line = finetune.score_line("coco", "val", {"adapter": {"CIDEr": 4.25}, "base": {"CIDEr": 3.0}})
     assert line == "coco val CIDEr: adapter 4.2500 | base 3.0000 | gain +1.2500"
+    tie = finetune.score_line("coco", "val", {"adapter": {"CIDEr": 0.0017}, "base": {"CIDEr": 0.00170000001}})
+    assert tie.endswith("gain +0.0000")  # a zero gain has no minus sign

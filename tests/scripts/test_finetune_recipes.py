@@ -56,6 +56,12 @@ def _check_deliverables(out: Path, proc, secs: float, task: str, key: str) -> No
     assert run["world_size"] == 2 and run["deepspeed"].endswith("zero2.json") and run["global_step"] == 6
     assert run["git"]["commit"] is None or len(run["git"]["commit"]) == 40
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "structlora").is_dir()
+    adapter_cfg = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert adapter_cfg["base_model_name_or_path"] == run["base_model"]  # the real base, never "None"
+    console = proc.stdout + proc.stderr
+    assert "gemm_4bit_forward" not in console  # bitsandbytes' optional-kernel notice is quieted at its source
+    warned = [line for line in console.splitlines() if "Warning:" in line]
+    assert len(warned) == len(set(warned)), warned  # no warning printed twice
     for png in ("gate_map.png", "cosine_heatmap.png", "drift_energy.png", "gates_moved.png"):
         assert (out / "plots" / png).stat().st_size > 1000
     moved = json.loads((out / "moved.json").read_text())  # what the run moved
