@@ -90,8 +90,8 @@ def _trainable(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def adapter_budget(hub_id: str, rank: int = 8) -> dict[str, Any]:
-    """Targets, trainable parameters of StructLoRA vs LoRA, and graph edges for one architecture."""
+def adapter_budget(hub_id: str, rank: int = 8, coordinator: str = "coupling") -> dict[str, Any]:
+    """Targets, trainable parameters of StructLoRA (with `coordinator`) vs LoRA, and graph edges of one architecture."""
     from peft import get_peft_model
 
     from llava_structlora.structlora import StructLoRAConfig, apply_structlora, get_controller
@@ -99,7 +99,7 @@ def adapter_budget(hub_id: str, rank: int = 8) -> dict[str, Any]:
     from llava_structlora.train.methods import peft_config
 
     cfg = published_config(hub_id)
-    model = apply_structlora(meta_model(cfg), StructLoRAConfig(r=rank, alpha=2.0 * rank))
+    model = apply_structlora(meta_model(cfg), StructLoRAConfig(r=rank, alpha=2.0 * rank, coordinator=coordinator))
     ctrl = get_controller(model)
     factors = sum(layer.lora_A.numel() + layer.lora_B.numel() for layer in ctrl.layers)
     gates = sum(p.numel() for layer in ctrl.layers if layer.gate is not None for p in layer.gate.parameters())
@@ -117,6 +117,7 @@ def adapter_budget(hub_id: str, rank: int = 8) -> dict[str, Any]:
         "hub_id": hub_id,
         "model_class": type(model).__name__,
         "rank": rank,
+        "coordinator": coordinator,
         "base_params": sum(
             p.numel() for n, p in model.named_parameters() if "lora_" not in n and not n.startswith("structlora.")
         ),
@@ -136,15 +137,16 @@ def adapter_budget(hub_id: str, rank: int = 8) -> dict[str, Any]:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| architecture | class | adapted linears (vision + LM) | LoRA trainable | StructLoRA trainable "
+        "| architecture | class | coordinator | adapted linears (vision + LM) | LoRA trainable | StructLoRA trainable "
         "(factors + gates + coordinator) | coordinator / LoRA | StructLoRA / LoRA | graph edges |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     )
     lines = [head]
     for r in rows:
         t, e = r["targets_by_tower"], r["graph_edges"]
         lines.append(
-            f"| {r['hub_id']} | {r['model_class']} | {r['targets']} ({t['vision']} + {t['language']}) | "
+            f"| {r['hub_id']} | {r['model_class']} | {r['coordinator']} | "
+            f"{r['targets']} ({t['vision']} + {t['language']}) | "
             f"{r['lora_trainable']:,} | {r['structlora_trainable']:,} ({r['structlora_factors']:,} + "
             f"{r['structlora_gates']:,} + {r['structlora_coordinator']:,}) | "
             f"{r['coordinator_over_lora']:.4%} | {r['structlora_over_lora']:.4f}x | "
@@ -154,8 +156,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     lines.append("")
     lines.append(
         f"q/v targets (the last CLIP layer, above vision_feature_layer=-2, is not adapted), "
-        f"r={rows[0]['rank']}, alpha=2r, StructLoRA defaults (IB hard-concrete gates, 1-layer "
-        "GAT, hybrid graph); built on the meta device from the published config.json values "
+        f"r={rows[0]['rank']}, alpha=2r, StructLoRA defaults (IB hard-concrete gates, hybrid graph) "
+        "with the shipped coordinator (coupling: no trained parameters) and the paper's (gnn: a 1-layer GAT); "
+        "built on the meta device from the published config.json values "
         "(benchmarks/arch_meta.py). Parameter counts only: no timing, no weights."
     )
     return "\n".join(lines)
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--record", action="store_true", help="write docs/results/arch_meta_7b.json + RESULTS.md")
     args = ap.parse_args(argv)
-    rows = [adapter_budget(hub, args.rank) for hub in PUBLISHED]
+    rows = [adapter_budget(hub, args.rank, c) for hub in PUBLISHED for c in ("coupling", "gnn")]
     table = markdown(rows)
     print(table)
     if args.record:

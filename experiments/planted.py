@@ -50,9 +50,9 @@ def run_coordinator_study(tune_seeds: list[int], report_seeds: list[int], lrs: l
     p = CoordinatorProblem()
     methods = {
         "lora": StructLoRAConfig(filter="none", coordinator="none"),
-        "gnn": StructLoRAConfig(filter="none"),
-        "gnn_coord_lr_x1": StructLoRAConfig(filter="none", coordinator_lr_mult=1.0),
-        "gnn_free_edges": StructLoRAConfig(filter="none", edge_weights="free"),
+        "gnn": StructLoRAConfig(filter="none", coordinator="gnn"),
+        "gnn_coord_lr_x1": StructLoRAConfig(filter="none", coordinator="gnn", coordinator_lr_mult=1.0),
+        "gnn_free_edges": StructLoRAConfig(filter="none", coordinator="gnn", edge_weights="free"),
         "laplacian": StructLoRAConfig(filter="none", coordinator="laplacian"),
     }
     tuning: dict[str, dict[float, list[float]]] = {m: {} for m in methods}

@@ -22,7 +22,7 @@ from dataclasses import asdict
 from typing import Any
 
 from llava_structlora.structlora import StructLoRAConfig
-from llava_structlora.structlora.planted import (
+from llava_structlora.structlora.planted_hard import (
     CouplingProblem,
     NoisyFilterProblem,
     Schedule,

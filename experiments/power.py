@@ -191,7 +191,7 @@ def smoothing_structure(per_seed: dict[str, Any]) -> dict[str, Any]:
     constant weights)."""
     import itertools
 
-    from llava_structlora.structlora.planted import effective_edges
+    from llava_structlora.structlora.planted_hard import effective_edges
 
     from .planted_hard import spearman
 

@@ -6,10 +6,12 @@ LoRA (the default COCO recipe gained 0.08 CIDEr at 2e-4, issue 21). The study tu
 its picks. A real `MODEL` (or any other base: the smoke preset, `ARCH=next`) keeps the paper's recipe (the
 training dataclass default, 2e-4, in llava_structlora/train/config.py).
 
-Source of every value: `docs/results/experiments_main.json`, `data.tuned[<task>][<method>]` (`lr` = the
+Source of every value: `docs/results/<STUDY_RECORD[method]>.json`, `data.tuned[<task>][<method>]` (`lr` = the
 argmax of `val` over the grid; COCO val CIDEr x100, VQAv2 / GQA val accuracy in points; 200 steps x batch 16,
-tune seed 100, world seed 0). `tests/recipes/test_toy_defaults.py` reads that record and fails when a value
-here no longer is its validation pick (e.g. after the study re-ran a table): update the table then.
+tune seed 100, world seed 0). StructLoRA's come from `experiments_coordinator`, the table that tuned the shipped
+StructLoRA (coordinator=coupling, the default since 2026-12-07); the other methods' from `experiments_main`.
+`tests/recipes/test_toy_defaults.py` reads those records and fails when a value here no longer is its
+validation pick (e.g. after the study re-ran a table): update the table then.
 
 Steps are not changed: the study fixes 200 steps (it does not tune them); the recipes keep their one epoch
 (235-281 steps at 2 ranks x 16, about 2.5x the study's samples), and `benchmarks/recipe_check.py` records
@@ -23,8 +25,12 @@ from typing import Any
 
 from .layout import RepoLayout
 
-STUDY_RECORD = "experiments_main"  # docs/results/<this>.json
-# (task, method) -> lr picked on validation by the study (STUDY_RECORD, data.tuned[task][method]["lr"]).
+# method -> the record (docs/results/<name>.json) whose validation tuning picked its lr.
+STUDY_RECORD: dict[str, str] = {
+    m: "experiments_coordinator" if m == "structlora" else "experiments_main"
+    for m in ("structlora", "lora", "dora", "adalora", "lora_dropout")
+}
+# (task, method) -> lr picked on validation by the study (STUDY_RECORD[method], data.tuned[task][method]["lr"]).
 TOY_LR: dict[tuple[str, str], float] = {
     ("coco", "structlora"): 1e-2,  # val CIDEr x100: 523.5 at 1e-2 (grid 5e-4 .. 2e-2; 514.5 at 2e-2)
     ("coco", "lora"): 1e-2,

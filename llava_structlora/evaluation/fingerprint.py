@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from llava_structlora.rundir import ADAPTER_CONFIG, RunDir
+from llava_structlora.utils.io import sha256_file
 from llava_structlora.utils.jsonio import read_json
 
 _CHUNK = 1 << 20
@@ -66,13 +67,7 @@ def safetensors_digest(path: str | Path) -> str:
 
 
 def _file_digest(path: Path) -> str:
-    if path.suffix == ".safetensors":
-        return safetensors_digest(path)
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+    return safetensors_digest(path) if path.suffix == ".safetensors" else sha256_file(path, _CHUNK)
 
 
 def _json_digest(path: Path) -> str:

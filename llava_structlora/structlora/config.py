@@ -112,9 +112,11 @@ class StructLoRAConfig:
     open_threshold: float = _f(1e-2, "|eval gate x modulation| above this counts as an open direction (diagnostics).")
     # Stage 2: graph coordinator
     coordinator: str = _f(
-        "gnn",
-        "gnn | laplacian (a_lj = 1: the fixed smoother) | coupling (a_lj = the measured signed cosine of the two "
-        "layers' current updates, self-loop-normalised as paper eq. 4; no trained parameters) | cosine_penalty, "
+        "coupling",
+        "coupling (a_lj = the measured signed cosine of the two layers' current updates, self-loop-normalised as "
+        "paper eq. 4; no trained parameters; the default since 2026-12-07 because the paper's learned GNN "
+        "collapses its smoothing onto one edge chosen by the seed and this does not: docs/structlora.md) | gnn (the "
+        "paper's: a descriptor GNN learns a_lj) | laplacian (a_lj = 1: the fixed smoother) | cosine_penalty, "
         "laplacian_penalty (paper App. C: a loss of weight lambda_penalty on adjacent same-shape updates, no "
         "smoothing) | none.",
     )

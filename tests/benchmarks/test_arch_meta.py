@@ -18,7 +18,7 @@ NEXT_7B = "llava-hf/llava-v1.6-vicuna-7b-hf"
 
 @pytest.fixture(scope="module")
 def budgets() -> dict:
-    return {hub: adapter_budget(hub, rank=8) for hub in PUBLISHED}
+    return {hub: adapter_budget(hub, rank=8, coordinator="gnn") for hub in PUBLISHED}
 
 
 def test_published_next_config_resolves_to_the_next_class():
@@ -38,6 +38,12 @@ def test_next_7b_targets_and_parameter_ratio(budgets):
     assert b["structlora_gates"] == 110 * 8
     assert 0 < b["coordinator_over_lora"] < 0.01
     assert b["graph_edges"]["bridge"] == 4 and b["graph_edges"]["adjacent"] == 2 * (22 + 31)
+
+
+def test_shipped_coupling_coordinator_adds_no_parameters():
+    b = adapter_budget(NEXT_7B, rank=8)  # the default coordinator: measured weights, nothing trained
+    assert b["coordinator"] == "coupling" and b["structlora_coordinator"] == 0
+    assert b["structlora_trainable"] == b["structlora_factors"] + b["structlora_gates"] == 4947968 + 110 * 8
 
 
 def test_next_budget_equals_llava_1_5(budgets):

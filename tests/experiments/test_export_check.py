@@ -24,7 +24,7 @@ def test_run_error_is_zero_for_a_faithful_export_and_sees_a_perturbed_one(tmp_pa
     torch.manual_seed(0)
     base = LlavaForConditionalGeneration(LlavaConfig(vision_config=vc, text_config=tc, image_token_index=99))
     base.save_pretrained(tmp_path / "base")
-    model = apply_structlora(base, StructLoRAConfig())
+    model = apply_structlora(base, StructLoRAConfig(coordinator="gnn"))
     ctrl = get_controller(model)
     with torch.no_grad():
         ctrl.coordinator.gnn.edge_src.normal_(0, 3.0)  # learned-looking edge weights

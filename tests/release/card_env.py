@@ -40,6 +40,7 @@ def ensure_card_env(packages: list[str]) -> tuple[Path | None, str]:
             str(python),
             "install",
             "--disable-pip-version-check",
+            "--no-compile",  # byte-compiling torch + transformers was most of the build; imports compile lazily
             "-q",
             *packages,
         ],

@@ -8,8 +8,8 @@ half-written checkpoint is never resumed from; kills 2 and 3 land a random delay
 checkpoint. The final adapter (stock PEFT and full StructLoRA state) must match an
 uninterrupted run within 1e-6, and the last run must really have resumed. Evaluation:
 ``python -m llava_structlora.evaluation`` killed after a random number of answered questions,
-three times, then run to the end: every question answered exactly once and every answer
-identical to an uninterrupted run.
+three times, then run to the end: every question answered exactly once (the rerun generates only the
+unanswered ones) and every answer identical to an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -190,8 +190,10 @@ def test_evaluation_killed_three_times_gives_identical_answers(reference_run, sm
         landed.append(_answered(out))
     assert any(0 < a < n for a in landed), f"no kill landed mid-generation: {landed} of {n}"
     assert not (out / "answers.jsonl").exists() or _answered(out) == n
+    before = _answered(out)
     res = subprocess.run(
         _eval_cmd(adapter, out, smoke), cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300
     )
     assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout)["n_generated_this_run"] == n - before  # answered questions are not redone
     assert _answers(out) == expected

@@ -17,7 +17,7 @@ QV = re.compile(r"^model\.(vision_tower\.encoder|language_model)\.layers\.(\d+)\
 
 
 def test_exactly_qv_of_both_towers_adapted_and_nothing_else_trainable():
-    model = apply_structlora(tiny_llava(), StructLoRAConfig())
+    model = apply_structlora(tiny_llava(), StructLoRAConfig(coordinator="gnn"))
     adapted = [n for n, m in model.named_modules() if isinstance(m, StructLoRALinear)]
     # vision_feature_layer=-2: the last of the 4 vision layers is dead, so 3 vision + 4 LM layers x (q, v)
     assert len(adapted) == 2 * (3 + 4) and all(QV.match(n) for n in adapted)

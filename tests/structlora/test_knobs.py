@@ -23,7 +23,7 @@ from llava_structlora.structlora.gates import GumbelGate, HardConcreteGate
 
 
 def test_param_groups_separate_gates_and_coordinator_without_weight_decay():
-    cfg = StructLoRAConfig(gate_lr_mult=50.0, coordinator_lr_mult=5.0)
+    cfg = StructLoRAConfig(gate_lr_mult=50.0, coordinator_lr_mult=5.0, coordinator="gnn")
     model = apply_structlora(tiny_llava(), cfg)
     groups = {g["name"]: g for g in structlora_param_groups(model, 1e-3, 0.01)}
     assert set(groups) == {"structlora_factors", "structlora_gates", "structlora_coordinator"}
@@ -127,7 +127,7 @@ def test_legacy_config_keeps_its_old_operator():
 
 
 def test_moved_record_is_jsonable_and_measures_movement():
-    model = apply_structlora(tiny_llava(0), StructLoRAConfig(modulation="normalized"))
+    model = apply_structlora(tiny_llava(0), StructLoRAConfig(coordinator="gnn", modulation="normalized"))
     fresh = structlora_moved(model)
     assert fresh["eval_gate_delta"]["max_abs"] == 0 and fresh["gate_param_delta"]["log_alpha"]["max_abs"] == 0
     assert fresh["eval_gate_hist"]["init"]["counts"][-1] == 14 * 8 and fresh["open_fraction"]["init"] == 1.0
@@ -172,15 +172,15 @@ def test_gnn_without_a_learnable_path_is_reported(caplog):
     lm = r".*language_model.*layers\.[01]\.self_attn\."
     one_edge = [lm + "q_proj"]  # one chain of 2 layers: a single smoothing edge
     two_edges = [lm + "q_proj", lm + "v_proj"]  # two chains: the tiny base's LM
-    cfg = StructLoRAConfig(targets=one_edge, modulation="off")
+    cfg = StructLoRAConfig(coordinator="gnn", targets=one_edge, modulation="off")
     with caplog.at_level(logging.WARNING, logger="llava_structlora.structlora.controller"):
         ctrl = get_controller(apply_structlora(tiny_llava(), cfg))
     assert not ctrl.gnn_is_effective and "cannot change this model's update" in caplog.text
     assert coordinator_grad(cfg) == 0.0
     for ok in (
-        StructLoRAConfig(targets=one_edge, edge_weights="free"),
-        StructLoRAConfig(targets=two_edges),
-        StructLoRAConfig(targets=one_edge, modulation="normalized"),
+        StructLoRAConfig(coordinator="gnn", targets=one_edge, edge_weights="free"),
+        StructLoRAConfig(coordinator="gnn", targets=two_edges),
+        StructLoRAConfig(coordinator="gnn", targets=one_edge, modulation="normalized"),
     ):
         assert get_controller(apply_structlora(tiny_llava(), ok)).gnn_is_effective
         assert coordinator_grad(ok) > 0.0

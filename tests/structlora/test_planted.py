@@ -67,9 +67,14 @@ def test_free_edge_weights_learn_to_switch_the_smoothing_off():
     task loss alone it removes the smoothing (a regulariser trained on the training loss undoes itself), and the
     held-out error goes back to LoRA's. The default (normalized) keeps the strength at smooth_eta."""
     free = run_coordinator(
-        COORD, StructLoRAConfig(filter="none", edge_weights="free"), Schedule(lr=COORD_LR, steps=150), 10
+        COORD,
+        StructLoRAConfig(filter="none", coordinator="gnn", edge_weights="free"),
+        Schedule(lr=COORD_LR, steps=150),
+        10,
     )
-    norm = run_coordinator(COORD, StructLoRAConfig(filter="none"), Schedule(lr=COORD_LR, steps=150), 10)
+    norm = run_coordinator(
+        COORD, StructLoRAConfig(filter="none", coordinator="gnn"), Schedule(lr=COORD_LR, steps=150), 10
+    )
     f, n = free["smoothing_coef_mean"], norm["smoothing_coef_mean"]
     assert f["coef_init"] == pytest.approx(n["coef_init"])  # both start as the fixed Laplacian
     assert f["coef_final"] < 0.25 * f["coef_init"]
@@ -83,7 +88,7 @@ def test_measured_coupling_recovers_a_heterogeneous_coupling_a_fixed_smoother_ca
     and its held-out error beats plain LoRA and the tuned fixed smoother."""
     from scipy.stats import spearmanr
 
-    from llava_structlora.structlora.planted import CouplingProblem, run_coupling
+    from llava_structlora.structlora.planted_hard import CouplingProblem, run_coupling
 
     p = CouplingProblem()
     for seed in (10, 11):
@@ -109,7 +114,7 @@ def test_noise_fitted_nuisance_directions_are_as_large_as_true_ones():
     """(d): LoRA's norms separate true from nuisance directions only narrowly (min true / max nuisance ratio
     around 1, against >= 2.2 on problem (a)); the IB gate filters on held-out data but is far from the oracle
     (FINDING, planted_structure record: it does not beat norm-threshold pruning at the rank it keeps)."""
-    from llava_structlora.structlora.planted import NoisyFilterProblem, run_noisy_filter
+    from llava_structlora.structlora.planted_hard import NoisyFilterProblem, run_noisy_filter
 
     res = run_noisy_filter(NoisyFilterProblem(), 0.1, 10)
     assert max(res["norm_ratio_per_layer"]) < 1.3

@@ -154,7 +154,7 @@ def test_eval_state_never_uses_stale_descriptors():
     does not bump the version counters (e.g. a fused optimizer, or .data) must still reach the coordinator."""
     from llava_structlora.structlora.model import eval_plans
 
-    model = apply_structlora(tiny_llava(0), StructLoRAConfig())
+    model = apply_structlora(tiny_llava(0), StructLoRAConfig(coordinator="gnn"))
     ctrl = get_controller(model)
     with torch.no_grad():
         ctrl.coordinator.gnn.edge_src.normal_(0, 3.0)  # a trained-looking logit head: C depends on descriptors

@@ -19,7 +19,7 @@ def test_paper_defaults():
     assert (t.learning_rate, t.weight_decay, t.adam_beta1, t.adam_beta2) == (2e-4, 0.01, 0.9, 0.999)
     assert t.warmup_steps == 0.06 and getattr(t.lr_scheduler_type, "value", t.lr_scheduler_type) == "cosine"
     assert t.report_to == ["tensorboard"]  # TensorBoard by default, W&B only if asked
-    assert (s.filter, s.coordinator, s.gate) == ("ib", "gnn", "hard_concrete")
+    assert (s.filter, s.coordinator, s.gate) == ("ib", "coupling", "hard_concrete")  # coupling: docs/structlora.md
 
 
 def test_yaml_then_cli_override(tmp_path):

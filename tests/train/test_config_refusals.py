@@ -55,7 +55,7 @@ def test_structlora_knob_for_another_method_is_refused(tmp_path, capsys, monkeyp
     recipe = tmp_path / "r.yaml"
     recipe.write_text("method: dora\ngate_lr_mult: 10\n")
     _refused(capsys, monkeypatch, ["--config", str(recipe)], "gate_lr_mult=10.0", "method=dora", str(recipe))
-    _parse("--method", "lora", "--coordinator", "gnn")  # the default value changes nothing: accepted
+    _parse("--method", "lora", "--coordinator", "coupling")  # the default value changes nothing: accepted
     _parse("--method", "lora", "--keep_dead_layers", "true")  # the target resolver's: every method uses it
     _parse("--coordinator", "laplacian")  # StructLoRA itself
 

@@ -108,6 +108,8 @@ def test_projector_gets_its_own_lr_and_trains(tiny_base, tmp_path, fake_data):
         tmp_path,
         "--method",
         "structlora",
+        "--coordinator",
+        "gnn",  # the option with trained coordinator parameters (their own param group)
         "--tune_mm_projector",
         "true",
         "--mm_projector_lr",
