@@ -59,7 +59,7 @@ def _lr(layout: RepoLayout, task: str, *cli: str) -> float:
 
 
 def test_recipe_uses_the_validated_lr_only_on_the_tiny_base(layout, monkeypatch):
-    assert _lr(layout, "coco") == 1e-2 and _lr(layout, "vqav2") == 5e-4 and _lr(layout, "gqa") == 5e-3
+    assert _lr(layout, "coco") == 2e-2 and _lr(layout, "vqav2") == 2e-4 and _lr(layout, "gqa") == 5e-3
     assert _lr(layout, "coco", "--learning_rate", "3e-4") == 3e-4  # a flag still wins
     assert _lr(layout, "mix") == 2e-4  # not in the study: the paper's lr
     monkeypatch.setenv("METHOD", "lora")
@@ -78,7 +78,7 @@ def test_recipe_uses_the_validated_lr_only_on_the_tiny_base(layout, monkeypatch)
 
 
 def test_toy_defaults_needs_the_studied_base(layout):
-    assert toy_defaults("coco", "structlora", layout.base("default"), layout) == {"learning_rate": 1e-2}
+    assert toy_defaults("coco", "structlora", layout.base("default"), layout) == {"learning_rate": 2e-2}
     assert toy_defaults("coco", "structlora", layout.base("smoke"), layout) == {}
     assert toy_defaults("coco", "structlora", layout.base("default", "next"), layout) == {}
 
