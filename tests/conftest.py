@@ -33,3 +33,11 @@ def smoke(tmp_path_factory) -> dict[str, Path]:
     LlavaForConditionalGeneration(cfg).save_pretrained(rand)
     AutoProcessor.from_pretrained(base).save_pretrained(rand)
     return {"data": data, "base": base, "random": rand}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Files holding end-to-end (`slow`) tests run first. scripts/test.sh runs `pytest -n 2 --dist loadfile`:
+    started last, the long files would form a tail on one worker while the other idles. Stable sort: the order
+    within each group, and within each file, is kept."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
