@@ -3,7 +3,7 @@
 #   bash scripts/test.sh [extra pytest args]      (-n 0: one process; -n N: N workers)
 # Two pytest-xdist workers, one test file each at a time (--dist loadfile: a file's session fixtures and cached
 # venvs stay in one process); the end-to-end files start first (tests/conftest.py). On the 2-core CI machine
-# this cut the suite from 893 s to the time recorded in docs/RESULTS.md "First run".
+# this cut the suite from 893 s (one process, CI of e2d6060) to 636 s (docs/RESULTS.md "First run of a fresh clone").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh || exit 1

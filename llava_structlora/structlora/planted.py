@@ -89,6 +89,17 @@ def zero_base_stack(n_layers: int, d: int, cfg: StructLoRAConfig, seed: int) -> 
     return model
 
 
+def frozen_a_stack(A: Tensor, cfg: StructLoRAConfig, seed: int) -> nn.Module:
+    """A zero-base stack whose LoRA A factors are frozen to the planted directions ``A`` (L, r, d): only B and
+    the gates train, so each gate is tied to one known (true or nuisance) direction."""
+    model = zero_base_stack(A.shape[0], A.shape[2], replace(cfg, r=A.shape[1], coordinator="none"), seed)
+    with torch.no_grad():
+        for a, layer in zip(A, get_controller(model).layers, strict=True):
+            layer.lora_A.copy_(a)
+            layer.lora_A.requires_grad_(False)
+    return model
+
+
 def train(model: nn.Module, x: Tensor, y: Tensor, sched: Schedule, seed: int) -> list[float]:
     """AdamW over mini-batches of (x, y) with the recipe's warm-up + cosine; returns the task losses."""
     opt = _optimizer(model, sched)
@@ -138,14 +149,9 @@ def filter_data(p: FilterProblem, seed: int) -> dict[str, Tensor]:
 def run_filter(p: FilterProblem, cfg: StructLoRAConfig, sched: Schedule, seed: int) -> dict[str, Any]:
     """Train a gated adapter (frozen A = the planted directions, base W = 0) and report the gates."""
     data = filter_data(p, seed)
-    cfg = replace(cfg, r=p.r, targets=TARGETS, coordinator="none", filter="ib", seed=seed)
-    model = apply_structlora(LinearStack(p.n_layers, p.d, seed), cfg)
+    cfg = replace(cfg, filter="ib")
+    model = frozen_a_stack(data["A"], cfg, seed)
     ctrl = get_controller(model)
-    with torch.no_grad():
-        for i, layer in enumerate(ctrl.layers):
-            layer.base_layer.weight.zero_()
-            layer.lora_A.copy_(data["A"][i])
-            layer.lora_A.requires_grad_(False)
 
     def params() -> torch.Tensor:
         return torch.stack([getattr(l.gate, n).detach().clone() for l in ctrl.layers for n in l.gate.param_names[:1]])

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from .config import StructLoRAConfig
-from .model import apply_structlora, get_controller, merge_structlora
-from .planted import TARGETS, LinearStack, Schedule, train, zero_base_stack
+from .model import get_controller, merge_structlora
+from .planted import Schedule, frozen_a_stack, train, zero_base_stack
 
 
 # ----------------------------------------------------------------------------- (c) heterogeneous coupling
@@ -142,18 +142,12 @@ def noisy_filter_data(p: NoisyFilterProblem, seed: int) -> dict[str, Tensor]:
 
 def _fit_frozen_directions(p: NoisyFilterProblem, cfg: StructLoRAConfig, data: dict[str, Tensor], seed: int):
     """Train an adapter whose A is frozen to the planted directions; returns (B (L,d,r), A (L,r,d), eval gates)."""
-    cfg = replace(cfg, r=p.r, targets=TARGETS, coordinator="none", seed=seed)
-    model = apply_structlora(LinearStack(p.n_layers, p.d, seed), cfg)
+    model = frozen_a_stack(data["A"], cfg, seed)
     ctrl = get_controller(model)
-    with torch.no_grad():
-        for i, layer in enumerate(ctrl.layers):
-            layer.base_layer.weight.zero_()
-            layer.lora_A.copy_(data["A"][i])
-            layer.lora_A.requires_grad_(False)
     train(model, data["x"], data["y"], Schedule(steps=p.steps, lr=p.lr), seed)
     B = torch.stack([layer.lora_B.detach() for layer in ctrl.layers])
     A = torch.stack([layer.lora_A.detach() for layer in ctrl.layers])
-    return B, A, ctrl.gates(False).detach(), cfg.scale
+    return B, A, ctrl.gates(False).detach(), replace(cfg, r=p.r).scale
 
 
 def _scores(update: Tensor, data: dict[str, Tensor]) -> dict[str, float]:
