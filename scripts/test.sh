@@ -2,8 +2,9 @@
 # The test command of the README quick start (and of CI): unit tests + smoke runs.
 #   bash scripts/test.sh [extra pytest args]      (-n 0: one process; -n N: N workers)
 # Two pytest-xdist workers, one test file each at a time (--dist loadfile: a file's session fixtures and cached
-# venvs stay in one process); the end-to-end files start first (tests/conftest.py). On the 2-core CI machine
-# this cut the suite from 893 s (one process, CI of e2d6060) to 636 s (docs/RESULTS.md "First run of a fresh clone").
+# venvs stay in one process); the end-to-end files start first (tests/conftest.py). Two separate runs, not a
+# side-by-side ratio: one process took 893 s in CI of e2d6060, two workers 636 s on an idle 2-core machine
+# (docs/RESULTS.md "First run of a fresh clone").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh || exit 1
